@@ -1,0 +1,260 @@
+"""The privacy plan: how a structure's total (eps, delta) is split over its released parts.
+
+This is the single place where budgets are split (PAPER §3.7, DESIGN §2). The reference and the
+fast implementation both call :func:`plan_direct` / :func:`plan_tree` and read each component's
+share from the returned :class:`PrivacyPlan`; neither splits a budget itself.
+
+Shares are exact ``Fraction`` s of the given total (a float total such as 0.1 is converted
+exactly), so the sum over all components equals the total exactly, and both implementations
+start from the same rational share (the reference converts it at its precision, the fast path
+rounds it once to float64).
+
+Accounting is **end to end** under replace-one-row adjacency (DESIGN §1) with basic composition:
+every value column, the denominator, every median copy, every coordinate, every moment tree and
+every tree level is one component. See ``proofs_notes/13-cross-attention-accounting.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from dpxattn.params import check_degree, check_positive_int, check_privacy
+
+__all__ = [
+    "tree_height",
+    "tree_levels",
+    "padded_size",
+    "feature_dimension",
+    "Component",
+    "PrivacyPlan",
+    "plan_direct",
+    "plan_tree",
+    "NUMERICS_FLOAT",
+    "TREE_MOMENTS",
+]
+
+NUMERICS_FLOAT = (
+    "idealised real arithmetic: noise by float64 inversion of the exact CDF; the proof assumes "
+    "exact reals and is NOT hardened against floating-point attacks (Mironov 2012)"
+)
+
+#: DPTreeDistance with p = 2 keeps the moments k = 0, 1, 2 (w, w x, w x^2) per coordinate.
+TREE_MOMENTS = 3
+
+
+def tree_height(n: int) -> int:
+    """h = ceil(log2 n), with h = 0 for n = 1 (PAPER §3 conventions)."""
+    n = check_positive_int("n", n)
+    return (n - 1).bit_length()
+
+
+def tree_levels(n: int) -> int:
+    """L = ceil(log2 n) + 1: the number of levels of a DPTree over n leaves (PAPER §5 item 14)."""
+    return tree_height(n) + 1
+
+
+def padded_size(n: int) -> int:
+    """N = 2^h: leaves after zero padding (padding is data-independent)."""
+    return 1 << tree_height(n)
+
+
+def feature_dimension(d: int, degree: int) -> int:
+    """r = C(d + s, s): the Taylor feature map's dimension (PAPER §2.3)."""
+    d = check_positive_int("d", d)
+    s = check_degree(degree)
+    return math.comb(d + s, s)
+
+
+@dataclass(frozen=True)
+class Component:
+    """A group of ``count`` identical released components, each with budget (eps, delta).
+
+    ``key`` is what implementations look up ("S", "c0", "c1", "tree_level"); ``sensitivity``
+    states, in words, the l1 sensitivity each component's noise is calibrated to.
+    """
+
+    key: str
+    name: str
+    count: int
+    eps: Fraction
+    delta: Fraction
+    sensitivity: str
+    per: str
+
+    def to_dict(self) -> dict:
+        return {
+            "key": self.key,
+            "name": self.name,
+            "count": self.count,
+            "eps_each": float(self.eps),
+            "delta_each": float(self.delta),
+            "eps_each_exact": str(self.eps),
+            "delta_each_exact": str(self.delta),
+            "sensitivity": self.sensitivity,
+            "one_component_is": self.per,
+        }
+
+
+@dataclass(frozen=True)
+class PrivacyPlan:
+    """The end-to-end (eps, delta) of a built structure and every component's share."""
+
+    mechanism: str
+    eps: Fraction
+    delta: Fraction
+    components: tuple[Component, ...]
+    sizes: dict
+    composition: str = "basic"
+    numerics: str = NUMERICS_FLOAT
+    randomness: str = ""
+    clip: bool = False
+    paper_accounting: str = ""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def component(self, key: str) -> Component:
+        for c in self.components:
+            if c.key == key:
+                return c
+        raise KeyError(key)
+
+    def share(self, key: str) -> tuple[Fraction, Fraction]:
+        """(eps, delta) of one component of group ``key``, exact."""
+        c = self.component(key)
+        return c.eps, c.delta
+
+    def total(self) -> tuple[Fraction, Fraction]:
+        """Basic composition over every component: sum of count * share (exact)."""
+        eps = sum((c.count * c.eps for c in self.components), Fraction(0))
+        delta = sum((c.count * c.delta for c in self.components), Fraction(0))
+        return eps, delta
+
+    def with_labels(self, *, randomness: str, clip: bool, numerics: str | None = None) -> "PrivacyPlan":
+        """The same plan with the run's randomness source, clip mode and numerics recorded."""
+        return PrivacyPlan(
+            self.mechanism, self.eps, self.delta, self.components, self.sizes, self.composition,
+            self.numerics if numerics is None else numerics, randomness, clip,
+            self.paper_accounting, self.notes,
+        )
+
+    def to_dict(self) -> dict:
+        eps, delta = self.total()
+        return {
+            "mechanism": self.mechanism,
+            "eps": float(self.eps),
+            "delta": float(self.delta),
+            "eps_exact": str(self.eps),
+            "delta_exact": str(self.delta),
+            "composition": self.composition,
+            "total_checks": eps == self.eps and delta == self.delta,
+            "adjacency": "replace one row of (K, V); all entries inside the public bounds",
+            "sizes": dict(self.sizes),
+            "components": [c.to_dict() for c in self.components],
+            "numerics": self.numerics,
+            "randomness": self.randomness,
+            "clip": self.clip,
+            "paper_accounting": self.paper_accounting,
+            "notes": list(self.notes),
+        }
+
+    def __str__(self) -> str:
+        eps, delta = self.total()
+        lines = [
+            f"privacy plan ({self.mechanism}): end-to-end (eps, delta) = ({float(self.eps):.6g}, "
+            f"{float(self.delta):.6g}), {self.composition} composition over "
+            f"{sum(c.count for c in self.components)} components "
+            f"[sum of shares {'==' if (eps, delta) == (self.eps, self.delta) else '!='} total]",
+            "  adjacency: replace one row of (K, V), entries inside the public bounds",
+            "  sizes: " + ", ".join(f"{k}={v}" for k, v in self.sizes.items()),
+        ]
+        w = max(len(c.name) for c in self.components)
+        for c in self.components:
+            lines.append(
+                f"  {c.name:<{w}}  x{c.count:<9d} eps {float(c.eps):.4g}  delta {float(c.delta):.4g}"
+                f"  sens {c.sensitivity}  (one = {c.per})"
+            )
+        lines.append(f"  numerics: {self.numerics}")
+        if self.randomness:
+            lines.append(f"  randomness: {self.randomness}")
+        lines.append(f"  clip mode: {'on (inputs clipped to the public bounds)' if self.clip else 'off (out-of-bound inputs raise)'}")
+        if self.paper_accounting:
+            lines.append(f"  paper's accounting, for comparison: {self.paper_accounting}")
+        for note in self.notes:
+            lines.append(f"  note: {note}")
+        return "\n".join(lines)
+
+
+def plan_direct(*, eps, delta, n: int, d: int, d_v: int, degree: int) -> PrivacyPlan:
+    """Plan of the ``direct`` mechanism: one release of S = P(K)^T [V, 1] (r x (d_v + 1)).
+
+    The whole matrix is one component: iid TLap(Delta_S, eps, delta) on each of its r (d_v + 1)
+    entries, with Delta_S its l1 sensitivity (vector extension, PAPER §2.1).
+    """
+    check_privacy(eps, delta)
+    n = check_positive_int("n", n)
+    r = feature_dimension(d, degree)
+    d_v = check_positive_int("d_v", d_v)
+    comp = Component(
+        key="S",
+        name="S = P(K)^T [V, 1]",
+        count=1,
+        eps=Fraction(eps),
+        delta=Fraction(delta),
+        sensitivity="(2 d_v R_w + 1) * sum_alpha M_alpha (l1, whole matrix)",
+        per=f"the whole {r} x {d_v + 1} matrix (iid noise per entry)",
+    )
+    return PrivacyPlan(
+        mechanism="direct",
+        eps=Fraction(eps),
+        delta=Fraction(delta),
+        components=(comp,),
+        sizes={"n": n, "d": d, "d_v": d_v, "degree": degree, "r": r},
+        paper_accounting="not in the paper (our sufficient-statistics mechanism, PAPER §5 item 8)",
+    )
+
+
+def plan_tree(*, eps, delta, n: int, d: int, d_v: int, degree: int, copies: int = 1,
+              grid_size: int | None = None) -> PrivacyPlan:
+    """Plan of the ``tree`` mechanism (PAPER §3.7, correct accounting).
+
+    Per copy (``copies`` = l) and per column (d_v value columns + the denominator, w = 1):
+    the scalars c0 = sum w and c1 = sum w ||P(k)||^2, and one DPTree per (coordinate t, moment
+    m in {0, 1, 2}) over a public grid of ``grid_size`` cells (default n). That is
+    J = l (d_v + 1) (3 r + 2) components, each (eps/J, delta/J); each tree spreads its share
+    over its L = ceil(log2 G) + 1 levels, a level being one component of (eps/(J L), delta/(J L)).
+    """
+    check_privacy(eps, delta)
+    n = check_positive_int("n", n)
+    d_v = check_positive_int("d_v", d_v)
+    copies = check_positive_int("copies", copies)
+    grid = n if grid_size is None else check_positive_int("grid_size", grid_size)
+    r = feature_dimension(d, degree)
+    L = tree_levels(grid)
+    cols = d_v + 1
+    J = copies * cols * (TREE_MOMENTS * r + 2)
+    e, dl = Fraction(eps), Fraction(delta)
+    per_col = f"(copy, column) pair; columns = {d_v} value columns + denominator"
+    comps = (
+        Component("c0", "c0 = sum_i w_i", copies * cols, e / J, dl / J,
+                  "2 R_w (denominator: R_w = 1)", per_col),
+        Component("c1", "c1 = sum_i w_i ||P(k_i)||^2", copies * cols, e / J, dl / J,
+                  "2 R_w T_s(scale d R^2)", per_col),
+        Component("tree_level", "DPTree level (coordinate t, moment m)",
+                  copies * cols * TREE_MOMENTS * r * L, e / (J * L), dl / (J * L),
+                  "2 R_w M_t^m per level (l1)",
+                  "(copy, column, coordinate, moment, level)"),
+    )
+    return PrivacyPlan(
+        mechanism="tree",
+        eps=e,
+        delta=dl,
+        components=comps,
+        sizes={"n": n, "d": d, "d_v": d_v, "degree": degree, "r": r, "copies": copies,
+               "grid": grid, "levels": L, "J": J},
+        paper_accounting=(
+            "each value column's structure (eps, delta) with no split over the d_v columns or the "
+            f"{copies} copies, and the denominator released without noise: per output entry only, "
+            "and not DP end to end (PAPER §3.7, §5 items 5 and 9)"
+        ),
+    )

@@ -1,0 +1,90 @@
+"""Validation of the public parameters shared by the reference and the fast implementation.
+
+Every validator returns its argument unchanged (so exact inputs such as ``Fraction`` or ``mpf``
+stay exact) or raises a :class:`dpxattn.errors.ParameterError` naming the bound.
+Admissible ranges (DESIGN §4, PAPER §2.1):
+
+* ``eps``: finite, > 0;
+* ``delta``: 0 < delta <= 1/2 (the truncated Laplace needs A >= Delta, i.e. delta <= 1/2);
+* ``degree``: integer >= 0;
+* bounds ``R``, ``R_w``, ``sensitivity``, ``scale``: finite, > 0;
+* ``copies``: integer >= 1; ``mechanism`` in :data:`MECHANISMS`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from fractions import Fraction
+
+from dpxattn.errors import ParameterError
+
+__all__ = [
+    "MECHANISMS",
+    "check_eps",
+    "check_delta",
+    "check_degree",
+    "check_positive",
+    "check_positive_int",
+    "check_mechanism",
+    "check_privacy",
+]
+
+MECHANISMS = ("direct", "tree")
+
+
+def _as_float(name: str, value: object) -> float:
+    if isinstance(value, bool) or value is None:
+        raise ParameterError(name, "must be a real number", value)
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        raise ParameterError(name, "must be a real number", value) from None
+
+
+def check_positive(name: str, value):
+    """Finite and strictly positive (bounds R, R_w, sensitivities, scale)."""
+    x = _as_float(name, value)
+    if not math.isfinite(x) or x <= 0:
+        raise ParameterError(name, "must be finite and > 0", value)
+    return value
+
+
+def check_eps(eps):
+    """eps > 0 and finite."""
+    return check_positive("eps", eps)
+
+
+def check_delta(delta):
+    """0 < delta <= 1/2 (exactly: compared as a Fraction when given as one)."""
+    x = _as_float("delta", delta)
+    half = Fraction(1, 2)
+    too_big = (Fraction(delta) > half) if isinstance(delta, (Fraction, int)) else x > 0.5
+    if not math.isfinite(x) or x <= 0 or too_big:
+        raise ParameterError("delta", "must satisfy 0 < delta <= 1/2", delta)
+    return delta
+
+
+def check_positive_int(name: str, value, minimum: int = 1) -> int:
+    """An integer (not bool) >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ParameterError(name, f"must be an integer >= {minimum}", value)
+    if value < minimum:
+        raise ParameterError(name, f"must be an integer >= {minimum}", value)
+    return int(value)
+
+
+def check_degree(degree) -> int:
+    """Taylor degree s: integer >= 0."""
+    return check_positive_int("degree", degree, minimum=0)
+
+
+def check_mechanism(mechanism: str) -> str:
+    if mechanism not in MECHANISMS:
+        raise ParameterError("mechanism", f"must be one of {MECHANISMS}", mechanism)
+    return mechanism
+
+
+def check_privacy(eps, delta):
+    """Validate an (eps, delta) pair; returns it unchanged."""
+    return check_eps(eps), check_delta(delta)
