@@ -62,6 +62,13 @@ def test_uniforms_strictly_inside():
     assert s.shape == (1000,) and np.all((s > 0) & (s < 1))
 
 
+def test_generator_uniforms_reproducible_and_inside():
+    from dpxattn.randomness import generator_uniforms
+    a = generator_uniforms(np.random.default_rng(7), 5000)
+    b = generator_uniforms(np.random.default_rng(7), 5000)
+    assert np.array_equal(a, b) and np.all((a > 0) & (a < 1))
+
+
 def test_check_uniforms():
     with pytest.raises(UniformsError, match="length"):
         check_uniforms(np.full(3, 0.5), 4)
