@@ -1,0 +1,31 @@
+"""The list of checks the harness runs, in report order (issue 4).
+
+Each entry names a check function ``fn(ctx) -> list[CheckRecord]`` by module and attribute, and
+the levels that run it. Modules are imported only when their check runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable
+
+__all__ = ["CheckSpec", "CHECKS", "load"]
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    name: str
+    module: str  # e.g. "dpxattn.verification.checks_noise"
+    function: str
+    levels: tuple[str, ...] = ("quick", "standard", "full")
+    summary: str = ""
+
+
+#: in report order; each helper adds its own lines
+CHECKS: list[CheckSpec] = [
+]
+
+
+def load(spec: CheckSpec) -> Callable:
+    return getattr(importlib.import_module(spec.module), spec.function)
