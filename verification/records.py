@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -27,11 +28,18 @@ class CheckContext:
     out_dir: Path | None = None
     fresh_entropy: bool = False
     scale: float = 1.0  # `full` may multiply sample sizes by this
+    #: set by the harness: shows a long check's current stage on the progress bar
+    progress: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def rng(self) -> np.random.Generator:
         """A fresh seeded numpy Generator for this check (seeded: for audits, labelled so)."""
         return np.random.default_rng(self.seed)
+
+    def note(self, text: str) -> None:
+        """Tell the harness's progress bar what the check is doing now (no-op without one)."""
+        if self.progress is not None:
+            self.progress(text)
 
     def plot_path(self, name: str) -> Path | None:
         if self.out_dir is None:
