@@ -14,6 +14,7 @@ _EXPORTS: dict[str, str] = {
     "attention": "noiseless",
     "taylor_attention": "noiseless",
     "DPCrossAttention": "cross_attention",
+    "DPTree": "dptree",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -31,6 +31,10 @@ __all__ = [
     "PrivacyPlan",
     "plan_direct",
     "plan_tree",
+    "plan_dptree",
+    "plan_dptree_distance",
+    "plan_dptree_highdim",
+    "COMPOSITIONS",
     "NUMERICS_FLOAT",
     "TREE_MOMENTS",
 ]
@@ -257,4 +261,138 @@ def plan_tree(*, eps, delta, n: int, d: int, d_v: int, degree: int, copies: int 
             f"{copies} copies, and the denominator released without noise: per output entry only, "
             "and not DP end to end (PAPER §3.7, §5 items 5 and 9)"
         ),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Plans of the one-dimensional building blocks (DPTree, DPTreeDistance, DPTreeHighDim), used by
+# dpxattn.reference.dptree / dptree_distance / dptree_highdim when they are released on their own.
+# ---------------------------------------------------------------------------------------------
+
+#: composition rules a DPTreeHighDim plan may use across its D coordinates (PAPER §2.2, §3.3)
+COMPOSITIONS = ("basic", "advanced")
+
+
+def _parameter_error(name: str, bound: str, value=None):
+    """The typed error of dpxattn.errors (imported here so the additions above stay additive)."""
+    from dpxattn.errors import ParameterError
+
+    return ParameterError(name, bound, value)
+
+
+def _check_moment_power(p) -> int:
+    if isinstance(p, bool) or p not in (1, 2):
+        raise _parameter_error("p", "must be 1 (weighted l1) or 2 (weighted squared l2)", p)
+    return int(p)
+
+
+def plan_dptree(eps, delta, n: int) -> PrivacyPlan:
+    """Plan of one DPTree over n entries (PAPER §3.1; v2 §4/App. D; v3: unverified).
+
+    Neighbouring arrays differ in one entry, by at most Delta; that entry lies in exactly one node
+    per level, so each of the L = ceil(log2 n) + 1 levels is a vector of l1-sensitivity Delta and
+    gets (eps/L, delta/L) (vector extension, PAPER §2.1); basic composition over the levels gives
+    (eps, delta). Every one of the 2N - 1 nodes (N = 2^ceil(log2 n)) is noised.
+    """
+    check_privacy(eps, delta)
+    n = check_positive_int("n", n)
+    L = tree_levels(n)
+    e, dl = Fraction(eps), Fraction(delta)
+    comp = Component("tree_level", "DPTree level", L, e / L, dl / L,
+                     "Delta per level (l1: one entry changes, it lies in one node per level)",
+                     "level (all nodes of one level, iid noise per node)")
+    return PrivacyPlan(
+        mechanism="dptree", eps=e, delta=dl, components=(comp,),
+        sizes={"n": n, "N": padded_size(n), "levels": L, "nodes": 2 * padded_size(n) - 1},
+        paper_accounting="TLap(Delta, eps/log n, delta/log n) per node (PAPER §3.1); "
+                         "here L = ceil(log2 n) + 1 levels, counted exactly",
+        notes=("privacy unit of a DPTree on its own: neighbouring arrays differ in one entry, "
+               "by at most Delta",),
+    )
+
+
+def plan_dptree_distance(eps, delta, grid_size: int, *, p: int) -> PrivacyPlan:
+    """Plan of one DPTreeDistance on a public grid of ``grid_size`` cells (PAPER §3.2 sound variant).
+
+    p + 1 moment trees (k = 0..p, leaf g = sum over cell g of w_i x_i^k), each (eps/(p+1),
+    delta/(p+1)), each spreading its share over its L = ceil(log2 G) + 1 levels: a level is one
+    component of (eps/((p+1) L), delta/((p+1) L)) with l1-sensitivity 2 R_w R_x^k under
+    replace-one-row (at most two leaves change, so at most two nodes per level).
+    """
+    check_privacy(eps, delta)
+    grid = check_positive_int("grid_size", grid_size)
+    p = _check_moment_power(p)
+    L = tree_levels(grid)
+    m = p + 1
+    e, dl = Fraction(eps), Fraction(delta)
+    comp = Component("tree_level", "DPTree level (moment k)", m * L, e / (m * L), dl / (m * L),
+                     "2 R_w R_x^k per level (l1, replace one (x, w) pair)",
+                     "(moment k, level)")
+    return PrivacyPlan(
+        mechanism=f"dptree_distance(p={p})", eps=e, delta=dl, components=(comp,),
+        sizes={"grid": grid, "N": padded_size(grid), "levels": L, "moments": m},
+        paper_accounting="(eps, delta) shared by the p + 1 trees over SORTED private keys "
+                         "(PAPER §3.2, §5 item 7); here a public grid, exact level count",
+        notes=("privacy unit of a DPTreeDistance on its own: replace one (x_i, w_i) pair, "
+               "x in [0, R_x], |w| <= R_w",),
+    )
+
+
+def plan_dptree_highdim(eps, delta, grid_size: int, *, D: int, p: int, composition: str = "basic",
+                        delta_prime=None, eps_coordinate=None) -> PrivacyPlan:
+    """Plan of one DPTreeHighDim: D coordinates, one DPTreeDistance each (PAPER §3.3).
+
+    * ``composition="basic"``: each coordinate gets (eps/D, delta/D); total (eps, delta).
+    * ``composition="advanced"``: each coordinate gets (eps_coordinate, delta/D), where
+      ``eps_coordinate`` is computed by the caller from the advanced composition theorem
+      (dpxattn.reference.composition) so that D-fold composition is (eps, delta + delta')-DP; the
+      plan records eps = eps and delta = delta + delta_prime. Its components still list the
+      per-level shares, so ``total()`` (basic composition) exceeds eps: the advanced bound is
+      what certifies the total, and the plan's notes say so.
+
+    Inside a coordinate the split is that of :func:`plan_dptree_distance`.
+    """
+    check_privacy(eps, delta)
+    grid = check_positive_int("grid_size", grid_size)
+    D = check_positive_int("D", D)
+    p = _check_moment_power(p)
+    if composition not in COMPOSITIONS:
+        raise _parameter_error("composition", f"must be one of {COMPOSITIONS}", composition)
+    L = tree_levels(grid)
+    m = p + 1
+    e, dl = Fraction(eps), Fraction(delta)
+    notes: tuple[str, ...] = ("privacy unit of a DPTreeHighDim on its own: replace one "
+                              "(x_i in R^D, w_i) pair, inside the public bounds",)
+    if composition == "basic":
+        if delta_prime is not None or eps_coordinate is not None:
+            raise _parameter_error("delta_prime/eps_coordinate", "are only for composition='advanced'")
+        e_t, total_delta = e / D, dl
+    else:
+        if delta_prime is None or eps_coordinate is None:
+            raise _parameter_error("delta_prime and eps_coordinate",
+                                   "are required with composition='advanced'")
+        from dpxattn.params import check_positive
+
+        check_positive("eps_coordinate", eps_coordinate)
+        dp = Fraction(delta_prime)
+        if not 0 < dp < 1:
+            raise _parameter_error("delta_prime", "must satisfy 0 < delta_prime < 1", delta_prime)
+        e_t, total_delta = Fraction(eps_coordinate), dl + dp
+        if e_t > e:
+            raise _parameter_error("eps_coordinate", "must be <= eps", eps_coordinate)
+        notes += (f"advanced composition over D = {D} coordinates (Dwork-Roth Thm 3.20) with "
+                 f"delta' = {float(dp):.6g}: per-coordinate eps {float(e_t):.6g} gives total "
+                 f"(eps, delta + delta'); the component shares do NOT add up to eps under basic "
+                 f"composition",)
+    comp = Component("tree_level", "DPTree level (coordinate t, moment k)", D * m * L,
+                     e_t / (m * L), dl / (D * m * L),
+                     "2 R_w R_x,t^k per level (l1, replace one (x, w) pair)",
+                     "(coordinate, moment, level)")
+    return PrivacyPlan(
+        mechanism=f"dptree_highdim(p={p})", eps=e, delta=total_delta, components=(comp,),
+        sizes={"grid": grid, "N": padded_size(grid), "levels": L, "moments": m, "D": D},
+        composition=composition,
+        paper_accounting="(eps, delta) split over the D coordinates, basic (v3, inferred from r^2) "
+                         "or advanced with delta', c (v1/v2) (PAPER §3.3, §3.7)",
+        notes=notes,
     )
