@@ -61,12 +61,15 @@ def plot_noise_histogram(
     title: str,
     bins: int = 120,
     extra: Mapping[str, np.ndarray] | None = None,
+    regions: Sequence[tuple[float, float]] = (),
+    region_label: str = "",
 ) -> Path:
     """Histogram of ``samples`` (1-D) against the exact ``density`` on ``[-support, support]``.
 
     Two panels: linear and logarithmic density axes (the log panel shows the tails and the
     truncation at +-support, drawn as dashed lines). ``extra`` maps a label to more samples
-    (e.g. the x0.7 / x1.3 mutants), drawn as step outlines on the same bins.
+    (e.g. the x0.7 / x1.3 mutants), drawn as step outlines on the same bins. ``regions`` are
+    (lo, hi) intervals shaded in both panels (e.g. the delta regions), labelled ``region_label``.
     """
     samples = np.asarray(samples, dtype=np.float64).ravel()
     lim = 1.35 * support if extra else 1.05 * support
@@ -82,6 +85,9 @@ def plot_noise_histogram(
         ax.plot(grid, dens, color="black", linewidth=1.3, label="exact density (reference)")
         for x in (-support, support):
             ax.axvline(x, color="grey", linestyle="--", linewidth=0.8)
+        for k, (lo, hi) in enumerate(regions):
+            ax.axvspan(lo, hi, color="#fdd49e", alpha=0.45, linewidth=0,
+                       label=region_label if (k == 0 and region_label) else None)
         ax.set_xlabel("noise value")
         ax.set_ylabel("density" + (" (log scale)" if log else ""))
         if log:

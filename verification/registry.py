@@ -24,6 +24,10 @@ class CheckSpec:
 
 #: in report order; each helper adds its own lines
 CHECKS: list[CheckSpec] = [
+    # check 1 (H5a): noise distributions
+    CheckSpec("noise-distribution", "dpxattn.verification.checks_noise", "check_noise",
+              summary="fast TLap sampler vs the exact law: KS, chi-square, moments, support, "
+                      "delta region; power vs scale x0.7 / x1.3"),
 ]
 
 
