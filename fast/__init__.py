@@ -12,6 +12,13 @@ del require_mapped
 #: public name -> submodule that defines it (extend with your own lines only)
 _EXPORTS: dict[str, str] = {
     "DPCrossAttention": "cross_attention",
+    "truncated_laplace": "noise",
+    "tlap_ppf": "noise",
+    "tlap_constants": "noise",
+    "features": "features",
+    "DPTree": "tree",
+    "secure_release": "secure_noise",
+    "secure_support_bound": "secure_noise",
 }
 
 __all__ = sorted(_EXPORTS)

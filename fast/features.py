@@ -1,0 +1,240 @@
+"""Polynomial (truncated Taylor) features P(X) in batch, feature-major (PAPER.md §2.3).
+
+Paper: the polynomial kernel approximation of exp(<q, k>/d) ("Lemma I.5" in the ICLR version;
+v2 App. I; v3: unverified); spec PAPER.md §2.3; order and scaling proofs_notes/01-conventions.md.
+
+For x in R^d and the multi-indices alpha with |alpha| <= s (``degree``), in THE order of the
+conventions (degree k = 0..s; within degree k the multisets of
+``itertools.combinations_with_replacement(range(d), k)``):
+
+    P(x)_alpha = x^alpha * sqrt(scale^|alpha| / alpha!),   <P(x), P(y)> = T_s(scale <x, y>),
+
+``r = C(d + s, s)``. ``scale`` defaults to ``1/d``.
+
+Generation is feature-major: the degree-k monomials are the degree-(k-1) monomials multiplied by
+one input coordinate, block by block. In lexicographic order, the degree-k multisets starting with
+index i are ``i`` prepended to the degree-(k-1) multisets whose smallest index is >= i, and those
+form a contiguous *suffix* of the degree-(k-1) list. So each degree is ``d`` broadcast products
+``x_i (1, n) * previous[suffix_i] (len_i, n)`` written into contiguous rows, then one row scaling by
+the coefficients ``sqrt(scale^k / alpha!)``. No per-row index gathers. Inputs are processed in
+chunks of rows so temporaries stay O(chunk * r).
+
+Shapes: ``features_t(X)`` is (r, n) (feature-major, what ``P(K)^T W`` needs); ``features(X)`` is
+(n, r) (a transposed view of the same memory); ``feature_bounds`` is (r,).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+
+import torch
+from mpmath.libmp import from_rational, mpf_sqrt, to_float
+
+from dpxattn.accounting import feature_dimension
+from dpxattn.errors import ParameterError, ShapeError
+from dpxattn.fast.directed import exact_fraction
+from dpxattn.params import check_degree, check_positive, check_positive_int
+
+__all__ = [
+    "FEATURE_CHUNK_ELEMENTS",
+    "multi_indices",
+    "FeaturePlan",
+    "feature_plan",
+    "features_t",
+    "features",
+    "feature_chunks",
+    "chunk_rows",
+    "feature_bounds",
+    "default_scale",
+]
+
+#: target number of feature elements (r x rows) per chunk: a few MiB, cache-friendly
+FEATURE_CHUNK_ELEMENTS = 1 << 18
+
+
+def default_scale(d: int) -> Fraction:
+    """The paper's scale ``1/d`` (``exp(Q K^T / d)``; PAPER §1.1), exactly."""
+    return Fraction(1, check_positive_int("d", d))
+
+
+@lru_cache(maxsize=256)
+def multi_indices(d: int, degree: int) -> tuple[tuple[int, ...], ...]:
+    """THE feature order: exponent tuples alpha (length d), degree 0..s, lexicographic multisets.
+
+    Identical to ``dpxattn.reference.kernel.multi_indices`` (tested); length ``C(d + s, s)``.
+    """
+    d = check_positive_int("d", d)
+    s = check_degree(degree)
+    out = []
+    for k in range(s + 1):
+        for combo in itertools.combinations_with_replacement(range(d), k):
+            alpha = [0] * d
+            for i in combo:
+                alpha[i] += 1
+            out.append(tuple(alpha))
+    return tuple(out)
+
+
+def _sqrt_to_float(q: Fraction) -> float:
+    """sqrt of an exact rational, to float64 (computed at 96 bits then rounded to nearest)."""
+    return to_float(mpf_sqrt(from_rational(q.numerator, q.denominator, 96, "n"), 96, "n"))
+
+
+@dataclass(frozen=True)
+class FeaturePlan:
+    """How to generate P(x) feature-major for one (d, degree, scale).
+
+    ``steps`` lists ``(dst_start, src_start, length, i)``: rows ``dst_start:dst_start+length`` of
+    the output are input coordinate ``i`` times rows ``src_start:src_start+length`` (both absolute
+    row offsets into the (r, n) output). ``coef`` (float64, (r,)) are the coefficients
+    ``sqrt(scale^|alpha| / alpha!)``; ``degrees`` the |alpha| of each row.
+    """
+
+    d: int
+    degree: int
+    r: int
+    scale: Fraction
+    steps: tuple[tuple[int, int, int, int], ...]
+    coef: tuple[float, ...]
+    degrees: tuple[int, ...]
+    alphas: tuple[tuple[int, ...], ...]
+
+
+@lru_cache(maxsize=256)
+def _plan(d: int, s: int, scale: Fraction) -> FeaturePlan:
+    # offsets of each degree block and its length C(d + k - 1, k)
+    counts = [math.comb(d + k - 1, k) for k in range(s + 1)]
+    offsets = [sum(counts[:k]) for k in range(s + 1)]
+    steps = []
+    for k in range(1, s + 1):
+        dst = offsets[k]
+        for i in range(d):
+            # degree-(k-1) multisets with smallest index >= i: C((d - i) + (k - 1) - 1, k - 1)
+            length = math.comb(d - i + k - 2, k - 1) if k >= 2 else 1
+            src = offsets[k - 1] + counts[k - 1] - length
+            steps.append((dst, src, length, i))
+            dst += length
+        assert dst == offsets[k] + counts[k]
+    alphas = multi_indices(d, s)
+    coef, degs = [], []
+    for alpha in alphas:
+        k = sum(alpha)
+        fact = math.prod(math.factorial(a) for a in alpha)
+        coef.append(_sqrt_to_float(scale**k / fact))
+        degs.append(k)
+    return FeaturePlan(d, s, len(alphas), scale, tuple(steps), tuple(coef), tuple(degs), alphas)
+
+
+def feature_plan(d: int, degree: int, scale=None) -> FeaturePlan:
+    """The cached :class:`FeaturePlan` for ``(d, degree, scale)`` (scale default ``1/d``)."""
+    d = check_positive_int("d", d)
+    s = check_degree(degree)
+    sc = default_scale(d) if scale is None else exact_fraction("scale", check_positive("scale", scale))
+    plan = _plan(d, s, sc)
+    assert plan.r == feature_dimension(d, s)
+    return plan
+
+
+_COEF_CACHE: dict = {}
+
+
+def _coef(plan: FeaturePlan, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    key = (plan.d, plan.degree, plan.scale, dtype, str(device))
+    t = _COEF_CACHE.get(key)
+    if t is None:
+        t = torch.tensor(plan.coef, dtype=torch.float64).to(device=device, dtype=dtype)
+        if len(_COEF_CACHE) > 512:
+            _COEF_CACHE.clear()
+        _COEF_CACHE[key] = t
+    return t
+
+
+def _fill(out: torch.Tensor, xt: torch.Tensor, plan: FeaturePlan) -> None:
+    """Write P of the columns of ``xt`` (d, c) into ``out`` (r, c), feature-major."""
+    out[0].fill_(1.0)
+    for dst, src, length, i in plan.steps:
+        torch.mul(out[src:src + length], xt[i], out=out[dst:dst + length])
+    out.mul_(_coef(plan, out.dtype, out.device).unsqueeze(1))
+
+
+def _check_x(X: torch.Tensor, d: int | None) -> torch.Tensor:
+    if not isinstance(X, torch.Tensor):
+        raise ShapeError("X", "must be a torch.Tensor", type(X).__name__)
+    if X.dim() != 2:
+        raise ShapeError("X", "must have shape (n, d)", tuple(X.shape))
+    if d is not None and X.shape[1] != d:
+        raise ShapeError("X", f"must have d = {d} columns", tuple(X.shape))
+    if X.dtype not in (torch.float64, torch.float32):
+        raise ParameterError("X.dtype", "must be torch.float64 or torch.float32", X.dtype)
+    return X
+
+
+def chunk_rows(r: int, elements: int = FEATURE_CHUNK_ELEMENTS) -> int:
+    """Rows per chunk so that a (r, rows) feature block holds about ``elements`` entries."""
+    return max(64, elements // max(1, r))
+
+
+def feature_chunks(X: torch.Tensor, degree: int, *, scale=None, rows: int | None = None):
+    """Yield ``(start, stop, F)`` with ``F`` = P(X[start:stop]) feature-major, shape (r, stop-start).
+
+    ``F`` is a view of one reused buffer: consume it before the next iteration. dtype and
+    device are those of ``X``. Memory: O(rows * r).
+    """
+    X = _check_x(X, None)
+    n, d = X.shape
+    plan = feature_plan(d, degree, scale)
+    rows = chunk_rows(plan.r) if rows is None else int(rows)
+    buf = torch.empty((plan.r, min(rows, max(n, 1))), dtype=X.dtype, device=X.device)
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        F = buf[:, : stop - start]
+        _fill(F, X[start:stop].t(), plan)
+        yield start, stop, F
+
+
+def features_t(X: torch.Tensor, degree: int, *, scale=None, out: torch.Tensor | None = None,
+               rows: int | None = None) -> torch.Tensor:
+    """P(X) feature-major: shape (r, n), dtype/device of ``X`` (float64 or float32).
+
+    Paper: polynomial kernel features (v2 App. I; v3: unverified); PAPER.md §2.3.
+    Written chunk by chunk into ``out`` (allocated if None); no temporaries beyond one chunk.
+    """
+    X = _check_x(X, None)
+    n, d = X.shape
+    plan = feature_plan(d, degree, scale)
+    if out is None:
+        out = torch.empty((plan.r, n), dtype=X.dtype, device=X.device)
+    elif out.shape != (plan.r, n) or out.dtype != X.dtype:
+        raise ShapeError("out", f"must be a ({plan.r}, {n}) tensor of dtype {X.dtype}",
+                         (tuple(out.shape), out.dtype))
+    rows = chunk_rows(plan.r) if rows is None else int(rows)
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        _fill(out[:, start:stop], X[start:stop].t(), plan)
+    return out
+
+
+def features(X: torch.Tensor, degree: int, *, scale=None) -> torch.Tensor:
+    """P(X) row-wise: shape (n, r) (a transposed view of :func:`features_t`'s (r, n) result)."""
+    return features_t(X, degree, scale=scale).t()
+
+
+def feature_bounds(d: int, degree: int, R, *, scale=None, dtype=torch.float64,
+                   device=None) -> torch.Tensor:
+    """M_alpha = R^|alpha| sqrt(scale^|alpha| / alpha!) (the bound of P(x)_alpha on [0, R]^d).
+
+    Shape (r,); float64 values rounded to nearest from the exact
+    ``sqrt(R^(2|alpha|) scale^|alpha| / alpha!)``. Paper: feature bound (PAPER.md §2.3).
+    """
+    plan = feature_plan(d, degree, scale)
+    Rq = exact_fraction("R", check_positive("R", R))
+    vals = []
+    for alpha in plan.alphas:
+        k = sum(alpha)
+        fact = math.prod(math.factorial(a) for a in alpha)
+        vals.append(_sqrt_to_float(Rq ** (2 * k) * plan.scale**k / fact))
+    return torch.tensor(vals, dtype=torch.float64).to(device=device, dtype=dtype)

@@ -1,0 +1,194 @@
+"""Truncated Laplace noise in torch by exact-CDF inversion in float64 (PAPER.md §2.1).
+
+Paper: TLap(Delta, eps, delta), the truncated Laplace mechanism the DPTree adds to every node
+(v2 §2 / App. B; v3: unverified); spec PAPER.md §2.1; conventions proofs_notes/01-conventions.md;
+fast-path numerics proofs_notes/19-fast-path.md.
+
+Law: ``b = Delta/eps``, ``a = ln(1 + (e^eps - 1)/(2 delta))``, ``A = b a``; density proportional
+to ``exp(-|z|/b)`` on ``[-A, A]``. One uniform per draw, ``z = ppf(u)``:
+``|z| = -b ln(1 - q (1 - e^-a))`` with ``q = |2u - 1|`` and the sign of ``u - 1/2``.
+
+Float64 evaluation (same real function as the conventions' formula, accurate to a few ulps over
+the whole of (0, 1), including uniforms within 1e-16 of 0 or 1 where the textbook
+``log1p(-q (1 - e^-a))`` loses up to ``e^a`` ulps):
+
+* ``t = 2 min(u, 1 - u)`` (exact), the two-sided tail mass beyond ``|z|``;
+* centre (``p = (1 - t)(1 - e^-a) <= 1/2``): ``|z| = -b log1p(-p)``;
+* tails (``p > 1/2``): ``|z| = -b log(e^-a + t (1 - e^-a))`` (a sum of positive terms, no
+  cancellation), with ``e^-a = 2 delta/(2 delta + e^eps - 1)`` and
+  ``1 - e^-a = (e^eps - 1)/(2 delta + e^eps - 1)`` computed without cancellation.
+
+Finally ``|z|`` is clamped to ``A_down`` (the largest float64 <= the exact ``A``), so every sample
+lies inside the exact support; ``A_up`` (the smallest float64 >= the exact ``A``, from interval
+arithmetic) is the sure bound envelopes use. Parameters are rounded in the safe direction first
+(sensitivity up, eps and delta down; :mod:`dpxattn.fast.directed`).
+
+Shapes: ``truncated_laplace(shape, ...)`` returns a tensor of ``shape``; ``tlap_ppf(u, ...)`` maps
+a float64 tensor of any shape elementwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+from dpxattn.errors import ParameterError
+from dpxattn.fast.directed import float_down, float_up, interval_bounds, interval_context
+from dpxattn.fast.uniforms import UniformStream, uniform_stream
+from dpxattn.params import check_delta, check_eps, check_positive
+
+__all__ = [
+    "NOISE_CHUNK",
+    "TLapConstants",
+    "tlap_constants",
+    "tlap_ppf",
+    "ppf_from_constants",
+    "truncated_laplace",
+    "fill_noise",
+]
+
+#: uniforms converted per step: bounds the temporaries of a large draw (1e8 draws need only the
+#: output plus a few chunk-sized buffers)
+NOISE_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class TLapConstants:
+    """The float64 constants of TLap(sensitivity, eps, delta), from one function.
+
+    ``sensitivity`` (rounded up), ``eps`` and ``delta`` (rounded down) are the float64 parameters
+    actually used; ``b = sensitivity/eps`` (nearest); ``a`` the truncation; ``e_minus_a`` and
+    ``one_minus_e_minus_a`` evaluated without cancellation; ``support_down <= A <= support_up``
+    bracket the exact ``A = b a`` of the float64 parameters (interval arithmetic). Samples are
+    clamped to ``support_down``; envelopes use ``support_up``.
+    """
+
+    sensitivity: float
+    eps: float
+    delta: float
+    b: float
+    a: float
+    e_minus_a: float
+    one_minus_e_minus_a: float
+    support_down: float
+    support_up: float
+
+    @property
+    def A(self) -> float:
+        """The sure support bound (rounded up): what envelopes multiply."""
+        return self.support_up
+
+    @property
+    def variance_bound(self) -> float:
+        """``2 b^2``, an upper bound on the exact variance (PAPER §2.1: Var < 2 Delta^2/eps^2)."""
+        return 2.0 * self.b * self.b
+
+
+@lru_cache(maxsize=4096)
+def _constants(sens: float, eps: float, delta: float) -> TLapConstants:
+    em1 = math.expm1(eps)
+    x = em1 / (2.0 * delta)
+    if not math.isfinite(x):
+        raise ParameterError("eps", "too large for float64 truncation constants "
+                             "((e^eps - 1)/(2 delta) overflows)", eps)
+    a = math.log1p(x)
+    denom = 2.0 * delta + em1
+    e_minus_a = 2.0 * delta / denom
+    c = em1 / denom
+    iv = interval_context()
+    s_i, e_i, d_i = iv.mpf(sens), iv.mpf(eps), iv.mpf(delta)
+    A_iv = (s_i / e_i) * iv.log(1 + (iv.exp(e_i) - 1) / (2 * d_i))
+    A_down, A_up = interval_bounds(A_iv)
+    return TLapConstants(sens, eps, delta, sens / eps, a, e_minus_a, c, A_down, A_up)
+
+
+def tlap_constants(sensitivity, eps, delta) -> TLapConstants:
+    """Float64 constants (b, a, A, ...) of TLap(sensitivity, eps, delta) (PAPER §2.1).
+
+    Exact inputs (``Fraction``, ``mpf``, ``int``) are rounded once in the safe direction:
+    sensitivity up, eps and delta down. Validates ``sensitivity > 0``, ``eps > 0``,
+    ``0 < delta <= 1/2`` with :mod:`dpxattn.params` (typed errors naming the bound).
+    """
+    check_positive("sensitivity", sensitivity)
+    check_eps(eps)
+    check_delta(delta)
+    sens = float_up(sensitivity, "sensitivity")
+    e = float_down(eps, "eps")
+    dl = float_down(delta, "delta")
+    if e <= 0.0 or dl <= 0.0:
+        raise ParameterError("eps, delta", "must be representable as positive float64", (eps, delta))
+    return _constants(sens, e, dl)
+
+
+def ppf_from_constants(u: torch.Tensor, b, support_down, e_minus_a,
+                       one_minus_e_minus_a) -> torch.Tensor:
+    """Elementwise ``ppf(u)`` (float64) with scale ``b`` and clamp ``support_down``.
+
+    Every constant may be a Python float or a float64 tensor broadcastable against ``u`` (one
+    column per sensitivity, as in the tree payload); ``e_minus_a`` and ``one_minus_e_minus_a``
+    depend on (eps, delta) only. ``u`` must be float64 in (0, 1).
+    """
+    t = 2.0 * torch.minimum(u, 1.0 - u)
+    p = (1.0 - t) * one_minus_e_minus_a
+    centre = torch.log1p(-p).neg_()
+    tail = torch.log(t.mul_(one_minus_e_minus_a).add_(e_minus_a)).neg_()
+    mag = torch.where(p <= 0.5, centre, tail).mul_(b)
+    if isinstance(support_down, torch.Tensor):
+        mag = torch.minimum(mag, support_down)
+    else:
+        mag = mag.clamp_(max=support_down)
+    return torch.where(u < 0.5, mag.neg(), mag)
+
+
+def tlap_ppf(u, sensitivity, eps, delta) -> torch.Tensor:
+    """The inverse CDF of TLap(sensitivity, eps, delta) at ``u`` (float64 tensor, any shape).
+
+    ``u`` must lie strictly inside (0, 1); ``ppf(1/2) = 0`` exactly; the result never leaves the
+    exact support ``[-A, A]``. Paper: TLap (v2 §2 / App. B; v3: unverified); PAPER.md §2.1.
+    """
+    u = torch.as_tensor(u, dtype=torch.float64)
+    k = tlap_constants(sensitivity, eps, delta)
+    return ppf_from_constants(u, k.b, k.support_down, k.e_minus_a, k.one_minus_e_minus_a)
+
+
+def fill_noise(out: torch.Tensor, stream: UniformStream, k: TLapConstants) -> torch.Tensor:
+    """Fill the 1-D float64 (or float32) tensor ``out`` with TLap draws, chunk by chunk."""
+    total = out.numel()
+    for start in range(0, total, NOISE_CHUNK):
+        stop = min(total, start + NOISE_CHUNK)
+        u = stream.take(stop - start)
+        z = ppf_from_constants(u, k.b, k.support_down, k.e_minus_a, k.one_minus_e_minus_a)
+        out[start:stop] = z
+    return out
+
+
+def truncated_laplace(shape, sensitivity, eps, delta, *, generator=None, uniforms=None,
+                      dtype=torch.float64, device=None) -> torch.Tensor:
+    """iid TLap(sensitivity, eps, delta) draws of the given ``shape`` (PAPER §2.1).
+
+    Paper: truncated Laplace (v2 §2 / App. B; v3: unverified); spec PAPER.md §2.1.
+    Uniforms: ``generator=None`` secure (OS CSPRNG), a ``torch.Generator`` or
+    ``numpy.random.Generator`` (seeded: tests only), or ``uniforms`` (1-D, length
+    ``prod(shape)``, consumed in row-major order of ``shape``). Inversion runs in float64 whatever
+    ``dtype`` is; a float32 result is the float64 draw rounded to nearest (so within
+    ``A (1 + 2^-24)``). Memory: the output plus chunk-sized temporaries (:data:`NOISE_CHUNK`).
+    """
+    if isinstance(shape, int):
+        shape = (shape,)
+    shape = tuple(int(s) for s in shape)
+    if any(s < 0 for s in shape):
+        raise ParameterError("shape", "must have non-negative sizes", shape)
+    if dtype not in (torch.float64, torch.float32):
+        raise ParameterError("dtype", "must be torch.float64 or torch.float32", dtype)
+    k = tlap_constants(sensitivity, eps, delta)
+    count = math.prod(shape)
+    if device is None and isinstance(generator, torch.Generator):
+        device = generator.device
+    stream = uniform_stream(count, generator=generator, uniforms=uniforms, device=device)
+    out = torch.empty(count, dtype=dtype, device=stream.device)
+    fill_noise(out, stream, k)
+    stream.finish()
+    return out.view(shape)

@@ -1,0 +1,171 @@
+"""Input validation for the fast path, with the shared typed errors (dpxattn.errors).
+
+Spec: DESIGN §4 ("Inputs outside the public bounds (and NaN/inf) raise a ValueError that names
+the bound; with clip=True ... entries are clipped"), PAPER.md §5 item 19 (clipping is a
+per-record map, so it preserves DP); conventions proofs_notes/01-conventions.md ("Data, bounds,
+adjacency").
+
+* keys ``K`` (n, d) in ``[0, R]``, values ``V`` (n, d_v) in ``[-R_w, R_w]``, queries ``Q`` (m, d)
+  in ``[0, R]``;
+* NaN and inf raise :class:`BoundError` even with ``clip=True`` (clipping NaN would invent data);
+* an entry outside its bound raises :class:`BoundError` whose message names the bound, e.g.
+  ``K entries must lie in [0, R] = [0, 1.0]``, unless ``clip=True`` (then it is clipped; nothing
+  records whether any entry was clipped);
+* comparisons are exact: a float entry x satisfies ``x <= R`` iff ``x <= float_down(R)``;
+* shapes (:class:`ShapeError`), dtypes and devices (:class:`ParameterError`).
+
+Tensors are returned, never copied more than needed; K and V come back as float64 (the
+privacy-relevant sums are accumulated in float64), Q keeps float32 or float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from dpxattn.errors import BoundError, ParameterError, ShapeError
+from dpxattn.fast.directed import exact_fraction, float_down, float_up
+
+__all__ = [
+    "QUERY_DTYPES",
+    "as_tensor",
+    "check_matrix",
+    "check_range",
+    "check_keys_values",
+    "check_queries",
+    "check_failure_prob",
+]
+
+#: dtypes a query may have (the released structure itself is float64)
+QUERY_DTYPES = (torch.float64, torch.float32)
+
+
+def _bound_text(x) -> str:
+    return repr(float(x)) if not isinstance(x, int) else str(x)
+
+
+def as_tensor(X, name: str) -> torch.Tensor:
+    """A torch tensor view of ``X`` (tensor, numpy array or nested sequence of reals)."""
+    if isinstance(X, torch.Tensor):
+        t = X
+    else:
+        try:
+            arr = np.asarray(X)
+        except (TypeError, ValueError):
+            raise ShapeError(name, "must be a tensor or an array of real numbers",
+                             type(X).__name__) from None
+        if arr.dtype.kind not in "fiu":
+            raise ParameterError(f"{name}.dtype", "must be a real (float or integer) type",
+                                 str(arr.dtype))
+        if arr.dtype not in (np.float32, np.float64):
+            arr = arr.astype(np.float64)
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.is_complex():
+        raise ParameterError(f"{name}.dtype", "must be real", t.dtype)
+    if not t.is_floating_point():
+        if t.dtype == torch.bool:
+            raise ParameterError(f"{name}.dtype", "must be a real number type, not bool", t.dtype)
+        t = t.to(torch.float64)
+    elif t.dtype not in QUERY_DTYPES:
+        raise ParameterError(f"{name}.dtype", "must be torch.float64 or torch.float32", t.dtype)
+    return t
+
+
+def check_matrix(X, name: str, *, cols: int | None = None, rows: int | None = None,
+                 min_rows: int = 1) -> torch.Tensor:
+    """A 2-D real tensor with the given column / row counts (ShapeError otherwise)."""
+    t = as_tensor(X, name)
+    if t.dim() != 2:
+        raise ShapeError(name, "must be a 2-D matrix (rows, columns)", tuple(t.shape))
+    if t.shape[0] < min_rows:
+        raise ShapeError(name, f"must have at least {min_rows} row(s)", tuple(t.shape))
+    if t.shape[1] < 1:
+        raise ShapeError(name, "must have at least one column", tuple(t.shape))
+    if cols is not None and t.shape[1] != cols:
+        raise ShapeError(name, f"must have {cols} columns", tuple(t.shape))
+    if rows is not None and t.shape[0] != rows:
+        raise ShapeError(name, f"must have {rows} rows (as many as K)", tuple(t.shape))
+    return t
+
+
+def _limit(value, dtype: torch.dtype, *, upper: bool) -> float:
+    """The float of ``dtype`` nearest ``value`` on the inside: <= an upper, >= a lower bound."""
+    q = exact_fraction("bound", value)
+    v = float_down(q) if upper else float_up(q)
+    if dtype == torch.float32:
+        f = np.float32(v)
+        if upper and float(f) > v:
+            f = np.nextafter(f, np.float32(-np.inf))
+        if not upper and float(f) < v:
+            f = np.nextafter(f, np.float32(np.inf))
+        v = float(f)
+    return v
+
+
+def check_range(X: torch.Tensor, name: str, low, high, bound_name: str, *,
+                clip: bool = False, private: bool = False) -> torch.Tensor:
+    """Entries of ``X`` finite and in ``[low, high]`` (exactly), or clipped there with ``clip``.
+
+    Raises :class:`BoundError` naming the bound (``"{name} entries must lie in {bound_name} =
+    [low, high]"``) for an out-of-bound entry without ``clip``, and for NaN/inf always. Keeps
+    autograd (clipping is ``torch.clamp``). For ``private`` data (K, V) the message gives the
+    offending entry's position only, never its value.
+    """
+    data = X.detach()
+    finite = torch.isfinite(data)
+    if not bool(finite.all()):
+        bad = (~finite).nonzero()[0].tolist()
+        shown = "not finite" if private else f"{data[tuple(bad)].item()}"
+        raise BoundError(f"{name} entries", "must be finite (no NaN or inf)",
+                         hint=f"entry {tuple(bad)} is {shown}")
+    lo = _limit(low, X.dtype, upper=False)
+    hi = _limit(high, X.dtype, upper=True)
+    if clip:
+        return X.clamp(lo, hi)
+    outside = (data < lo) | (data > hi)
+    if bool(outside.any()):
+        bad = outside.nonzero()[0].tolist()
+        shown = "outside" if private else f"{data[tuple(bad)].item()!r}"
+        raise BoundError(f"{name} entries",
+                         f"must lie in {bound_name} = [{_bound_text(low)}, {_bound_text(high)}]",
+                         hint=f"entry {tuple(bad)} is {shown}; pass clip=True to clip")
+    return X
+
+
+def check_keys_values(K, V, *, R, R_w, clip: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate the private side: K (n, d) in [0, R], V (n, d_v) in [-R_w, R_w]; float64 out.
+
+    Both on one device; returned detached (no gradient ever flows into the private side).
+    """
+    K = check_matrix(K, "K")
+    V = check_matrix(V, "V", rows=K.shape[0])
+    if K.device != V.device:
+        raise ParameterError("V.device", f"must equal K.device = {K.device}", str(V.device))
+    K = K.detach().to(torch.float64)
+    V = V.detach().to(torch.float64)
+    K = check_range(K, "K", 0, R, "[0, R]", clip=clip, private=True)
+    V = check_range(V, "V", -exact_fraction("R_w", R_w), R_w, "[-R_w, R_w]", clip=clip,
+                    private=True)
+    return K, V
+
+
+def check_queries(Q, *, d: int, R, device: torch.device, clip: bool) -> torch.Tensor:
+    """Validate queries: Q (m, d) float32/float64 in [0, R] on ``device`` (m = 0 allowed)."""
+    Q = check_matrix(Q, "Q", cols=d, min_rows=0)
+    if Q.device != device:
+        raise ParameterError("Q.device", f"must be the structure's device {device}", str(Q.device))
+    return check_range(Q, "Q", 0, R, "[0, R]", clip=clip)
+
+
+def check_failure_prob(failure_prob) -> float:
+    """0 < failure_prob < 1 as a float (ParameterError otherwise)."""
+    if isinstance(failure_prob, bool):
+        raise ParameterError("failure_prob", "must satisfy 0 < failure_prob < 1", failure_prob)
+    try:
+        p = float(failure_prob)
+    except (TypeError, ValueError):
+        raise ParameterError("failure_prob", "must satisfy 0 < failure_prob < 1",
+                             failure_prob) from None
+    if not 0.0 < p < 1.0:
+        raise ParameterError("failure_prob", "must satisfy 0 < failure_prob < 1", failure_prob)
+    return p
