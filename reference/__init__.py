@@ -15,6 +15,7 @@ _EXPORTS: dict[str, str] = {
     "taylor_attention": "noiseless",
     "DPCrossAttention": "cross_attention",
     "DPTree": "dptree",
+    "lattice_parameters": "discrete_laplace",
 }
 
 __all__ = sorted(_EXPORTS)

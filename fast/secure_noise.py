@@ -1,0 +1,404 @@
+"""Hardened noise: the lattice release with exact discrete truncated Laplace noise, vectorised.
+
+TLap, hardened release -- paper: truncated Laplace mechanism (v2 §2 / App. B; v3: unverified);
+spec PAPER.md §2.1 and §5 item 18; issue 5; proofs_notes/23-hardened-noise.md.
+
+:func:`secure_release` is the release path of ``noise="secure"``: it rounds every coordinate of
+a float64 vector to the public lattice ``g Z`` (integer operations on the float's bits, ties to
+even), adds integer noise drawn exactly from the discrete truncated Laplace of
+``dpxattn.reference.discrete_laplace`` and returns ``(round(x/g) + Z) g``, exact float64 lattice
+points. The constants (g, Delta_int, t, K, the certified delta) come from
+:func:`dpxattn.reference.discrete_laplace.lattice_parameters`: one exact computation shared by
+both implementations.
+
+The sampler (:func:`sample_noise_units`) follows the reference's word-consumption rule element
+by element (module docstring of ``dpxattn.reference.discrete_laplace``), vectorised over the
+elements still pending with numpy integer arrays: given the same (n, T) uint64 tape it returns
+the same integers as :func:`dpxattn.reference.discrete_laplace.sample_from_tape`. Without a tape
+the words come from the OS CSPRNG (``os.urandom``, default) or, for tests and audits only, from a
+seeded ``numpy.random.Generator`` / ``torch.Generator`` (labelled so).
+
+Timing: the sampler never reads the private values; its running time is a function of its
+random words and the public shape only. Requests smaller than :data:`MIN_BLOCK` draws are
+padded to it so the running time reflects many draws, not one. The rounding is a fixed sequence
+of elementwise integer operations (no float arithmetic on private values, so no subnormal
+slow path). What remains is documented in proofs_notes/23-hardened-noise.md.
+
+Shapes: ``values`` any shape (torch tensor or array-like), flattened in C order; the tape has
+one row per flattened element; the output has the input's shape.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from dpxattn.errors import BoundError, ShapeError, UniformsError
+from dpxattn.randomness import LABEL_GIVEN, LABEL_SECURE, LABEL_SEEDED
+from dpxattn.reference.discrete_laplace import (
+    MAX_EXACT_UNITS,
+    RANGE_LIMIT,
+    LatticeParameters,
+    exp_count,
+    exp_digit,
+    lattice_parameters,
+)
+
+__all__ = [
+    "MIN_BLOCK",
+    "CHUNK",
+    "SECURE_NUMERICS",
+    "SecureRelease",
+    "secure_release",
+    "secure_support_bound",
+    "secure_parameters",
+    "sample_noise_units",
+    "round_to_lattice_units",
+]
+
+#: stream requests are padded to at least this many draws (timing reflects many draws)
+MIN_BLOCK = 4096
+#: elements processed together (bounds memory: a few int64 arrays of this length)
+CHUNK = 1 << 18
+
+#: the privacy plan's numerics label for this path
+SECURE_NUMERICS = (
+    "hardened: every released number is a lattice point (round to a public 2^k, ties to even) "
+    "plus exact discrete truncated Laplace noise from CSPRNG words; sensitivity includes the "
+    "rounding; delta certified by interval arithmetic (proofs_notes/23-hardened-noise.md)"
+)
+
+_U64 = np.uint64
+_ONE = _U64(1)
+_TWO = _U64(2)
+
+
+# ---------------------------------------------------------------------------------------------
+# word sources: one 64-bit word per (element, attempt)
+# ---------------------------------------------------------------------------------------------
+
+class _TapeWords:
+    """Words from a given (n, T) uint64 tape: element i's j-th request reads tape[i, j]."""
+
+    label = LABEL_GIVEN.replace("given uniforms", "given tape of random words")
+
+    def __init__(self, tape) -> None:
+        arr = np.asarray(tape)
+        if arr.ndim != 2:
+            raise ShapeError("tape", "must be a 2-D array (draws x words)", f"shape {arr.shape}")
+        if arr.dtype != np.uint64:
+            raise UniformsError("tape", "must have dtype uint64 (64-bit random words)", str(arr.dtype))
+        self.tape = arr
+        self.used = np.zeros(arr.shape[0], dtype=np.int64)
+
+    def take(self, idx: np.ndarray) -> np.ndarray:
+        col = self.used[idx]
+        if col.size and int(col.max()) >= self.tape.shape[1]:
+            raise UniformsError("tape", "has too few random words for this draw",
+                                hint="give a longer tape (more columns)")
+        self.used[idx] = col + 1
+        return self.tape[idx, col]
+
+
+class _StreamWords:
+    """Fresh words from a fill function, buffered (every word is used once)."""
+
+    def __init__(self, fill: Callable[[int], np.ndarray], label: str, block: int = 1 << 17) -> None:
+        self.fill = fill
+        self.label = label
+        self.block = block
+        self.buf = np.empty(0, dtype=np.uint64)
+        self.pos = 0
+
+    def take(self, idx: np.ndarray) -> np.ndarray:
+        n = len(idx)
+        if n > len(self.buf) - self.pos:
+            rest = self.buf[self.pos:]
+            self.buf = np.concatenate([rest, self.fill(max(n - len(rest), self.block))])
+            self.pos = 0
+        out = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+
+def _secure_fill(n: int) -> np.ndarray:
+    return np.frombuffer(os.urandom(8 * n), dtype=np.uint64)
+
+
+def _source(generator, tape):
+    if tape is not None:
+        if generator is not None:
+            raise UniformsError("tape", "cannot be combined with a generator")
+        return _TapeWords(tape)
+    if generator is None:
+        return _StreamWords(_secure_fill, LABEL_SECURE.replace("53-bit uniforms strictly inside (0, 1)",
+                                                                "64-bit words"))
+    if isinstance(generator, np.random.Generator):
+        def fill(n: int, g=generator) -> np.ndarray:
+            return g.integers(0, np.iinfo(np.uint64).max, size=n, dtype=np.uint64, endpoint=True)
+        return _StreamWords(fill, LABEL_SEEDED)
+    if isinstance(generator, torch.Generator):
+        def fill(n: int, g=generator) -> np.ndarray:
+            halves = torch.randint(0, 1 << 32, (2, n), generator=g, dtype=torch.int64).numpy()
+            return (halves[0].astype(np.uint64) << _U64(32)) | halves[1].astype(np.uint64)
+        return _StreamWords(fill, LABEL_SEEDED)
+    raise UniformsError("generator", "must be None (secure), a numpy.random.Generator or a torch.Generator",
+                        type(generator).__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# vectorised primitives (each mirrors the reference function of the same name, per element)
+# ---------------------------------------------------------------------------------------------
+
+_MAX_WORD = np.iinfo(np.uint64).max
+
+
+def _uniform_below(src, ids: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Uniform integers in {0..n_i - 1} per element: ``w mod n_i`` of the first word below
+    ``2^64 - (2^64 mod n_i)`` (n_i = 1 uses no word)."""
+    out = np.zeros(len(ids), dtype=np.uint64)
+    todo = np.flatnonzero(n > _ONE)
+    if not todo.size:
+        return out
+    nn = n[todo]
+    # 2^64 mod n = ((2^64 - 1) mod n + 1) mod n; accept w <= 2^64 - 1 - (2^64 mod n)
+    accept_max = _U64(_MAX_WORD) - ((_U64(_MAX_WORD) % nn + _ONE) % nn)
+    while todo.size:
+        w = src.take(ids[todo])
+        ok = w <= accept_max
+        out[todo[ok]] = w[ok] % nn[ok]
+        keep = ~ok
+        todo, nn, accept_max = todo[keep], nn[keep], accept_max[keep]
+    return out
+
+
+def _bernoulli_step(src, ids, num, den, k, range_limit: int) -> np.ndarray:
+    """Bernoulli(num / (den k)) per element; den k above the range limit is split in two."""
+    out = np.zeros(len(ids), dtype=bool)
+    single = den <= _U64(range_limit) // k
+    a = np.flatnonzero(single)
+    if a.size:
+        out[a] = _uniform_below(src, ids[a], den[a] * k[a]) < num[a]
+    b = np.flatnonzero(~single)
+    if b.size:
+        first = _uniform_below(src, ids[b], den[b]) < num[b]
+        b2 = b[first]
+        if b2.size:
+            out[b2] = _uniform_below(src, ids[b2], k[b2]) == 0
+    return out
+
+
+def _bernoulli_exp(src, ids, num, den, range_limit: int) -> np.ndarray:
+    """Bernoulli(exp(-num/den)) per element (CKS20 Algorithm 1, alternating series)."""
+    n = len(ids)
+    result = np.zeros(n, dtype=bool)
+    k = np.ones(n, dtype=np.uint64)
+    alive = np.arange(n)
+    while alive.size:
+        step = _bernoulli_step(src, ids[alive], num[alive], den[alive], k[alive], range_limit)
+        stopped = alive[~step]
+        result[stopped] = (k[stopped] & _ONE) == _ONE
+        alive = alive[step]
+        k[alive] += _ONE
+    return result
+
+
+#: first 64-bit digits of e^-v, v = 1..64 (zero from v = 45 on), certified by the reference
+_EXP_TABLE = 64
+_EXP_FIRST = np.array([exp_digit(v, 1) for v in range(1, _EXP_TABLE + 1)], dtype=np.uint64)
+_EXP_FIRST_ASCENDING = _EXP_FIRST[::-1].copy()
+
+
+def _element_words(src, gid: int):
+    """The further words of one element, one at a time (the rare tie path)."""
+    one = np.array([gid])
+    while True:
+        yield int(src.take(one)[0])
+
+
+def _sample_block(src, ids: np.ndarray, t: int, K: int, range_limit: int) -> np.ndarray:
+    """One draw per element of ``ids`` (global element indices, for the tape's rows)."""
+    n = len(ids)
+    out = np.zeros(n, dtype=np.int64)
+    T, Kk = _U64(t), _U64(K)
+    pending = np.arange(n)
+    while pending.size:
+        m = len(pending)
+        gid = ids[pending]
+        tt = np.full(m, T, dtype=np.uint64)
+        u = _uniform_below(src, gid, tt)
+        acc = _bernoulli_exp(src, gid, u, tt, range_limit)
+        retry = [pending[~acc]]
+        cand = pending[acc]
+        x = u[acc]
+        inside = x <= Kk
+        retry.append(cand[~inside])
+        cand, x = cand[inside], x[inside]
+        # V by inversion: V >= v iff W < e^-v; W's first digit decides unless it ties a digit
+        v_stop = (Kk - x) // T + _ONE
+        w1 = src.take(ids[cand])
+        v = (_EXP_TABLE - np.searchsorted(_EXP_FIRST_ASCENDING, w1, side="right")).astype(np.uint64)
+        rejected = v >= v_stop
+        tie = ~rejected & (_EXP_FIRST[np.minimum(v, _EXP_TABLE - 1)] == w1)
+        for i in np.flatnonzero(tie):  # probability <= 2^-64 per draw: the reference, word by word
+            words = itertools.chain([int(w1[i])], _element_words(src, ids[cand[i]]))
+            v[i] = exp_count(int(v_stop[i]), words)
+            rejected[i] = v[i] == v_stop[i]
+        retry.append(cand[rejected])
+        keep = np.flatnonzero(~rejected)
+        done, xs = cand[keep], x[keep] + T * v[keep]
+        sign = _uniform_below(src, ids[done], np.full(len(done), _TWO, dtype=np.uint64))
+        negative = sign == _ONE
+        zero_twice = negative & (xs == 0)
+        value = xs.astype(np.int64)
+        value = np.where(negative, -value, value)
+        good = ~zero_twice
+        out[done[good]] = value[good]
+        retry.append(done[zero_twice])
+        pending = np.concatenate(retry)
+    return out
+
+
+def sample_noise_units(count: int, params: LatticeParameters, *, generator=None, tape=None,
+                       range_limit: int = RANGE_LIMIT) -> tuple[np.ndarray, str]:
+    """``count`` iid draws of the discrete truncated Laplace of ``params`` (int64, lattice units).
+
+    Exact law ``P(z) = exp(-|z|/t) / N`` on ``|z| <= K`` (t = ``params.scale_units``,
+    K = ``params.support_units``). Sources: ``tape`` (a (count, T) uint64 array; conformance:
+    identical integers to the reference), ``generator`` (seeded, tests/audits only) or, by
+    default, ``os.urandom``. Returns the draws and the randomness label.
+    """
+    count = int(count)
+    if count < 0:
+        raise ShapeError("count", "must be >= 0", count)
+    src = _source(generator, tape)
+    if tape is not None and src.tape.shape[0] != count:
+        raise ShapeError("tape", f"must have one row per draw ({count})", f"{src.tape.shape[0]} rows")
+    total = count if tape is not None else max(count, MIN_BLOCK if count else 0)
+    out = np.empty(total, dtype=np.int64)
+    for start in range(0, total, CHUNK):
+        ids = np.arange(start, min(start + CHUNK, total))
+        out[start:start + len(ids)] = _sample_block(src, ids, params.scale_units,
+                                                    params.support_units, range_limit)
+    return out[:count], src.label
+
+
+# ---------------------------------------------------------------------------------------------
+# rounding to the lattice with integer operations on the float's bits
+# ---------------------------------------------------------------------------------------------
+
+_MANT_BITS = 52
+_EXP_MASK = 0x7FF
+_FRAC_MASK = (1 << _MANT_BITS) - 1
+
+
+def round_to_lattice_units(x: np.ndarray, exponent: int) -> tuple[np.ndarray, np.ndarray]:
+    """round(x / 2^k), ties to even, for finite float64 ``x`` (any shape), by integer operations.
+
+    Returns ``(units, fits)``: int64 lattice integers and a bool mask of the entries whose
+    |units| <= 2^53 (entries where ``fits`` is False hold an unspecified value). The same fixed
+    sequence of elementwise integer operations runs for every entry (no data-dependent branch,
+    no float arithmetic on x). Matches ``dpxattn.reference.discrete_laplace.round_to_lattice_units``.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    bits = x.view(np.uint64)
+    negative = (bits >> _U64(63)) == _ONE
+    biased = ((bits >> _U64(_MANT_BITS)) & _U64(_EXP_MASK)).astype(np.int64)
+    frac = bits & _U64(_FRAC_MASK)
+    normal = biased != 0
+    mant = np.where(normal, frac | _U64(1 << _MANT_BITS), frac)       # x = mant 2^e2
+    e2 = np.where(normal, biased, 1) - 1075
+    shift = e2 - int(exponent)                                          # units = mant 2^shift
+    # shift >= 1 gives |units| >= 2^53 for normals (subnormals cannot have shift >= 1, since
+    # exponent >= -1074); left shifts are computed exactly up to 10 (mant < 2^53) and larger
+    # ones are flagged as not fitting.
+    left = np.clip(shift, 0, 10).astype(np.uint64)
+    up_value = mant << left
+    right = np.clip(-shift, 0, 60).astype(np.uint64)
+    q = mant >> right
+    rem = mant & ((_ONE << right) - _ONE)
+    half = (_ONE << right) >> _ONE
+    round_up = (right > 0) & ((rem > half) | ((rem == half) & ((q & _ONE) == _ONE)))
+    down_value = q + round_up.astype(np.uint64)
+    magnitude = np.where(shift > 0, up_value, down_value)
+    fits = (shift <= 10) & (magnitude <= _U64(MAX_EXACT_UNITS))
+    magnitude = np.where(fits, magnitude, _U64(0)).astype(np.int64)
+    return np.where(negative, -magnitude, magnitude), fits
+
+
+# ---------------------------------------------------------------------------------------------
+# the release
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SecureRelease:
+    """A hardened release: ``values`` (float64 tensor, the input's shape and device), every
+    public constant used (``parameters``) and the randomness label for the privacy plan."""
+
+    values: torch.Tensor
+    parameters: LatticeParameters
+    randomness: str
+
+    def __iter__(self):  # allows ``values, params, label = secure_release(...)``
+        return iter((self.values, self.parameters, self.randomness))
+
+
+def secure_parameters(*, sensitivity, eps, delta, changed: int, value_bound=None) -> LatticeParameters:
+    """The public constants of a release (cached exact computation; see ``lattice_parameters``)."""
+    return lattice_parameters(sensitivity, eps, delta, changed, value_bound=value_bound)
+
+
+def secure_support_bound(*, sensitivity, eps, delta, changed: int, value_bound=None) -> float:
+    """Sure per-coordinate bound |released - exact input| <= K g + g/2 (exact float64), for
+    envelopes: the rounding moves by at most g/2 and the noise by at most K lattice units."""
+    return secure_parameters(sensitivity=sensitivity, eps=eps, delta=delta, changed=changed,
+                             value_bound=value_bound).support_bound()
+
+
+def _to_numpy(values) -> tuple[np.ndarray, torch.device | None]:
+    if isinstance(values, torch.Tensor):
+        return values.detach().to(device="cpu", dtype=torch.float64).numpy(), values.device
+    return np.asarray(values, dtype=np.float64), None
+
+
+def secure_release(values, *, sensitivity, eps, delta, changed: int, generator=None,
+                   value_bound=None, tape=None) -> SecureRelease:
+    """Release ``values`` (l1 sensitivity ``sensitivity`` over at most ``changed`` coordinates)
+    as lattice points plus exact discrete truncated Laplace noise: (eps, delta)-DP, exactly.
+
+    ``sensitivity`` must bound the l1 distance between the float64 vectors actually passed on
+    neighbouring inputs (floating-point error of their computation included). ``value_bound``
+    (public, optional) bounds every |value|; it makes the range check public and coarsens g when
+    needed. Raises :class:`BoundError` for NaN/inf, |value| > value_bound, or (without
+    value_bound) a value beyond the exact float64 lattice range. ``generator``: None (secure,
+    ``os.urandom``), a seeded numpy/torch generator (tests, audits), or ``tape`` (conformance).
+
+    Returns :class:`SecureRelease` (``values`` float64 tensor of the input's shape and device,
+    ``parameters``, ``randomness``); ``parameters.delta_achieved <= delta``.
+    """
+    params = secure_parameters(sensitivity=sensitivity, eps=eps, delta=delta, changed=changed,
+                               value_bound=value_bound)
+    x, device = _to_numpy(values)
+    shape = x.shape
+    flat = np.ascontiguousarray(x.reshape(-1))
+    if not np.all(np.isfinite(flat)):
+        raise BoundError("values entries", "must be finite (no NaN or inf)")
+    if params.value_bound is not None and not np.all(np.abs(flat) <= float(params.value_bound)):
+        raise BoundError("values", f"must satisfy |x| <= value_bound = {float(params.value_bound)!r}")
+    units, fits = round_to_lattice_units(flat, params.exponent)
+    if not np.all(fits & (np.abs(units) <= params.max_value_units)):
+        raise BoundError(
+            "values", f"must round to at most {params.max_value_units} lattice units "
+            f"(|x| <= {params.max_value_units * params.granularity!r} at g = 2^{params.exponent})",
+            hint="pass a public value_bound so the lattice is chosen to fit")
+    noise, label = sample_noise_units(flat.size, params, generator=generator, tape=tape)
+    released = np.ldexp((units + noise).astype(np.float64), params.exponent).reshape(shape)
+    out = torch.from_numpy(released)
+    if device is not None and device.type != "cpu":
+        out = out.to(device)
+    return SecureRelease(out, params, label)

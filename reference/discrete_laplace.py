@@ -1,0 +1,700 @@
+"""Discrete truncated Laplace on a power-of-two lattice: the exact law and an exact sampler.
+
+TLap, hardened release -- paper: truncated Laplace mechanism (v2 §2 / App. B; v3: unverified);
+spec PAPER.md §2.1 (law, vector extension) and §5 item 18 (floating point); issue 5;
+proofs_notes/23-hardened-noise.md (the proof this module's constants come from).
+
+The float path adds ``ppf(u)`` of a float64 uniform to a float64 sum. Its output bits depend on
+the private value beyond what the idealised proof allows (Mironov, CCS 2012). The hardened
+release never lets a floating-point operation touch the noisy value:
+
+1. a public **granularity** ``g = 2^k`` (:func:`granularity_exponent`; Google's secure noise
+   uses the smallest power of two >= b / 2^40, b = Delta / eps);
+2. each coordinate is rounded to the nearest lattice point, ties to even
+   (:func:`round_to_lattice_units`), which moves the l1 sensitivity to
+   ``Delta_int = floor(Delta / g) + changed`` lattice units (:func:`rounded_sensitivity_units`);
+3. integer noise ``Z`` with ``P(Z = z) = q^|z| / N`` for ``|z| <= K``, ``q = exp(-1/t)`` and the
+   integer **scale** ``t = ceil(Delta_int / eps)`` (:func:`lattice_scale_units`), so the ratio
+   of the laws at any shift ``<= Delta_int`` is at most ``exp(Delta_int / t) <= e^eps``;
+4. the **support** ``K`` is the smallest integer whose exact hockey-stick divergence at shift
+   ``Delta_int`` (the mass reachable under D and not under D', :func:`tail_delta`) is <= delta
+   (:func:`support_units`), certified with interval arithmetic;
+5. the released value is ``(round(x / g) + Z) * g``, an integer times a power of two, exact in
+   float64 (:func:`lattice_parameters` checks the range).
+
+The sampler (:func:`sample_from_words`) is exact: it uses only integer comparisons of 64-bit
+random words (Canonne, Kamath, Steinke 2020, Algorithms 1 and 2: Bernoulli(exp(-gamma)) by the
+alternating series, a geometric as ``U + t V``, a sign with the double zero rejected), then
+rejects ``|z| > K`` (exact conditioning). ``V`` (P(V >= v) = e^-v) is drawn by inversion: one
+uniform real compared digit by digit with certified digits of e^-v, usually one word in all. Its exact word-consumption rule is the contract the
+vectorised sampler in ``dpxattn.fast.secure_noise`` follows, so the same words give the same
+integers (the conformance test).
+
+Word-consumption rule (one 64-bit word per attempt; ``uniform_below(1)`` consumes nothing):
+
+* ``uniform_below(n)``: take words ``w`` until ``w < 2^64 - (2^64 mod n)``; return ``w mod n``;
+* ``Bernoulli(num / (den k))`` (one step of the exp chain): ``uniform_below(den k) < num`` when
+  ``den k <= RANGE_LIMIT``, else ``uniform_below(den) < num`` and then (only if true)
+  ``uniform_below(k) == 0``;
+* ``Bernoulli(exp(-num/den))``, ``0 <= num <= den``: steps ``k = 1, 2, ...`` until a step is
+  false; true iff that ``k`` is odd;
+* ``W < exp(-v)`` for a uniform real ``W = 0.w_1 w_2 ...`` (64-bit digits drawn only when
+  needed, shared by every comparison of one geometric) against the certified digits of
+  ``exp(-v)`` (:func:`exp_digit`): decided at the first digit where they differ;
+* one draw: ``U = uniform_below(t)``; restart unless ``Bernoulli(exp(-U/t))``; restart if
+  ``U > K``; ``v_stop = (K - U) // t + 1``; ``V = 0``; while ``V < v_stop`` and
+  ``W < exp(-(V + 1))``: ``V += 1``; restart if ``V == v_stop`` (then ``U + t V > K``);
+  ``X = U + t V``; ``s = uniform_below(2)``; restart if ``s == 1 and X == 0``; return ``-X`` if
+  ``s`` else ``X``.
+
+Shapes: the law functions take Python integers and return mpf; the sampler takes an iterator of
+integers in [0, 2^64) (or a (n, T) uint64 tape, one row per draw) and returns Python integers.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Iterable, Iterator
+
+import mpmath
+import numpy as np
+
+from dpxattn.errors import BoundError, ParameterError, ShapeError, UniformsError
+from dpxattn.params import check_positive, check_positive_int, check_privacy
+from dpxattn.reference._mp import context, interval_context
+
+__all__ = [
+    "NOISE_RESOLUTION_BITS",
+    "WORD_BITS",
+    "RANGE_LIMIT",
+    "MAX_EXACT_UNITS",
+    "EXPONENT_MIN",
+    "EXPONENT_MAX",
+    "DECISION_PREC",
+    "LatticeParameters",
+    "granularity_exponent",
+    "rounded_sensitivity_units",
+    "lattice_scale_units",
+    "normaliser",
+    "pmf",
+    "cdf",
+    "tail_delta",
+    "hockey_stick",
+    "delta_enclosure",
+    "support_units",
+    "lattice_parameters",
+    "round_to_lattice_units",
+    "uniform_below",
+    "bernoulli_exp",
+    "exp_digit",
+    "exp_count",
+    "sample_from_words",
+    "sample_from_tape",
+    "release_from_tape",
+]
+
+#: g is the smallest power of two >= b / 2^NOISE_RESOLUTION_BITS (Google's secure noise: 2^40)
+NOISE_RESOLUTION_BITS = 40
+#: every random word is an integer in [0, 2^WORD_BITS)
+WORD_BITS = 64
+#: the largest range uniform_below is asked for (products den * k above it are split)
+RANGE_LIMIT = 1 << 62
+#: lattice integers are released only while |m| <= 2^53 (exact in float64)
+MAX_EXACT_UNITS = 1 << 53
+#: admissible granularity exponents: 2^k * m is exact for |m| <= 2^53 (subnormals included)
+EXPONENT_MIN = -1074
+EXPONENT_MAX = 1023 - 53
+#: working precision (bits) of the interval arithmetic that decides K and certifies delta
+DECISION_PREC = 256
+_MAX_DECISION_PREC = 8192
+
+
+# ---------------------------------------------------------------------------------------------
+# exact rational helpers
+# ---------------------------------------------------------------------------------------------
+
+def _exact(name: str, value) -> Fraction:
+    """A real number as an exact Fraction (floats are dyadic, so this loses nothing)."""
+    if isinstance(value, mpmath.ctx_mp_python.mpf):
+        man, exp = mpmath.mpf(value).man_exp
+        return Fraction(int(man)) * (Fraction(2) ** int(exp))
+    if isinstance(value, (np.floating, np.integer)):
+        value = value.item()
+    try:
+        return Fraction(value)
+    except (TypeError, ValueError):
+        raise ParameterError(name, "must be a finite real number", value) from None
+
+
+def _pow2_at_least(x: Fraction) -> int:
+    """The smallest integer k with 2^k >= x, for x > 0 (exact)."""
+    n, d = x.numerator, x.denominator
+    k = n.bit_length() - d.bit_length()
+
+    def ge(j: int) -> bool:  # 2^j >= n/d
+        return (d << j) >= n if j >= 0 else d >= (n << -j)
+
+    while not ge(k):
+        k += 1
+    while ge(k - 1):
+        k -= 1
+    return k
+
+
+def _floor_div_pow2(x: Fraction, k: int) -> int:
+    """floor(x / 2^k), exact."""
+    return math.floor(x / (Fraction(2) ** k))
+
+
+# ---------------------------------------------------------------------------------------------
+# the lattice and the noise parameters (all public: functions of Delta, eps, delta, changed)
+# ---------------------------------------------------------------------------------------------
+
+def granularity_exponent(sensitivity, eps, *, resolution_bits: int = NOISE_RESOLUTION_BITS) -> int:
+    """k of the noise granularity g = 2^k: the smallest power of two >= b / 2^resolution_bits.
+
+    b = Delta / eps is the Laplace scale (PAPER §2.1). With 2^40 lattice points per unit of b,
+    rounding moves a value by at most b / 2^41 (Google's secure-noise choice). Exact.
+    """
+    sens = _exact("sensitivity", check_positive("sensitivity", sensitivity))
+    e = _exact("eps", check_positive("eps", eps))
+    resolution_bits = check_positive_int("resolution_bits", resolution_bits, minimum=0)
+    return _pow2_at_least(sens / e / (1 << resolution_bits))
+
+
+def rounded_sensitivity_units(sensitivity, changed: int, exponent: int) -> int:
+    """Delta_int = floor(Delta / 2^k) + changed: the l1 sensitivity after rounding, in lattice units.
+
+    Rounding to nearest moves each coordinate by at most g/2, so a coordinate that one neighbour
+    change moves by d_i moves by at most d_i + g after rounding; at most ``changed`` coordinates
+    move, so the rounded l1 distance is <= Delta + g changed. It is an integer number of lattice
+    units, hence <= floor(Delta/g + changed) = floor(Delta/g) + changed
+    (proofs_notes/23-hardened-noise.md, Lemma 1).
+    """
+    sens = _exact("sensitivity", check_positive("sensitivity", sensitivity))
+    changed = check_positive_int("changed", changed)
+    return _floor_div_pow2(sens, int(exponent)) + changed
+
+
+def lattice_scale_units(sensitivity_units: int, eps) -> int:
+    """t = ceil(Delta_int / eps): the noise decays as exp(-|z| / t) per lattice unit.
+
+    Then Delta_int / t <= eps, so at any lattice shift of at most Delta_int units the ratio of
+    the two laws on the overlap of their supports is <= exp(Delta_int / t) <= e^eps. An integer
+    scale keeps every Bernoulli in the sampler a ratio of integers (CKS20 with s = 1).
+    """
+    units = check_positive_int("sensitivity_units", sensitivity_units)
+    e = _exact("eps", check_positive("eps", eps))
+    return math.ceil(Fraction(units) / e)
+
+
+def _check_law(t: int, K: int) -> tuple[int, int]:
+    t = check_positive_int("t (noise scale in lattice units)", t)
+    K = check_positive_int("K (support in lattice units)", K, minimum=0)
+    return t, K
+
+
+# ---------------------------------------------------------------------------------------------
+# the law: P(Z = z) = q^|z| / N on |z| <= K, q = exp(-1/t)
+# ---------------------------------------------------------------------------------------------
+
+def _geometric_sum(ctx, t: int, a: int, b: int):
+    """sum_{j=a}^{b} q^j, q = exp(-1/t), 0 <= a; 0 when b < a (closed form, no cancellation)."""
+    if b < a:
+        return ctx.mpf(0)
+    tt = ctx.mpf(t)
+    return ctx.exp(-a / tt) * ctx.expm1(-(b - a + 1) / tt) / ctx.expm1(-1 / tt)
+
+
+def _range_mass(ctx, t: int, lo: int, hi: int):
+    """sum_{k=lo}^{hi} q^|k| (unnormalised), 0 when hi < lo."""
+    if hi < lo:
+        return ctx.mpf(0)
+    total = ctx.mpf(0)
+    if lo <= -1:  # negative part: k in [lo, min(hi, -1)] <-> j = -k in [max(1, -hi), -lo]
+        total += _geometric_sum(ctx, t, max(1, -hi), -lo)
+    if lo <= 0 <= hi:
+        total += 1
+    if hi >= 1:
+        total += _geometric_sum(ctx, t, max(1, lo), hi)
+    return total
+
+
+def _normaliser(ctx, t: int, K: int):
+    return _range_mass(ctx, t, -K, K)
+
+
+def normaliser(t: int, K: int, *, prec=None):
+    """N = sum_{|z| <= K} exp(-|z|/t) = 1 + 2 q (1 - q^K) / (1 - q) (mpf at ``prec`` bits)."""
+    t, K = _check_law(t, K)
+    return _normaliser(context(prec), t, K)
+
+
+def pmf(z: int, t: int, K: int, *, prec=None):
+    """P(Z = z) = exp(-|z|/t) / N for |z| <= K, else 0 (mpf)."""
+    t, K = _check_law(t, K)
+    ctx = context(prec)
+    z = int(z)
+    if abs(z) > K:
+        return ctx.mpf(0)
+    return ctx.exp(-abs(z) / ctx.mpf(t)) / _normaliser(ctx, t, K)
+
+
+def cdf(z: int, t: int, K: int, *, prec=None):
+    """P(Z <= z) (mpf): 0 below -K, 1 from K on."""
+    t, K = _check_law(t, K)
+    ctx = context(prec)
+    z = int(z)
+    if z < -K:
+        return ctx.mpf(0)
+    if z >= K:
+        return ctx.mpf(1)
+    return _range_mass(ctx, t, -K, z) / _normaliser(ctx, t, K)
+
+
+def _tail(ctx, t: int, K: int, shift: int):
+    """Mass of the outputs reachable from m + Z and not from m + shift + Z (shift >= 0)."""
+    if shift == 0:
+        return ctx.mpf(0)
+    return _range_mass(ctx, t, -K, min(K, shift - K - 1)) / _normaliser(ctx, t, K)
+
+
+def tail_delta(shift: int, t: int, K: int, *, prec=None):
+    """The exact delta of a lattice shift: P[Z < shift - K] (mass of D's support not in D''s).
+
+    For ``|shift| / t <= eps`` this is the exact hockey-stick divergence at eps of
+    m + Z against m + shift + Z (the ratio is <= e^eps on the overlap); symmetric in the sign.
+    """
+    t, K = _check_law(t, K)
+    return _tail(context(prec), t, K, abs(int(shift)))
+
+
+def _hockey_stick(ctx, t: int, K: int, s: int, eps_prime: Fraction):
+    """sup_S P[Z in S] - e^eps' P[s + Z in S], s >= 0, exact closed form (see hockey_stick)."""
+    if s == 0:
+        return ctx.mpf(0)
+    if s > 2 * K:
+        return ctx.mpf(1)
+    tt = ctx.mpf(t)
+    ep = ctx.mpf(eps_prime.numerator) / eps_prime.denominator
+    total = _range_mass(ctx, t, -K, min(K, s - K - 1))  # (i) outside D''s support
+    if Fraction(s, t) > eps_prime:  # (ii) k in [s - K, 0]: ratio e^{s/t}
+        lo, hi = max(-K, s - K), 0
+        if lo <= hi:
+            total += _range_mass(ctx, t, lo, hi) * (1 - ctx.exp(ep - s / tt))
+    # (iii) 0 < k < s: P = q^k, P' = q^(s-k), positive iff k < (s - t eps') / 2
+    kmax = math.ceil((s - t * eps_prime) / 2) - 1
+    lo, hi = max(1, s - K), min(s - 1, K, kmax)
+    if lo <= hi:
+        pos = _geometric_sum(ctx, t, lo, hi)
+        neg = ctx.exp(ep - (s - hi) / tt) * _geometric_sum(ctx, t, 0, hi - lo)  # sum q^(s-k)
+        total += pos - neg
+    # (iv) k >= s: ratio q^s <= 1 <= e^eps': no contribution
+    return total / _normaliser(ctx, t, K)
+
+
+def hockey_stick(shift: int, eps_prime, t: int, K: int, *, prec=None):
+    """Exact hockey-stick divergence sup_S P[Z in S] - e^eps' P[shift + Z in S] (mpf).
+
+    Closed form over four ranges of k (proofs_notes/23, Lemma 2): (i) k < shift - K, reachable
+    only from Z: P(k); (ii) shift - K <= k <= 0: ratio e^{shift/t}, contributes
+    P(k)(1 - e^{eps'} q^shift) when shift/t > eps'; (iii) 0 < k < shift: positive part of
+    (q^k - e^{eps'} q^{shift-k}) / N; (iv) k >= shift: ratio <= 1, nothing. ``eps_prime >= 0``;
+    symmetric in the sign of ``shift``.
+    """
+    t, K = _check_law(t, K)
+    e = _exact("eps_prime", eps_prime)
+    if e < 0:
+        raise ParameterError("eps_prime", "must be >= 0", eps_prime)
+    return _hockey_stick(context(prec), t, K, abs(int(shift)), e)
+
+
+def _as_fraction(x) -> Fraction:
+    man, exp = x.man_exp
+    return Fraction(int(man)) * (Fraction(2) ** int(exp))
+
+
+def delta_enclosure(shift: int, t: int, K: int, *, prec: int = DECISION_PREC) -> tuple[Fraction, Fraction]:
+    """A certified enclosure [lo, hi] of :func:`tail_delta` (interval arithmetic, exact Fractions)."""
+    t, K = _check_law(t, K)
+    iv = interval_context(prec)
+    value = _tail(iv, t, K, abs(int(shift)))
+    lo, hi = value._mpi_
+    ctx = context(prec)
+    return _as_fraction(ctx.make_mpf(lo)), _as_fraction(ctx.make_mpf(hi))
+
+
+def _tail_at_most(shift: int, t: int, K: int, delta: Fraction) -> bool:
+    """Certified ``tail_delta(shift, t, K) <= delta``; raises the precision while undecided and
+    answers False (conservative) if even the highest precision cannot decide."""
+    prec = DECISION_PREC
+    while True:
+        lo, hi = delta_enclosure(shift, t, K, prec=prec)
+        if hi <= delta:
+            return True
+        if lo > delta or prec >= _MAX_DECISION_PREC:
+            return False
+        prec *= 2
+
+
+def support_units(shift: int, t: int, delta) -> int:
+    """K: the smallest integer with certified ``tail_delta(shift, t, K) <= delta``.
+
+    The tail is strictly decreasing in K and exceeds 1/2 >= delta for K < shift, so K >= shift.
+    Start from the closed-form solution of q^(K+1) (q^-shift - 1 + 2 delta) = delta (1 + q),
+    then gallop and bisect with certified comparisons.
+    """
+    shift = check_positive_int("shift", shift)
+    t = check_positive_int("t", t)
+    d = _exact("delta", delta)
+    check_privacy(1, d)
+    ctx = context(DECISION_PREC)
+    tt = ctx.mpf(t)
+    q = ctx.exp(-1 / tt)
+    dm = ctx.mpf(d.numerator) / d.denominator
+    guess = ctx.ceil(tt * ctx.log((ctx.expm1(shift / tt) + 2 * dm) / (dm * (1 + q)))) - 1
+    K = max(shift, int(guess))
+
+    def ok(k: int) -> bool:
+        return k >= shift and _tail_at_most(shift, t, k, d)
+
+    if ok(K):
+        hi, step = K, 1
+        lo = K - step
+        while lo >= shift and ok(lo):
+            hi, step = lo, step * 2
+            lo = hi - step
+        lo = max(lo, shift - 1)  # not ok (or below the admissible range)
+    else:
+        lo, step = K, 1
+        hi = K + step
+        while not ok(hi):
+            lo, step = hi, step * 2
+            hi = lo + step
+    while hi - lo > 1:  # invariant: not ok(lo) (or lo < shift), ok(hi)
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+# ---------------------------------------------------------------------------------------------
+# all parameters of one release
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LatticeParameters:
+    """Every public constant of one hardened release (proofs_notes/23-hardened-noise.md).
+
+    Exact fields: ``exponent`` k (g = 2^k), ``sensitivity_units`` Delta_int, ``scale_units`` t,
+    ``support_units`` K, ``max_value_units`` (the largest |round(x/g)| accepted), and the
+    Fractions ``eps_used = Delta_int / t <= eps`` and ``delta_upper`` (a certified upper bound on
+    the exact delta achieved, <= the target delta). ``delta_achieved`` is ``delta_upper`` rounded
+    up to a float64.
+    """
+
+    sensitivity: Fraction
+    eps: Fraction
+    delta: Fraction
+    changed: int
+    value_bound: Fraction | None
+    exponent: int
+    sensitivity_units: int
+    scale_units: int
+    support_units: int
+    max_value_units: int
+    eps_used: Fraction
+    delta_upper: Fraction
+    delta_lower: Fraction
+
+    @property
+    def granularity(self) -> float:
+        """g = 2^k as a float64 (exact)."""
+        return math.ldexp(1.0, self.exponent)
+
+    @property
+    def delta_achieved(self) -> float:
+        """The certified upper bound on the exact delta, rounded up to a float64."""
+        return _float_up(self.delta_upper)
+
+    def support_bound(self) -> float:
+        """Sure bound per coordinate: |released - input| <= K g + g/2 = (2K + 1) 2^(k-1), exact."""
+        return math.ldexp(float(2 * self.support_units + 1), self.exponent - 1)
+
+    def to_dict(self) -> dict:
+        return {
+            "granularity": self.granularity,
+            "granularity_exponent": self.exponent,
+            "sensitivity": float(self.sensitivity),
+            "eps": float(self.eps),
+            "delta": float(self.delta),
+            "changed": self.changed,
+            "value_bound": None if self.value_bound is None else float(self.value_bound),
+            "sensitivity_units": self.sensitivity_units,
+            "scale_units": self.scale_units,
+            "support_units": self.support_units,
+            "max_value_units": self.max_value_units,
+            "eps_used": float(self.eps_used),
+            "eps_used_exact": str(self.eps_used),
+            "delta_achieved": self.delta_achieved,
+            "support_bound": self.support_bound(),
+        }
+
+    def __str__(self) -> str:
+        return (f"lattice release: g = 2^{self.exponent}, Delta_int = {self.sensitivity_units}, "
+                f"t = {self.scale_units}, K = {self.support_units}, eps used "
+                f"{float(self.eps_used):.10g} <= {float(self.eps):.10g}, delta achieved "
+                f"<= {self.delta_achieved:.6g} <= {float(self.delta):.6g}")
+
+
+def _float_up(x: Fraction) -> float:
+    f = float(x)
+    if Fraction(f) < x:
+        f = math.nextafter(f, math.inf)
+    return f
+
+
+@functools.lru_cache(maxsize=256)
+def _parameters(sens: Fraction, eps: Fraction, delta: Fraction, changed: int,
+                value_bound: Fraction | None, resolution_bits: int) -> LatticeParameters:
+    k = _pow2_at_least(sens / eps / (1 << resolution_bits))
+    while True:
+        if k < EXPONENT_MIN or k > EXPONENT_MAX:
+            raise ParameterError(
+                "granularity exponent", f"must lie in [{EXPONENT_MIN}, {EXPONENT_MAX}] so that "
+                "lattice points are exact float64 values", k,
+                hint=f"from sensitivity / eps = {float(sens / eps):.6g}")
+        units = _floor_div_pow2(sens, k) + changed
+        t = math.ceil(Fraction(units) / eps)
+        if t > RANGE_LIMIT:
+            raise ParameterError("t = ceil(Delta_int / eps)", f"must be <= 2^62 (got about 2^{t.bit_length()})",
+                                 hint="eps is too small for the number of changed coordinates")
+        K = support_units(units, t, delta)
+        if K + t >= 1 << WORD_BITS or K >= MAX_EXACT_UNITS:
+            raise ParameterError("K (support in lattice units)", "must be < 2^53", K,
+                                 hint="delta is too small for an exact float64 lattice")
+        if value_bound is None:
+            max_units = MAX_EXACT_UNITS - K
+            break
+        max_units = math.floor(value_bound / (Fraction(2) ** k) + Fraction(1, 2))
+        if max_units + K <= MAX_EXACT_UNITS:
+            break
+        k += 1  # coarser lattice until every reachable lattice point is an exact float64
+    lo, hi = delta_enclosure(units, t, K)
+    return LatticeParameters(
+        sensitivity=sens, eps=eps, delta=delta, changed=changed, value_bound=value_bound,
+        exponent=k, sensitivity_units=units, scale_units=t, support_units=K,
+        max_value_units=max_units, eps_used=Fraction(units, t), delta_upper=hi, delta_lower=lo,
+    )
+
+
+def lattice_parameters(sensitivity, eps, delta, changed: int, *, value_bound=None,
+                       resolution_bits: int = NOISE_RESOLUTION_BITS) -> LatticeParameters:
+    """All public constants of a hardened release of a vector with l1 sensitivity ``sensitivity``.
+
+    ``changed`` (>= 1) bounds how many coordinates one replace-one-row change can move;
+    ``value_bound`` (optional, public) bounds |x| for every coordinate. The granularity starts at
+    :func:`granularity_exponent` and, when ``value_bound`` is given, is coarsened until
+    ``round(value_bound / g) + K <= 2^53`` (every reachable lattice point is an exact float64).
+    Without ``value_bound`` the release accepts |round(x/g)| <= 2^53 - K and raises beyond.
+    Cached: a pure function of its (exact) arguments.
+    """
+    check_privacy(eps, delta)
+    sens = _exact("sensitivity", check_positive("sensitivity", sensitivity))
+    e = _exact("eps", eps)
+    d = _exact("delta", delta)
+    changed = check_positive_int("changed", changed)
+    vb = None if value_bound is None else _exact("value_bound", check_positive("value_bound", value_bound))
+    resolution_bits = check_positive_int("resolution_bits", resolution_bits, minimum=0)
+    return _parameters(sens, e, d, changed, vb, resolution_bits)
+
+
+# ---------------------------------------------------------------------------------------------
+# rounding (exact, Fractions)
+# ---------------------------------------------------------------------------------------------
+
+def round_to_lattice_units(x, exponent: int) -> int:
+    """round(x / 2^k) to the nearest integer, ties to even, exactly (x: a finite real number)."""
+    v = _exact("x", x)
+    return round(v / (Fraction(2) ** int(exponent)))  # Fraction.__round__: half to even
+
+
+# ---------------------------------------------------------------------------------------------
+# the exact sampler (word-consumption rule in the module docstring)
+# ---------------------------------------------------------------------------------------------
+
+_WORD_MASK = (1 << WORD_BITS) - 1
+
+
+def _next_word(words: Iterator[int]) -> int:
+    try:
+        w = int(next(words))
+    except StopIteration:
+        raise UniformsError("tape", "has too few random words for this draw",
+                            hint="give a longer tape (more columns)") from None
+    if not 0 <= w <= _WORD_MASK:
+        raise UniformsError("random words", f"must be integers in [0, 2^{WORD_BITS})", w)
+    return w
+
+
+def uniform_below(n: int, words: Iterator[int]) -> int:
+    """A uniform integer in {0, ..., n-1}: ``w mod n`` of the first word ``w < 2^64 - (2^64 mod n)``.
+
+    The accepted words are uniform on a range whose length is a multiple of n, so ``w mod n``
+    is exactly uniform; a word is rejected with probability < n / 2^64 <= 1/4. ``n = 1``
+    consumes no word.
+    """
+    if n == 1:
+        return 0
+    if not 1 <= n <= RANGE_LIMIT:
+        raise ParameterError("n", "must satisfy 1 <= n <= 2^62", n)
+    limit = (1 << WORD_BITS) - ((1 << WORD_BITS) % n)
+    while True:
+        w = _next_word(words)
+        if w < limit:
+            return w % n
+
+
+def _bernoulli_step(num: int, den: int, k: int, words: Iterator[int], range_limit: int) -> bool:
+    """Bernoulli(num / (den k)) with 0 <= num <= den."""
+    if den * k <= range_limit:
+        return uniform_below(den * k, words) < num
+    return uniform_below(den, words) < num and uniform_below(k, words) == 0
+
+
+def bernoulli_exp(num: int, den: int, words: Iterator[int], *, range_limit: int = RANGE_LIMIT) -> bool:
+    """Bernoulli(exp(-num/den)) for integers 0 <= num <= den (CKS20 Algorithm 1).
+
+    Steps k = 1, 2, ... draw Bernoulli(gamma / k), gamma = num/den, until one is false; the
+    result is true iff that k is odd: P = sum_k odd (gamma^(k-1)/(k-1)! - gamma^k/k!) = e^-gamma.
+    """
+    k = 1
+    while _bernoulli_step(num, den, k, words, range_limit):
+        k += 1
+    return k % 2 == 1
+
+
+@functools.lru_cache(maxsize=None)
+def exp_digit(v: int, j: int) -> int:
+    """The j-th 64-bit digit (j >= 1) of exp(-v) in base 2^64: floor(e^-v 2^(64 j)) mod 2^64.
+
+    Certified: computed with interval arithmetic at increasing precision until the floor of
+    both ends agree (e^-v 2^(64 j) is irrational for v >= 1, so this terminates).
+    """
+    v = check_positive_int("v", v)
+    j = check_positive_int("j", j)
+    prec = 64 * j + 2 * v.bit_length() + 96
+    while True:
+        iv = interval_context(prec)
+        value = iv.exp(-iv.mpf(v)) * iv.mpf(2) ** (64 * j)
+        ctx = context(prec)
+        lo, hi = (int(ctx.floor(ctx.make_mpf(end))) for end in value._mpi_)
+        if lo == hi:
+            return lo & _WORD_MASK
+        prec *= 2
+
+
+def exp_count(v_stop: int, words: Iterator[int]) -> int:
+    """min(V, v_stop) for P(V >= v) = e^-v, by inversion: V >= v iff W < e^-v for one uniform
+    real W whose 64-bit digits are drawn only when a comparison needs them."""
+    digits: list[int] = []
+
+    def below(v: int) -> bool:
+        j = 0
+        while True:
+            if j == len(digits):
+                digits.append(_next_word(words))
+            c = exp_digit(v, j + 1)
+            if digits[j] != c:
+                return digits[j] < c
+            j += 1
+
+    v = 0
+    while v < v_stop and below(v + 1):
+        v += 1
+    return v
+
+
+def sample_from_words(t: int, K: int, words: Iterable[int], *, range_limit: int = RANGE_LIMIT) -> int:
+    """One draw of the discrete truncated Laplace (scale t, support K) from 64-bit words.
+
+    Exact: X = U + t V with U ~ P(u) prop. exp(-u/t) on {0..t-1} (uniform, accepted with
+    probability exp(-U/t)) and P(V >= v) = e^-v gives P(X = x) prop. exp(-x/t); a fair sign
+    with (-, 0) rejected gives P(z) prop. exp(-|z|/t); rejecting X > K (decided once V reaches
+    v_stop, which changes only the words consumed, not the accepted law) conditions on |z| <= K.
+    """
+    t, K = _check_law(t, K)
+    if t > range_limit:
+        raise ParameterError("t", "must be <= the range limit (2^62)", t)
+    it = iter(words)
+    while True:
+        u = uniform_below(t, it)
+        if not bernoulli_exp(u, t, it, range_limit=range_limit):
+            continue
+        if u > K:
+            continue
+        v_stop = (K - u) // t + 1
+        v = exp_count(v_stop, it)
+        if v == v_stop:
+            continue
+        x = u + t * v
+        sign = uniform_below(2, it)
+        if sign == 1 and x == 0:
+            continue
+        return -x if sign == 1 else x
+
+
+def _check_tape(tape) -> np.ndarray:
+    arr = np.asarray(tape)
+    if arr.ndim != 2:
+        raise ShapeError("tape", "must be a 2-D array (draws x words)", f"shape {arr.shape}")
+    if arr.dtype != np.uint64:
+        raise UniformsError("tape", "must have dtype uint64 (64-bit random words)", str(arr.dtype))
+    return arr
+
+
+def sample_from_tape(tape, t: int, K: int, *, range_limit: int = RANGE_LIMIT) -> list[int]:
+    """One draw per row of a (n, T) uint64 tape: row i's words, in order, feed draw i."""
+    arr = _check_tape(tape)
+    return [sample_from_words(t, K, iter(row.tolist()), range_limit=range_limit) for row in arr]
+
+
+def release_from_tape(values, tape, *, sensitivity, eps, delta, changed: int, value_bound=None) -> list[Fraction]:
+    """The exact hardened release of a 1-D sequence of finite reals from a (n, T) uint64 tape.
+
+    Returns ``(round(x_i / g) + Z_i) g`` as exact Fractions (the reference the fast
+    ``secure_release(..., tape=tape)`` must reproduce bit for bit). Raises
+    :class:`BoundError` for NaN/inf, for |x| > value_bound, or for a lattice integer beyond the
+    exact float64 range.
+    """
+    params = lattice_parameters(sensitivity, eps, delta, changed, value_bound=value_bound)
+    xs = [_exact_value(v, i) for i, v in enumerate(values)]
+    arr = _check_tape(tape)
+    if arr.shape[0] != len(xs):
+        raise ShapeError("tape", f"must have one row per value ({len(xs)})", f"{arr.shape[0]} rows")
+    g = Fraction(2) ** params.exponent
+    out = []
+    for i, x in enumerate(xs):
+        if params.value_bound is not None and abs(x) > params.value_bound:
+            raise BoundError("values", f"must satisfy |x| <= value_bound = {float(params.value_bound)!r}",
+                             hint=f"index {i}")
+        m = round(x / g)
+        if abs(m) > params.max_value_units:
+            raise BoundError("values", "must round to at most max_value_units lattice units "
+                             f"({params.max_value_units} at g = 2^{params.exponent})", hint=f"index {i}")
+        z = sample_from_words(params.scale_units, params.support_units, iter(arr[i].tolist()))
+        out.append((m + z) * g)
+    return out
+
+
+def _exact_value(v, i: int) -> Fraction:
+    if isinstance(v, float) and not math.isfinite(v):
+        raise BoundError("values entries", "must be finite", hint=f"index {i} is {v}")
+    if isinstance(v, np.floating) and not np.isfinite(v):
+        raise BoundError("values entries", "must be finite", hint=f"index {i} is {v}")
+    return _exact(f"values[{i}]", v)
