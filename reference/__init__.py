@@ -15,6 +15,7 @@ _EXPORTS: dict[str, str] = {
     "taylor_attention": "noiseless",
     "DPCrossAttention": "cross_attention",
     "DPTree": "dptree",
+    "DPTreeDistance": "dptree_distance",
     "lattice_parameters": "discrete_laplace",
 }
 
