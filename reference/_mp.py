@@ -21,7 +21,7 @@ import mpmath
 import numpy as np
 from mpmath.ctx_iv import MPIntervalContext
 from mpmath.ctx_mp_python import _mpf
-from mpmath.libmp import from_rational, round_nearest
+from mpmath.libmp import from_rational, mpf_pos, round_ceiling, round_floor, round_nearest
 
 from dpxattn.errors import BoundError, ShapeError
 from dpxattn.params import check_positive_int
@@ -40,6 +40,7 @@ __all__ = [
     "format_number",
     "interval_upper",
     "interval_lower",
+    "rounded",
 ]
 
 #: Default working precision in bits. 160 bits (about 48 decimal digits) is far beyond float64's
@@ -86,13 +87,18 @@ def interval_context(prec=None) -> MPIntervalContext:
 
 
 def interval_upper(x, ctx: mpmath.MPContext):
-    """The upper endpoint of an interval as an mpf of ``ctx``, exactly (no rounding)."""
-    return ctx.make_mpf(x._mpi_[1])
+    """The upper endpoint of an interval as an mpf of ``ctx``, rounded up (never below it)."""
+    return ctx.make_mpf(mpf_pos(x._mpi_[1], ctx.prec, round_ceiling))
 
 
 def interval_lower(x, ctx: mpmath.MPContext):
-    """The lower endpoint of an interval as an mpf of ``ctx``, exactly (no rounding)."""
-    return ctx.make_mpf(x._mpi_[0])
+    """The lower endpoint of an interval as an mpf of ``ctx``, rounded down (never above it)."""
+    return ctx.make_mpf(mpf_pos(x._mpi_[0], ctx.prec, round_floor))
+
+
+def rounded(x, ctx: mpmath.MPContext):
+    """An mpf (of any precision) rounded to nearest at ``ctx.prec``, as an mpf of ``ctx``."""
+    return ctx.make_mpf(mpf_pos(x._mpf_, ctx.prec, round_nearest))
 
 
 def to_mpf(x, ctx: mpmath.MPContext, name: str = "value"):
