@@ -28,6 +28,10 @@ CHECKS: list[CheckSpec] = [
     CheckSpec("noise-distribution", "dpxattn.verification.checks_noise", "check_noise",
               summary="fast TLap sampler vs the exact law: KS, chi-square, moments, support, "
                       "delta region; power vs scale x0.7 / x1.3"),
+    # issue 5 (H6): floating-point attack and timing of the hardened noise
+    CheckSpec("float-attack", "dpxattn.verification.checks_float_attack", "check_float_attack",
+              summary="bit-pattern classifier + Clopper-Pearson eps lower bound: exposes the "
+                      "float64 path, not the hardened lattice release"),
 ]
 
 

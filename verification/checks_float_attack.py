@@ -1,0 +1,221 @@
+"""Floating-point attack (issue 5): a bit-pattern classifier that exposes the float sampler.
+
+TLap, hardened release -- paper: truncated Laplace mechanism (v2 §2 / App. B; v3: unverified);
+spec PAPER.md §2.1 and §5 item 18; proofs_notes/23-hardened-noise.md; audit method
+proofs_notes/21-empirical-audit.md.
+
+Mironov (CCS 2012) showed that ``x + Z`` computed in floating point is not DP even when ``Z``
+is: the set of floats ``0 + Z`` can produce differs from the set ``1 + Z`` can produce. Near 0,
+``0 + z = z`` keeps all 53 bits of ``z``, while for ``z in [-1, -1/2]`` the sum ``1 + z`` is
+exact (Sterbenz) and lands on multiples of ``ulp(z) = 2^-53``: in ``[1/4, 1/2)``, where floats
+are spaced ``2^-54``, its lowest mantissa bit is always 0, in ``[1/8, 1/4)`` its two lowest bits,
+and so on. Outputs with those bits set are possible under D and impossible under D'.
+
+The attack (DP-Sniper style, Bichsel et al. S&P 2021, with a table classifier in place of their
+logistic regression / MLP on bit features):
+
+1. features of an output ``y``: sign, the 11-bit biased exponent and the ``LOW_BITS`` lowest
+   mantissa bits of its float64 pattern (:func:`bit_pattern_keys`);
+2. a likelihood-ratio table over those keys is fitted on a **training split**
+   (:class:`BitPatternClassifier`: ``log (c_a + 1/2)/(n_a + 1) - log (c_b + 1/2)/(n_b + 1)``);
+3. the classifier's scores of **fresh** outputs go to
+   :func:`dpxattn.verification.audit.audit`, which chooses the threshold event on its own
+   selection split and bounds ``p`` and ``q`` on a further fresh split with one-sided
+   Clopper-Pearson bounds (union bound): ``eps_LB = ln((p_lo - delta) / q_hi)``.
+
+The classifier is fixed before the audit sees its samples, so the audit's guarantee holds as
+for any fixed score: with probability >= ``confidence``, eps_LB <= the true eps(delta).
+
+Configuration (known to break float noise, the counting-query case of Mironov and DP-Sniper):
+``f(D) = 0``, ``f(D') = 1``, sensitivity 1, eps in {1, 0.1}, delta 1e-6. The float release is
+``x + dpxattn.fast.noise.truncated_laplace(...)`` in float64 (the ``noise="float"`` path); the
+hardened release is :func:`dpxattn.fast.secure_noise.secure_release` on the same values. Records:
+``power`` (the float path must be exposed: eps_LB > claimed eps) and ``audit`` (the hardened path
+must not be: eps_LB <= claimed eps, false-alarm rate alpha = 1 - confidence).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dpxattn.fast.noise import truncated_laplace
+from dpxattn.fast.secure_noise import secure_release
+from dpxattn.verification.audit import AuditResult, audit
+from dpxattn.verification.records import CheckContext, CheckRecord
+
+__all__ = [
+    "LOW_BITS",
+    "CONFIDENCE",
+    "ATTACK_CONFIGS",
+    "attack_sizes",
+    "bit_pattern_keys",
+    "BitPatternClassifier",
+    "float_release_samples",
+    "hardened_release_samples",
+    "AttackResult",
+    "bit_pattern_attack",
+    "check_float_attack",
+]
+
+#: low mantissa bits used as features (beside sign and exponent)
+LOW_BITS = 4
+#: confidence of every eps lower bound; 1 - CONFIDENCE is the hardened check's false-alarm rate
+CONFIDENCE = 1.0 - 1e-6
+#: (sensitivity, eps, delta, value on D, value on D'): the counting-query configuration
+ATTACK_CONFIGS = (
+    (1.0, 1.0, 1e-6, 0.0, 1.0),
+    (1.0, 0.1, 1e-6, 0.0, 1.0),
+)
+
+
+def attack_sizes(level: str, scale: float = 1.0) -> tuple[int, int]:
+    """(training draws per side, audit draws per side) of a harness level."""
+    if level == "quick":
+        return 50_000, 100_000
+    if level == "standard":
+        return 200_000, 1_000_000
+    return int(200_000 * scale), int(2_000_000 * scale)
+
+
+def bit_pattern_keys(y: np.ndarray, low_bits: int = LOW_BITS) -> np.ndarray:
+    """Integer keys (sign, biased exponent, lowest ``low_bits`` mantissa bits) of float64 ``y``.
+
+    Shape: (N,) float64 -> (N,) int64. Two outputs with the same key are indistinguishable to
+    the classifier.
+    """
+    bits = np.ascontiguousarray(y, dtype=np.float64).view(np.uint64)
+    sign = bits >> np.uint64(63)
+    exponent = (bits >> np.uint64(52)) & np.uint64(0x7FF)
+    low = bits & np.uint64((1 << low_bits) - 1)
+    return ((sign << np.uint64(11 + low_bits)) | (exponent << np.uint64(low_bits)) | low).astype(np.int64)
+
+
+class BitPatternClassifier:
+    """Estimated log-likelihood ratio log P_a(key) / P_b(key) per bit-pattern key.
+
+    Fitted on a training split only; keys never seen score 0 (no evidence either way).
+    """
+
+    def __init__(self, low_bits: int = LOW_BITS) -> None:
+        self.low_bits = low_bits
+        self.keys = np.empty(0, dtype=np.int64)
+        self.scores = np.empty(0, dtype=np.float64)
+
+    def fit(self, ya: np.ndarray, yb: np.ndarray) -> "BitPatternClassifier":
+        ka, kb = bit_pattern_keys(ya, self.low_bits), bit_pattern_keys(yb, self.low_bits)
+        keys = np.unique(np.concatenate([ka, kb]))
+        ca = np.bincount(np.searchsorted(keys, ka), minlength=len(keys))
+        cb = np.bincount(np.searchsorted(keys, kb), minlength=len(keys))
+        self.keys = keys
+        self.scores = np.log((ca + 0.5) / (len(ka) + 1.0)) - np.log((cb + 0.5) / (len(kb) + 1.0))
+        return self
+
+    def score(self, y: np.ndarray) -> np.ndarray:
+        """Scores of outputs ``y`` ((N,) float64 -> (N,) float64)."""
+        k = bit_pattern_keys(y, self.low_bits)
+        if not len(self.keys):
+            return np.zeros(len(k))
+        pos = np.minimum(np.searchsorted(self.keys, k), len(self.keys) - 1)
+        return np.where(self.keys[pos] == k, self.scores[pos], 0.0)
+
+
+def float_release_samples(value: float, n: int, *, sensitivity, eps, delta, generator) -> np.ndarray:
+    """``n`` float64 outputs of the float path: ``value + TLap`` added in float64 (the naive
+    release of ``dpxattn.fast.release``). ``generator``: a seeded torch or numpy generator."""
+    x = torch.full((int(n),), float(value), dtype=torch.float64)
+    noise = truncated_laplace((int(n),), sensitivity, eps, delta, generator=generator)
+    return (x + noise).numpy()
+
+
+def hardened_release_samples(value: float, n: int, *, sensitivity, eps, delta, generator) -> np.ndarray:
+    """``n`` independent hardened releases of the scalar ``value`` (each a one-coordinate release,
+    ``changed = 1``; drawn in one vectorised call)."""
+    out = secure_release(np.full(int(n), float(value)), sensitivity=sensitivity, eps=eps,
+                         delta=delta, changed=1, generator=generator)
+    return out.values.numpy()
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """The attack's outcome: the audit on the classifier's scores, and the sample sizes."""
+
+    eps_lower_bound: float
+    audit: AuditResult
+    n_train: int
+    n_audit: int
+
+
+def bit_pattern_attack(sample, *, value_a: float, value_b: float, delta: float, n_train: int,
+                       n_audit: int, confidence: float, rng: np.random.Generator) -> AttackResult:
+    """Train the bit-pattern classifier on ``n_train`` outputs per side, then audit its scores
+    on ``n_audit`` fresh outputs per side. ``sample(value, n) -> (n,) float64`` draws outputs."""
+    clf = BitPatternClassifier().fit(sample(value_a, n_train), sample(value_b, n_train))
+    sa, sb = clf.score(sample(value_a, n_audit)), clf.score(sample(value_b, n_audit))
+    res = audit(sa, sb, delta=delta, confidence=confidence, rng=rng)
+    return AttackResult(res.eps_lower_bound, res, n_train, n_audit)
+
+
+def _record(name: str, kind: str, result: AttackResult, claim: float, config: tuple, sampler: str,
+            exposed_wanted: bool) -> CheckRecord:
+    sens, eps, delta, va, vb = config
+    lb = result.eps_lower_bound
+    details = {
+        "configuration": f"f(D) = {va}, f(D') = {vb}, sensitivity {sens}, eps {eps}, delta {delta}",
+        "sampler": sampler,
+        "features": f"sign, 11-bit exponent, lowest {LOW_BITS} mantissa bits of the float64 output",
+        "classifier": "likelihood-ratio table fitted on a separate training split",
+        "n_train_per_side": result.n_train,
+        "n_audit_per_side": result.n_audit,
+        **{k: v for k, v in result.audit.to_dict().items() if k != "delta"},
+    }
+    if exposed_wanted:
+        tests = (f"the bit-pattern attack exposes the float64 path (x + TLap in float): its "
+                 f"eps lower bound exceeds the claimed eps = {claim}")
+        return CheckRecord(name, kind, tests, lb, claim, ">=", bool(lb > claim),
+                           confidence=result.audit.confidence, sample_size=2 * (result.n_train + result.n_audit),
+                           details=details)
+    tests = (f"the same attack does not expose the hardened lattice release: eps lower bound "
+             f"<= claimed eps = {claim}")
+    return CheckRecord(name, kind, tests, lb, claim, "<=", bool(lb <= claim),
+                       alpha=1.0 - result.audit.confidence, confidence=result.audit.confidence,
+                       sample_size=2 * (result.n_train + result.n_audit), details=details)
+
+
+def check_float_attack(ctx: CheckContext) -> list[CheckRecord]:
+    """Float vs hardened noise under a DP-Sniper-style bit-pattern attack (issue 5).
+
+    For each configuration of :data:`ATTACK_CONFIGS` (f(D) = 0 vs f(D') = 1, sensitivity 1): the
+    float64 path ``x + TLap`` must be exposed (eps lower bound above the claim, a ``power``
+    record) and the hardened lattice release must not be (eps lower bound <= the claim at
+    confidence 1 - 1e-6, an ``audit`` record). Draws come from generators seeded by the check's
+    seed (labelled seeded: audits only).
+    """
+    n_train, n_audit = attack_sizes(ctx.level, ctx.scale)
+    records = []
+    for i, config in enumerate(ATTACK_CONFIGS):
+        sens, eps, delta, va, vb = config
+        seeds = np.random.SeedSequence([ctx.seed, i]).spawn(4)
+        torch_gen = torch.Generator().manual_seed(int(seeds[0].generate_state(1)[0]))
+        numpy_gen = np.random.default_rng(seeds[1])
+
+        def float_sample(value, n):
+            return float_release_samples(value, n, sensitivity=sens, eps=eps, delta=delta, generator=torch_gen)
+
+        def hardened_sample(value, n):
+            return hardened_release_samples(value, n, sensitivity=sens, eps=eps, delta=delta, generator=numpy_gen)
+
+        for label, sample, kind, exposed, rng_seed in (
+            ("float", float_sample, "power", True, seeds[2]),
+            ("hardened", hardened_sample, "audit", False, seeds[3]),
+        ):
+            result = bit_pattern_attack(sample, value_a=va, value_b=vb, delta=delta, n_train=n_train,
+                                        n_audit=n_audit, confidence=CONFIDENCE,
+                                        rng=np.random.default_rng(rng_seed))
+            sampler = ("dpxattn.fast.noise.truncated_laplace added in float64" if label == "float"
+                       else "dpxattn.fast.secure_noise.secure_release (lattice + exact discrete TLap)")
+            records.append(_record(f"float-attack {label} eps={eps:g}", kind, result, eps, config,
+                                   sampler, exposed))
+    return records
