@@ -1,0 +1,311 @@
+"""l1 sensitivities of every released quantity under replace-one-row adjacency, and brute force.
+
+Adjacency (DESIGN §1, ``proofs_notes/01-conventions.md``): (K, V) and (K', V') differ in one row,
+with every entry of both inside the public bounds: keys in [0, R]^d, values in [-R_w, R_w]^{d_v}.
+Paper: sensitivities of the DPTree / DPTreeDistance / DPTreeSoftmax releases (v2 §4, App. D-G,
+App. I; v3: unverified) and of our ``direct`` statistic; spec PAPER.md §1.3, §3.1-3.4, §5 items
+6, 8, 13. Proof note: ``proofs_notes/17-sensitivity.md``.
+
+Analytic sensitivities (each an upper bound on max ||f(X) - f(X')||_1 over neighbours):
+
+* :func:`direct_statistic`: S = P(K)^T [V, 1] (r x (d_v + 1)): ``(2 d_v R_w + 1) sum_alpha M_alpha``
+  (the convention's Delta_S; valid, not tight: :func:`direct_statistic_tight` is the exact sup);
+* :func:`c0`: sum_i w_i for a value column w: ``2 R_w`` (tight);
+* :func:`c1`: sum_i w_i ||P(k_i)||^2: ``2 R_w T_s(t_max)`` (tight);
+* :func:`tree_level`: one DPTree level over a public grid, moment m, feature bound M_t:
+  ``2 R_w M_t^m``;
+* :func:`fixed_index_level`: one DPTree level over a fixed-index array of sensitivity Delta: Delta.
+
+Brute force (exact, at ``prec`` bits): :func:`neighbouring_corner_pairs` builds neighbouring
+datasets whose changed row sits at corners of the bound box (plus optional random interior
+rows), :func:`max_change_brute_force` takes the max l1 change of a released function over them,
+and :func:`released_S`, :func:`released_c0`, :func:`released_c1` are those functions, exactly.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from dpxattn.errors import ParameterError
+from dpxattn.params import check_degree, check_positive, check_positive_int
+from dpxattn.reference._mp import context, resolve_prec, to_mpf, to_matrix
+from dpxattn.reference.kernel import feature_bounds, feature_norm_sq_bound, features
+
+__all__ = [
+    "direct_statistic",
+    "direct_statistic_tight",
+    "c0",
+    "c1",
+    "c0_denominator",
+    "c1_denominator",
+    "tree_level",
+    "fixed_index_level",
+    "NeighbourPair",
+    "neighbouring_corner_pairs",
+    "max_change_brute_force",
+    "l1_change",
+    "released_S",
+    "released_c0",
+    "released_c1",
+]
+
+
+def direct_statistic(d: int, degree: int, R, R_w, d_v: int, *, scale=None, prec=None):
+    """Delta_S = (2 d_v R_w + 1) sum_alpha M_alpha: l1 sensitivity of S = P(K)^T [V, 1].
+
+    Column k <= d_v: |P(x)_alpha v_k - P(x')_alpha v'_k| <= 2 M_alpha R_w; the ones column:
+    |P(x)_alpha - P(x')_alpha| <= M_alpha (features >= 0). The convention's value
+    (``proofs_notes/01-conventions.md``, mechanism ``direct``); an upper bound, exceeding the
+    exact sup :func:`direct_statistic_tight` by at least 1.
+    Paper: not in the paper; our sufficient-statistics mechanism (PAPER §5 item 8).
+    Proof note: ``proofs_notes/17-sensitivity.md``.
+    """
+    d_v = check_positive_int("d_v", d_v)
+    ctx = context(prec)
+    Rw = to_mpf(check_positive("R_w", R_w), ctx, "R_w")
+    return (2 * d_v * Rw + 1) * ctx.fsum(feature_bounds(d, degree, R, scale=scale, prec=prec))
+
+
+def direct_statistic_tight(d: int, degree: int, R, R_w, d_v: int, *, scale=None, prec=None):
+    """The exact sup of ||S(X) - S(X')||_1 over neighbours: 2 d_v R_w + max(2 d_v R_w, d_v R_w + 1) sum_{alpha != 0} M_alpha.
+
+    Attained at corner rows: x = x' = R 1_d, v = -v' = R_w 1 when d_v R_w >= 1; x = R 1_d,
+    x' = 0, v = -v' = R_w 1 otherwise (the constant feature alpha = 0 never changes the ones
+    column). Paper: not in the paper (PAPER §5 item 8). Proof note: ``proofs_notes/17-sensitivity.md``.
+    """
+    d_v = check_positive_int("d_v", d_v)
+    ctx = context(prec)
+    Rw = to_mpf(check_positive("R_w", R_w), ctx, "R_w")
+    M = feature_bounds(d, degree, R, scale=scale, prec=prec)
+    rest = ctx.fsum(M[1:])  # M[0] = 1 is the constant feature
+    return 2 * d_v * Rw + max(2 * d_v * Rw, d_v * Rw + 1) * rest
+
+
+def c0(R_w, *, prec=None):
+    """2 R_w: l1 sensitivity of c0 = sum_i w_i for a value column w in [-R_w, R_w]^n (tight).
+
+    Paper: c0 of DPTreeSoftmax, used without noise in the ICLR version's Algorithm 3
+    (v2 App. I; v3: unverified); spec PAPER.md §3.4, §5 item 6. Proof note:
+    ``proofs_notes/17-sensitivity.md``.
+    """
+    ctx = context(prec)
+    return 2 * to_mpf(check_positive("R_w", R_w), ctx, "R_w")
+
+
+def c1(d: int, degree: int, R, R_w, *, scale=None, prec=None):
+    """2 R_w T_s(t_max): l1 sensitivity of c1 = sum_i w_i ||P(k_i)||^2 (tight).
+
+    |w ||P(x)||^2 - w' ||P(x')||^2| <= 2 R_w max ||P||^2 = 2 R_w T_s(t_max).
+    Paper: c1 of DPTreeSoftmax (v2 App. I; v3: unverified); spec PAPER.md §3.4, §3.7.
+    Proof note: ``proofs_notes/17-sensitivity.md``.
+    """
+    ctx = context(prec)
+    Rw = to_mpf(check_positive("R_w", R_w), ctx, "R_w")
+    return 2 * Rw * feature_norm_sq_bound(d, degree, R, scale=scale, prec=prec)
+
+
+def c0_denominator(*, prec=None):
+    """0: for the denominator column (w = 1) c0 = n is public and never changes.
+
+    The plan budgets it with sensitivity 2 (R_w = 1), which is valid but wasteful.
+    Proof note: ``proofs_notes/17-sensitivity.md``.
+    """
+    return context(prec).zero
+
+
+def c1_denominator(d: int, degree: int, R, *, scale=None, prec=None):
+    """T_s(t_max) - 1: the exact sensitivity of c1 = sum_i ||P(k_i)||^2 (denominator, w = 1).
+
+    ||P(x)||^2 = T_s(scale ||x||^2) ranges over [1, T_s(t_max)] on [0, R]^d. The plan's
+    2 T_s(t_max) (R_w = 1) is valid but more than twice this.
+    Proof note: ``proofs_notes/17-sensitivity.md``.
+    """
+    return feature_norm_sq_bound(d, degree, R, scale=scale, prec=prec) - 1
+
+
+def tree_level(M_t, moment: int, R_w, *, prec=None):
+    """2 R_w M_t^moment: l1 sensitivity of one DPTree level over a public grid (moment m).
+
+    Leaf g holds sum_{i: cell(x_i) = g} w_i x_i^m with 0 <= x_i <= M_t; replacing one record
+    changes at most two leaves of each level, by |w x^m| + |w' x'^m| <= 2 R_w M_t^m.
+    (Denominator: R_w = 1.) Paper: DPTreeDistance, sound public-grid variant (v2 App. F;
+    v3: unverified); spec PAPER.md §3.2, §5 item 13. Proof note: ``proofs_notes/17-sensitivity.md``.
+    """
+    m = _check_moment(moment)
+    ctx = context(prec)
+    M = to_mpf(check_positive("M_t", M_t), ctx, "M_t")
+    return 2 * to_mpf(check_positive("R_w", R_w), ctx, "R_w") * M**m
+
+
+def _check_moment(moment) -> int:
+    try:
+        return check_degree(moment)
+    except ParameterError:
+        raise ParameterError("moment", "must be an integer >= 0", moment) from None
+
+
+def fixed_index_level(Delta, *, prec=None):
+    """Delta: l1 sensitivity of one DPTree level over a fixed-index array (one entry changes by
+    at most Delta, and lies in exactly one node per level).
+
+    Paper: DPTree (v2 §4 / App. D; v3: unverified); spec PAPER.md §3.1. Proof note:
+    ``proofs_notes/17-sensitivity.md``.
+    """
+    return to_mpf(check_positive("Delta", Delta), context(prec), "Delta")
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact released quantities
+# ---------------------------------------------------------------------------------------------
+
+def _rows(K, V, ctx):
+    Km, Vm = to_matrix(K, ctx, "K"), to_matrix(V, ctx, "V")
+    if len(Km) != len(Vm):
+        raise ParameterError("V", f"must have as many rows as K (n = {len(Km)})", f"{len(Vm)} rows")
+    return Km, Vm
+
+
+def _column(Vm, column: int, ctx) -> list:
+    d_v = len(Vm[0])
+    if isinstance(column, bool) or not isinstance(column, int) or not 0 <= column <= d_v:
+        raise ParameterError("column", f"must be an integer in [0, d_v] = [0, {d_v}] "
+                             "(d_v is the ones column)", column)
+    return [ctx.one] * len(Vm) if column == d_v else [row[column] for row in Vm]
+
+
+def released_S(K, V, *, degree: int, scale=None, prec=None) -> list:
+    """S = P(K)^T [V, 1], flattened row-major (feature index major, columns [V..., ones]).
+
+    The quantity the ``direct`` mechanism releases (r (d_v + 1) numbers), exactly at ``prec``.
+    Paper: not in the paper (PAPER §5 item 8; DESIGN §2). Proof note: ``proofs_notes/17-sensitivity.md``.
+    """
+    ctx = context(resolve_prec(prec))
+    Km, Vm = _rows(K, V, ctx)
+    feats = [features(k, degree, scale=scale, prec=ctx.prec) for k in Km]
+    cols = [row + [ctx.one] for row in Vm]
+    r = len(feats[0])
+    return [ctx.fsum(f[a] * c[j] for f, c in zip(feats, cols))
+            for a in range(r) for j in range(len(cols[0]))]
+
+
+def released_c0(K, V, *, column: int, prec=None) -> list:
+    """[c0] = [sum_i w_i] with w = V[:, column], or the ones column when column == d_v.
+
+    Paper: c0 of DPTreeSoftmax (v2 App. I; v3: unverified); spec PAPER.md §3.4.
+    Proof note: ``proofs_notes/17-sensitivity.md``.
+    """
+    ctx = context(resolve_prec(prec))
+    _, Vm = _rows(K, V, ctx)
+    return [ctx.fsum(_column(Vm, column, ctx))]
+
+
+def released_c1(K, V, *, column: int, degree: int, scale=None, prec=None) -> list:
+    """[c1] = [sum_i w_i ||P(k_i)||^2] with w = V[:, column] (or ones for column == d_v).
+
+    Paper: c1 of DPTreeSoftmax (v2 App. I; v3: unverified); spec PAPER.md §3.4.
+    Proof note: ``proofs_notes/17-sensitivity.md``.
+    """
+    ctx = context(resolve_prec(prec))
+    Km, Vm = _rows(K, V, ctx)
+    w = _column(Vm, column, ctx)
+    norms = [ctx.fsum(p * p for p in features(k, degree, scale=scale, prec=ctx.prec)) for k in Km]
+    return [ctx.fsum(wi * ni for wi, ni in zip(w, norms))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Neighbouring pairs and brute force
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NeighbourPair:
+    """Two datasets (K, V) and (K2, V2) that differ in row ``row`` only (lists of rows of mpf)."""
+
+    K: list
+    V: list
+    K2: list
+    V2: list
+    row: int
+    label: str
+
+
+def _corner_set(dim: int, low, high, limit: int, ctx) -> list:
+    """All 2^dim corners of [low, high]^dim, or (above ``limit``) a structured subset: the two
+    constant corners, each single coordinate at ``high`` (rest ``low``) and the alternating pattern."""
+    if 2**dim <= limit:
+        return [list(c) for c in itertools.product((low, high), repeat=dim)]
+    out = [[low] * dim, [high] * dim]
+    out += [[high if i == j else low for i in range(dim)] for j in range(dim)]
+    out.append([high if i % 2 else low for i in range(dim)])
+    return out
+
+
+def neighbouring_corner_pairs(n: int, d: int, d_v: int, R, R_w, *, rng=None, n_random: int = 4,
+                              max_corners: int = 16, prec=None) -> list:
+    """Neighbouring datasets for brute force: the changed row at corners of the bound box.
+
+    Keys in [0, R]^d, values in [-R_w, R_w]^{d_v}. Corner rows are all (key corner, value
+    corner) combinations (all 2^d and 2^{d_v} corners while that is <= ``max_corners``, else a
+    structured subset). For every unordered pair of distinct corner rows (a, b), the dataset
+    has row 0 = a and its neighbour row 0 = b; the other n - 1 rows are fixed corner rows
+    (cycling through the list, deterministic). With a numpy ``rng`` (explicit randomness), also
+    ``n_random`` pairs whose changed rows and other rows are uniform inside the box (exact
+    binary values of the float draws). Returns a list of :class:`NeighbourPair`.
+    Paper: replace-one-row adjacency (project choice, PAPER §1.3). Proof note:
+    ``proofs_notes/17-sensitivity.md``.
+    """
+    n = check_positive_int("n", n)
+    d = check_positive_int("d", d)
+    d_v = check_positive_int("d_v", d_v)
+    check_positive("R", R)
+    check_positive("R_w", R_w)
+    ctx = context(resolve_prec(prec))
+    Rm, Rwm = to_mpf(R, ctx, "R"), to_mpf(R_w, ctx, "R_w")
+    keys = _corner_set(d, ctx.zero, Rm, max_corners, ctx)
+    vals = _corner_set(d_v, -Rwm, Rwm, max_corners, ctx)
+    rows = [(k, v) for k in keys for v in vals]
+    others = [rows[(i * 7 + 3) % len(rows)] for i in range(n - 1)]
+    oK, oV = [list(k) for k, _ in others], [list(v) for _, v in others]
+    pairs = []
+    for ia, ib in itertools.combinations(range(len(rows)), 2):
+        (ka, va), (kb, vb) = rows[ia], rows[ib]
+        pairs.append(NeighbourPair([list(ka)] + oK, [list(va)] + oV, [list(kb)] + oK,
+                                   [list(vb)] + oV, 0, f"corner rows {ia} -> {ib}"))
+    if rng is not None:
+        for t in range(check_positive_int("n_random", n_random, minimum=0)):
+            def key():
+                return [to_mpf(x, ctx) * Rm for x in rng.uniform(0.0, 1.0, d)]
+
+            def val():
+                return [to_mpf(x, ctx) * Rwm for x in rng.uniform(-1.0, 1.0, d_v)]
+            Ks, Vs = [key() for _ in range(n)], [val() for _ in range(n)]
+            j = int(rng.integers(0, n))
+            K2, V2 = [list(r) for r in Ks], [list(r) for r in Vs]
+            K2[j], V2[j] = key(), val()
+            pairs.append(NeighbourPair(Ks, Vs, K2, V2, j, f"random interior pair {t}"))
+    return pairs
+
+
+def l1_change(a: list, b: list):
+    """||a - b||_1 of two equally long flat lists of mpf."""
+    if len(a) != len(b):
+        raise ParameterError("released values", "must have the same length on both datasets",
+                             f"{len(a)} vs {len(b)}")
+    ctx = a[0].context if a and hasattr(a[0], "context") else context(None)
+    return ctx.fsum(abs(x - y) for x, y in zip(a, b))
+
+
+def max_change_brute_force(released_fn, pairs):
+    """max over ``pairs`` of ||released_fn(K, V) - released_fn(K2, V2)||_1, exactly.
+
+    ``released_fn(K, V)`` returns a flat list of mpf. Returns ``(max_change, pair)`` with the
+    pair attaining it. Proof note: ``proofs_notes/17-sensitivity.md``.
+    """
+    best, arg = None, None
+    for p in pairs:
+        ch = l1_change(released_fn(p.K, p.V), released_fn(p.K2, p.V2))
+        if best is None or ch > best:
+            best, arg = ch, p
+    if best is None:
+        raise ParameterError("pairs", "must not be empty")
+    return best, arg
