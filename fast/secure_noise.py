@@ -52,6 +52,7 @@ from dpxattn.reference.discrete_laplace import (
 __all__ = [
     "MIN_BLOCK",
     "CHUNK",
+    "WORDS_PER_DRAW",
     "SECURE_NUMERICS",
     "SecureRelease",
     "secure_release",
@@ -63,6 +64,8 @@ __all__ = [
 
 #: stream requests are padded to at least this many draws (timing reflects many draws)
 MIN_BLOCK = 4096
+#: random words one draw consumes on average (about 6.3): sizes the buffered OS reads
+WORDS_PER_DRAW = 7
 #: elements processed together (bounds memory: a few int64 arrays of this length)
 CHUNK = 1 << 18
 
@@ -130,23 +133,23 @@ def _secure_fill(n: int) -> np.ndarray:
     return np.frombuffer(os.urandom(8 * n), dtype=np.uint64)
 
 
-def _source(generator, tape):
+def _source(generator, tape, expected_words: int = 1 << 17):
     if tape is not None:
         if generator is not None:
             raise UniformsError("tape", "cannot be combined with a generator")
         return _TapeWords(tape)
     if generator is None:
         return _StreamWords(_secure_fill, LABEL_SECURE.replace("53-bit uniforms strictly inside (0, 1)",
-                                                                "64-bit words"))
+                                                                "64-bit words"), expected_words)
     if isinstance(generator, np.random.Generator):
         def fill(n: int, g=generator) -> np.ndarray:
             return g.integers(0, np.iinfo(np.uint64).max, size=n, dtype=np.uint64, endpoint=True)
-        return _StreamWords(fill, LABEL_SEEDED)
+        return _StreamWords(fill, LABEL_SEEDED, expected_words)
     if isinstance(generator, torch.Generator):
         def fill(n: int, g=generator) -> np.ndarray:
             halves = torch.randint(0, 1 << 32, (2, n), generator=g, dtype=torch.int64).numpy()
             return (halves[0].astype(np.uint64) << _U64(32)) | halves[1].astype(np.uint64)
-        return _StreamWords(fill, LABEL_SEEDED)
+        return _StreamWords(fill, LABEL_SEEDED, expected_words)
     raise UniformsError("generator", "must be None (secure), a numpy.random.Generator or a torch.Generator",
                         type(generator).__name__)
 
@@ -276,10 +279,10 @@ def sample_noise_units(count: int, params: LatticeParameters, *, generator=None,
     count = int(count)
     if count < 0:
         raise ShapeError("count", "must be >= 0", count)
-    src = _source(generator, tape)
+    total = count if tape is not None else max(count, MIN_BLOCK if count else 0)
+    src = _source(generator, tape, min(max(WORDS_PER_DRAW * total, 1024), 1 << 17))
     if tape is not None and src.tape.shape[0] != count:
         raise ShapeError("tape", f"must have one row per draw ({count})", f"{src.tape.shape[0]} rows")
-    total = count if tape is not None else max(count, MIN_BLOCK if count else 0)
     out = np.empty(total, dtype=np.int64)
     for start in range(0, total, CHUNK):
         ids = np.arange(start, min(start + CHUNK, total))

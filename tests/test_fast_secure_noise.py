@@ -223,3 +223,22 @@ def test_release_range_checks_and_errors():
     g = ok.parameters.granularity
     assert np.all(np.abs(ok.values.numpy() - np.array([1e15, -1e15])) <= ok.parameters.support_bound())
     assert np.array_equal(ok.values.numpy() / g, np.round(ok.values.numpy() / g))
+
+
+# ------------------------------------------------------------------------------- timing
+
+@pytest.mark.statistical
+def test_release_time_does_not_depend_on_the_values_and_the_test_has_power(rng):
+    """verification.checks_timing at reduced size: the hardened release on neighbours passes the
+    randomised two-sample test (alpha = 1e-4, valid whatever the machine load), and the same test
+    flags the sparse-rounding mutant (same output law, data-dependent time)."""
+    from dpxattn.verification import checks_timing as ct
+
+    name, x, y = ct.neighbour_pairs()[1]
+    a, b = ct.time_interleaved(lambda v: sn.secure_release(v, sensitivity=1.0, eps=1.0, delta=1e-6,
+                                                           changed=ct.VECTOR_SIZE), x, y, 60, rng)
+    p, _ = ct.two_sample_pvalue(a, b)
+    assert p >= ct.ALPHA / 2, name
+    a, b = ct.time_interleaved(ct.sparse_rounding_release, x, y, 60, rng)
+    p, info = ct.two_sample_pvalue(a, b)
+    assert p < ct.ALPHA / 2, info

@@ -32,6 +32,9 @@ CHECKS: list[CheckSpec] = [
     CheckSpec("float-attack", "dpxattn.verification.checks_float_attack", "check_float_attack",
               summary="bit-pattern classifier + Clopper-Pearson eps lower bound: exposes the "
                       "float64 path, not the hardened lattice release"),
+    CheckSpec("noise-timing", "dpxattn.verification.checks_timing", "check_timing",
+              summary="hardened release time on neighbouring inputs: randomised two-sample "
+                      "tests (alpha 1e-4); power vs a data-dependent rounding mutant"),
 ]
 
 
