@@ -1,0 +1,164 @@
+"""The ``direct`` mechanism: one noisy release of the sufficient statistic S = P(K)^T [V, 1].
+
+Not in the paper: it is the sufficient-statistics baseline that the paper's law-of-cosines
+reduction collapses to (PAPER.md §3.4 "Important collapse", §5 item 8; DESIGN §2).
+Proof note: ``proofs_notes/15-direct-mechanism.md``.
+
+Conventions (``proofs_notes/01-conventions.md``, mechanism ``direct``):
+
+* ``S = P(K)^T [V, 1]``, r x (d_v + 1): ``S[t][k] = sum_i P(k_i)_t V[i][k]`` for k < d_v and
+  ``S[t][d_v] = sum_i P(k_i)_t`` (the ones column), P the Taylor feature map (feature order of
+  :func:`dpxattn.reference.kernel.multi_indices`).
+* Released: ``S~ = S + Z``, Z iid ``TLap(Delta_S, eps, delta)``, with the l1 sensitivity
+  ``Delta_S = (2 d_v R_w + 1) sum_alpha M_alpha`` under replace-one-row
+  (:func:`dpxattn.reference.sensitivity.direct_statistic`), budget
+  ``plan_direct(...).share("S")`` (the whole matrix is one component: vector extension).
+* Uniform order: S row-major, feature index major, columns ``[V columns..., ones]``: the draw
+  of entry (t, k) is ``ppf(u[t (d_v + 1) + k])``; ``noise_count = r (d_v + 1)``.
+* Query at q: ``u = P(q)``, ``N_k = u . S~[:, k]``, ``D~ = max(u . S~[:, d_v], n)``, answer
+  ``N_k / D~``. The noise of N_k is ``sum_t u_t Z[t][k]``, that of the unclamped denominator
+  ``sum_t u_t Z[t][d_v]``: coefficients are the features of q.
+
+Shapes: K (n x d), V (n x d_v), q (d,), S (r x (d_v + 1)), answer (d_v,).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from dpxattn.accounting import feature_dimension, plan_direct
+from dpxattn.randomness import check_uniforms
+from dpxattn.reference import kernel, sensitivity
+from dpxattn.reference import truncated_laplace as tl
+from dpxattn.reference._mp import context, resolve_prec, to_mpf
+from dpxattn.reference.dptree import certified_upper
+from dpxattn.reference.envelope import CopyErrorTerms, NoiseGroup
+
+__all__ = [
+    "direct_noise_count",
+    "noise_index",
+    "DirectRelease",
+]
+
+_CITE = "sufficient statistics, not in the paper; spec PAPER.md §3.4 (collapse), §5 item 8"
+
+
+def direct_noise_count(*, d: int, d_v: int, degree: int) -> int:
+    """r (d_v + 1): one uniform per entry of S, r = C(d + s, s).
+
+    Paper: not in the paper (spec PAPER.md §5 item 8; DESIGN §2, §4 ``noise_count``).
+    """
+    return feature_dimension(d, degree) * (d_v + 1)
+
+
+def noise_index(t: int, k: int, d_v: int) -> int:
+    """Position in the uniforms of the draw added to S[t][k]: t (d_v + 1) + k (row-major).
+
+    ``proofs_notes/01-conventions.md`` (uniform order of ``direct``); DESIGN §4.
+    """
+    return t * (d_v + 1) + k
+
+
+class DirectRelease:
+    """The released ``direct`` structure: the noisy S~ and public parameters, nothing else.
+
+    Attributes: ``noisy`` (tuple of r tuples of d_v + 1 mpf), ``n``, ``d``, ``d_v``, ``r``,
+    ``degree``, ``scale`` (as given; None means 1/d), ``R``, ``R_w`` (mpf), ``sensitivity``
+    (Delta_S, mpf), ``eps``/``delta`` (the exact Fraction budget of the one component),
+    ``support_bound`` (A_S, certified upward), ``variance`` (sigma_S^2, certified upward),
+    ``prec``. Paper: not in the paper (spec PAPER.md §3.4 collapse, §5 item 8; DESIGN §2).
+    """
+
+    __slots__ = ("noisy", "n", "d", "d_v", "r", "degree", "scale", "R", "R_w", "sensitivity",
+                 "eps", "delta", "support_bound", "variance", "prec")
+
+    def __init__(self, *, noisy, n, d, d_v, degree, scale, R, R_w, sensitivity, eps, delta,
+                 support_bound, variance, prec):
+        self.noisy = tuple(tuple(row) for row in noisy)
+        self.n = n
+        self.d = d
+        self.d_v = d_v
+        self.r = len(self.noisy)
+        self.degree = degree
+        self.scale = scale
+        self.R = R
+        self.R_w = R_w
+        self.sensitivity = sensitivity
+        self.eps = eps
+        self.delta = delta
+        self.support_bound = support_bound
+        self.variance = variance
+        self.prec = prec
+
+    @classmethod
+    def build(cls, K, V, *, eps, delta, R, R_w, degree, scale=None, uniforms, prec=None):
+        """Release S~ = P(K)^T [V, 1] + Z from validated inputs.
+
+        ``K``: n rows of d mpf in [0, R]; ``V``: n rows of d_v mpf in [-R_w, R_w] (validated by
+        the caller, :class:`dpxattn.reference.cross_attention.DPCrossAttention`);
+        ``uniforms``: ``direct_noise_count(...)`` uniforms in the conventions' order (checked).
+        Budget: ``plan_direct(...).share("S")``. (eps, delta)-DP under replace-one-row by the
+        vector extension (PAPER §2.1): the l1 change of S is at most Delta_S.
+        Paper: not in the paper (spec PAPER.md §5 item 8; ``proofs_notes/15-direct-mechanism.md``).
+        """
+        p = resolve_prec(prec)
+        ctx = context(p)
+        n, d, d_v = len(K), len(K[0]), len(V[0])
+        plan = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree)
+        eps_s, delta_s = plan.share("S")
+        u = check_uniforms(uniforms, direct_noise_count(d=d, d_v=d_v, degree=degree))
+        Delta = to_mpf(sensitivity.direct_statistic(d, degree, R, R_w, d_v, scale=scale, prec=p),
+                       ctx, "Delta_S")
+        exact = sensitivity.released_S(K, V, degree=degree, scale=scale, prec=p)  # private
+        noise = tl.sample(u, Delta, eps_s, delta_s, prec=p)
+        cols = d_v + 1
+        noisy = [[ctx.fadd(exact[noise_index(t, k, d_v)], noise[noise_index(t, k, d_v)])
+                  for k in range(cols)] for t in range(len(exact) // cols)]
+        return cls(noisy=noisy, n=n, d=d, d_v=d_v, degree=degree, scale=scale,
+                   R=to_mpf(R, ctx, "R"), R_w=to_mpf(R_w, ctx, "R_w"), sensitivity=Delta,
+                   eps=Fraction(eps_s), delta=Fraction(delta_s),
+                   support_bound=certified_upper(tl.support_bound, Delta, eps_s, delta_s, prec=p),
+                   variance=certified_upper(tl.variance, Delta, eps_s, delta_s, prec=p), prec=p)
+
+    # -- queries: post-processing of S~ only -----------------------------------------------------
+
+    def query_features(self, q) -> list:
+        """u = P(q), length r (q: d mpf in [0, R], validated by the caller)."""
+        return kernel.features(q, self.degree, scale=self.scale, prec=self.prec)
+
+    def numerators(self, u) -> list:
+        """N~_k = sum_t u_t S~[t][k] for k = 0..d_v - 1 (d_v mpf)."""
+        ctx = context(self.prec)
+        return [ctx.fsum(ut * row[k] for ut, row in zip(u, self.noisy)) for k in range(self.d_v)]
+
+    def raw_denominator(self, u):
+        """u . S~[:, d_v], before clamping (the noisy Taylor denominator)."""
+        ctx = context(self.prec)
+        return ctx.fsum(ut * row[self.d_v] for ut, row in zip(u, self.noisy))
+
+    def denominator(self, u):
+        """D~ = max(u . S~[:, d_v], n): clamped below by its public bound n (post-processing;
+        the noiseless Taylor denominator is >= n because T_s(t) >= 1 for t >= 0)."""
+        return max(self.raw_denominator(u), context(self.prec).mpf(self.n))
+
+    def answer(self, u) -> list:
+        """The private answer row: N~_k / D~ for k = 0..d_v - 1 (d_v mpf)."""
+        D = self.denominator(u)
+        return [N / D for N in self.numerators(u)]
+
+    def error_coefficients(self, u, k: int) -> dict[int, object]:
+        """uniform index -> coefficient: column k's (numerator for k < d_v, unclamped
+        denominator for k = d_v) released value minus its exact value is
+        ``sum coef[i] * ppf(uniforms[i])``; the coefficient of S~[t][k] is u_t."""
+        return {noise_index(t, k, self.d_v): ut for t, ut in enumerate(u)}
+
+    def error_terms(self, u) -> tuple[CopyErrorTerms]:
+        """The noise structure at u for :mod:`dpxattn.reference.envelope` (one copy).
+
+        Every column's noise is ``sum_t u_t Z[t][k]`` with Z iid TLap(Delta_S, eps, delta): one
+        :class:`NoiseGroup` with coefficients u. Proof note ``proofs_notes/16-certified-envelope.md``.
+        """
+        group = NoiseGroup(coefficients=tuple(u), support_bound=self.support_bound,
+                           variance=self.variance)
+        return (CopyErrorTerms(numerators=tuple((group,) for _ in range(self.d_v)),
+                               denominator=(group,), released_denominator=self.denominator(u)),)

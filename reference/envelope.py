@@ -1,0 +1,293 @@
+"""Certified (sure) and high-probability error envelopes of a released cross-attention answer.
+
+Paper: the main theorem's additive error and the adaptive-query guarantee (Theorem 1.2 in the
+ICLR version, "with probability 1 - p_f"; v2 §3 and App. H; v3: unverified); spec PAPER.md
+§4.1, §2.6, §5 item 10; DESIGN §4 (``error_bound``) and §9(c) (``hp_error_bound``).
+Proof note: ``proofs_notes/16-certified-envelope.md`` (derivation), and
+``proofs_notes/14-adaptive-queries.md`` (why the sure envelope makes adaptivity free).
+
+Every released number the answer reads is an exact private sum plus independent truncated
+Laplace draws, and the answer's numerator N~_k and denominator D~ are **known linear
+combinations** of those draws, with coefficients fixed by the query q alone. So the error of each
+is ``sum_g sum_i c_{g,i} Z_{g,i}`` with ``Z_{g,i}`` iid TLap of group g (support bound ``A_g``,
+exact variance ``sigma_g^2``). A :class:`NoiseGroup` holds one group's coefficients and law
+constants; a :class:`CopyErrorTerms` holds, for one query row and one copy, the groups of every
+value column's numerator and of the denominator, and the released (clamped) denominator.
+
+From these:
+
+* sure noise bound ``E = sum_g A_g sum_i |c_{g,i}|`` (:func:`sure_noise_bound`);
+* the ratio step (``proofs_notes/01-conventions.md``, certified envelope): with
+  ``|N_T/D_T| <= R_w`` and ``|D~ - D_T| <= E_D`` after clamping,
+  ``|N~/D~ - N_T/D_T| <= (E_N + R_w E_D) / D~`` (:func:`ratio_error_bound`);
+* the median of l copies lies within the largest copy bound (:func:`certified_envelope`);
+* high-probability: Hoeffding and Bernstein on the same linear combination, at failure
+  probability p/2 for the numerator and p/2 for the denominator (union bound), the median's
+  per-copy failure probability from the exact binomial tail (:func:`hp_envelope`).
+
+Every bound is returned with :func:`rounding_allowance` added, so that it bounds the difference of
+the *computed* (rounded, ``prec`` bits) answer and the computed noiseless Taylor attention, not
+only the exact-arithmetic ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import mpmath
+
+from dpxattn.errors import ParameterError
+from dpxattn.reference._mp import context, to_mpf
+
+__all__ = [
+    "NoiseGroup",
+    "CopyErrorTerms",
+    "check_failure_prob",
+    "sure_noise_bound",
+    "hoeffding_noise_bound",
+    "bernstein_noise_bound",
+    "hp_noise_bound",
+    "ratio_error_bound",
+    "rounding_allowance",
+    "binomial_upper_tail",
+    "median_failures_needed",
+    "median_copy_failure_prob",
+    "certified_envelope",
+    "hp_envelope",
+]
+
+_CITE = ("main theorem's error and adaptive queries (v2 §3, App. H; v3: unverified); "
+         "spec PAPER.md §4.1, §2.6, §5 item 10")
+
+
+@dataclass(frozen=True)
+class NoiseGroup:
+    """Draws of one TLap law entering an answer linearly: error = sum_i coefficients[i] * Z_i.
+
+    ``coefficients``: tuple of mpf (one per draw that enters; the draws are independent and
+    identically distributed TLap with half-width ``support_bound`` = A and variance
+    ``variance`` = sigma^2). Only public numbers: the coefficients are functions of the query.
+    Paper: see the module docstring; proof note ``proofs_notes/16-certified-envelope.md``.
+    """
+
+    coefficients: tuple
+    support_bound: object
+    variance: object
+
+
+@dataclass(frozen=True)
+class CopyErrorTerms:
+    """One copy's error structure at one query row.
+
+    ``numerators[k]``: the noise groups of value column k's numerator (k = 0..d_v - 1);
+    ``denominator``: the noise groups of the (unclamped) denominator;
+    ``released_denominator``: D~ after clamping below by its public bound n (so D~ >= n > 0).
+    """
+
+    numerators: tuple
+    denominator: tuple
+    released_denominator: object
+
+
+def check_failure_prob(failure_prob, *, prec=None):
+    """0 < failure_prob < 1 (finite, not a bool); returns it unchanged, else
+    :class:`dpxattn.errors.ParameterError` naming the bound. Checked exactly at ``prec`` bits."""
+    _prob(failure_prob, context(prec))
+    return failure_prob
+
+
+def _prob(failure_prob, ctx: mpmath.MPContext):
+    """failure_prob as an mpf of ctx, checked to lie in (0, 1) exactly (mpf inputs are not
+    squeezed through float, so tiny per-copy probabilities stay valid)."""
+    if isinstance(failure_prob, bool):
+        raise ParameterError("failure_prob", "must satisfy 0 < failure_prob < 1", failure_prob)
+    try:
+        p = to_mpf(failure_prob, ctx, "failure_prob")
+    except ValueError:
+        raise ParameterError("failure_prob", "must be a real number in (0, 1)", failure_prob) from None
+    if not (ctx.isfinite(p) and 0 < p < 1):
+        raise ParameterError("failure_prob", "must satisfy 0 < failure_prob < 1", failure_prob)
+    return p
+
+
+def sure_noise_bound(groups: Sequence[NoiseGroup], ctx: mpmath.MPContext):
+    """E = sum_g A_g sum_i |c_{g,i}|: surely |sum_g sum_i c_{g,i} Z_{g,i}| <= E (|Z| <= A).
+
+    Paper: TLap "always accurate up to the truncation bound" (v2 §2; v3: unverified); spec
+    PAPER.md §2.1, §4.3 row "Adaptive". Proof note ``proofs_notes/16-certified-envelope.md``.
+    """
+    return ctx.fsum(g.support_bound * ctx.fsum(abs(c) for c in g.coefficients) for g in groups)
+
+
+def hoeffding_noise_bound(groups: Sequence[NoiseGroup], failure_prob, ctx: mpmath.MPContext):
+    """t = sqrt(2 ln(2/p) sum_g A_g^2 sum_i c_{g,i}^2): P[|error| > t] <= p (Hoeffding).
+
+    Each term c Z lies in [-|c| A, |c| A] and has mean 0; Hoeffding's inequality gives
+    P[|sum| >= t] <= 2 exp(-t^2 / (2 sum c^2 A^2)). Paper: DPTree error, "sub-Gaussian
+    (Hoeffding, bounded noise)" (v2 App. D; v3: unverified); spec PAPER.md §3.1.
+    Proof note ``proofs_notes/16-certified-envelope.md``.
+    """
+    p = _prob(failure_prob, ctx)
+    ssq = ctx.fsum(g.support_bound**2 * ctx.fsum(c * c for c in g.coefficients) for g in groups)
+    return ctx.sqrt(2 * ctx.log(2 / p) * ssq)
+
+
+def bernstein_noise_bound(groups: Sequence[NoiseGroup], failure_prob, ctx: mpmath.MPContext):
+    """Bernstein: t = (M L/3) + sqrt((M L/3)^2 + 2 V L), L = ln(2/p); P[|error| > t] <= p.
+
+    V = sum_g sigma_g^2 sum_i c_{g,i}^2 (the exact variance of the error), M = max |c| A (every
+    term is bounded by M). Bernstein's inequality P[|S| >= t] <= 2 exp(-t^2/(2 (V + M t/3))),
+    solved for t. Paper: not in the paper (DESIGN §9(c)); spec PAPER.md §3.1 (error forms).
+    Proof note ``proofs_notes/16-certified-envelope.md``.
+    """
+    p = _prob(failure_prob, ctx)
+    V = ctx.fsum(g.variance * ctx.fsum(c * c for c in g.coefficients) for g in groups)
+    M = max((abs(c) * g.support_bound for g in groups for c in g.coefficients), default=ctx.zero)
+    L = ctx.log(2 / p)
+    h = M * L / 3
+    return h + ctx.sqrt(h * h + 2 * V * L)
+
+
+def hp_noise_bound(groups: Sequence[NoiseGroup], failure_prob, ctx: mpmath.MPContext):
+    """min(sure, Hoeffding, Bernstein) at failure probability p: P[|error| > t] <= p.
+
+    The three thresholds are numbers fixed before the noise is drawn, so their minimum is one of
+    them and inherits its guarantee (the sure one with probability 0 of failure).
+    Proof note ``proofs_notes/16-certified-envelope.md``.
+    """
+    return min(sure_noise_bound(groups, ctx), hoeffding_noise_bound(groups, failure_prob, ctx),
+               bernstein_noise_bound(groups, failure_prob, ctx))
+
+
+def ratio_error_bound(numerator_bound, denominator_bound, R_w, released_denominator):
+    """(E_N + R_w E_D) / D~: the answer's error given |N~ - N_T| <= E_N and |D~ - D_T| <= E_D.
+
+    Derivation (``proofs_notes/16-certified-envelope.md``): N~/D~ - N_T/D_T =
+    ((N~ - N_T) - (N_T/D_T)(D~ - D_T)) / D~, and |N_T/D_T| <= R_w because N_T/D_T is a weighted
+    average of values in [-R_w, R_w] with positive weights T_s(scale <q, k_j>) >= 1. Clamping
+    D~ below by n <= D_T only moves D~ toward D_T, so |D~ - D_T| <= E_D still holds.
+    Paper: main theorem's additive error, n^{-1} factor from D >= n (v2 §3; v3: unverified);
+    spec PAPER.md §4.1, §1.1.
+    """
+    return (numerator_bound + R_w * denominator_bound) / released_denominator
+
+
+def rounding_allowance(bound, R_w, *, prec):
+    """2^{-floor(prec/2)} (1 + R_w + bound): added to every envelope the reference reports.
+
+    The reference computes the answer and the noiseless Taylor attention at ``prec`` bits;
+    each is a sum of at most a few thousand rounded products whose magnitudes, divided by
+    D~ >= n, are bounded by R_w T_s(t_max) (r + 2) + bound. Their rounding errors are therefore
+    below 2^{-prec} times a polynomial of the sizes, far below this allowance for every size the
+    reference can run (``proofs_notes/16-certified-envelope.md``, "rounding"). At 160 bits the
+    allowance is about 1e-24 (1 + R_w + bound). Not a paper quantity.
+    """
+    ctx = context(prec)
+    return ctx.ldexp(1 + to_mpf(R_w, ctx, "R_w") + bound, -(int(prec) // 2))
+
+
+def binomial_upper_tail(trials: int, at_least: int, q, ctx: mpmath.MPContext):
+    """P[Bin(trials, q) >= at_least], exactly (a finite sum), at ``ctx``'s precision.
+
+    Paper: median amplification (v2 App. H; v3: unverified); spec PAPER.md §2.6.
+    """
+    q = ctx.mpf(q)
+    return ctx.fsum(ctx.binomial(trials, k) * q**k * (1 - q) ** (trials - k)
+                    for k in range(at_least, trials + 1))
+
+
+def median_failures_needed(copies: int) -> int:
+    """ceil(l/2): the entrywise median of l values (the mean of the two middle ones for even l)
+    can leave [z - b, z + b] only if at least ceil(l/2) of the values do.
+
+    Odd l: the middle value is inside unless (l+1)/2 values are on one side outside. Even l: the
+    two middle values (positions l/2 and l/2 + 1) are both inside unless l/2 values are outside.
+    Paper: median of copies (v2 App. H; v3: unverified); spec PAPER.md §2.6, §3.6.
+    Proof note ``proofs_notes/14-adaptive-queries.md``.
+    """
+    return (int(copies) + 1) // 2
+
+
+def median_copy_failure_prob(copies: int, failure_prob, ctx: mpmath.MPContext):
+    """The largest per-copy failure probability q (found by bisection, rounded down) with
+    P[Bin(l, q) >= ceil(l/2)] <= failure_prob: if each of the l independent copies exceeds its
+    bound with probability <= q, the median exceeds the largest copy bound with probability
+    <= failure_prob. For l = 1 this is failure_prob itself.
+
+    Paper: median amplification, l >= ln(|N|/p_f)/0.4802 (v2 App. H; v3: unverified); spec
+    PAPER.md §2.6. Proof note ``proofs_notes/14-adaptive-queries.md``.
+    """
+    p = _prob(failure_prob, ctx)
+    l = int(copies)
+    if l == 1:
+        return p
+    k = median_failures_needed(l)
+    lo, hi = ctx.zero, ctx.one
+    for _ in range(ctx.prec):
+        mid = (lo + hi) / 2
+        if binomial_upper_tail(l, k, mid, ctx) <= p:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _max_copy_bound(copies_terms: Sequence[CopyErrorTerms], column: int, R_w, noise_bound):
+    return max(ratio_error_bound(noise_bound(c.numerators[column]), noise_bound(c.denominator),
+                                 R_w, c.released_denominator)
+               for c in copies_terms)
+
+
+def certified_envelope(copies_terms: Sequence[CopyErrorTerms], R_w, *, prec) -> list:
+    """Sure bound, per value column, on |answer - taylor_attention| at one query row.
+
+    ``copies_terms``: one :class:`CopyErrorTerms` per copy (one for ``direct``). Each copy's
+    answer is within ``(E_N + R_w E_D)/D~_c`` of the noiseless Taylor attention surely; the
+    answer (the copy itself, or the entrywise median of the copies) is within the largest of
+    these. Plus :func:`rounding_allowance`. No probability is involved: the bound holds for every
+    query, however chosen (``proofs_notes/14-adaptive-queries.md``).
+    Returns a list of d_v mpf. Paper: main theorem (additive error), adaptive queries
+    (v2 §3, App. H; v3: unverified); spec PAPER.md §4.1, §5 item 10; DESIGN §4.
+    """
+    ctx = context(prec)
+    R_w = to_mpf(R_w, ctx, "R_w")
+    d_v = len(copies_terms[0].numerators)
+
+    def sure(groups):
+        return sure_noise_bound(groups, ctx)
+
+    out = []
+    for k in range(d_v):
+        b = _max_copy_bound(copies_terms, k, R_w, sure)
+        out.append(b + rounding_allowance(b, R_w, prec=prec))
+    return out
+
+
+def hp_envelope(copies_terms: Sequence[CopyErrorTerms], R_w, failure_prob, *, prec) -> list:
+    """High-probability bound, per value column, at one query row: for a query fixed before the
+    noise is drawn, P[|answer_k - taylor_attention_k| > bound_k] <= failure_prob for each k.
+
+    Per copy: numerator and denominator each get failure probability q/2 (union bound) in
+    :func:`hp_noise_bound`, with q = :func:`median_copy_failure_prob` (q = p for one copy); the
+    copy bound is (t_N + R_w t_D)/D~_c on the event that both hold. The median fails only if at
+    least ceil(l/2) independent copies fail. Never larger than the sure envelope. Plus
+    :func:`rounding_allowance`. For all d_v entries (or m rows) at once, pass
+    failure_prob / (m d_v) (union bound). Adaptively chosen queries are NOT covered (the
+    coefficients would then depend on the noise): use :func:`certified_envelope` for those
+    (``proofs_notes/14-adaptive-queries.md``). Paper: the "with probability 1 - p_f" utility
+    bound (ICLR Theorem 1.2; v2 §3; v3: unverified); spec PAPER.md §4.1, §2.6; DESIGN §9(c).
+    """
+    ctx = context(prec)
+    R_w = to_mpf(R_w, ctx, "R_w")
+    q = median_copy_failure_prob(len(copies_terms), failure_prob, ctx)
+    d_v = len(copies_terms[0].numerators)
+
+    def hp(groups):
+        return hp_noise_bound(groups, q / 2, ctx)
+
+    out = []
+    for k in range(d_v):
+        b = _max_copy_bound(copies_terms, k, R_w, hp)
+        out.append(b + rounding_allowance(b, R_w, prec=prec))
+    return out
