@@ -1,0 +1,343 @@
+"""DPTreeSoftmax (sound form) and the cross-attention ``tree`` mechanism built from it.
+
+Paper: 'DPTreeSoftmax' Init/Query (v2 App. I; v3: unverified; the ICLR version's "Algorithm 3"),
+the law-of-cosines reduction (v2 App. I; v3: unverified), the cross-attention structure and the
+median of copies 'DPTreeSoftmaxAdaptive' (v2 §3, App. H; v3: unverified); spec PAPER.md §2.5,
+§3.4-3.6, §5 items 5-7. Proof notes: ``proofs_notes/11-law-of-cosines.md``,
+``proofs_notes/12-dptree-softmax.md``.
+
+Sound form (``proofs_notes/01-conventions.md``, mechanism ``tree``). For weights w (n,) with
+|w_i| <= R_w and features Phi_i = P(k_i) in [0, M_1] x ... x [0, M_r]:
+
+* c0 = sum_i w_i and c1 = sum_i w_i ||Phi_i||^2 are released with their own TLap noise
+  (sensitivities 2 R_w and 2 R_w T_s(t_max), budgets ``plan.share("c0")``, ``plan.share("c1")``);
+  the paper uses them exactly (PAPER §5 item 6);
+* per coordinate t, a :class:`dpxattn.reference.dptree_distance.DPTreeDistance` with p = 2 over
+  a PUBLIC grid of G cells on [0, M_t] (three moment trees, every node noised at
+  ``plan.share("tree_level")``); the paper keeps the sorted private keys (PAPER §5 item 7);
+* query at u = P(q): ``(c1~ + ||u||^2 c0~ - sum_t dist_t(u_t)) / 2`` (:func:`law_of_cosines`),
+  dist_t in the paper's prefix/suffix ("split") form.
+
+The ``tree`` mechanism (:class:`TreeRelease`): for each copy c = 0..l-1 and each column
+k = 0..d_v (k = d_v: the denominator, w = 1, R_w replaced by 1) one DPTreeSoftmax; per copy
+D~_c = max(denominator, n), out_c[k] = numerator_k / D~_c; the answer is the entrywise median over
+copies (mean of the two middle values for even l).
+
+Uniform order (conventions): first the scalars, for copy c, for column k: [c0, c1]
+(:func:`scalar_noise_index`); then the nodes, node-major: for node i = 0..2N-2, for payload
+column (copy c, column k, coordinate t, moment m) (:func:`node_noise_index`), C = l (d_v + 1) r 3
+columns; :func:`tree_noise_count` = 2 l (d_v + 1) + (2N - 1) C, N = 2^ceil(log2 G).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dpxattn.accounting import TREE_MOMENTS, feature_dimension, padded_size
+from dpxattn.params import check_degree, check_positive_int
+from dpxattn.randomness import check_uniforms
+from dpxattn.reference import kernel, sensitivity
+from dpxattn.reference import truncated_laplace as tl
+from dpxattn.reference._mp import context, resolve_prec, to_mpf
+from dpxattn.reference.dptree import certified_upper
+from dpxattn.reference.dptree_distance import DPTreeDistance
+from dpxattn.reference.envelope import CopyErrorTerms, NoiseGroup
+
+__all__ = [
+    "law_of_cosines",
+    "distance_coefficients",
+    "tree_noise_count",
+    "scalar_noise_index",
+    "node_noise_index",
+    "median",
+    "DPTreeSoftmax",
+    "TreeRelease",
+]
+
+#: the query form of every DPTreeDistance in the tree mechanism (paper form, prefix + suffix)
+DISTANCE_FORM = "split"
+
+
+def law_of_cosines(weighted_norm_sq_sum, query_norm_sq, weight_sum, weighted_distance_sum):
+    """(c1 + ||u||^2 c0 - dist) / 2, which equals sum_i w_i <x_i, u> (law of cosines).
+
+    With c1 = sum_i w_i ||x_i||^2, c0 = sum_i w_i and dist = sum_i w_i ||x_i - u||^2, the
+    identity <x, u> = (||x||^2 + ||u||^2 - ||x - u||^2)/2 summed with weights w_i gives
+    sum_i w_i <x_i, u> exactly. Plain arithmetic: exact for Fractions, rounded once per
+    operation for mpf. THE one implementation of the identity (the fast path mirrors it).
+    Paper: law-of-cosines reduction (v2 App. I; v3: unverified); spec PAPER.md §2.5.
+    Proof note: ``proofs_notes/11-law-of-cosines.md``.
+    """
+    return (weighted_norm_sq_sum + query_norm_sq * weight_sum - weighted_distance_sum) / 2
+
+
+def distance_coefficients(y) -> tuple:
+    """(y^2, -2 y, 1): dist(y) = y^2 P0 - 2 y P1 + P2 for the moments P_m = sum w x^m.
+
+    Paper: DPTreeDistance, p = 2 (v2 App. F; v3: unverified); spec PAPER.md §3.2.
+    """
+    return (y * y, -2 * y, 1)
+
+
+def tree_noise_count(*, n: int, d: int, d_v: int, degree: int, copies: int = 1,
+                     grid_size: int | None = None) -> int:
+    """2 l (d_v + 1) + (2N - 1) l (d_v + 1) 3 r: the uniforms the ``tree`` mechanism consumes.
+
+    N = 2^ceil(log2 G), G = grid_size (default n), r = C(d + s, s).
+    ``proofs_notes/01-conventions.md`` (uniform order of ``tree``).
+    """
+    n = check_positive_int("n", n)
+    d_v = check_positive_int("d_v", d_v)
+    copies = check_positive_int("copies", copies)
+    G = n if grid_size is None else check_positive_int("grid_size", grid_size)
+    r = feature_dimension(d, check_degree(degree))
+    cols = copies * (d_v + 1)
+    return 2 * cols + (2 * padded_size(G) - 1) * cols * r * TREE_MOMENTS
+
+
+def scalar_noise_index(c: int, k: int, which: int, *, d_v: int) -> int:
+    """Position of the draw of copy c, column k, scalar ``which`` (0: c0, 1: c1): 2 (c (d_v+1) + k) + which."""
+    return 2 * (c * (d_v + 1) + k) + which
+
+
+def _payload_column(c: int, k: int, t: int, m: int, *, d_v: int, r: int) -> int:
+    return ((c * (d_v + 1) + k) * r + t) * TREE_MOMENTS + m
+
+
+def node_noise_index(i: int, c: int, k: int, t: int, m: int, *, d_v: int, r: int,
+                     copies: int) -> int:
+    """Position of the draw of node i of the moment-m tree of (copy c, column k, coordinate t).
+
+    Node-major: ``2 l (d_v + 1) + i C + ((c (d_v + 1) + k) r + t) 3 + m``, C = l (d_v + 1) 3 r.
+    ``proofs_notes/01-conventions.md`` (uniform order of ``tree``).
+    """
+    C = copies * (d_v + 1) * r * TREE_MOMENTS
+    return 2 * copies * (d_v + 1) + i * C + _payload_column(c, k, t, m, d_v=d_v, r=r)
+
+
+def median(values: list):
+    """The median of a list of mpf: the middle value, or the mean of the two middle ones.
+
+    Paper: median of copies, entrywise (v2 App. H; v3: unverified); spec PAPER.md §3.6, §5
+    item 21.
+    """
+    s = sorted(values)
+    h = len(s) // 2
+    return s[h] if len(s) % 2 else (s[h - 1] + s[h]) / 2
+
+
+class DPTreeSoftmax:
+    """A released weighted softmax query structure: noisy c0~, c1~ and r DPTreeDistances.
+
+    Answers ``sum_i w_i <P(k_i), u>`` (= ``w^T T_s(scale K q)`` at u = P(q)) from noisy numbers
+    only. Attributes: ``c0``, ``c1`` (noisy mpf), ``c0_support_bound``, ``c1_support_bound``,
+    ``c0_variance``, ``c1_variance`` (certified upward), ``coordinates`` (tuple of r
+    :class:`DPTreeDistance`, p = 2, grid on [0, M_t]), ``moment_variances`` (r tuples of 3
+    certified node variances), ``weight_bound`` (R_w, or 1 for the denominator), ``prec``.
+    Paper: 'DPTreeSoftmax' (v2 App. I; v3: unverified); spec PAPER.md §3.4 ("correct version").
+    """
+
+    __slots__ = ("c0", "c1", "c0_support_bound", "c1_support_bound", "c0_variance",
+                 "c1_variance", "coordinates", "moment_variances", "weight_bound", "prec")
+
+    def __init__(self, *, c0, c1, c0_support_bound, c1_support_bound, c0_variance, c1_variance,
+                 coordinates, moment_variances, weight_bound, prec):
+        self.c0 = c0
+        self.c1 = c1
+        self.c0_support_bound = c0_support_bound
+        self.c1_support_bound = c1_support_bound
+        self.c0_variance = c0_variance
+        self.c1_variance = c1_variance
+        self.coordinates = tuple(coordinates)
+        self.moment_variances = tuple(tuple(v) for v in moment_variances)
+        self.weight_bound = weight_bound
+        self.prec = prec
+
+    @classmethod
+    def build(cls, features, weights, *, weight_bound, feature_bounds, c1_sensitivity, plan,
+              grid_size: int, scalar_uniforms, node_uniforms, prec=None) -> "DPTreeSoftmax":
+        """DPTreeSoftmax.Init (sound form) from validated, exact inputs.
+
+        ``features``: n rows of r mpf (Phi_i = P(k_i), each in [0, M_t]); ``weights``: n mpf in
+        [-weight_bound, weight_bound]; ``feature_bounds``: the r bounds M_t (the grids' upper
+        ends); ``c1_sensitivity``: 2 weight_bound T_s(t_max); ``plan``: the ``tree`` plan
+        (budgets ``share("c0")``, ``share("c1")``, ``share("tree_level")``); ``grid_size``: G;
+        ``scalar_uniforms``: 2 uniforms [c0, c1]; ``node_uniforms``: a (2N - 1) x (3 r) array,
+        row i = node i, column 3 t + m = moment m of coordinate t (node-major, as the
+        conventions order them). Released: c0 + Z0, c1 + Z1 and every node of every tree.
+        Paper: DPTreeSoftmax.Init (v2 App. I; v3: unverified); spec PAPER.md §3.4.
+        """
+        p = resolve_prec(prec)
+        ctx = context(p)
+        r = len(feature_bounds)
+        eps0, delta0 = plan.share("c0")
+        eps1, delta1 = plan.share("c1")
+        level = plan.share("tree_level")
+        Delta0 = to_mpf(sensitivity.c0(weight_bound, prec=p), ctx, "Delta_c0")
+        Delta1 = to_mpf(c1_sensitivity, ctx, "Delta_c1")
+        z0, z1 = (tl.ppf(scalar_uniforms[0], Delta0, eps0, delta0, prec=p),
+                  tl.ppf(scalar_uniforms[1], Delta1, eps1, delta1, prec=p))
+        c0 = ctx.fsum(weights)
+        c1 = ctx.fsum(w * ctx.fsum(f * f for f in row) for w, row in zip(weights, features))
+        node_uniforms = np.asarray(node_uniforms)
+        coordinates, variances = [], []
+        for t in range(r):
+            column = [row[t] for row in features]
+            ds = DPTreeDistance._from_level_budget(
+                column, weights, upper=feature_bounds[t], R_w=weight_bound, p=2,
+                grid_size=grid_size, level_budget=level,
+                uniforms=node_uniforms[:, TREE_MOMENTS * t:TREE_MOMENTS * (t + 1)].reshape(-1),
+                prec=p)
+            coordinates.append(ds)
+            variances.append(tuple(tree.level_variance() for tree in ds.trees))
+        return cls(c0=ctx.fadd(c0, z0), c1=ctx.fadd(c1, z1),
+                   c0_support_bound=certified_upper(tl.support_bound, Delta0, eps0, delta0, prec=p),
+                   c1_support_bound=certified_upper(tl.support_bound, Delta1, eps1, delta1, prec=p),
+                   c0_variance=certified_upper(tl.variance, Delta0, eps0, delta0, prec=p),
+                   c1_variance=certified_upper(tl.variance, Delta1, eps1, delta1, prec=p),
+                   coordinates=coordinates, moment_variances=variances,
+                   weight_bound=to_mpf(weight_bound, ctx, "R_w"), prec=p)
+
+    def distance(self, u):
+        """sum_t DPTreeDistance_t.Query(u_t): the noisy sum_i w_i ||Phi_i - u||^2 (paper form)."""
+        ctx = context(self.prec)
+        return ctx.fsum(ds.query(ut, form=DISTANCE_FORM) for ds, ut in zip(self.coordinates, u))
+
+    def query(self, u):
+        """DPTreeSoftmax.Query at u = P(q): (c1~ + ||u||^2 c0~ - distance(u)) / 2.
+
+        Paper: DPTreeSoftmax.Query (v2 App. I; v3: unverified); spec PAPER.md §3.4, §2.5.
+        """
+        ctx = context(self.prec)
+        return law_of_cosines(self.c1, ctx.fsum(x * x for x in u), self.c0, self.distance(u))
+
+    def error_coefficients(self, u) -> dict:
+        """Released-noise coefficients of query(u) - sum_i w_i <Phi_i, u>.
+
+        Keys: ``"c0"``, ``"c1"`` and ``(t, m, node)``; the error is the sum of coefficient times
+        that draw: 1/2 for c1, ||u||^2/2 for c0, and -1/2 times the DPTreeDistance coefficient
+        for each node (dist enters with a minus sign). Paper: spec PAPER.md §3.4, §4.3.
+        """
+        ctx = context(self.prec)
+        half = ctx.mpf(1) / 2
+        out = {"c1": half, "c0": ctx.fsum(x * x for x in u) * half}
+        for t, (ds, ut) in enumerate(zip(self.coordinates, u)):
+            for (m, node), c in ds.error_coefficients(ut, form=DISTANCE_FORM).items():
+                out[(t, m, node)] = -c * half
+        return out
+
+    def noise_groups(self, u) -> tuple:
+        """The error of query(u) as :class:`NoiseGroup` s (c1, c0, then one per (t, m) tree)."""
+        coef = self.error_coefficients(u)
+        groups = [NoiseGroup((coef["c1"],), self.c1_support_bound, self.c1_variance),
+                  NoiseGroup((coef["c0"],), self.c0_support_bound, self.c0_variance)]
+        per_tree: dict = {}
+        for key, c in coef.items():
+            if isinstance(key, tuple):
+                per_tree.setdefault(key[:2], []).append(c)
+        for (t, m), cs in sorted(per_tree.items()):
+            groups.append(NoiseGroup(tuple(cs), self.coordinates[t].trees[m].support_bound,
+                                     self.moment_variances[t][m]))
+        return tuple(groups)
+
+
+class TreeRelease:
+    """The released ``tree`` mechanism: l copies x (d_v + 1) columns of :class:`DPTreeSoftmax`.
+
+    Attributes: ``softmax`` (tuple over copies of tuples over columns; column d_v is the
+    denominator), ``n``, ``d``, ``d_v``, ``r``, ``degree``, ``scale``, ``copies``,
+    ``grid_size``, ``R_w``, ``prec``. Nothing private.
+    Paper: cross-attention structure with privatized denominator and median copies (v2 §3,
+    App. H; v3: unverified); spec PAPER.md §3.5, §3.6.
+    """
+
+    __slots__ = ("softmax", "n", "d", "d_v", "r", "degree", "scale", "copies", "grid_size",
+                 "R_w", "prec")
+
+    def __init__(self, *, softmax, n, d, d_v, degree, scale, copies, grid_size, R_w, prec):
+        self.softmax = tuple(tuple(cols) for cols in softmax)
+        self.n = n
+        self.d = d
+        self.d_v = d_v
+        self.r = feature_dimension(d, degree)
+        self.degree = degree
+        self.scale = scale
+        self.copies = copies
+        self.grid_size = grid_size
+        self.R_w = R_w
+        self.prec = prec
+
+    @classmethod
+    def build(cls, K, V, *, plan, R, R_w, degree, scale=None, copies=1, grid_size=None,
+              uniforms, prec=None) -> "TreeRelease":
+        """Init of the ``tree`` mechanism from validated inputs (see the module docstring).
+
+        ``K``: n rows of d mpf in [0, R]; ``V``: n rows of d_v mpf in [-R_w, R_w];
+        ``plan``: ``plan_tree(...)`` for these sizes; ``uniforms``: :func:`tree_noise_count`
+        uniforms in the conventions' order (checked). (eps, delta)-DP end to end: every
+        released number is one of the plan's components.
+        Paper: DPTreeCrossAttention.Init (v2 §3, App. H, I; v3: unverified); spec PAPER.md
+        §3.5-3.7.
+        """
+        p = resolve_prec(prec)
+        ctx = context(p)
+        n, d, d_v = len(K), len(K[0]), len(V[0])
+        G = n if grid_size is None else grid_size
+        r = feature_dimension(d, degree)
+        N = padded_size(G)
+        count = tree_noise_count(n=n, d=d, d_v=d_v, degree=degree, copies=copies, grid_size=G)
+        u = check_uniforms(uniforms, count)
+        scalars = 2 * copies * (d_v + 1)
+        nodes = u[scalars:].reshape(2 * N - 1, copies * (d_v + 1) * r * TREE_MOMENTS)
+        features = [kernel.features(row, degree, scale=scale, prec=p) for row in K]
+        bounds = kernel.feature_bounds(d, degree, R, scale=scale, prec=p)
+        one = ctx.one
+        softmax = []
+        for c in range(copies):
+            cols = []
+            for k in range(d_v + 1):
+                value_column = k < d_v
+                weights = [row[k] for row in V] if value_column else [one] * n
+                bound = R_w if value_column else 1
+                first = _payload_column(c, k, 0, 0, d_v=d_v, r=r)
+                cols.append(DPTreeSoftmax.build(
+                    features, weights, weight_bound=bound, feature_bounds=bounds,
+                    c1_sensitivity=sensitivity.c1(d, degree, R, bound, scale=scale, prec=p),
+                    plan=plan, grid_size=G,
+                    scalar_uniforms=u[scalar_noise_index(c, k, 0, d_v=d_v):
+                                      scalar_noise_index(c, k, 0, d_v=d_v) + 2],
+                    node_uniforms=nodes[:, first:first + r * TREE_MOMENTS], prec=p))
+            softmax.append(cols)
+        return cls(softmax=softmax, n=n, d=d, d_v=d_v, degree=degree, scale=scale,
+                   copies=copies, grid_size=G, R_w=to_mpf(R_w, ctx, "R_w"), prec=p)
+
+    # -- queries: post-processing only ---------------------------------------------------------
+
+    def query_features(self, q) -> list:
+        """u = P(q), length r (q: d mpf in [0, R], validated by the caller)."""
+        return kernel.features(q, self.degree, scale=self.scale, prec=self.prec)
+
+    def copy_denominator(self, c: int, u):
+        """D~_c = max(denominator structure's answer, n) (clamped below by the public bound)."""
+        return max(self.softmax[c][self.d_v].query(u), context(self.prec).mpf(self.n))
+
+    def copy_answer(self, c: int, u) -> list:
+        """Copy c's answer row: numerator_k / D~_c for k = 0..d_v - 1."""
+        D = self.copy_denominator(c, u)
+        return [self.softmax[c][k].query(u) / D for k in range(self.d_v)]
+
+    def answer(self, u) -> list:
+        """The private answer row: the entrywise median of the copies' answers (d_v mpf)."""
+        rows = [self.copy_answer(c, u) for c in range(self.copies)]
+        return [median([row[k] for row in rows]) for k in range(self.d_v)]
+
+    def error_terms(self, u) -> tuple:
+        """One :class:`CopyErrorTerms` per copy, for :mod:`dpxattn.reference.envelope`."""
+        out = []
+        for c in range(self.copies):
+            cols = self.softmax[c]
+            out.append(CopyErrorTerms(
+                numerators=tuple(cols[k].noise_groups(u) for k in range(self.d_v)),
+                denominator=cols[self.d_v].noise_groups(u),
+                released_denominator=self.copy_denominator(c, u)))
+        return tuple(out)
