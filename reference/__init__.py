@@ -16,6 +16,7 @@ _EXPORTS: dict[str, str] = {
     "DPCrossAttention": "cross_attention",
     "DPTree": "dptree",
     "DPTreeDistance": "dptree_distance",
+    "DPTreeHighDim": "dptree_highdim",
     "lattice_parameters": "discrete_laplace",
 }
 

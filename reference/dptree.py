@@ -47,6 +47,7 @@ __all__ = [
     "sure_error_bound",
     "chebyshev_error_bound",
     "hoeffding_error_bound",
+    "hoeffding_bound",
     "draw_uniforms",
     "numerics_label",
     "certified_upper",
@@ -268,13 +269,29 @@ def _chebyshev(size: int, var, failure):
     return _sqrt_up(ctx.fdiv(ctx.fmul(size, var, rounding="u"), f_down, rounding="u"), ctx)
 
 
-def _hoeffding(size: int, A, failure):
+def hoeffding_bound(ranges, failure=PAPER_FAILURE):
+    """sqrt(2 ln(2/failure) sum_j r_j^2), rounded up: Hoeffding for independent noises.
+
+    If the error is sum_j c_j Z_j with independent mean-zero Z_j in [-A_j, A_j] and
+    r_j = |c_j| A_j (``ranges``, non-empty mpf of one context), then P[|error| > t] <=
+    2 exp(-t^2 / (2 sum_j r_j^2)) (Hoeffding), so |error| <= the returned t with probability
+    >= 1 - failure. Used by every building block's high-probability bound (PAPER §3.1,
+    sub-Gaussian form; DESIGN §9 (c)).
+    """
     f = _check_failure(failure)
-    ctx = A.context
+    ranges = list(ranges)
+    if not ranges:
+        raise ParameterError("ranges", "must be non-empty")
+    ctx = ranges[0].context
+    squares = ctx.zero
+    for r in ranges:
+        squares = ctx.fadd(squares, ctx.fmul(r, r, rounding="u"), rounding="u")
     log_term = certified_upper(_log_two_over, f, prec=ctx.prec)  # ln(2/f), rounded up
-    radicand = ctx.fmul(ctx.fmul(2 * size, log_term, rounding="u"), ctx.fmul(A, A, rounding="u"),
-                        rounding="u")
-    return _sqrt_up(radicand, ctx)
+    return _sqrt_up(ctx.fmul(ctx.fmul(2, log_term, rounding="u"), squares, rounding="u"), ctx)
+
+
+def _hoeffding(size: int, A, failure):
+    return hoeffding_bound([A] * size, failure)
 
 
 def sure_error_bound(lo: int, hi: int, *, n: int, sensitivity, eps, delta, prec=None):

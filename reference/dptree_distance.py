@@ -47,12 +47,14 @@ from dpxattn.accounting import padded_size, plan_dptree_distance
 from dpxattn.errors import BoundError, ParameterError, ShapeError
 from dpxattn.params import check_positive, check_positive_int
 from dpxattn.reference._mp import check_entries, context, resolve_prec, to_mpf, to_vector
-from dpxattn.reference.dptree import (DPTree, canonical_decomposition, draw_uniforms,
-                                      exact_node_sums, numerics_label)
+from dpxattn.reference.dptree import (PAPER_FAILURE, DPTree, canonical_decomposition,
+                                      draw_uniforms, exact_node_sums, hoeffding_bound,
+                                      numerics_label)
 
 __all__ = [
     "FORMS",
     "exact_fraction",
+    "working_bound",
     "grid_cell",
     "cell_bounds",
     "l1_prefix_end",
@@ -87,6 +89,17 @@ def exact_fraction(x, name: str = "value") -> Fraction:
     sign, man, exp, _ = v._mpf_
     f = Fraction(man) * (Fraction(2) ** exp)
     return -f if sign else f
+
+
+def working_bound(upper, ctx):
+    """The public bound ``upper`` as an mpf of ``ctx`` (rounded to nearest once if not dyadic).
+
+    Every structure and query of this module works with the bound, the points and the query at
+    the working precision: points are validated against this value and the cell rule is then
+    applied exactly to these values, so validation, cells and sensitivities agree.
+    """
+    check_positive("upper", upper)
+    return to_mpf(upper, ctx, "upper")
 
 
 def _check_grid(upper, G) -> tuple[Fraction, int]:
@@ -191,6 +204,7 @@ def moment_leaves(points, weights, *, upper, grid_size: int, k: int, prec=None) 
         raise ShapeError("w", f"must have the same length as x ({len(xs)})", f"length {len(ws)}")
     G = check_positive_int("grid_size", grid_size)
     k = check_positive_int("k", k, minimum=0)
+    upper = working_bound(upper, ctx)
     leaves = [ctx.zero] * G
     for x, w in zip(xs, ws):
         g = grid_cell(x, upper, G)
@@ -221,12 +235,12 @@ def answer_coefficients(y, *, upper, grid_size: int, p: int, form=None, prec=Non
     Paper: DPTreeDistance.Query (v2 App. F; v3: unverified); spec PAPER.md §3.2.
     """
     form = _check_form(p, form)
-    up, G = _check_grid(upper, grid_size)
     ctx = context(prec)
-    y_exact = exact_fraction(y, "y")  # cells and sides are decided on the exact y
-    if y_exact < 0 or y_exact > up:
+    upper = working_bound(upper, ctx)
+    up, G = _check_grid(upper, grid_size)
+    yv = to_mpf(y, ctx, "y")  # cells and sides are decided on y at the working precision
+    if not ctx.isfinite(yv) or yv < 0 or exact_fraction(yv, "y") > up:
         raise BoundError("y", f"must lie in [0, upper] = [0, {float(up)!r}]", y)
-    yv = to_mpf(y, ctx, "y")
     N = padded_size(G)
     coef: dict = {}
 
@@ -243,11 +257,11 @@ def answer_coefficients(y, *, upper, grid_size: int, p: int, form=None, prec=Non
             for k in range(3):
                 add(k, (0,), weights[k])
         else:
-            prefix, suffix = split_ranges(grid_cell(y_exact, upper, G), G)
+            prefix, suffix = split_ranges(grid_cell(yv, upper, G), G)
             for k in range(3):
                 add(k, nodes_of(prefix) + nodes_of(suffix), weights[k])
         return {key: c for key, c in coef.items() if c != 0}
-    prefix, suffix = split_ranges(l1_prefix_end(y_exact, upper, G), G)
+    prefix, suffix = split_ranges(l1_prefix_end(yv, upper, G), G)
     if form == "split":  # sum_prefix w (y - x) + sum_suffix w (x - y)
         add(0, nodes_of(prefix), yv)
         add(1, nodes_of(prefix), -ctx.one)
@@ -307,9 +321,10 @@ def discretisation_error_bound(points, weights, y, *, upper, grid_size: int, pre
     xs = to_vector(points, ctx, "x")
     ws = to_vector(weights, ctx, "w")
     G = check_positive_int("grid_size", grid_size)
-    j = grid_cell(y, upper, G)
+    upper = working_bound(upper, ctx)
+    j = grid_cell(to_mpf(y, ctx, "y"), upper, G)
     mass = ctx.fsum(abs(w) for x, w in zip(xs, ws) if grid_cell(x, upper, G) == j)
-    width = ctx.fdiv(to_mpf(upper, ctx, "upper"), G, rounding="u")
+    width = ctx.fdiv(upper, G, rounding="u")
     return ctx.fmul(ctx.fadd(mass, ctx.ldexp(mass, -ctx.prec), rounding="u"), width, rounding="u")
 
 
@@ -364,6 +379,7 @@ class DPTreeDistance:
         check_positive("upper", upper)
         check_positive("R_w", R_w)
         ctx = context(p_bits)
+        upper = working_bound(upper, ctx)
         xs, ws = _points_weights(points, weights, upper=upper, R_w=R_w, ctx=ctx)
         n = len(xs)
         G = n if grid_size is None else check_positive_int("grid_size", grid_size)
@@ -380,6 +396,7 @@ class DPTreeDistance:
                            prec) -> "DPTreeDistance":
         """Assemble from validated mpf points/weights, a level budget and node-major uniforms."""
         eps_l, delta_l = level_budget
+        upper = working_bound(upper, context(prec))
         m = p + 1
         trees = []
         for k in range(m):
@@ -418,8 +435,24 @@ class DPTreeDistance:
         deterministic form (v2 App. F; v3: unverified); spec PAPER.md §3.2.
         """
         ctx = context(self.prec)
-        A = self.support_bounds()
         total = ctx.zero
-        for (k, _), c in self.error_coefficients(y, form=form).items():
-            total = ctx.fadd(total, ctx.fmul(abs(c), A[k], rounding="u"), rounding="u")
+        for r in self.noise_ranges(y, form=form):
+            total = ctx.fadd(total, r, rounding="u")
         return total
+
+    def noise_ranges(self, y, *, form=None) -> list:
+        """|coef| A_k for every noise term of the answer (rounded up): its sure range."""
+        ctx = context(self.prec)
+        A = self.support_bounds()
+        return [ctx.fmul(abs(c), A[k], rounding="u")
+                for (k, _), c in self.error_coefficients(y, form=form).items()]
+
+    def hoeffding_error_bound(self, y, *, form=None, failure=PAPER_FAILURE):
+        """|query(y) - noiseless| <= this with probability >= 1 - failure (Hoeffding).
+
+        The noise terms are independent and bounded (:meth:`noise_ranges`), so
+        :func:`dpxattn.reference.dptree.hoeffding_bound` applies. A high-probability envelope
+        much tighter than :meth:`sure_error_bound` when many nodes enter (DESIGN §9 (c)).
+        """
+        ranges = self.noise_ranges(y, form=form)
+        return hoeffding_bound(ranges, failure) if ranges else context(self.prec).zero

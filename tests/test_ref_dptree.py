@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from dpxattn.accounting import (padded_size, plan_dptree, plan_dptree_distance,
                                 plan_dptree_highdim, tree_height, tree_levels)
 from dpxattn.errors import BoundError, ParameterError, UniformsError
+from dpxattn.reference import sensitivity
 from dpxattn.reference import truncated_laplace as tl
 from dpxattn.reference._mp import DEFAULT_PREC, context, to_mpf
 from dpxattn.reference.dptree import (PAPER_FAILURE, DPTree, canonical_decomposition,
@@ -313,7 +314,10 @@ def test_certified_upper_is_above_the_high_precision_value():
 
 @given(st.lists(st.integers(-20, 20), min_size=1, max_size=16), st.data())
 def test_neighbouring_arrays_change_each_level_by_at_most_delta(values, data):
+    """One entry changes by <= Delta: each level moves by <= Delta in l1, in one node (the
+    analytic figure of sensitivity.fixed_index_level), and its noise uses <= delta/L."""
     Delta = 3
+    assert sensitivity.fixed_index_level(Delta, prec=PREC) == Delta
     i = data.draw(st.integers(0, len(values) - 1))
     neighbour = list(values)
     neighbour[i] += data.draw(st.integers(-Delta, Delta))

@@ -17,9 +17,11 @@ from hypothesis import strategies as st
 
 from dpxattn.accounting import padded_size, plan_dptree_distance, tree_levels
 from dpxattn.errors import BoundError, ParameterError, ShapeError
+from dpxattn.reference import sensitivity
 from dpxattn.reference import truncated_laplace as tl
 from dpxattn.reference._mp import DEFAULT_PREC, context, to_mpf
-from dpxattn.reference.dptree import canonical_decomposition, covering_nodes, exact_node_sums
+from dpxattn.reference.dptree import (canonical_decomposition, covering_nodes, exact_node_sums,
+                                      hoeffding_bound)
 from dpxattn.reference.dptree_distance import (FORMS, DPTreeDistance, answer_coefficients,
                                                cell_bounds, discretisation_error_bound,
                                                exact_fraction, grid_cell, l1_prefix_end,
@@ -139,6 +141,8 @@ def test_p2_noiseless_answer_equals_brute_force_in_both_forms(data):
 @given(datasets())
 def test_p1_noiseless_answer_within_the_discretisation_bound(data):
     xs, ws, upper, R_w, G = data
+    # cells and sides are decided on the values at the working precision: take those values
+    xs = [exact_fraction(to_mpf(x, CTX)) for x in xs]
     tables = tables_of(xs, ws, upper=upper, G=G, p=1)
     cells = [grid_cell(x, upper, G) for x in xs]
     tol = rel_tol(*[w * upper for w in ws])
@@ -147,6 +151,7 @@ def test_p1_noiseless_answer_within_the_discretisation_bound(data):
         bound = discretisation_error_bound(xs, ws, y, upper=upper, grid_size=G, prec=PREC)
         assert bound <= to_mpf(upper, CTX) / G * len(xs) * to_mpf(R_w, CTX) * (1 + CTX.ldexp(1, 4 - PREC))
         # the exact discretisation error: a y's-cell point on the wrong side is off by 2 w (.)
+        y = exact_fraction(to_mpf(y, CTX))
         j, e = grid_cell(y, upper, G), l1_prefix_end(y, upper, G)
         wrong = sum((2 * w * (y - x) if e == j else 2 * w * (x - y)
                      for x, w, g in zip(xs, ws, cells)
@@ -231,11 +236,15 @@ def test_coefficients_per_form():
     paper = answer_coefficients(y, upper=upper, grid_size=G, p=1, form="prefix_total", prec=PREC)
     assert paper[(0, 0)] == -yv and paper[(1, 0)] == 1
     assert all(paper[(1, i)] == -2 for i in pre)
-    # a midpoint given exactly goes to the prefix even though its mpf rounds below it
+    # sides are decided on y at the working precision: 5/6 (the midpoint of cell 2 of 3) rounds
+    # below the midpoint, so its cell goes to the suffix; the exact midpoint goes to the prefix
     mid = Fraction(5, 6)
     assert exact_fraction(to_mpf(mid, CTX)) < mid and l1_prefix_end(mid, 1, 3) == 2
+    assert l1_prefix_end(to_mpf(mid, CTX), 1, 3) == 1
     at_mid = answer_coefficients(mid, upper=1, grid_size=3, p=1, prec=PREC)
-    assert at_mid[(1, leaf := padded_size(3) - 1 + 2)] == -1 and at_mid[(0, leaf)] == to_mpf(mid, CTX)
+    assert at_mid[(1, leaf := padded_size(3) - 1 + 2)] == 1 and at_mid[(0, leaf)] == -to_mpf(mid, CTX)
+    dyadic = answer_coefficients(Fraction(5, 8), upper=1, grid_size=4, p=1, prec=PREC)
+    assert dyadic[(1, padded_size(4) - 1 + 2)] == -1  # 5/8: the exact midpoint of cell 2: prefix
     with pytest.raises(ParameterError, match=r"form must be one of \('split', 'totals'\)"):
         answer_coefficients(y, upper=upper, grid_size=G, p=2, form="prefix_total")
     with pytest.raises(BoundError, match="y must lie in"):
@@ -314,6 +323,7 @@ def test_moment_trees_change_each_level_by_at_most_2_Rw_upper_k(pair):
         b = exact_node_sums(moment_leaves(xs2, ws2, upper=upper, grid_size=G, k=k, prec=PREC), prec=PREC)
         sens = moment_sensitivity(k, upper=upper, R_w=R_w, prec=PREC)
         assert sens == 2 * to_mpf(R_w, HI) * to_mpf(upper, HI) ** k
+        assert abs(sens - sensitivity.tree_level(upper, k, R_w, prec=PREC)) <= rel_tol(sens)
         for l1, changed in level_changes(a, b, N):
             assert changed <= 2 and l1 <= sens
 
@@ -366,7 +376,7 @@ def test_structure_holds_no_private_data_and_reports_its_plan():
 
 def test_build_validation():
     kw = dict(upper=1, R_w=1, p=2, eps=1, delta=0.1, generator=np.random.default_rng(0))
-    with pytest.raises(BoundError, match=r"x entries must lie in \[0, R_x\] = \[0, 1\]"):
+    with pytest.raises(BoundError, match=r"x entries must lie in \[0, R_x\] = \[0, 1(\.0)?\]"):
         DPTreeDistance.build([0.5, 1.5], [0, 0], **kw)
     with pytest.raises(BoundError, match=r"w entries must lie in \[-R_w, R_w\]"):
         DPTreeDistance.build([0.5, 0.5], [0, -2], **kw)
@@ -376,3 +386,21 @@ def test_build_validation():
         DPTreeDistance.build([0.5], [0], **{**kw, "p": 3})
     with pytest.raises(BoundError, match="x entries must be finite"):
         DPTreeDistance.build([float("nan")], [0], **kw)
+
+
+def test_hoeffding_envelope_of_a_distance_query():
+    """Hoeffding over the query's independent node noises: sqrt(2 ln(2/f) sum (|c| A)^2), the
+    DESIGN §9 (c) high-probability envelope beside the sure bound sum |c| A."""
+    G = 64
+    s = DPTreeDistance.build([Fraction(1, 2)], [1], upper=1, R_w=1, p=2, eps=EPS, delta=DELTA,
+                             grid_size=G, uniforms=np.full(noise_count(G, 2), 0.4), prec=PREC)
+    y = Fraction(21, 64) + Fraction(1, 1000)
+    ranges = s.noise_ranges(y)
+    f = Fraction(1, 10**6)
+    hoef = s.hoeffding_error_bound(y, failure=f)
+    assert hoef == hoeffding_bound(ranges, f)
+    assert abs(hoef**2 - 2 * HI.log(2 * 10**6) * HI.fsum(r * r for r in ranges)) <= rel_tol(hoef**2)
+    assert abs(s.sure_error_bound(y) - CTX.fsum(ranges)) <= rel_tol(hoef)
+    # the envelope is a sqrt of a sum of squares: with m equal ranges r it is r sqrt(2 m ln(2/f)),
+    # below the sure m r once m > 2 ln(2/f); here the ranges are unequal, and it still scales so
+    assert hoef <= CTX.sqrt(2 * len(ranges) * CTX.log(2 * 10**6)) * max(ranges) * (1 + rel_tol(1))
