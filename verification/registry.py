@@ -28,6 +28,10 @@ CHECKS: list[CheckSpec] = [
     CheckSpec("noise-distribution", "dpxattn.verification.checks_noise", "check_noise",
               summary="fast TLap sampler vs the exact law: KS, chi-square, moments, support, "
                       "delta region; power vs scale x0.7 / x1.3"),
+    # check 2 (H5a): tree noise
+    CheckSpec("tree-noise", "dpxattn.verification.checks_tree", "check_tree",
+              summary="DPTree node noise per level vs the exact variance, range-query error = "
+                      "sum of canonical node noises, repeated queries bit-identical"),
     # issue 5 (H6): floating-point attack and timing of the hardened noise
     CheckSpec("float-attack", "dpxattn.verification.checks_float_attack", "check_float_attack",
               summary="bit-pattern classifier + Clopper-Pearson eps lower bound: exposes the "
