@@ -19,7 +19,7 @@ from dpxattn.params import check_degree, check_positive
 from dpxattn.reference._mp import check_finite, context, resolve_prec, to_fraction, to_matrix, to_mpf
 from dpxattn.reference.kernel import taylor_series
 
-__all__ = ["attention", "taylor_attention", "check_qkv"]
+__all__ = ["attention", "taylor_attention", "check_qkv", "resolve_scale"]
 
 
 def check_qkv(Q, K, V, ctx):
@@ -39,7 +39,8 @@ def check_qkv(Q, K, V, ctx):
     return Qm, Km, Vm
 
 
-def _scale(scale, d: int, ctx):
+def resolve_scale(scale, d: int, ctx):
+    """The scale as an mpf of ``ctx``: 1/d by default, else the given scale > 0 (exact rational)."""
     if scale is None:
         return ctx.one / d
     check_positive("scale", scale)
@@ -61,7 +62,7 @@ def attention(Q, K, V, *, scale=None, prec=None) -> list:
     """
     ctx = context(resolve_prec(prec))
     Qm, Km, Vm = check_qkv(Q, K, V, ctx)
-    c = _scale(scale, len(Km[0]), ctx)
+    c = resolve_scale(scale, len(Km[0]), ctx)
     out = []
     for q in Qm:
         logits = [c * ctx.fdot(q, k) for k in Km]
@@ -83,7 +84,7 @@ def taylor_attention(Q, K, V, *, degree: int, scale=None, prec=None) -> list:
     s = check_degree(degree)
     ctx = context(resolve_prec(prec))
     Qm, Km, Vm = check_qkv(Q, K, V, ctx)
-    c = _scale(scale, len(Km[0]), ctx)
+    c = resolve_scale(scale, len(Km[0]), ctx)
     out = []
     for i, q in enumerate(Qm):
         weights = []
