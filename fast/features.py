@@ -161,6 +161,22 @@ def _fill(out: torch.Tensor, xt: torch.Tensor, plan: FeaturePlan) -> None:
     out.mul_(_coef(plan, out.dtype, out.device).unsqueeze(1))
 
 
+def _differentiable(xt: torch.Tensor, plan: FeaturePlan) -> torch.Tensor:
+    """P of the columns of ``xt`` (d, c) as a new (r, c) tensor through autograd-friendly ops
+    (the same products as :func:`_fill`, one ``cat`` per degree; used when ``xt`` requires grad)."""
+    offsets = [plan.degrees.index(k) for k in range(plan.degree + 1)]
+    prev = torch.ones_like(xt[:1])
+    blocks = [prev]
+    for k in range(1, plan.degree + 1):
+        base = offsets[k - 1]
+        pieces = [prev[src - base:src - base + length] * xt[i]
+                  for dst, src, length, i in plan.steps if plan.degrees[dst] == k]
+        prev = torch.cat(pieces, dim=0)
+        blocks.append(prev)
+    out = torch.cat(blocks, dim=0)
+    return out * _coef(plan, out.dtype, out.device).unsqueeze(1)
+
+
 def _check_x(X: torch.Tensor, d: int | None) -> torch.Tensor:
     if not isinstance(X, torch.Tensor):
         raise ShapeError("X", "must be a torch.Tensor", type(X).__name__)
@@ -206,6 +222,10 @@ def features_t(X: torch.Tensor, degree: int, *, scale=None, out: torch.Tensor | 
     X = _check_x(X, None)
     n, d = X.shape
     plan = feature_plan(d, degree, scale)
+    if X.requires_grad and torch.is_grad_enabled():
+        if out is not None:
+            raise ShapeError("out", "must be None when X requires grad", "a tensor")
+        return _differentiable(X.t(), plan)
     if out is None:
         out = torch.empty((plan.r, n), dtype=X.dtype, device=X.device)
     elif out.shape != (plan.r, n) or out.dtype != X.dtype:

@@ -48,6 +48,12 @@ class NoiseLaw:
     variance: torch.Tensor
     constants: tuple[TLapConstants, ...]
 
+    def to(self, device) -> "NoiseLaw":
+        """The same law with its tensors on ``device``."""
+        return NoiseLaw(self.shape, *(getattr(self, f).to(device) for f in (
+            "b", "e_minus_a", "one_minus_e_minus_a", "support_down", "support_up", "variance")),
+            self.constants)
+
 
 def _exact_variance(k: TLapConstants) -> float:
     """Var TLap = 2 b^2 (1 - delta (a^2 + 2a)/(e^eps - 1)) (PAPER §2.1), rounded up a little."""

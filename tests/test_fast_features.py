@@ -111,3 +111,14 @@ def test_bad_inputs():
         features_t(torch.zeros(3, 2, dtype=torch.int64), 2)
     with pytest.raises(ParameterError, match="scale must be finite and > 0"):
         feature_plan(2, 2, scale=0.0)
+
+
+def test_autograd_path_is_identical_and_differentiable(rng):
+    X = torch.tensor(rng.random((9, 3)))
+    plain = features_t(X, 4)
+    Xg = X.clone().requires_grad_(True)
+    graded = features_t(Xg, 4)
+    assert graded.grad_fn is not None and torch.equal(plain, graded.detach())
+    assert torch.autograd.gradcheck(lambda x: features_t(x, 3), (X[:4].clone().requires_grad_(),))
+    with torch.no_grad():
+        assert features_t(Xg, 2).grad_fn is None

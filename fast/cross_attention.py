@@ -1,0 +1,292 @@
+"""DPCrossAttention in torch: build once from private (K, V), answer any queries, certify them.
+
+Paper: DPTreeCrossAttention (v2 §3, App. D-I; v3: unverified); spec PAPER.md §3.5-3.7 (the
+``tree`` mechanism, sound reading) and §5 item 8 (the ``direct`` mechanism); DESIGN §2 and §4 (the
+public contract); conventions ``proofs_notes/01-conventions.md``; how the fast path mirrors the
+exact reference (``dpxattn.reference.DPCrossAttention``), its dtypes, tolerances and the
+floating-point allowance of its envelopes: ``proofs_notes/19-fast-path.md``.
+
+Shapes: K (n, d) in [0, R]^d, V (n, d_v) in [-R_w, R_w], Q (m, d) in [0, R]^d; ``query(Q)``,
+``error_bound(Q)`` and ``hp_error_bound(Q, p)`` are (m, d_v).
+
+Privacy unit: replace one row of (K, V) (entries inside the public bounds). The whole released
+structure (every value column, the denominator, every copy, coordinate, moment and tree level)
+is (eps, delta)-DP end to end (``privacy``), in idealised real arithmetic: the noise is float64
+inversion of the exact CDF, NOT hardened against floating-point attacks (DESIGN §5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from dpxattn.accounting import feature_dimension, plan_direct, plan_tree
+from dpxattn.errors import ParameterError
+from dpxattn.fast.direct import DirectRelease, direct_noise_count
+from dpxattn.fast.directed import float_up
+from dpxattn.fast.envelope import finalize, median_copy_failure, ratio_bound
+from dpxattn.fast.features import feature_bounds
+from dpxattn.fast.sensitivities import direct_sensitivity, round_up, tree_sensitivities
+from dpxattn.fast.tree_mechanism import TreeRelease, tree_noise_count
+from dpxattn.fast.uniforms import uniform_stream
+from dpxattn.fast.validation import check_failure_prob, check_keys_values, check_queries
+from dpxattn.params import (check_degree, check_mechanism, check_positive, check_positive_int,
+                            check_privacy)
+
+__all__ = ["DPCrossAttention", "Tolerance", "TOLERANCES", "ATOL_F64", "RTOL_F64", "ATOL_F32",
+           "RTOL_F32"]
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """|answer_dtype - answer_exact| <= atol * R_w + rtol * |answer_exact|, entrywise."""
+
+    atol: float
+    rtol: float
+
+
+#: float64 answers vs the exact reference built from the same uniforms (DESIGN §6: 1e-10 relative)
+RTOL_F64 = 1e-10
+#: absolute part (in units of R_w) for entries that cancel to ~0
+ATOL_F64 = 1e-12
+#: float32 queries vs the float64 answer of the same structure (issue 3: <= 1e-4 relative)
+RTOL_F32 = 1e-4
+#: absolute part for float32 (in units of R_w)
+ATOL_F32 = 1e-4
+
+TOLERANCES = {torch.float64: Tolerance(ATOL_F64, RTOL_F64),
+              torch.float32: Tolerance(ATOL_F32, RTOL_F32)}
+
+
+def _check_clip(clip) -> bool:
+    if not isinstance(clip, bool):
+        raise ParameterError("clip", "must be True or False (given explicitly; never implied)", clip)
+    return clip
+
+
+def _mechanism_options(mechanism: str, copies, grid_size) -> tuple[int, int | None]:
+    copies = check_positive_int("copies", copies)
+    if grid_size is not None:
+        grid_size = check_positive_int("grid_size", grid_size)
+    if mechanism == "direct":
+        if copies != 1:
+            raise ParameterError("copies", "must be 1 for mechanism 'direct' (no median copies)",
+                                 copies)
+        if grid_size is not None:
+            raise ParameterError("grid_size", "must be None for mechanism 'direct' (no grid)",
+                                 grid_size)
+    return copies, grid_size
+
+
+class DPCrossAttention:
+    """A built private cross-attention structure (torch; float64 released numbers).
+
+    DESIGN §4 contract: :meth:`build`, :meth:`query`, :meth:`error_bound`,
+    :meth:`hp_error_bound`, :attr:`privacy`, :meth:`noise_count`. Public attributes:
+    ``mechanism``, ``n``, ``d``, ``d_v``, ``degree``, ``r``, ``R``, ``R_w``, ``scale``, ``clip``,
+    ``copies``, ``grid_size``, ``device``, ``release`` (the noisy structure: ``S`` for direct,
+    ``payload``/``scalars`` for tree). Nothing private is kept: not K, V, a row, a feature or an
+    exact sum. Paper: DPTreeCrossAttention (v2 §3; v3: unverified); PAPER.md §3.5-3.7.
+
+    Dtypes: released numbers are float64; ``query`` accepts float64 (default) or float32
+    queries and answers in the query's dtype within :data:`TOLERANCES` of the exact answer
+    (``ATOL``/``RTOL`` per dtype); envelopes are always float64 and cover the answer actually
+    computed in that dtype (``proofs_notes/19-fast-path.md``).
+    """
+
+    TOLERANCES = TOLERANCES
+    ATOL_F64, RTOL_F64, ATOL_F32, RTOL_F32 = ATOL_F64, RTOL_F64, ATOL_F32, RTOL_F32
+
+    __slots__ = ("mechanism", "release", "_plan", "n", "d", "d_v", "degree", "r", "R", "R_w",
+                 "_R_w_up", "scale", "clip", "copies", "grid_size", "device")
+
+    def __init__(self, *, mechanism, release, plan, n, d, d_v, degree, R, R_w, scale, clip,
+                 copies, grid_size, device) -> None:
+        self.mechanism = mechanism
+        self.release = release
+        self._plan = plan
+        self.n = n
+        self.d = d
+        self.d_v = d_v
+        self.degree = degree
+        self.r = feature_dimension(d, degree)
+        self.R = R
+        self.R_w = R_w
+        self._R_w_up = float_up(R_w, "R_w")
+        self.scale = scale
+        self.clip = clip
+        self.copies = copies
+        self.grid_size = grid_size
+        self.device = device
+
+    # -- construction ----------------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, K, V, *, eps, delta, R, R_w, degree, mechanism="direct", scale=None,
+              generator=None, uniforms=None, clip=False, copies=1,
+              grid_size=None) -> "DPCrossAttention":
+        """Init: validate, compute the exact sums in float64, add the noise, keep only the release.
+
+        ``K`` (n, d) in [0, R]^d and ``V`` (n, d_v) in [-R_w, R_w]: torch tensors (or arrays);
+        out-of-bound entries raise :class:`dpxattn.errors.BoundError` naming the bound unless
+        ``clip=True`` (then clipped; the plan records clip mode only); NaN/inf always raise.
+        Randomness: ``generator=None`` (OS CSPRNG), a ``torch.Generator`` or
+        ``numpy.random.Generator`` (seeded: tests/audits, labelled), or ``uniforms`` (exactly
+        :meth:`noise_count` values in (0, 1), in the documented order: conformance). ``copies``
+        (l) and ``grid_size`` (G, default n) are for ``tree`` only. The structure lives on K's
+        device. Paper: DPTreeCrossAttention.Init (v2 §3, App. I; v3: unverified); PAPER.md
+        §3.5-3.7, §5 item 8.
+        """
+        mechanism = check_mechanism(mechanism)
+        check_privacy(eps, delta)
+        check_positive("R", R)
+        check_positive("R_w", R_w)
+        degree = check_degree(degree)
+        if scale is not None:
+            check_positive("scale", scale)
+        copies, grid_size = _mechanism_options(mechanism, copies, grid_size)
+        clip = _check_clip(clip)
+        with torch.no_grad():
+            K, V = check_keys_values(K, V, R=R, R_w=R_w, clip=clip)
+            n, d = K.shape
+            d_v = V.shape[1]
+            device = K.device
+            count = cls.noise_count(n=n, d=d, d_v=d_v, degree=degree, mechanism=mechanism,
+                                    copies=copies, grid_size=grid_size)
+            stream = uniform_stream(count, generator=generator, uniforms=uniforms, device=device)
+            bounds = feature_bounds(d, degree, R, scale=scale, device=device)
+            if mechanism == "direct":
+                plan = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree)
+                sens = direct_sensitivity(d=d, degree=degree, R=R, R_w=R_w, d_v=d_v, scale=scale)
+                eps_s, delta_s = plan.share("S")
+                release = DirectRelease.build(K, V, degree=degree, scale=scale, sensitivity=sens,
+                                              eps=eps_s, delta=delta_s, bounds=bounds,
+                                              stream=stream)
+            else:
+                grid = n if grid_size is None else grid_size
+                plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree,
+                                 copies=copies, grid_size=grid_size)
+                scalar_sens, node_sens = tree_sensitivities(d=d, degree=degree, R=R, R_w=R_w,
+                                                            d_v=d_v, scale=scale)
+                release = TreeRelease.build(
+                    K, V, degree=degree, scale=scale, grid=grid, copies=copies, bounds=bounds,
+                    norm_bound=_norm_bound(d, degree, R, scale), R_w=float_up(R_w, "R_w"),
+                    scalar_sens=scalar_sens, node_sens=node_sens,
+                    shares={key: plan.share(key) for key in ("c0", "c1", "tree_level")},
+                    stream=stream)
+            stream.finish()
+            del K, V
+        plan = plan.with_labels(randomness=stream.label, clip=clip)
+        return cls(mechanism=mechanism, release=release, plan=plan, n=n, d=d, d_v=d_v,
+                   degree=degree, R=R, R_w=R_w, scale=scale, clip=clip, copies=copies,
+                   grid_size=(n if grid_size is None else grid_size) if mechanism == "tree"
+                   else None, device=device)
+
+    @staticmethod
+    def noise_count(*, n: int, d: int, d_v: int, degree: int, mechanism: str = "direct",
+                    copies: int = 1, grid_size: int | None = None) -> int:
+        """Uniforms :meth:`build` consumes: ``direct`` r (d_v + 1); ``tree``
+        2 l (d_v + 1) + (2N - 1) l (d_v + 1) 3 r, N = 2^ceil(log2 G), G = grid_size (default n)."""
+        mechanism = check_mechanism(mechanism)
+        n = check_positive_int("n", n)
+        d = check_positive_int("d", d)
+        d_v = check_positive_int("d_v", d_v)
+        degree = check_degree(degree)
+        copies, grid_size = _mechanism_options(mechanism, copies, grid_size)
+        r = feature_dimension(d, degree)
+        if mechanism == "direct":
+            return direct_noise_count(r, d_v)
+        return tree_noise_count(r=r, d_v=d_v, copies=copies,
+                                grid=n if grid_size is None else grid_size)
+
+    # -- released data, public ---------------------------------------------------------------------
+
+    @property
+    def privacy(self):
+        """The :class:`dpxattn.accounting.PrivacyPlan`: end-to-end (eps, delta), each
+        component's share, randomness source, clip mode, numerics (printable; ``to_dict()``)."""
+        return self._plan
+
+    def released_tensors(self) -> dict[str, torch.Tensor]:
+        """The noisy released tensors by name (float64): all a query reads."""
+        if self.mechanism == "direct":
+            return {"S": self.release.S}
+        return {"payload": self.release.payload, "scalars": self.release.scalars}
+
+    def to(self, device) -> "DPCrossAttention":
+        """A copy of the structure on ``device`` (released numbers and constants only)."""
+        device = torch.device(device)
+        new = type(self).__new__(type(self))
+        for slot in self.__slots__:
+            setattr(new, slot, getattr(self, slot))
+        new.release = self.release.to(device)
+        new.device = device
+        return new
+
+    # -- queries: post-processing only -----------------------------------------------------------
+
+    def _queries(self, Q, clip=None) -> torch.Tensor:
+        return check_queries(Q, d=self.d, R=self.R, device=self.device,
+                             clip=self.clip if clip is None else _check_clip(clip))
+
+    def query(self, Q) -> torch.Tensor:
+        """The private answers (m, d_v) in Q's dtype (float64 or float32).
+
+        Differentiable with respect to Q (for adversarial searches); nothing flows into the
+        released structure. Queries are clipped to [0, R] iff the structure was built with
+        ``clip=True``. Paper: DPTreeCrossAttention.Query (v2 §3; v3: unverified); PAPER.md §3.5.
+        """
+        Qv = self._queries(Q)
+        return self.release.answer(Qv)[0]
+
+    def _bound(self, Q, failure) -> torch.Tensor:
+        Qv = self._queries(Q).detach()
+        rel = self.release
+        R_w = self._R_w_up
+        with torch.no_grad():
+            ans, D = rel.answer(Qv)
+            D64 = D.to(torch.float64)
+            if self.mechanism == "direct":
+                terms = rel.envelope_terms(Qv)
+                half = None if failure is None else failure / 2
+                E = rel.noise_bounds(terms, half)
+                F_v = rel.fp_allowance(terms, R_w, Qv.dtype, self.r)
+                F_d = rel.fp_allowance(terms, 1.0, Qv.dtype, self.r)
+                b = ratio_bound(E + F_v, E + F_d, R_w, D64)
+                bound = b.unsqueeze(1).expand(-1, self.d_v)
+            else:
+                q = None if failure is None else median_copy_failure(self.copies, failure) / 2
+                col = rel.column_bounds(Qv, q)  # (m, d_v + 1)
+                b = ratio_bound(col[:, None, :-1], col[:, None, -1:], R_w, D64.unsqueeze(-1))
+                bound = b.amax(dim=1)
+            return finalize(bound, ans, Qv.dtype)
+
+    def error_bound(self, Q) -> torch.Tensor:
+        """Sure envelope (m, d_v), float64: |query(Q) - taylor_attention(Q, K, V)| <= it, for
+        every noise draw and every query (adaptive ones included), including the floating-point
+        allowance of the computed answer. Paper: main theorem's additive error, deterministic
+        form (v2 §3, App. H; v3: unverified); PAPER.md §4.1, §5 item 10; DESIGN §4."""
+        return self._bound(Q, None)
+
+    def hp_error_bound(self, Q, failure_prob) -> torch.Tensor:
+        """High-probability envelope (m, d_v), float64: for a query fixed before the noise,
+        each entry is exceeded with probability <= failure_prob (numerator and denominator at
+        p/2 each; copies: the median's per-copy probability from the exact binomial tail;
+        min(sure, Hoeffding, Bernstein)). Paper: "with probability 1 - p_f" (ICLR Thm 1.2; v2
+        §3; v3: unverified); PAPER.md §4.1, §2.6; DESIGN §9(c)."""
+        return self._bound(Q, check_failure_prob(failure_prob))
+
+    def __repr__(self) -> str:
+        eps, delta = self._plan.eps, self._plan.delta
+        extra = f", copies={self.copies}, grid={self.grid_size}" if self.mechanism == "tree" else ""
+        return (f"DPCrossAttention(mechanism={self.mechanism!r}, n={self.n}, d={self.d}, "
+                f"d_v={self.d_v}, degree={self.degree}, r={self.r}{extra}, "
+                f"eps={float(eps):g}, delta={float(delta):g}, device={self.device})")
+
+
+def _norm_bound(d, degree, R, scale) -> float:
+    """T_s(t_max) (the bound on ||P(x)||^2), from the reference, rounded up."""
+    from dpxattn.reference import kernel
+
+    return round_up(kernel.feature_norm_sq_bound(d, degree, R, scale=scale), "T_s(t_max)")

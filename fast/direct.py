@@ -1,0 +1,122 @@
+"""The ``direct`` mechanism in torch: one noisy release of S = P(K)^T [V, 1].
+
+Not in the paper: the sufficient-statistics mechanism the paper's law-of-cosines reduction
+collapses to (spec PAPER.md §3.4 "Important collapse", §5 item 8; DESIGN §2). Mirrors
+``dpxattn.reference.direct`` (proof note ``proofs_notes/15-direct-mechanism.md``); conventions
+``proofs_notes/01-conventions.md`` (mechanism ``direct``); fast-path numerics
+``proofs_notes/19-fast-path.md``.
+
+Build: ``S`` (r, d_v + 1) is accumulated in float64 over chunks of keys, one GEMM per chunk
+(``S += P(K_chunk)^T [V_chunk, 1]``, features feature-major), then released by
+:func:`dpxattn.fast.release.release_` with iid TLap(Delta_S, eps, delta) per entry, uniforms in
+row-major order of S. Only the noisy ``S~`` is kept.
+
+Query (m tokens at once): ``U = P(Q)`` (m, r); ``NS = U S~`` (m, d_v + 1);
+``D~ = max(NS[:, d_v], n)``; answer ``NS[:, :d_v] / D~``. O(r (d_v + 1)) per token, independent of n.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from dpxattn.fast.envelope import (DirectEnvelopeTerms, bernstein_hoeffding_sure, gamma,
+                                   unit_roundoff)
+from dpxattn.fast.features import feature_chunks, features_t
+from dpxattn.fast.release import NoiseLaw, noise_law, release_
+from dpxattn.fast.uniforms import UniformStream
+
+__all__ = ["DirectRelease", "direct_noise_count"]
+
+
+def direct_noise_count(r: int, d_v: int) -> int:
+    """r (d_v + 1) uniforms: one per entry of S."""
+    return r * (d_v + 1)
+
+
+@dataclass
+class DirectRelease:
+    """The released part of ``direct``: the noisy statistic and public constants only.
+
+    ``S`` (r, d_v + 1) float64 noisy; ``law``: the TLap constants of its entries (one group);
+    ``bounds`` (r,) float64 feature bounds M (public); ``n``, ``degree``, ``scale``.
+    """
+
+    S: torch.Tensor
+    law: NoiseLaw
+    bounds: torch.Tensor
+    n: int
+    degree: int
+    scale: object
+    _cast: dict
+
+    @classmethod
+    def build(cls, K: torch.Tensor, V: torch.Tensor, *, degree: int, scale, sensitivity: float,
+              eps, delta, bounds: torch.Tensor, stream: UniformStream) -> "DirectRelease":
+        """K (n, d), V (n, d_v): validated float64 private data (not kept)."""
+        n, d_v = V.shape
+        r = bounds.shape[0]
+        S = torch.zeros((r, d_v + 1), dtype=torch.float64, device=K.device)
+        for start, stop, F in feature_chunks(K, degree, scale=scale):
+            W = torch.empty((stop - start, d_v + 1), dtype=torch.float64, device=K.device)
+            W[:, :d_v] = V[start:stop]
+            W[:, d_v] = 1.0
+            S.addmm_(F, W)
+        law = noise_law((d_v + 1,), sensitivity, eps, delta, device=K.device)
+        release_(S, law, stream)
+        return cls(S=S, law=law, bounds=bounds, n=n, degree=degree, scale=scale, _cast={})
+
+    def to(self, device) -> "DirectRelease":
+        """The same release on ``device`` (a copy of the public tensors)."""
+        return DirectRelease(S=self.S.to(device), law=self.law.to(device),
+                             bounds=self.bounds.to(device), n=self.n, degree=self.degree,
+                             scale=self.scale, _cast={})
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def _S_as(self, dtype: torch.dtype) -> torch.Tensor:
+        if dtype == torch.float64:
+            return self.S
+        t = self._cast.get(dtype)
+        if t is None:
+            t = self.S.to(dtype)
+            self._cast[dtype] = t
+        return t
+
+    def answer(self, Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(answers (m, d_v), released clamped denominators D~ (m,)) in Q's dtype."""
+        U = features_t(Q, self.degree, scale=self.scale)  # (r, m)
+        NS = U.t() @ self._S_as(Q.dtype)  # (m, d_v + 1)
+        D = torch.clamp(NS[:, -1], min=float(self.n))
+        return NS[:, :-1] / D.unsqueeze(1), D
+
+    def envelope_terms(self, Q: torch.Tensor) -> DirectEnvelopeTerms:
+        """The public quantities the envelopes need at Q (float64, no gradient)."""
+        with torch.no_grad():
+            U = features_t(Q.detach().to(torch.float64), self.degree, scale=self.scale).t()
+        return DirectEnvelopeTerms(
+            l1=U.sum(dim=1), l2sq=(U * U).sum(dim=1), linf=U.amax(dim=1) if U.shape[1] else
+            torch.zeros(U.shape[0], dtype=torch.float64, device=U.device),
+            uM=U @ self.bounds)
+
+    def fp_allowance(self, terms: DirectEnvelopeTerms, weight: float, dtype: torch.dtype,
+                     r: int) -> torch.Tensor:
+        """Floating-point allowance on |N_f - N_T - noise| of a column with weight bound ``weight``
+        (R_w or 1), (m,) float64: see ``proofs_notes/19-fast-path.md`` ("direct")."""
+        u64 = unit_roundoff(torch.float64)
+        uq = unit_roundoff(dtype)
+        s = self.degree
+        g_build = gamma(self.n + s + 3, u64)
+        g_q = gamma(r + s + 5, uq) + 2 * u64
+        A = float(self.law.support_up.max())
+        return (g_build + 2 * g_q) * self.n * weight * terms.uM + g_q * A * terms.l1
+
+    def noise_bounds(self, terms: DirectEnvelopeTerms, failure: float | None):
+        """(bound on |noise of N_k|, on |noise of D|), each (m,): sure (failure None) or
+        min(sure, Hoeffding, Bernstein) at probability ``failure`` each."""
+        A = float(self.law.support_up.max())
+        var = float(self.law.variance.max())
+        return bernstein_hoeffding_sure(
+            sure=A * terms.l1, sum_c2_A2=A * A * terms.l2sq, sum_c2_var=var * terms.l2sq,
+            max_cA=A * terms.linf, failure=failure)

@@ -1,0 +1,287 @@
+"""The ``tree`` mechanism in torch: the paper's structure in its sound reading.
+
+Paper: DPTreeSoftmax (law of cosines over DPTreeHighDim of DPTreeDistance, p = 2) and
+DPTreeCrossAttention with the privatized denominator and optional median of copies (v2 §3,
+App. D-I; v3: unverified); spec PAPER.md §3.2-3.7 and §5 items 5-7. Exact counterpart:
+``dpxattn.reference.dptree_softmax``; conventions ``proofs_notes/01-conventions.md`` (mechanism
+``tree``); fast-path numerics ``proofs_notes/19-fast-path.md``.
+
+Released, per copy c = 0..l-1 and column k = 0..d_v (k = d_v: the denominator, weight 1):
+
+* scalars ``c0 = sum_i w_i`` and ``c1 = sum_i w_i ||P(k_i)||^2`` plus TLap (sensitivities
+  ``2 W_k`` and ``2 W_k T_s(t_max)``, budgets ``plan.share("c0")``, ``plan.share("c1")``);
+* for each coordinate t and moment m in (0, 1, 2) a DPTree over the public grid of G cells on
+  ``[0, M_t]``: leaf g holds ``sum_{cell(P_t(k_i)) = g} w_i P_t(k_i)^m``; every one of the 2N - 1
+  nodes gets TLap(2 W_k M_t^m, plan.share("tree_level")).
+
+Memory layout (not the uniform order): one float64 payload ``(2N - 1, r, l, d_v + 1, 3)``, so the
+rows of its 2-D view ``((2N - 1) r, l (d_v + 1) 3)`` are (node, coordinate) pairs and a query's
+gather for one coordinate reads contiguous rows. Build: leaves by ``index_add_`` of chunks of
+keys straight into the payload (copy 0), internal nodes level by level in place, copies
+replicated, then noise added in place through :func:`dpxattn.fast.release.release_` on the
+permuted view ``(node, copy, column, coordinate, moment)``, whose row-major order IS the
+documented uniform order. Peak memory: the payload plus one chunk.
+
+Query (m tokens at once): ``u = P(q)``, split cells ``j_t = cell(u_t)``, the prefix ``[0, j_t]``
+and suffix ``[j_t + 1, G - 1]`` canonical nodes of every (token, coordinate) gathered in one
+``embedding_bag``; ``Pm = prefix_m + suffix_m``; ``numerator = (c1~ + ||u||^2 c0~ -
+sum_t (u_t^2 P0 - 2 u_t P1 + P2)) / 2``; ``D~_c = max(numerator_{d_v}, n)``; entrywise median over
+copies (mean of the two middle values for even l).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dpxattn.accounting import padded_size, tree_height
+from dpxattn.fast.envelope import bernstein_hoeffding_sure, gamma, unit_roundoff
+from dpxattn.fast.features import feature_chunks, features_t
+from dpxattn.fast.release import NoiseLaw, noise_law, release_
+from dpxattn.fast.tree import fill_internal_nodes, gather_sums, grid_cell, prefix_suffix_nodes
+from dpxattn.fast.uniforms import UniformStream
+
+__all__ = ["TreeRelease", "tree_noise_count", "TREE_BUILD_CHUNK", "TREE_QUERY_CHUNK"]
+
+#: elements of the per-chunk leaf contributions (chunk rows x r x (d_v + 1) x 3) during build
+TREE_BUILD_CHUNK = 1 << 21
+#: elements of the per-chunk gathered node sums (tokens x r x max(bag, l (d_v + 1) 3)) in a query
+TREE_QUERY_CHUNK = 1 << 22
+
+MOMENTS = 3
+
+
+def tree_noise_count(*, r: int, d_v: int, copies: int, grid: int) -> int:
+    """2 l (d_v + 1) + (2N - 1) l (d_v + 1) 3 r (conventions: scalars first, then nodes)."""
+    cols = copies * (d_v + 1)
+    return 2 * cols + (2 * padded_size(grid) - 1) * cols * MOMENTS * r
+
+
+def _expand(law: NoiseLaw, lead: int) -> NoiseLaw:
+    """The same per-entry law repeated over a new leading axis of size ``lead`` (copies)."""
+    def e(t):
+        return t.unsqueeze(0).expand(lead, *t.shape)
+    return NoiseLaw((lead, *law.shape), e(law.b), e(law.e_minus_a), e(law.one_minus_e_minus_a),
+                    e(law.support_down), e(law.support_up), e(law.variance), law.constants)
+
+
+@dataclass
+class TreeRelease:
+    """The released part of ``tree``: noisy nodes and scalars plus public constants only.
+
+    ``payload`` (2N - 1, r, l, d_v + 1, 3) float64 noisy node values; ``scalars`` (l, d_v + 1, 2)
+    noisy (c0, c1); ``node_law`` (d_v + 1, r, 3) and ``scalar_law`` (d_v + 1, 2) the TLap
+    constants; ``bounds`` (r,) the feature bounds M_t; ``n``, ``grid``, ``degree``, ``scale``,
+    ``copies``, ``norm_bound`` (T_s(t_max), rounded up), ``R_w`` (float64, rounded up).
+    """
+
+    payload: torch.Tensor
+    scalars: torch.Tensor
+    node_law: NoiseLaw
+    scalar_law: NoiseLaw
+    bounds: torch.Tensor
+    n: int
+    grid: int
+    degree: int
+    scale: object
+    copies: int
+    norm_bound: float
+    R_w: float
+    _cast: dict
+
+    @property
+    def N(self) -> int:
+        return padded_size(self.grid)
+
+    @property
+    def height(self) -> int:
+        return tree_height(self.grid)
+
+    @classmethod
+    def build(cls, K: torch.Tensor, V: torch.Tensor, *, degree: int, scale, grid: int,
+              copies: int, bounds: torch.Tensor, norm_bound: float, R_w: float,
+              scalar_sens: np.ndarray,
+              node_sens: np.ndarray, shares: dict, stream: UniformStream) -> "TreeRelease":
+        """K (n, d), V (n, d_v): validated float64 private data (not kept).
+
+        ``scalar_sens`` (d_v + 1, 2) and ``node_sens`` (d_v + 1, r, 3): sensitivities (rounded
+        up); ``shares``: the plan's exact (eps, delta) for "c0", "c1", "tree_level".
+        """
+        device = K.device
+        n, d_v = V.shape
+        cols = d_v + 1
+        r = bounds.shape[0]
+        l = copies
+        N = padded_size(grid)
+        payload = torch.zeros((2 * N - 1, r, l, cols, MOMENTS), dtype=torch.float64, device=device)
+        leaf_rows = payload[N - 1:].view(N * r, l * cols * MOMENTS)[:, : cols * MOMENTS]
+        sums = torch.zeros((cols, 2), dtype=torch.float64, device=device)
+        coord = torch.arange(r, device=device)
+        rows_per_chunk = max(1, TREE_BUILD_CHUNK // (r * cols * MOMENTS))
+        for start, stop, F in feature_chunks(K, degree, scale=scale, rows=rows_per_chunk):
+            c = stop - start
+            W = torch.empty((c, cols), dtype=torch.float64, device=device)
+            W[:, :d_v] = V[start:stop]
+            W[:, d_v] = 1.0
+            Phi = F.t()  # (c, r)
+            cells = grid_cell(Phi, bounds, grid)
+            powers = torch.stack([torch.ones_like(Phi), Phi, Phi * Phi], dim=-1)  # (c, r, 3)
+            contrib = W[:, None, :, None] * powers[:, :, None, :]  # (c, r, cols, 3)
+            leaf_rows.index_add_(0, (cells * r + coord).reshape(-1),
+                                 contrib.reshape(c * r, cols * MOMENTS))
+            sums[:, 0] += W.sum(dim=0)
+            sums[:, 1] += (F * F).sum(dim=0) @ W
+        fill_internal_nodes(payload[:, :, 0])
+        if l > 1:
+            payload[:, :, 1:] = payload[:, :, :1]
+        scalars = sums.unsqueeze(0).repeat(l, 1, 1)  # (l, cols, 2): [c0, c1] per copy, column
+        del sums
+
+        (e0, d0), (e1, d1), (el, dl) = shares["c0"], shares["c1"], shares["tree_level"]
+        eps_s = np.array([[e0, e1]] * cols, dtype=object)
+        delta_s = np.array([[d0, d1]] * cols, dtype=object)
+        scalar_law = noise_law((cols, 2), scalar_sens, eps_s, delta_s, device=device)
+        node_law = noise_law((cols, r, MOMENTS), node_sens, el, dl, device=device)
+        release_(scalars.unsqueeze(0), _expand(scalar_law, l), stream)
+        release_(payload.permute(0, 2, 3, 1, 4), _expand(node_law, l), stream)
+        return cls(payload=payload, scalars=scalars, node_law=node_law, scalar_law=scalar_law,
+                   bounds=bounds, n=n, grid=grid, degree=degree, scale=scale, copies=l,
+                   norm_bound=norm_bound, R_w=R_w, _cast={})
+
+    def to(self, device) -> "TreeRelease":
+        """The same release on ``device`` (a copy of the public tensors)."""
+        return TreeRelease(payload=self.payload.to(device), scalars=self.scalars.to(device),
+                           node_law=self.node_law.to(device), scalar_law=self.scalar_law.to(device),
+                           bounds=self.bounds.to(device), n=self.n, grid=self.grid,
+                           degree=self.degree, scale=self.scale, copies=self.copies,
+                           norm_bound=self.norm_bound, R_w=self.R_w, _cast={})
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def _as(self, dtype: torch.dtype):
+        if dtype == torch.float64:
+            return self.payload, self.scalars
+        got = self._cast.get(dtype)
+        if got is None:
+            got = (self.payload.to(dtype), self.scalars.to(dtype))
+            self._cast[dtype] = got
+        return got
+
+    def _chunk(self) -> int:
+        r = self.bounds.shape[0]
+        width = max(4 * (self.height + 1), self.payload.shape[2] * self.payload.shape[3] * MOMENTS)
+        return max(1, TREE_QUERY_CHUNK // (r * width))
+
+    def _nodes(self, U: torch.Tensor) -> torch.Tensor:
+        """(m, r, 4(h + 1)) canonical prefix+suffix nodes of every (token, coordinate)."""
+        cells = grid_cell(U.detach(), self.bounds.to(U.dtype), self.grid)
+        return prefix_suffix_nodes(cells, self.grid)
+
+    def copy_answers(self, Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-copy answers (m, l, d_v) and clamped denominators D~ (m, l), in Q's dtype."""
+        payload, scalars = self._as(Q.dtype)
+        nn, r, l, cols, _ = payload.shape
+        table = payload.view(nn * r, l * cols * MOMENTS)
+        coord = torch.arange(r, device=Q.device)
+        outs, dens = [], []
+        step = self._chunk()
+        for start in range(0, Q.shape[0], step):
+            U = features_t(Q[start:start + step], self.degree, scale=self.scale).t()  # (c, r)
+            c = U.shape[0]
+            nodes = self._nodes(U)
+            rows = torch.where(nodes >= 0, nodes * r + coord[None, :, None], -1)
+            P = gather_sums(table, rows.reshape(c * r, -1)).view(c, r, l, cols, MOMENTS)
+            coef = torch.stack([U * U, -2.0 * U, torch.ones_like(U)], dim=-1)  # (c, r, 3)
+            dist = torch.einsum("qtckm,qtm->qck", P, coef)
+            norm = (U * U).sum(dim=1)
+            num = (scalars[None, :, :, 1] + norm[:, None, None] * scalars[None, :, :, 0] - dist) / 2
+            D = torch.clamp(num[..., -1], min=float(self.n))
+            outs.append(num[..., :-1] / D.unsqueeze(-1))
+            dens.append(D)
+        if not outs:
+            empty = torch.zeros((0, l, cols - 1), dtype=Q.dtype, device=Q.device)
+            return empty, torch.zeros((0, l), dtype=Q.dtype, device=Q.device)
+        return torch.cat(outs), torch.cat(dens)
+
+    def answer(self, Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(median answers (m, d_v), per-copy D~ (m, l))."""
+        per_copy, D = self.copy_answers(Q)
+        return median_over_copies(per_copy), D
+
+    # -- envelopes --------------------------------------------------------------------------------
+
+    def column_bounds(self, Q: torch.Tensor, failure: float | None) -> torch.Tensor:
+        """Per-column noise + floating-point bound (m, d_v + 1), identical for every copy.
+
+        ``failure`` None: sure; else each column's bound holds with probability >= 1 - failure.
+        See ``proofs_notes/19-fast-path.md`` ("tree") for the floating-point allowance.
+        """
+        dtype = Q.dtype
+        with torch.no_grad():
+            Uq = features_t(Q.detach(), self.degree, scale=self.scale).t()
+            sizes = (self._nodes(Uq) >= 0).sum(dim=-1).to(torch.float64)  # (m, r)
+            U = Uq.to(torch.float64) if dtype == torch.float64 else \
+                features_t(Q.detach().to(torch.float64), self.degree, scale=self.scale).t()
+            n = self.n
+            s = self.degree
+            r = U.shape[1]
+            h = self.height
+            norm = (U * U).sum(dim=1)  # (m,)
+            coef = torch.stack([U * U, 2.0 * U, torch.ones_like(U)], dim=-1)  # |coef|, (m, r, 3)
+            A = self.node_law.support_up  # (cols, r, 3)
+            var = self.node_law.variance
+            A_s = self.scalar_law.support_up  # (cols, 2)
+            var_s = self.scalar_law.variance
+            cs = coef * sizes.unsqueeze(-1)  # sum over the |C_t| nodes of |coef|
+            sure = (A_s[:, 1] + norm[:, None] * A_s[:, 0]
+                    + torch.einsum("qtm,ktm->qk", cs, A)) / 2
+            c2s = coef * coef * sizes.unsqueeze(-1)
+            sum_c2_A2 = (A_s[:, 1] ** 2 + (norm**2)[:, None] * A_s[:, 0] ** 2
+                         + torch.einsum("qtm,ktm->qk", c2s, A * A)) / 4
+            sum_c2_var = (var_s[:, 1] + (norm**2)[:, None] * var_s[:, 0]
+                          + torch.einsum("qtm,ktm->qk", c2s, var)) / 4
+            present = (sizes > 0).to(torch.float64).unsqueeze(-1)  # (m, r, 1)
+            node_max = (coef.unsqueeze(1) * present.unsqueeze(1) * A.unsqueeze(0)).amax(dim=(2, 3))
+            max_cA = torch.maximum(torch.maximum(A_s[:, 1].expand_as(node_max),
+                                                 norm[:, None] * A_s[:, 0]), node_max) / 2
+            noise = bernstein_hoeffding_sure(sure=sure, sum_c2_A2=sum_c2_A2,
+                                             sum_c2_var=sum_c2_var, max_cA=max_cA,
+                                             failure=failure)
+            # floating-point allowance (public bounds only)
+            cols = A.shape[0]
+            weights = self._weights(cols, U.device)  # (cols,) W_k
+            Mpow = torch.stack([torch.ones_like(self.bounds), self.bounds,
+                                self.bounds * self.bounds], dim=-1)  # (r, 3)
+            cM = torch.einsum("qtm,tm->q", cs, Mpow)  # sum |coef| |C_t| M_t^m
+            cM1 = torch.einsum("qtm,tm->q", coef, Mpow)  # sum |coef| M_t^m (disjoint cover)
+            u64 = unit_roundoff(torch.float64)
+            uq = unit_roundoff(dtype)
+            T = self.norm_bound
+            nW = n * weights  # (cols,)
+            mag = (nW * T + A_s[:, 1] + norm[:, None] * (nW + A_s[:, 0])
+                   + cM[:, None] * nW + torch.einsum("qtm,ktm->qk", cs, A)) / 2
+            exact = (gamma(n + r + 2 * s + 6, u64) * nW * T + norm[:, None] * gamma(n, u64) * nW
+                     + gamma(n + 3 * s + 5 + h, u64) * cM1[:, None] * nW) / 2
+            feat = gamma(s + 2, uq) * nW * (U @ self.bounds)[:, None]
+            fp = exact + (u64 + gamma(2 * h + 3 * r + 2 * s + 14, uq)) * mag + feat
+        return noise + fp
+
+    def _weights(self, cols: int, device) -> torch.Tensor:
+        w = torch.full((cols,), float(self.R_w), dtype=torch.float64, device=device)
+        w[-1] = 1.0
+        return w
+
+
+def median_over_copies(per_copy: torch.Tensor) -> torch.Tensor:
+    """Entrywise median over dim 1 (copies); the mean of the two middle values for even l."""
+    l = per_copy.shape[1]
+    if l == 1:
+        return per_copy[:, 0]
+    s = torch.sort(per_copy, dim=1).values
+    lo, hi = (l - 1) // 2, l // 2
+    if lo == hi:
+        return s[:, lo]
+    return (s[:, lo] + s[:, hi]) / 2
+

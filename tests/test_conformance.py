@@ -1,0 +1,116 @@
+"""The conformance table (DESIGN §6): fast vs exact reference from shared uniforms, every row."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import dpxattn.fast.envelope as fast_envelope
+import dpxattn.fast.release as fast_release
+from dpxattn.verification import conformance as conf
+from dpxattn.verification.records import CheckRecord
+
+
+@pytest.mark.parametrize("case", conf.CASES, ids=lambda c: c.name)
+def test_conformance_row(case):
+    records = conf.run_case(case)
+    assert [r.quantity for r in records] == ["answer", "error_bound", "hp_error_bound",
+                                             "envelope holds", "determinism"]
+    for rec in records:
+        assert rec.passed, (rec.quantity, rec.max_rel_diff, rec.tolerance, rec.details)
+    answer = records[0]
+    assert answer.tolerance >= conf.REL_TOL and answer.max_rel_diff <= answer.tolerance
+
+
+def test_table_covers_what_design_asks():
+    cases = conf.CASES
+    ns = {c.n for c in cases}
+    assert 1 in ns
+    for p in (2, 4, 8, 16, 32):
+        assert {p - 1, p, p + 1} <= ns
+    for mech in ("direct", "tree"):
+        mine = [c for c in cases if c.mechanism == mech]
+        assert {c.degree for c in mine} == {0, 1, 2, 3, 4}
+        assert {1, 3} <= {c.d for c in mine}
+        assert {"low", "high", "random"} <= {c.uniforms for c in mine}
+        assert {1, 2} <= {c.d_v for c in mine}
+    assert {c.copies for c in cases if c.mechanism == "tree"} == {1, 2, 3}
+    assert {c.n for c in conf.QUICK_CASES} and set(conf.QUICK_CASES) <= set(cases)
+
+
+def test_uniforms_and_data_are_reproducible_and_extreme():
+    case = conf.CASES[6]  # "low"
+    assert np.all(conf.case_uniforms(case, 10) == 2.0**-53)
+    high = [c for c in conf.CASES if c.uniforms == "high"][0]
+    assert np.all(conf.case_uniforms(high, 10) == 1 - 2.0**-53)
+    rnd = conf.CASES[0]
+    a, b = conf.case_uniforms(rnd, 50, root=3), conf.case_uniforms(rnd, 50, root=3)
+    assert np.array_equal(a, b) and np.all((a > 0) & (a < 1))
+    assert not np.array_equal(a, conf.case_uniforms(rnd, 50, root=4))
+    K, V, Q = conf.case_data(rnd)
+    assert K.shape == (rnd.n, rnd.d) and V.shape == (rnd.n, rnd.d_v) and Q.shape == (rnd.m, rnd.d)
+
+
+# --- power: the table catches deliberately wrong fast variants -----------------------------------
+
+def test_power_noise_scale_off_by_1e_8(monkeypatch):
+    """Noise 1e-8 too large (relative) is caught by the 1e-10 tolerance on the answers."""
+    original = fast_release.ppf_from_constants
+
+    def wrong(u, b, *rest):
+        return original(u, b * (1 + 1e-8), *rest)
+
+    monkeypatch.setattr(fast_release, "ppf_from_constants", wrong)
+    records = conf.run_case(conf.CASES[5])
+    assert not records[0].passed
+
+
+def test_power_uniform_order_swapped(monkeypatch):
+    """Consuming the uniforms in a different order (reversed per chunk) is caught."""
+    original = fast_release.release_
+
+    class Reversed:
+        def __init__(self, stream):
+            self.stream = stream
+
+        def take(self, k):
+            return self.stream.take(k).flip(0)
+
+    def wrong(values, law, stream):
+        return original(values, law, Reversed(stream))
+
+    monkeypatch.setattr("dpxattn.fast.direct.release_", wrong)
+    monkeypatch.setattr("dpxattn.fast.tree_mechanism.release_", wrong)
+    for case in (conf.CASES[5], [c for c in conf.CASES if c.mechanism == "tree"][3]):
+        records = conf.run_case(case)
+        assert not records[0].passed, case.name
+
+
+def test_power_halved_envelope_is_caught(monkeypatch):
+    """An envelope half as large is exceeded at extreme uniforms (the 'high' direct row)."""
+    original = fast_envelope.finalize
+
+    def half(bound, answer, dtype):
+        return original(bound, answer, dtype) / 2
+
+    monkeypatch.setattr("dpxattn.fast.cross_attention.finalize", half)
+    high = [c for c in conf.CASES if c.uniforms == "high" and c.mechanism == "direct"][0]
+    records = {r.quantity: r for r in conf.run_case(high)}
+    assert not records["envelope holds"].passed
+    assert not records["error_bound"].passed
+
+
+def test_check_records_for_the_harness():
+    class Ctx:
+        level = "quick"
+        seed = 11
+
+    recs = conf.check_conformance(Ctx())
+    assert recs and all(isinstance(r, CheckRecord) for r in recs)
+    assert all(r.passed for r in recs), [r.name for r in recs if not r.passed]
+    assert len(recs) == 5 * len(conf.QUICK_CASES)
+    assert all(math.isfinite(r.statistic) for r in recs)
+    d = recs[0].to_dict()
+    assert d["kind"] == "exact" and d["comparison"] in ("<=", "==")

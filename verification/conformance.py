@@ -1,0 +1,417 @@
+"""The conformance table: the fast torch path against the exact reference, from shared uniforms.
+
+DESIGN §6 ("Conformance"): reference vs fast with shared uniforms agree to 1e-10 relative in
+float64, or within twice a plain float64 re-computation's own error, whichever is larger, over a
+table of cases (n = 1, powers of two and +-1, d = 1 and odd, d_v >= 1, degree 0..4, both
+mechanisms, copies 1..3, extreme uniforms near 0 and 1). In the style of SciPy's ``MpmathData``
+tables: :data:`CASES` is declarative, :func:`run_case` evaluates one row, :func:`run_table` all.
+
+For each case, one set of uniforms (``noise_count`` of them) and one data set (K, V, Q) are
+generated from the case's seed; then
+
+* ``dpxattn.reference.DPCrossAttention`` (exact, mpmath) and ``dpxattn.fast.DPCrossAttention``
+  (torch, float64) are built from the same uniforms and queried at Q;
+* :func:`plain_float64` recomputes the same mechanism in plain numpy float64 (textbook formulas,
+  the conventions' float64 inversion; no code shared with the fast path) to measure how much a
+  float64 computation of this case may legitimately differ from the exact one;
+* entry by entry, the fast answer must satisfy ``|fast - ref| <= max(1e-10 |ref|, 2 |plain - ref|)``;
+  the fast certified envelope must contain the exact noiseless Taylor attention
+  (``|fast - taylor| <= fast.error_bound``); the fast envelopes (sure and high-probability) must
+  agree with the reference's to 1e-10 relative; building twice from the same uniforms must give
+  bit-identical released tensors, and querying twice bit-identical answers.
+
+:func:`check_conformance` wraps the table as harness records (``CheckRecord``, exact checks).
+Fast-path note: ``proofs_notes/19-fast-path.md``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dpxattn.randomness import derive_seed, generator_uniforms
+from dpxattn.verification.records import CheckRecord
+
+__all__ = [
+    "REL_TOL",
+    "ConformanceCase",
+    "ConformanceRecord",
+    "CASES",
+    "QUICK_CASES",
+    "case_data",
+    "case_uniforms",
+    "plain_float64",
+    "run_case",
+    "run_table",
+    "check_conformance",
+]
+
+#: DESIGN §6 relative tolerance in float64
+REL_TOL = 1e-10
+#: failure probability at which the high-probability envelopes are compared
+HP_FAILURE = 0.05
+
+
+@dataclass(frozen=True)
+class ConformanceCase:
+    """One row of the table. ``uniforms``: "random", "low" (all 2^-53), "high" (all 1 - 2^-53),
+    "alternating" (low/high), "mixed" (random with a third pushed to each extreme), "half" (all
+    1/2: zero noise). ``data``: "random" or "corners" (keys and queries at 0 or R)."""
+
+    name: str
+    mechanism: str
+    n: int
+    d: int
+    d_v: int
+    degree: int
+    copies: int = 1
+    grid_size: int | None = None
+    uniforms: str = "random"
+    data: str = "random"
+    m: int = 3
+    R: float = 1.0
+    R_w: float = 1.0
+    eps: float = 1.0
+    delta: float = 1e-6
+    scale: float | None = None
+
+    @property
+    def build_kwargs(self) -> dict:
+        kw = dict(eps=self.eps, delta=self.delta, R=self.R, R_w=self.R_w, degree=self.degree,
+                  mechanism=self.mechanism, scale=self.scale)
+        if self.mechanism == "tree":
+            kw.update(copies=self.copies, grid_size=self.grid_size)
+        return kw
+
+
+def _cases() -> list[ConformanceCase]:
+    C = ConformanceCase
+    out = [
+        # direct: n = 1, powers of two and +-1; d = 1 and odd; degree 0..4; d_v 1..3
+        C("direct n1 d1 s0", "direct", 1, 1, 1, 0),
+        C("direct n1 d3 s4", "direct", 1, 3, 2, 4),
+        C("direct n2 d1 s4", "direct", 2, 1, 1, 4),
+        C("direct n3 d3 s2", "direct", 3, 3, 3, 2),
+        C("direct n7 d5 s1", "direct", 7, 5, 1, 1),
+        C("direct n8 d2 s3", "direct", 8, 2, 2, 3),
+        C("direct n9 d3 s3 low", "direct", 9, 3, 2, 3, uniforms="low"),
+        C("direct n15 d1 s2 high", "direct", 15, 1, 1, 2, uniforms="high"),
+        C("direct n16 d3 s4 alt", "direct", 16, 3, 1, 4, uniforms="alternating"),
+        C("direct n17 d2 s2 mixed", "direct", 17, 2, 3, 2, uniforms="mixed"),
+        C("direct n31 d3 s1 corners", "direct", 31, 3, 2, 1, data="corners"),
+        C("direct n32 d1 s0 half", "direct", 32, 1, 2, 0, uniforms="half"),
+        C("direct n33 d5 s2 R2", "direct", 33, 5, 2, 2, R=2.0, R_w=0.5),
+        C("direct n64 d3 s3 scale", "direct", 64, 3, 2, 3, scale=0.25, eps=0.3, delta=1e-9),
+        C("direct n65 d1 s4 high", "direct", 65, 1, 3, 4, uniforms="high"),
+        # tree: n = 1, powers of two and +-1; copies 1..3; grid sizes; extreme uniforms
+        C("tree n1 d1 s0", "tree", 1, 1, 1, 0),
+        C("tree n1 d3 s2", "tree", 1, 3, 1, 2),
+        C("tree n2 d1 s3", "tree", 2, 1, 1, 3),
+        C("tree n3 d1 s4", "tree", 3, 1, 2, 4),
+        C("tree n4 d3 s1 c2", "tree", 4, 3, 1, 1, copies=2),
+        C("tree n5 d1 s2 c3", "tree", 5, 1, 2, 2, copies=3),
+        C("tree n7 d2 s2 low", "tree", 7, 2, 1, 2, uniforms="low"),
+        C("tree n8 d1 s3 high", "tree", 8, 1, 1, 3, uniforms="high"),
+        C("tree n9 d3 s1 alt c2", "tree", 9, 3, 1, 1, copies=2, uniforms="alternating"),
+        C("tree n15 d1 s1 mixed", "tree", 15, 1, 2, 1, uniforms="mixed"),
+        C("tree n16 d2 s1 corners", "tree", 16, 2, 1, 1, data="corners"),
+        C("tree n17 d1 s2 G5", "tree", 17, 1, 1, 2, grid_size=5),
+        C("tree n31 d1 s1 half c3", "tree", 31, 1, 1, 1, copies=3, uniforms="half"),
+        C("tree n32 d1 s0", "tree", 32, 1, 2, 0),
+        C("tree n33 d1 s1 R2", "tree", 33, 1, 1, 1, R=2.0, R_w=3.0),
+        C("tree n12 d2 s1 G16 scale", "tree", 12, 2, 1, 1, grid_size=16, scale=0.7, eps=2.0,
+          delta=1e-3),
+        C("tree n9 d2 s4 c2 mixed", "tree", 9, 2, 1, 4, copies=2, uniforms="mixed"),
+        C("tree n17 d3 s2 low c3", "tree", 17, 3, 1, 2, copies=3, uniforms="low"),
+    ]
+    return out
+
+
+CASES: tuple[ConformanceCase, ...] = tuple(_cases())
+#: a subset for the harness's quick level (still both mechanisms, n = 1, extremes, copies)
+QUICK_CASES: tuple[ConformanceCase, ...] = tuple(c for c in CASES if c.name in {
+    "direct n1 d1 s0", "direct n9 d3 s3 low", "direct n15 d1 s2 high", "direct n31 d3 s1 corners",
+    "tree n1 d1 s0", "tree n5 d1 s2 c3", "tree n8 d1 s3 high", "tree n16 d2 s1 corners"})
+
+
+@dataclass
+class ConformanceRecord:
+    """One quantity of one case: the measured max relative difference, its tolerance, pass."""
+
+    case: str
+    quantity: str
+    max_rel_diff: float
+    tolerance: float
+    passed: bool
+    details: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------------
+# data and uniforms
+# ------------------------------------------------------------------------------------------------
+
+def _rng(case: ConformanceCase, root: int, what: str) -> np.random.Generator:
+    return np.random.default_rng(derive_seed(root, "conformance", case.name, what))
+
+
+def case_data(case: ConformanceCase, root: int = 0):
+    """(K (n, d), V (n, d_v), Q (m, d)) float64 numpy arrays for the case (seeded)."""
+    rng = _rng(case, root, "data")
+    if case.data == "corners":
+        K = rng.integers(0, 2, (case.n, case.d)).astype(np.float64) * case.R
+        Q = np.vstack([np.full(case.d, case.R), np.zeros(case.d),
+                       rng.integers(0, 2, (max(0, case.m - 2), case.d)) * case.R])[: case.m]
+        V = rng.choice([-case.R_w, case.R_w], (case.n, case.d_v))
+    else:
+        K = rng.random((case.n, case.d)) * case.R
+        Q = rng.random((case.m, case.d)) * case.R
+        V = rng.uniform(-case.R_w, case.R_w, (case.n, case.d_v))
+    return K, V, Q
+
+
+def case_uniforms(case: ConformanceCase, count: int, root: int = 0) -> np.ndarray:
+    """The case's ``count`` uniforms, strictly inside (0, 1)."""
+    lo, hi = 2.0**-53, 1.0 - 2.0**-53
+    rng = _rng(case, root, "uniforms")
+    if case.uniforms == "low":
+        return np.full(count, lo)
+    if case.uniforms == "high":
+        return np.full(count, hi)
+    if case.uniforms == "half":
+        return np.full(count, 0.5)
+    if case.uniforms == "alternating":
+        return np.where(np.arange(count) % 2 == 0, lo, hi)
+    u = generator_uniforms(rng, count)
+    u = np.clip(u, lo, hi)
+    if case.uniforms == "mixed":
+        pick = rng.integers(0, 3, count)
+        u = np.where(pick == 0, lo, np.where(pick == 1, hi, u))
+    return u
+
+
+# ------------------------------------------------------------------------------------------------
+# plain float64 recomputation (numpy; textbook formulas; shares no code with dpxattn.fast)
+# ------------------------------------------------------------------------------------------------
+
+def _alphas(d: int, s: int) -> list[tuple[int, ...]]:
+    out = []
+    for k in range(s + 1):
+        for combo in itertools.combinations_with_replacement(range(d), k):
+            out.append(tuple(combo.count(i) for i in range(d)))
+    return out
+
+
+def _plain_features(X: np.ndarray, s: int, scale: float) -> np.ndarray:
+    cols = []
+    for alpha in _alphas(X.shape[1], s):
+        k = sum(alpha)
+        coef = math.sqrt(scale**k / math.prod(math.factorial(a) for a in alpha))
+        cols.append(np.prod(X ** np.array(alpha), axis=1) * coef)
+    return np.stack(cols, axis=1)
+
+
+def _plain_ppf(u: np.ndarray, sens, eps, delta) -> np.ndarray:
+    """The conventions' float64 formula: -b log1p(-|2u - 1| (1 - e^-a)) with u's sign."""
+    b = float(sens) / float(eps)
+    a = math.log1p(math.expm1(float(eps)) / (2 * float(delta)))
+    mag = -b * np.log1p(-np.abs(2 * u - 1) * (-math.expm1(-a)))
+    return np.where(u < 0.5, -mag, mag)
+
+
+def _canonical(lo: int, hi: int, N: int) -> list[int]:
+    out: list[int] = []
+
+    def rec(i, a, b):
+        if b < lo or a > hi:
+            return
+        if lo <= a and b <= hi:
+            out.append(i)
+            return
+        mid = (a + b) // 2
+        rec(2 * i + 1, a, mid)
+        rec(2 * i + 2, mid + 1, b)
+
+    if lo <= hi:
+        rec(0, 0, N - 1)
+    return out
+
+
+def plain_float64(case: ConformanceCase, K, V, Q, u) -> np.ndarray:
+    """The case's answers (m, d_v) recomputed in plain numpy float64 from the same uniforms."""
+    from dpxattn.accounting import padded_size, plan_direct, plan_tree
+    from dpxattn.reference import kernel, sensitivity
+
+    n, d = K.shape
+    d_v = V.shape[1]
+    s = case.degree
+    scale = 1.0 / d if case.scale is None else float(case.scale)
+    FK = _plain_features(K, s, scale)
+    FQ = _plain_features(Q, s, scale)
+    W = np.hstack([V, np.ones((n, 1))])
+    cols = d_v + 1
+    if case.mechanism == "direct":
+        plan = plan_direct(eps=case.eps, delta=case.delta, n=n, d=d, d_v=d_v, degree=s)
+        e, dl = plan.share("S")
+        sens = float(sensitivity.direct_statistic(d, s, case.R, case.R_w, d_v, scale=case.scale))
+        S = FK.T @ W + _plain_ppf(u, sens, e, dl).reshape(-1, cols)
+        NS = FQ @ S
+        D = np.maximum(NS[:, -1], n)
+        return NS[:, :-1] / D[:, None]
+    plan = plan_tree(eps=case.eps, delta=case.delta, n=n, d=d, d_v=d_v, degree=s,
+                     copies=case.copies, grid_size=case.grid_size)
+    G = n if case.grid_size is None else case.grid_size
+    N = padded_size(G)
+    r = FK.shape[1]
+    l = case.copies
+    M = np.array([float(x) for x in kernel.feature_bounds(d, s, case.R, scale=case.scale)])
+    weights = [case.R_w] * d_v + [1.0]
+    T = float(kernel.feature_norm_sq_bound(d, s, case.R, scale=case.scale))
+    (e0, d0), (e1, d1), (el, dl) = (plan.share(k) for k in ("c0", "c1", "tree_level"))
+    pos = 0
+    scal = np.zeros((l, cols, 2))
+    for c in range(l):
+        for k in range(cols):
+            scal[c, k, 0] = W[:, k].sum() + _plain_ppf(u[pos:pos + 1], 2 * weights[k], e0, d0)[0]
+            scal[c, k, 1] = (W[:, k] * (FK**2).sum(1)).sum() + _plain_ppf(
+                u[pos + 1:pos + 2], 2 * weights[k] * T, e1, d1)[0]
+            pos += 2
+    leaves = np.zeros((N, cols, r, 3))
+    cells = np.minimum(np.floor(FK * G / M).astype(int), G - 1)
+    for i in range(n):
+        for t in range(r):
+            for mm in range(3):
+                leaves[cells[i, t], :, t, mm] += W[i] * FK[i, t] ** mm
+    nodes = np.zeros((2 * N - 1, cols, r, 3))
+    nodes[N - 1:] = leaves
+    for i in range(N - 2, -1, -1):
+        nodes[i] = nodes[2 * i + 1] + nodes[2 * i + 2]
+    sens = np.array([[[2 * weights[k] * M[t] ** mm for mm in range(3)] for t in range(r)]
+                     for k in range(cols)])
+    noisy = np.repeat(nodes[:, None], l, axis=1)  # (nodes, copies, cols, r, 3)
+    width = l * cols * r * 3
+    for i in range(2 * N - 1):
+        uu = u[pos:pos + width].reshape(l, cols, r, 3)
+        for k in range(cols):
+            for t in range(r):
+                for mm in range(3):
+                    noisy[i, :, k, t, mm] += _plain_ppf(uu[:, k, t, mm], sens[k, t, mm], el, dl)
+        pos += width
+    out = np.zeros((Q.shape[0], l, d_v))
+    for q in range(Q.shape[0]):
+        uq = FQ[q]
+        j = np.minimum(np.floor(uq * G / M).astype(int), G - 1)
+        num = np.zeros((l, cols))
+        for c in range(l):
+            dist = np.zeros(cols)
+            for t in range(r):
+                idx = _canonical(0, j[t], N) + _canonical(j[t] + 1, G - 1, N)
+                P = noisy[idx, c, :, t, :].sum(axis=0)  # (cols, 3)
+                dist += uq[t] ** 2 * P[:, 0] - 2 * uq[t] * P[:, 1] + P[:, 2]
+            num[c] = (scal[c, :, 1] + (uq @ uq) * scal[c, :, 0] - dist) / 2
+        D = np.maximum(num[:, -1], n)
+        out[q] = num[:, :-1] / D[:, None]
+    srt = np.sort(out, axis=1)
+    return (srt[:, (l - 1) // 2] + srt[:, l // 2]) / 2
+
+
+# ------------------------------------------------------------------------------------------------
+# running the table
+# ------------------------------------------------------------------------------------------------
+
+def _floats(rows) -> np.ndarray:
+    return np.array([[float(x) for x in row] for row in rows], dtype=np.float64)
+
+
+def _rel(diff: np.ndarray, ref: np.ndarray) -> float:
+    scale = np.maximum(np.abs(ref), np.finfo(np.float64).tiny)
+    return float(np.max(diff / scale)) if diff.size else 0.0
+
+
+def run_case(case: ConformanceCase, root: int = 0) -> list[ConformanceRecord]:
+    """Evaluate one case: answer, envelopes, envelope containment, determinism records."""
+    import torch
+
+    from dpxattn.fast import DPCrossAttention as Fast
+    from dpxattn.reference import DPCrossAttention as Ref
+    from dpxattn.reference import taylor_attention
+
+    K, V, Q = case_data(case, root)
+    kw = case.build_kwargs
+    count = Fast.noise_count(n=case.n, d=case.d, d_v=case.d_v, degree=case.degree,
+                             mechanism=case.mechanism, copies=case.copies,
+                             grid_size=case.grid_size)
+    u = case_uniforms(case, count, root)
+    ref = Ref.build(K, V, uniforms=u, **kw)
+    Kt, Vt, Qt = (torch.tensor(x) for x in (K, V, Q))
+    fast = Fast.build(Kt, Vt, uniforms=u, **kw)
+    again = Fast.build(Kt, Vt, uniforms=u, **kw)
+
+    ref_ans = _floats(ref.query(Q))
+    fast_ans = fast.query(Qt).numpy()
+    plain = plain_float64(case, K, V, Q, u)
+    diff = np.abs(fast_ans - ref_ans)
+    plain_err = np.abs(plain - ref_ans)
+    tol = np.maximum(REL_TOL * np.abs(ref_ans), 2.0 * plain_err)
+    records = [ConformanceRecord(
+        case.name, "answer", _rel(diff, ref_ans),
+        max(REL_TOL, _rel(2.0 * plain_err, ref_ans)), bool(np.all(diff <= tol)),
+        {"max_abs_diff": float(diff.max()), "plain_max_rel_err": _rel(plain_err, ref_ans)})]
+
+    for quantity, f_b, r_b in (
+            ("error_bound", fast.error_bound(Qt).numpy(), _floats(ref.error_bound(Q))),
+            ("hp_error_bound", fast.hp_error_bound(Qt, HP_FAILURE).numpy(),
+             _floats(ref.hp_error_bound(Q, HP_FAILURE)))):
+        bdiff = np.abs(f_b - r_b)
+        records.append(ConformanceRecord(
+            case.name, quantity, _rel(bdiff, r_b), REL_TOL,
+            bool(np.all(bdiff <= REL_TOL * np.abs(r_b)) and np.all(f_b >= r_b * (1 - 1e-14))),
+            {"fast_not_below_reference": bool(np.all(f_b >= r_b * (1 - 1e-14)))}))
+
+    taylor = _floats(taylor_attention(Q, K, V, degree=case.degree, scale=case.scale))
+    bound = fast.error_bound(Qt).numpy()
+    ratio = np.abs(fast_ans - taylor) / bound
+    records.append(ConformanceRecord(
+        case.name, "envelope holds", float(ratio.max()), 1.0, bool(np.all(ratio <= 1.0)),
+        {"what": "max |fast - taylor_attention| / fast.error_bound"}))
+
+    same = all(torch.equal(a, b) for a, b in zip(fast.released_tensors().values(),
+                                                  again.released_tensors().values()))
+    repeat = torch.equal(fast.query(Qt), fast.query(Qt))
+    records.append(ConformanceRecord(
+        case.name, "determinism", 0.0 if same and repeat else 1.0, 0.0, same and repeat,
+        {"structures_bit_identical": same, "repeated_queries_bit_identical": repeat}))
+    return records
+
+
+def run_table(cases=CASES, root: int = 0) -> list[ConformanceRecord]:
+    """Every case of the table (default :data:`CASES`), in order."""
+    out: list[ConformanceRecord] = []
+    for case in cases:
+        out.extend(run_case(case, root))
+    return out
+
+
+def check_conformance(ctx) -> list[CheckRecord]:
+    """Harness check (exact): the table at the context's level, as :class:`CheckRecord` s.
+
+    ``quick`` runs :data:`QUICK_CASES`, other levels :data:`CASES`; the seed of the data and
+    uniforms is the context's.
+    """
+    cases = QUICK_CASES if getattr(ctx, "level", "quick") == "quick" else CASES
+    out = []
+    for rec in run_table(cases, root=int(getattr(ctx, "seed", 0))):
+        out.append(CheckRecord(
+            name=f"conformance: {rec.case}: {rec.quantity}",
+            kind="exact",
+            tests=("fast (torch float64) vs exact reference built from the same uniforms "
+                   "(DESIGN §6)" if rec.quantity != "envelope holds" else
+                   "the fast certified envelope contains the exact noiseless Taylor attention"),
+            statistic=rec.max_rel_diff, threshold=rec.tolerance,
+            comparison="<=" if rec.quantity != "determinism" else "==",
+            passed=rec.passed, details=dict(rec.details)))
+    return out
+
+
