@@ -30,6 +30,7 @@ one row per flattened element; the output has the input's shape.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from dataclasses import dataclass
@@ -44,9 +45,11 @@ from dpxattn.reference.discrete_laplace import (
     MAX_EXACT_UNITS,
     RANGE_LIMIT,
     LatticeParameters,
-    exp_count,
-    exp_digit,
+    bernoulli_ratio_from_prefix,
+    block_exponent,
     lattice_parameters,
+    rate_digit,
+    threshold_count,
 )
 
 __all__ = [
@@ -64,8 +67,8 @@ __all__ = [
 
 #: stream requests are padded to at least this many draws (timing reflects many draws)
 MIN_BLOCK = 4096
-#: random words one draw consumes on average (about 6.3): sizes the buffered OS reads
-WORDS_PER_DRAW = 7
+#: random words one draw consumes on average (about 2): sizes the buffered OS reads
+WORDS_PER_DRAW = 3
 #: elements processed together (bounds memory: a few int64 arrays of this length)
 CHUNK = 1 << 18
 
@@ -181,13 +184,15 @@ def _uniform_below(src, ids: np.ndarray, n: np.ndarray) -> np.ndarray:
 
 
 def _bernoulli_step(src, ids, num, den, k, range_limit: int) -> np.ndarray:
-    """Bernoulli(num / (den k)) per element; den k above the range limit is split in two."""
+    """Bernoulli(num / (den k)) per element (num = 0: false, no word); den k above the range
+    limit is split in two."""
     out = np.zeros(len(ids), dtype=bool)
-    single = den <= _U64(range_limit) // k
+    live = num > 0
+    single = live & (den <= _U64(range_limit) // k)
     a = np.flatnonzero(single)
     if a.size:
         out[a] = _uniform_below(src, ids[a], den[a] * k[a]) < num[a]
-    b = np.flatnonzero(~single)
+    b = np.flatnonzero(live & ~single)
     if b.size:
         first = _uniform_below(src, ids[b], den[b]) < num[b]
         b2 = b[first]
@@ -196,11 +201,12 @@ def _bernoulli_step(src, ids, num, den, k, range_limit: int) -> np.ndarray:
     return out
 
 
-def _bernoulli_exp(src, ids, num, den, range_limit: int) -> np.ndarray:
-    """Bernoulli(exp(-num/den)) per element (CKS20 Algorithm 1, alternating series)."""
+def _bernoulli_exp(src, ids, num, den, range_limit: int, start: int = 1) -> np.ndarray:
+    """Bernoulli(exp(-num/den)) per element (CKS20 Algorithm 1, alternating series), its steps
+    taken from k = ``start`` on (``start`` = 2 when step 1 is already known to be true)."""
     n = len(ids)
     result = np.zeros(n, dtype=bool)
-    k = np.ones(n, dtype=np.uint64)
+    k = np.full(n, start, dtype=np.uint64)
     alive = np.arange(n)
     while alive.size:
         step = _bernoulli_step(src, ids[alive], num[alive], den[alive], k[alive], range_limit)
@@ -211,58 +217,119 @@ def _bernoulli_exp(src, ids, num, den, range_limit: int) -> np.ndarray:
     return result
 
 
-#: first 64-bit digits of e^-v, v = 1..64 (zero from v = 45 on), certified by the reference
-_EXP_TABLE = 64
-_EXP_FIRST = np.array([exp_digit(v, 1) for v in range(1, _EXP_TABLE + 1)], dtype=np.uint64)
-_EXP_FIRST_ASCENDING = _EXP_FIRST[::-1].copy()
+@dataclass(frozen=True)
+class _BlockTable:
+    """Public constants of X = A 2^m + B for one law (t, K): the block 2^m, the number of
+    thresholds, the nonzero first digits of exp(-a 2^m / t), a = 1, 2, ... (non-increasing), and
+    a 2^16-bucket index of them: ``above[h]`` = how many first digits have top 16 bits > h,
+    ``mixed[h]`` = whether some first digit has top 16 bits == h."""
+
+    step: int
+    a_stop: int
+    first: np.ndarray
+    ascending: np.ndarray
+    padded: np.ndarray
+    above: np.ndarray
+    mixed: np.ndarray
+
+
+_BUCKET_SHIFT = 48
+
+
+@functools.lru_cache(maxsize=64)
+def _block_table(t: int, K: int) -> _BlockTable:
+    step = 1 << block_exponent(t, K)
+    a_stop = K // step + 1
+    digits = []
+    for a in range(1, a_stop + 1):
+        d = rate_digit(a * step, t, 1)
+        if d == 0:  # thresholds decrease: every later first digit is 0 too
+            break
+        digits.append(d)
+    first = np.array(digits, dtype=np.uint64)
+    ascending = first[::-1].copy()
+    top = np.sort((first >> _U64(_BUCKET_SHIFT)).astype(np.int64))
+    buckets = np.arange(1 << (64 - _BUCKET_SHIFT), dtype=np.int64)
+    above = (len(top) - np.searchsorted(top, buckets, side="right")).astype(np.int64)
+    mixed = np.zeros(len(buckets), dtype=bool)
+    mixed[top] = True
+    padded = np.concatenate([first, np.zeros(1, dtype=np.uint64)])
+    return _BlockTable(step, a_stop, first, ascending, padded, above, mixed)
 
 
 def _element_words(src, gid: int):
-    """The further words of one element, one at a time (the rare tie path)."""
+    """The further words of one element, one at a time (the rare paths)."""
     one = np.array([gid])
     while True:
         yield int(src.take(one)[0])
 
 
+def _threshold_counts(src, gid: np.ndarray, table: _BlockTable, t: int) -> np.ndarray:
+    """min(A, a_stop) per element, P(A >= a) = exp(-a 2^m / t): one word each, except on a tie
+    of the word with a threshold's first digit (then the reference, word by word)."""
+    w1 = src.take(gid)
+    bucket = (w1 >> _U64(_BUCKET_SHIFT)).astype(np.int64)
+    count = table.above[bucket]  # digits certainly above w1 (their top 16 bits are larger)
+    mixed = np.flatnonzero(table.mixed[bucket])
+    if mixed.size:  # a digit shares w1's top 16 bits: count exactly
+        count[mixed] = len(table.first) - np.searchsorted(table.ascending, w1[mixed], side="right")
+    count = np.minimum(count, table.a_stop)
+    tie = (count < table.a_stop) & (table.padded[np.minimum(count, len(table.first))] == w1)
+    for i in np.flatnonzero(tie):  # probability <= 2^-64 per draw
+        words = itertools.chain([int(w1[i])], _element_words(src, gid[i]))
+        count[i] = threshold_count(table.a_stop, table.step, t, words)
+    return count.astype(np.uint64)
+
+
+def _blocks_accepted(src, gid, b, prefix, t: int, spare: int, range_limit: int) -> np.ndarray:
+    """Bernoulli(exp(-b/t)) per element, step k = 1 read from the ``spare``-bit prefix."""
+    T = _U64(t)
+    c = (b << _U64(spare)) // T  # floor(b 2^spare / t), exact: b 2^spare < 2^63
+    first = prefix < c
+    undecided = np.flatnonzero((b > 0) & (prefix == c))
+    for i in undecided:  # probability <= 2^-spare: the reference, word by word
+        first[i] = bernoulli_ratio_from_prefix(int(b[i]), t, int(prefix[i]), spare,
+                                               _element_words(src, gid[i]))
+    accepted = ~first  # stopped at k = 1 (odd)
+    go = np.flatnonzero(first)
+    if go.size:
+        accepted[go] = _bernoulli_exp(src, gid[go], b[go], np.full(go.size, T, dtype=np.uint64),
+                                      range_limit, start=2)
+    return accepted
+
+
 def _sample_block(src, ids: np.ndarray, t: int, K: int, range_limit: int) -> np.ndarray:
     """One draw per element of ``ids`` (global element indices, for the tape's rows)."""
-    n = len(ids)
-    out = np.zeros(n, dtype=np.int64)
-    T, Kk = _U64(t), _U64(K)
-    pending = np.arange(n)
+    table = _block_table(t, K)
+    m = table.step.bit_length() - 1
+    step, spare = _U64(table.step), 63 - m
+    spare_mask = _U64((1 << spare) - 1)
+    Kk = _U64(K)
+    out = np.zeros(len(ids), dtype=np.int64)
+    pending = np.arange(len(ids))
     while pending.size:
-        m = len(pending)
-        gid = ids[pending]
-        tt = np.full(m, T, dtype=np.uint64)
-        u = _uniform_below(src, gid, tt)
-        acc = _bernoulli_exp(src, gid, u, tt, range_limit)
-        retry = [pending[~acc]]
-        cand = pending[acc]
-        x = u[acc]
-        inside = x <= Kk
-        retry.append(cand[~inside])
-        cand, x = cand[inside], x[inside]
-        # V by inversion: V >= v iff W < e^-v; W's first digit decides unless it ties a digit
-        v_stop = (Kk - x) // T + _ONE
-        w1 = src.take(ids[cand])
-        v = (_EXP_TABLE - np.searchsorted(_EXP_FIRST_ASCENDING, w1, side="right")).astype(np.uint64)
-        rejected = v >= v_stop
-        tie = ~rejected & (_EXP_FIRST[np.minimum(v, _EXP_TABLE - 1)] == w1)
-        for i in np.flatnonzero(tie):  # probability <= 2^-64 per draw: the reference, word by word
-            words = itertools.chain([int(w1[i])], _element_words(src, ids[cand[i]]))
-            v[i] = exp_count(int(v_stop[i]), words)
-            rejected[i] = v[i] == v_stop[i]
-        retry.append(cand[rejected])
-        keep = np.flatnonzero(~rejected)
-        done, xs = cand[keep], x[keep] + T * v[keep]
-        sign = _uniform_below(src, ids[done], np.full(len(done), _TWO, dtype=np.uint64))
-        negative = sign == _ONE
-        zero_twice = negative & (xs == 0)
-        value = xs.astype(np.int64)
-        value = np.where(negative, -value, value)
-        good = ~zero_twice
-        out[done[good]] = value[good]
-        retry.append(done[zero_twice])
+        a = _threshold_counts(src, ids[pending], table, t)
+        rejected = a >= _U64(table.a_stop)
+        retry = [pending[rejected]]
+        cand, a = pending[~rejected], a[~rejected]
+        # B uniform on [0, 2^m) accepted with probability exp(-B/t); the sign is bit 63
+        b = np.zeros(len(cand), dtype=np.uint64)
+        negative = np.zeros(len(cand), dtype=bool)
+        todo = np.arange(len(cand))
+        while todo.size:
+            tid = ids[cand[todo]]
+            w = src.take(tid)
+            bb = w & (step - _ONE)
+            ok = _blocks_accepted(src, tid, bb, (w >> _U64(m)) & spare_mask, t, spare, range_limit)
+            b[todo[ok]] = bb[ok]
+            negative[todo[ok]] = (w[ok] >> _U64(63)) == _ONE
+            todo = todo[~ok]
+        x = a * step + b
+        bad = (x > Kk) | (negative & (x == 0))
+        retry.append(cand[bad])
+        good = ~bad
+        value = x[good].astype(np.int64)
+        out[cand[good]] = np.where(negative[good], -value, value)
         pending = np.concatenate(retry)
     return out
 

@@ -23,29 +23,36 @@ release never lets a floating-point operation touch the noisy value:
    float64 (:func:`lattice_parameters` checks the range).
 
 The sampler (:func:`sample_from_words`) is exact: it uses only integer comparisons of 64-bit
-random words (Canonne, Kamath, Steinke 2020, Algorithms 1 and 2: Bernoulli(exp(-gamma)) by the
-alternating series, a geometric as ``U + t V``, a sign with the double zero rejected), then
-rejects ``|z| > K`` (exact conditioning). ``V`` (P(V >= v) = e^-v) is drawn by inversion: one
-uniform real compared digit by digit with certified digits of e^-v, usually one word in all. Its exact word-consumption rule is the contract the
-vectorised sampler in ``dpxattn.fast.secure_noise`` follows, so the same words give the same
-integers (the conformance test).
+random words. It splits ``X = |z|`` as ``X = A 2^m + B`` (quotient and remainder by a public
+block ``2^m <= t``, :func:`block_exponent`), which are independent: ``P(A >= a) = e^(-a 2^m / t)``
+(drawn by inversion, one uniform real compared digit by digit with the certified digits of
+those thresholds, :func:`rate_digit`; usually one word) and ``P(B = b)`` proportional to
+``e^(-b/t)`` on ``[0, 2^m)`` (a uniform ``b`` accepted with probability ``e^(-b/t)`` by Canonne,
+Kamath, Steinke 2020, Algorithm 1, whose first Bernoulli(b/t) reads the spare bits of b's own
+word). A fair sign with the double zero rejected gives ``P(z)`` proportional to
+``e^(-|z|/t)``; rejecting ``X > K`` conditions on ``|z| <= K``. About two words per draw. Its
+exact word-consumption rule is the contract the vectorised sampler in
+``dpxattn.fast.secure_noise`` follows, so the same words give the same integers (the
+conformance test).
 
-Word-consumption rule (one 64-bit word per attempt; ``uniform_below(1)`` consumes nothing):
+Word-consumption rule (64-bit words; ``uniform_below(1)`` and ``Bernoulli(0)`` consume none):
 
 * ``uniform_below(n)``: take words ``w`` until ``w < 2^64 - (2^64 mod n)``; return ``w mod n``;
-* ``Bernoulli(num / (den k))`` (one step of the exp chain): ``uniform_below(den k) < num`` when
-  ``den k <= RANGE_LIMIT``, else ``uniform_below(den) < num`` and then (only if true)
-  ``uniform_below(k) == 0``;
+* ``Bernoulli(num / (den k))`` (a step of the exp chain): false without a word if ``num = 0``;
+  else ``uniform_below(den k) < num`` when ``den k <= RANGE_LIMIT``, else
+  ``uniform_below(den) < num`` and then (only if true) ``uniform_below(k) == 0``;
 * ``Bernoulli(exp(-num/den))``, ``0 <= num <= den``: steps ``k = 1, 2, ...`` until a step is
   false; true iff that ``k`` is odd;
-* ``W < exp(-v)`` for a uniform real ``W = 0.w_1 w_2 ...`` (64-bit digits drawn only when
-  needed, shared by every comparison of one geometric) against the certified digits of
-  ``exp(-v)`` (:func:`exp_digit`): decided at the first digit where they differ;
-* one draw: ``U = uniform_below(t)``; restart unless ``Bernoulli(exp(-U/t))``; restart if
-  ``U > K``; ``v_stop = (K - U) // t + 1``; ``V = 0``; while ``V < v_stop`` and
-  ``W < exp(-(V + 1))``: ``V += 1``; restart if ``V == v_stop`` (then ``U + t V > K``);
-  ``X = U + t V``; ``s = uniform_below(2)``; restart if ``s == 1 and X == 0``; return ``-X`` if
-  ``s`` else ``X``.
+* ``W < exp(-a 2^m / t)`` for a uniform real ``W = 0.w_1 w_2 ...`` (64-bit digits drawn only
+  when needed, shared by the comparisons of one draw of ``A``): decided at the first digit
+  where ``W`` and the threshold differ;
+* one draw, with ``m = block_exponent(t, K)``, ``a_stop = K // 2^m + 1`` and ``e = 63 - m``:
+  ``A = 0``; while ``A < a_stop`` and ``W < exp(-(A + 1) 2^m / t)``: ``A += 1``; restart if
+  ``A == a_stop``; then repeat { word ``w``: ``B = w mod 2^m``, ``r = (w >> m) mod 2^e``,
+  ``s = w >> 63`` } until ``Bernoulli(exp(-B/t))``, whose step k = 1 compares the uniform real
+  ``V = (r + 0.v_1 v_2 ...) / 2^e`` (further 64-bit digits ``v_i`` drawn only when ``r`` equals
+  ``floor(B 2^e / t)``) with ``B/t``; ``X = A 2^m + B``; restart if ``X > K`` or (``s == 1``
+  and ``X == 0``); return ``-X`` if ``s`` else ``X``.
 
 Shapes: the law functions take Python integers and return mpf; the sampler takes an iterator of
 integers in [0, 2^64) (or a (n, T) uint64 tape, one row per draw) and returns Python integers.
@@ -89,8 +96,10 @@ __all__ = [
     "round_to_lattice_units",
     "uniform_below",
     "bernoulli_exp",
-    "exp_digit",
-    "exp_count",
+    "block_exponent",
+    "rate_digit",
+    "threshold_count",
+    "bernoulli_ratio_from_prefix",
     "sample_from_words",
     "sample_from_tape",
     "release_from_tape",
@@ -561,7 +570,9 @@ def uniform_below(n: int, words: Iterator[int]) -> int:
 
 
 def _bernoulli_step(num: int, den: int, k: int, words: Iterator[int], range_limit: int) -> bool:
-    """Bernoulli(num / (den k)) with 0 <= num <= den."""
+    """Bernoulli(num / (den k)) with 0 <= num <= den (num = 0: false, no word)."""
+    if num == 0:
+        return False
     if den * k <= range_limit:
         return uniform_below(den * k, words) < num
     return uniform_below(den, words) < num and uniform_below(k, words) == 0
@@ -579,19 +590,28 @@ def bernoulli_exp(num: int, den: int, words: Iterator[int], *, range_limit: int 
     return k % 2 == 1
 
 
-@functools.lru_cache(maxsize=None)
-def exp_digit(v: int, j: int) -> int:
-    """The j-th 64-bit digit (j >= 1) of exp(-v) in base 2^64: floor(e^-v 2^(64 j)) mod 2^64.
+def block_exponent(t: int, K: int) -> int:
+    """m of the block 2^m splitting X = A 2^m + B: the largest m with 2^m <= t (so B/t < 1) and
+    K / 2^m < 2^10 (at most about a thousand thresholds for A), and m >= 0."""
+    t, K = _check_law(t, K)
+    return max(0, min(t.bit_length() - 1, K.bit_length() - 10))
 
-    Certified: computed with interval arithmetic at increasing precision until the floor of
-    both ends agree (e^-v 2^(64 j) is irrational for v >= 1, so this terminates).
+
+@functools.lru_cache(maxsize=1 << 16)
+def rate_digit(num: int, den: int, j: int) -> int:
+    """The j-th 64-bit digit (j >= 1) of exp(-num/den) in base 2^64: floor(e^(-num/den) 2^(64 j))
+    mod 2^64, for integers num, den >= 1.
+
+    Certified: interval arithmetic at increasing precision until both ends have the same floor
+    (e^(-num/den) 2^(64 j) is irrational, so this terminates).
     """
-    v = check_positive_int("v", v)
+    num = check_positive_int("num", num)
+    den = check_positive_int("den", den)
     j = check_positive_int("j", j)
-    prec = 64 * j + 2 * v.bit_length() + 96
+    prec = 64 * j + num.bit_length() + den.bit_length() + 96
     while True:
         iv = interval_context(prec)
-        value = iv.exp(-iv.mpf(v)) * iv.mpf(2) ** (64 * j)
+        value = iv.exp(-iv.mpf(num) / iv.mpf(den)) * iv.mpf(2) ** (64 * j)
         ctx = context(prec)
         lo, hi = (int(ctx.floor(ctx.make_mpf(end))) for end in value._mpi_)
         if lo == hi:
@@ -599,54 +619,83 @@ def exp_digit(v: int, j: int) -> int:
         prec *= 2
 
 
-def exp_count(v_stop: int, words: Iterator[int]) -> int:
-    """min(V, v_stop) for P(V >= v) = e^-v, by inversion: V >= v iff W < e^-v for one uniform
-    real W whose 64-bit digits are drawn only when a comparison needs them."""
+def threshold_count(a_stop: int, step: int, t: int, words: Iterator[int]) -> int:
+    """min(A, a_stop) for P(A >= a) = exp(-a step / t), by inversion: A >= a iff W < that
+    threshold, for one uniform real W whose 64-bit digits are drawn only when needed."""
     digits: list[int] = []
 
-    def below(v: int) -> bool:
+    def below(a: int) -> bool:
         j = 0
         while True:
             if j == len(digits):
                 digits.append(_next_word(words))
-            c = exp_digit(v, j + 1)
+            c = rate_digit(a * step, t, j + 1)
             if digits[j] != c:
                 return digits[j] < c
             j += 1
 
-    v = 0
-    while v < v_stop and below(v + 1):
-        v += 1
-    return v
+    a = 0
+    while a < a_stop and below(a + 1):
+        a += 1
+    return a
+
+
+def bernoulli_ratio_from_prefix(num: int, den: int, prefix: int, bits: int, words: Iterator[int]) -> bool:
+    """Bernoulli(num/den), 0 <= num < den, for the uniform real V = (prefix + 0.v_1 v_2 ...) / 2^bits.
+
+    ``prefix`` holds V's first ``bits`` bits; further 64-bit digits of V are drawn only while
+    they agree with those of num/den (then V < num/den is decided at the first difference).
+    num = 0 is false without a word. Requires num 2^bits < 2^64.
+    """
+    if num == 0:
+        return False
+    c, rem = divmod(num << bits, den)
+    if prefix != c:
+        return prefix < c
+    while True:
+        d, rem = divmod(rem << WORD_BITS, den)
+        w = _next_word(words)
+        if w != d:
+            return w < d
+
+
+def _block_accepted(b: int, t: int, prefix: int, bits: int, words: Iterator[int], range_limit: int) -> bool:
+    """Bernoulli(exp(-b/t)) (CKS20 Algorithm 1) with its step k = 1 read from ``prefix``."""
+    if not bernoulli_ratio_from_prefix(b, t, prefix, bits, words):
+        return True  # stopped at k = 1 (odd)
+    k = 2
+    while _bernoulli_step(b, t, k, words, range_limit):
+        k += 1
+    return k % 2 == 1
 
 
 def sample_from_words(t: int, K: int, words: Iterable[int], *, range_limit: int = RANGE_LIMIT) -> int:
     """One draw of the discrete truncated Laplace (scale t, support K) from 64-bit words.
 
-    Exact: X = U + t V with U ~ P(u) prop. exp(-u/t) on {0..t-1} (uniform, accepted with
-    probability exp(-U/t)) and P(V >= v) = e^-v gives P(X = x) prop. exp(-x/t); a fair sign
-    with (-, 0) rejected gives P(z) prop. exp(-|z|/t); rejecting X > K (decided once V reaches
-    v_stop, which changes only the words consumed, not the accepted law) conditions on |z| <= K.
+    Exact: X = A 2^m + B with P(A >= a) = e^(-a 2^m/t) and P(B = b) prop. e^(-b/t) on [0, 2^m),
+    independent, so P(X = x) prop. e^(-x/t) for every x >= 0; restarting when A reaches a_stop or
+    X > K conditions on X <= K; a fair sign with (-, 0) rejected gives P(z) prop. e^(-|z|/t).
     """
     t, K = _check_law(t, K)
     if t > range_limit:
         raise ParameterError("t", "must be <= the range limit (2^62)", t)
     it = iter(words)
+    m = block_exponent(t, K)
+    step, spare = 1 << m, WORD_BITS - 1 - m
+    a_stop = K // step + 1
     while True:
-        u = uniform_below(t, it)
-        if not bernoulli_exp(u, t, it, range_limit=range_limit):
+        a = threshold_count(a_stop, step, t, it)
+        if a == a_stop:
             continue
-        if u > K:
+        while True:
+            w = _next_word(it)
+            b, prefix, negative = w & (step - 1), (w >> m) & ((1 << spare) - 1), w >> (WORD_BITS - 1)
+            if _block_accepted(b, t, prefix, spare, it, range_limit):
+                break
+        x = a * step + b
+        if x > K or (negative and x == 0):
             continue
-        v_stop = (K - u) // t + 1
-        v = exp_count(v_stop, it)
-        if v == v_stop:
-            continue
-        x = u + t * v
-        sign = uniform_below(2, it)
-        if sign == 1 and x == 0:
-            continue
-        return -x if sign == 1 else x
+        return -x if negative else x
 
 
 def _check_tape(tape) -> np.ndarray:

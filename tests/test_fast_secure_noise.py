@@ -51,18 +51,36 @@ def test_same_words_give_the_same_integers(rng, t, K):
     assert fast.tolist() == dl.sample_from_tape(words, t, K)
 
 
-def test_conformance_on_the_rare_paths(rng):
-    """Ties of W's first digit with e^-v's (resolved word by word) and the split Bernoulli step
-    (den k above the range limit) follow the reference too."""
+def test_conformance_on_the_rare_paths(rng, monkeypatch):
+    """Ties of W's first digit with a threshold's (resolved word by word), B-words whose spare
+    bits sit on the boundary of Bernoulli(B/t), and the split Bernoulli step (den k above the
+    range limit) follow the reference too."""
+    calls = {"threshold_count": 0, "bernoulli_ratio_from_prefix": 0}
+    for name in calls:
+        original = getattr(sn, name)
+
+        def counted(*args, _name=name, _original=original):
+            calls[_name] += 1
+            return _original(*args)
+
+        monkeypatch.setattr(sn, name, counted)
     words = tape(rng, 300)
-    for i in range(0, 300, 2):  # t = 1: U = 0 uses no word, so word 0 is W's first digit
-        v = 1 + (i // 2) % 60
-        words[i, 0] = dl.exp_digit(v, 1)
+    for i in range(0, 300, 2):  # t = 1: word 0 is W's first digit
+        a = 1 + (i // 2) % 60
+        words[i, 0] = dl.rate_digit(a, 1, 1)
         if i % 4 == 0:
-            words[i, 1] = dl.exp_digit(v, 2)
+            words[i, 1] = dl.rate_digit(a, 1, 2)
     fast, _ = sn.sample_noise_units(300, Law(1, 70), tape=words)
     assert fast.tolist() == dl.sample_from_tape(words, 1, 70)
-    for t, K in ((5, 30), (7, 9)):
+    t, K = 64, 5000  # block 2^3, 60 spare bits: word 1 is the first B-word
+    words = tape(rng, 300)
+    for i in range(0, 300, 3):
+        b = 1 + i % 7
+        words[i, 1] = np.uint64((((b << 60) // t) << 3) | b | ((i % 2) << 63))
+    fast, _ = sn.sample_noise_units(300, Law(t, K), tape=words)
+    assert fast.tolist() == dl.sample_from_tape(words, t, K)
+    assert calls["threshold_count"] >= 100 and calls["bernoulli_ratio_from_prefix"] >= 50, calls
+    for t, K in ((5, 30), (7, 9), (8, 3000)):
         fast, _ = sn.sample_noise_units(300, Law(t, K), tape=words, range_limit=8)
         ref = [dl.sample_from_words(t, K, iter(r.tolist()), range_limit=8) for r in words]
         assert fast.tolist() == ref
@@ -118,7 +136,8 @@ def _chi_square(draws, edges, probs):
 
 
 @pytest.mark.statistical
-@pytest.mark.parametrize("t,K,bins", [(3, 12, None), (REAL.scale_units, REAL.support_units, 60)])
+@pytest.mark.parametrize("t,K,bins", [(3, 12, None), (64, 5000, 60),
+                                      (REAL.scale_units, REAL.support_units, 60)])
 def test_exact_law_chi_square_with_power(seed, t, K, bins):
     """Pearson chi-square against the exact pmf (alpha = 1e-6, 1.2e5 draws) accepts the sampler
     and rejects the same sampler with its scale (t and K) multiplied by 0.7 and by 1.3."""

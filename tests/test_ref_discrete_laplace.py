@@ -169,28 +169,49 @@ def test_rounding_is_half_to_even():
     assert dl.round_to_lattice_units(5e-324, -40) == 0
 
 
-# ------------------------------------------------------------------------------ exp digits
+# -------------------------------------------------------------------- threshold digits
 
-@pytest.mark.parametrize("v", [1, 2, 7, 44, 45, 100])
-def test_exp_digits_are_the_base_2_64_expansion(v):
+@pytest.mark.parametrize("num,den", [(1, 1), (2, 1), (7, 1), (44, 1), (45, 1), (100, 1),
+                                     (3, 64), (2**34, 2**40 + 1), (1000, 7)])
+def test_rate_digits_are_the_base_2_64_expansion(num, den):
     big = context(1200)
-    scaled = big.exp(-v) * big.mpf(2) ** (64 * 3)
+    scaled = big.exp(-big.mpf(num) / den) * big.mpf(2) ** (64 * 3)
     expansion = int(big.floor(scaled))
     digits = [(expansion >> (64 * (3 - j))) & (2**64 - 1) for j in (1, 2, 3)]
-    assert [dl.exp_digit(v, j) for j in (1, 2, 3)] == digits
-    assert (dl.exp_digit(v, 1) == 0) == (v >= 45)
+    assert [dl.rate_digit(num, den, j) for j in (1, 2, 3)] == digits
 
 
-def test_exp_count_resolves_ties_with_further_digits():
-    # first digit equal to e^-1's: the second word decides W < e^-1
-    below = [dl.exp_digit(1, 1), dl.exp_digit(1, 2) - 1]
-    above = [dl.exp_digit(1, 1), dl.exp_digit(1, 2) + 1]
+def test_threshold_count_resolves_ties_with_further_digits():
+    # t = 1, step = 1: thresholds e^-a. First word equal to e^-1's first digit: the second decides
+    below = [dl.rate_digit(1, 1, 1), dl.rate_digit(1, 1, 2) - 1]
+    above = [dl.rate_digit(1, 1, 1), dl.rate_digit(1, 1, 2) + 1]
     it = iter(below + [12345])
-    # W just below e^-1 but above e^-2: V = 1, exactly two words used
-    assert dl.exp_count(5, it) == 1 and next(it) == 12345
-    assert dl.exp_count(5, iter(above)) == 0
-    assert dl.exp_count(0, iter([])) == 0  # nothing to decide, no word
-    assert dl.exp_count(3, iter([0])) == 3  # W < e^-3 with one word: capped at v_stop
+    # W just below e^-1 but above e^-2: A = 1, exactly two words used
+    assert dl.threshold_count(5, 1, 1, it) == 1 and next(it) == 12345
+    assert dl.threshold_count(5, 1, 1, iter(above)) == 0
+    assert dl.threshold_count(0, 1, 1, iter([])) == 0  # nothing to decide, no word
+    assert dl.threshold_count(3, 1, 1, iter([0])) == 3  # W < e^-3 with one word: capped
+    # step 8, t = 64: thresholds e^(-a/8)
+    w = dl.rate_digit(16, 64, 1) + 1  # just above e^-2/8: A = 1
+    assert dl.threshold_count(100, 8, 64, iter([w])) == 1
+
+
+def test_bernoulli_ratio_from_prefix_reads_further_digits_only_on_the_boundary():
+    num, den, bits = 5, 64 * 3, 20
+    c, rem = divmod(num << bits, den)
+    assert dl.bernoulli_ratio_from_prefix(num, den, c - 1, bits, iter([])) is True
+    assert dl.bernoulli_ratio_from_prefix(num, den, c + 1, bits, iter([])) is False
+    d = (rem << 64) // den  # next digit of num/den after the prefix
+    assert dl.bernoulli_ratio_from_prefix(num, den, c, bits, iter([d - 1])) is True
+    assert dl.bernoulli_ratio_from_prefix(num, den, c, bits, iter([d + 1])) is False
+    assert dl.bernoulli_ratio_from_prefix(0, den, 0, bits, iter([])) is False
+
+
+def test_block_exponent():
+    assert dl.block_exponent(1, 10**6) == 0
+    assert dl.block_exponent(64, 5000) == 3
+    assert dl.block_exponent(2**40 + 1, 15023385369202) == 34
+    assert dl.block_exponent(2**40, 100) == 0
 
 
 # ---------------------------------------------------------------- sampler: errors and laws
