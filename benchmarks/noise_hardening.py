@@ -1,0 +1,87 @@
+"""Benchmark rows: hardened vs float noise throughput, measured in one process (issue 5).
+
+TLap, hardened release -- paper: truncated Laplace mechanism (v2 §2 / App. B; v3: unverified);
+spec PAPER.md §2.1 and §5 item 18; proofs_notes/23-hardened-noise.md.
+
+Two comparisons at each size n, both with the production randomness (OS CSPRNG):
+
+* ``sampler``: n draws of noise alone: :func:`dpxattn.fast.secure_noise.sample_noise_units`
+  (exact discrete truncated Laplace, lattice units) vs
+  :func:`dpxattn.fast.noise.truncated_laplace` (float64 inversion);
+* ``release``: a whole release of an n-vector: :func:`dpxattn.fast.secure_noise.secure_release`
+  (lattice rounding + exact noise + exact scaling) vs ``x + truncated_laplace(...)`` in float64.
+
+Each row gives the median seconds per call (:func:`dpxattn.benchmarks.timing.measure`), the
+nanoseconds per sample and, on hardened rows, the ratio to the float row of the same kind and
+size. The float path runs in torch (``torch_threads`` threads, recorded per row; on a loaded
+machine two threads make it erratic), the hardened path in numpy on one thread. The benchmark
+helper includes these rows in ``dpxattn bench``. Shapes: n-vectors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from dpxattn.benchmarks.timing import measure
+from dpxattn.fast.noise import truncated_laplace
+from dpxattn.fast.secure_noise import sample_noise_units, secure_parameters, secure_release
+
+__all__ = ["CONFIG", "sizes", "rows"]
+
+#: sensitivity, eps, delta of every row (one coordinate changed per draw: the sampler's view)
+CONFIG = {"sensitivity": 1.0, "eps": 1.0, "delta": 1e-6}
+
+
+def sizes(quick: bool) -> tuple[int, ...]:
+    """Vector sizes: quick 1e5; otherwise 1e5, 1e6 and 1e7 (the issue's 1e7 draws)."""
+    return (100_000,) if quick else (100_000, 1_000_000, 10_000_000)
+
+
+def _row(kind: str, variant: str, n: int, seconds, extra: dict | None = None) -> dict:
+    row = {
+        "benchmark": "noise hardening",
+        "kind": kind,
+        "variant": variant,
+        "n": n,
+        "seconds": seconds.median,
+        "seconds_min": seconds.min,
+        "seconds_max": seconds.max,
+        "repetitions": seconds.repetitions,
+        "ns_per_sample": seconds.median / n * 1e9,
+        "config": dict(CONFIG),
+        "randomness": "os.urandom (secure)",
+        "torch_threads": torch.get_num_threads(),
+    }
+    row.update(extra or {})
+    return row
+
+
+def rows(quick: bool) -> list[dict]:
+    """Hardened vs float rows (``sampler`` and ``release``) at each size of :func:`sizes`.
+
+    Hardened rows carry ``ratio_vs_float`` = hardened seconds / float seconds (same kind, n).
+    """
+    params = secure_parameters(changed=1, **CONFIG)
+    out: list[dict] = []
+    for n in sizes(quick):
+        reps = 3 if n >= 10_000_000 else 5
+        x_np = np.random.default_rng(n).normal(size=n)  # public stand-in data, not private
+        x_t = torch.from_numpy(x_np)
+        cases = {
+            "sampler": (
+                lambda: truncated_laplace((n,), **CONFIG),
+                lambda: sample_noise_units(n, params),
+            ),
+            "release": (
+                lambda: x_t + truncated_laplace((n,), **CONFIG),
+                lambda: secure_release(x_np, changed=n, **CONFIG),
+            ),
+        }
+        for kind, (float_fn, hardened_fn) in cases.items():
+            t_float = measure(float_fn, repetitions=reps)
+            t_hard = measure(hardened_fn, repetitions=reps)
+            out.append(_row(kind, "float64 inversion (idealised numerics)", n, t_float))
+            out.append(_row(kind, "hardened lattice + exact discrete TLap", n, t_hard,
+                            {"ratio_vs_float": t_hard.median / t_float.median}))
+    return out
