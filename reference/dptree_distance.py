@@ -13,6 +13,14 @@ with per-level sensitivity ``2 R_w R_x^k`` (:func:`moment_sensitivity`; replace 
 at most two leaves, so at most two nodes per level, change) and per-level budget from
 :func:`dpxattn.accounting.plan_dptree_distance` (eps/((p+1) L), delta/((p+1) L)).
 
+Numbers: the bound, the points and the query are taken at the working precision ``prec``
+(:func:`working_bound`, :func:`dpxattn.reference._mp.to_mpf`; exact for dyadic inputs such as
+floats) and the cell rule is then applied EXACTLY to those values (rational arithmetic, no
+rounding), so validation, cells, sides and sensitivities all refer to the same numbers. A float64
+implementation that evaluates ``floor(x * G / M)`` in floating point can disagree with this rule
+when x G / M lies within an ulp of an integer (e.g. x = 0.3, G = 10, M = 1: exact cell 2, float
+cell 3); see ``proofs_notes/07-dptree-distance-l1.md``.
+
 Query forms (``form=``):
 
 * p = 1, ``"split"`` (default): y's cell j goes to the prefix when y is in its upper half, to the
@@ -112,7 +120,8 @@ def grid_cell(x, upper, G: int) -> int:
 
     The grid is public (G cells of width upper/G on [0, upper]; the last cell is closed), so
     locating a point or a query uses no private data (PAPER §3.2 sound variant, §5 item 7).
-    The floor is taken of the exact rational x G / upper of the given numbers (no rounding).
+    The floor is taken of the exact rational x G / upper of the given numbers (no rounding);
+    the structures call it on values already at their working precision.
     Paper: DPTreeDistance, sound variant (v2 App. F; v3: unverified); spec PAPER.md §3.2.
     """
     up, G = _check_grid(upper, G)

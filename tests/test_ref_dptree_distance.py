@@ -404,3 +404,24 @@ def test_hoeffding_envelope_of_a_distance_query():
     # the envelope is a sqrt of a sum of squares: with m equal ranges r it is r sqrt(2 m ln(2/f)),
     # below the sure m r once m > 2 ln(2/f); here the ranges are unequal, and it still scales so
     assert hoef <= CTX.sqrt(2 * len(ranges) * CTX.log(2 * 10**6)) * max(ranges) * (1 + rel_tol(1))
+
+
+@pytest.mark.parametrize("G", [3, 8, 13])
+def test_p1_sure_bounds_in_closed_form(G):
+    """split: (|C_pre| + |C_suf|)(y A_0 + A_1); paper prefix/total: (2 |C_pre| + 1)(y A_0 + A_1)
+    (PAPER §3.2's deterministic bound) unless the prefix is the root itself."""
+    upper = Fraction(2)
+    s = DPTreeDistance.build([Fraction(1, 3)], [1], upper=upper, R_w=1, p=1, eps=EPS, delta=DELTA,
+                             grid_size=G, uniforms=np.full(noise_count(G, 1), 0.5), prec=PREC)
+    A0, A1 = s.support_bounds()
+    N = padded_size(G)
+    for y in query_points(upper, G):
+        yv = to_mpf(y, CTX)  # sides are decided on y at the working precision
+        prefix, suffix = split_ranges(l1_prefix_end(yv, upper, G), G)
+        pre = len(canonical_decomposition(*prefix, N)) if prefix else 0
+        suf = len(canonical_decomposition(*suffix, N)) if suffix else 0
+        unit = yv * A0 + A1
+        assert abs(s.sure_error_bound(y) - (pre + suf) * unit) <= rel_tol(unit * N)
+        if prefix != (0, N - 1):
+            paper = s.sure_error_bound(y, form="prefix_total")
+            assert abs(paper - (2 * pre + 1) * unit) <= rel_tol(unit * N)
