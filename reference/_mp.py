@@ -52,7 +52,11 @@ _MIN_PREC = 16
 
 
 def resolve_prec(prec) -> int:
-    """Validate a precision in bits (``None`` means :data:`DEFAULT_PREC`); returns an ``int``."""
+    """Validate a precision in bits (``None`` means :data:`DEFAULT_PREC`); returns an ``int``.
+
+    Paper: no paper object; reference numerics (DESIGN §5; PAPER.md §5 item 18). Proof note:
+    ``proofs_notes/01-conventions.md``.
+    """
     if prec is None:
         return DEFAULT_PREC
     return check_positive_int("prec", prec, minimum=_MIN_PREC)
@@ -73,7 +77,11 @@ def _interval_context(prec: int) -> MPIntervalContext:
 
 
 def context(prec=None) -> mpmath.MPContext:
-    """A private mpmath context with ``prec`` bits (cached; callers must never change its prec)."""
+    """A private mpmath context with ``prec`` bits (cached; callers must never change its prec).
+
+    Paper: no paper object; reference numerics (DESIGN §5; PAPER.md §5 item 18). Proof note:
+    ``proofs_notes/01-conventions.md``.
+    """
     return _context(resolve_prec(prec))
 
 
@@ -82,22 +90,36 @@ def interval_context(prec=None) -> MPIntervalContext:
 
     Interval arithmetic rounds every lower endpoint down and every upper endpoint up, so an
     enclosure computed with it contains the true value: use it for certified bounds.
+    Paper: no paper object; reference numerics (DESIGN §5; PAPER.md §5 item 18). Proof note:
+    ``proofs_notes/01-conventions.md``.
     """
     return _interval_context(resolve_prec(prec))
 
 
 def interval_upper(x, ctx: mpmath.MPContext):
-    """The upper endpoint of an interval as an mpf of ``ctx``, rounded up (never below it)."""
+    """The upper endpoint of an interval as an mpf of ``ctx``, rounded up (never below it).
+
+    Paper: no paper object; reference numerics (DESIGN §5; PAPER.md §5 item 18). Proof note:
+    ``proofs_notes/01-conventions.md``.
+    """
     return ctx.make_mpf(mpf_pos(x._mpi_[1], ctx.prec, round_ceiling))
 
 
 def interval_lower(x, ctx: mpmath.MPContext):
-    """The lower endpoint of an interval as an mpf of ``ctx``, rounded down (never above it)."""
+    """The lower endpoint of an interval as an mpf of ``ctx``, rounded down (never above it).
+
+    Paper: no paper object; reference numerics (DESIGN §5; PAPER.md §5 item 18). Proof note:
+    ``proofs_notes/01-conventions.md``.
+    """
     return ctx.make_mpf(mpf_pos(x._mpi_[0], ctx.prec, round_floor))
 
 
 def rounded(x, ctx: mpmath.MPContext):
-    """An mpf (of any precision) rounded to nearest at ``ctx.prec``, as an mpf of ``ctx``."""
+    """An mpf (of any precision) rounded to nearest at ``ctx.prec``, as an mpf of ``ctx``.
+
+    Paper: no paper object; reference numerics (DESIGN §5; PAPER.md §5 item 18). Proof note:
+    ``proofs_notes/01-conventions.md``.
+    """
     return ctx.make_mpf(mpf_pos(x._mpf_, ctx.prec, round_nearest))
 
 
@@ -108,6 +130,8 @@ def to_mpf(x, ctx: mpmath.MPContext, name: str = "value"):
     context: the value is kept, not re-rounded). ``Fraction`` and ``str`` are rounded once to
     nearest at ``ctx.prec`` (exact when dyadic). NaN and infinities are converted as such
     (validators reject them). ``bool`` and non-numbers raise :class:`BoundError`.
+    Paper: no paper object; reference numerics (DESIGN §5; PAPER.md §5 item 18). Proof note:
+    ``proofs_notes/01-conventions.md``.
     """
     if isinstance(x, bool) or isinstance(x, np.bool_):
         raise BoundError(name, "must be a real number, not a bool", x)
@@ -142,6 +166,8 @@ def to_fraction(x, name: str = "value") -> Fraction:
     Every finite float and mpf is a dyadic rational, so nothing is rounded. Used where an
     admissibility condition must be decided exactly (e.g. an l1 norm against a sensitivity).
     Raises :class:`BoundError` for NaN, infinities and non-numbers.
+    Paper: no paper object; reference numerics (DESIGN §5; PAPER.md §5 item 18). Proof note:
+    ``proofs_notes/01-conventions.md``.
     """
     if isinstance(x, bool) or isinstance(x, np.bool_):
         raise BoundError(name, "must be a real number, not a bool", x)
@@ -183,6 +209,8 @@ def to_matrix(X, ctx: mpmath.MPContext, name: str) -> list[list]:
     Raises :class:`ShapeError` naming ``name`` for any other rank, ragged or empty input.
     Entries are converted exactly (see :func:`to_mpf`); bounds are checked separately by
     :func:`check_entries`.
+    Paper: no paper object; reference numerics (DESIGN §5; PAPER.md §5 item 18). Proof note:
+    ``proofs_notes/01-conventions.md``.
     """
     X = _as_nested(X, name)
     if isinstance(X, np.ndarray):
@@ -225,6 +253,8 @@ def to_vector(x, ctx: mpmath.MPContext, name: str) -> list:
     """Convert a 1-D array (numpy, tensor, sequence) of length >= 1 to a list of mpf.
 
     Raises :class:`ShapeError` for any other rank or an empty input.
+    Paper: no paper object; reference numerics (DESIGN §5; PAPER.md §5 item 18). Proof note:
+    ``proofs_notes/01-conventions.md``.
     """
     x = _as_nested(x, name)
     if isinstance(x, np.ndarray):
@@ -244,7 +274,11 @@ def to_vector(x, ctx: mpmath.MPContext, name: str) -> list:
 
 
 def format_number(x) -> str:
-    """A short, faithful rendering of a bound for error messages (``1``, ``1.0``, ``1/3``)."""
+    """A short, faithful rendering of a bound for error messages (``1``, ``1.0``, ``1/3``).
+
+    Paper: no paper object; reference numerics (DESIGN §5; PAPER.md §5 item 18). Proof note:
+    ``proofs_notes/01-conventions.md``.
+    """
     if isinstance(x, _mpf):
         return mpmath.nstr(x, 15)
     if isinstance(x, (np.floating, np.integer)):
@@ -257,7 +291,11 @@ def _is_matrix(rows) -> bool:
 
 
 def check_finite(rows, name: str):
-    """Raise :class:`BoundError` if any entry of ``rows`` (list of rows, or a flat list) is NaN/inf."""
+    """Raise :class:`BoundError` if any entry of ``rows`` (list of rows, or a flat list) is NaN/inf.
+
+    Paper: no paper object; reference numerics (DESIGN §5; PAPER.md §5 item 18). Proof note:
+    ``proofs_notes/01-conventions.md``.
+    """
     matrix = rows if _is_matrix(rows) else [rows]
     for i, row in enumerate(matrix):
         for j, v in enumerate(row):

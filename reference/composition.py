@@ -29,7 +29,11 @@ __all__ = ["Composed", "basic", "advanced", "advanced_step_eps", "dr14_step_eps"
 
 @dataclass(frozen=True)
 class Composed:
-    """A composed guarantee: the composition is (eps, delta)-DP."""
+    """A composed guarantee: the composition is (eps, delta)-DP.
+
+    Paper: composition (v2 §2 / App. B; v3: unverified); PAPER.md §2.2.
+    Proof note: ``proofs_notes/05-composition.md``.
+    """
 
     eps: object
     delta: Fraction

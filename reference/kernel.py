@@ -84,7 +84,10 @@ def multi_indices(d: int, degree: int) -> tuple[tuple[int, ...], ...]:
 
 
 def default_scale(d: int) -> Fraction:
-    """The paper's scale 1/d (``exp(Q K^T / d)``, PAPER §1.1), exactly."""
+    """The paper's scale 1/d (``exp(Q K^T / d)``, PAPER §1.1), exactly.
+
+    Proof note: ``proofs_notes/10-taylor-kernel.md``.
+    """
     return Fraction(1, check_positive_int("d", d))
 
 

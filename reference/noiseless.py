@@ -27,6 +27,8 @@ def check_qkv(Q, K, V, ctx):
 
     Returns ``(Q, K, V)`` as lists of rows of mpf. Raises :class:`ShapeError` naming the
     mismatch and :class:`BoundError` for NaN/inf.
+    Paper: shapes of Definition 1.1 (ICLR numbering; v2 §3; v3: unverified); PAPER.md §1.1.
+    Proof note: ``proofs_notes/18-kernel-error-theorem.md``.
     """
     Qm, Km, Vm = to_matrix(Q, ctx, "Q"), to_matrix(K, ctx, "K"), to_matrix(V, ctx, "V")
     if len(Qm[0]) != len(Km[0]):
@@ -40,7 +42,11 @@ def check_qkv(Q, K, V, ctx):
 
 
 def resolve_scale(scale, d: int, ctx):
-    """The scale as an mpf of ``ctx``: 1/d by default, else the given scale > 0 (exact rational)."""
+    """The scale as an mpf of ``ctx``: 1/d by default, else the given scale > 0 (exact rational).
+
+    Paper: exp(Q K^T / d) (PAPER.md §1.1, §5 item 2; v2 §3; v3: unverified).
+    Proof note: ``proofs_notes/10-taylor-kernel.md``.
+    """
     if scale is None:
         return ctx.one / d
     check_positive("scale", scale)

@@ -110,6 +110,8 @@ def c0_denominator(*, prec=None):
 
     The plan budgets it with sensitivity 2 (R_w = 1), which is valid but wasteful.
     Proof note: ``proofs_notes/17-sensitivity.md``.
+    Paper: the denominator structure (w = 1), not privatised in the ICLR version (PAPER.md §3.5,
+    §5 item 5; v3: unverified).
     """
     return context(prec).zero
 
@@ -120,6 +122,7 @@ def c1_denominator(d: int, degree: int, R, *, scale=None, prec=None):
     ||P(x)||^2 = T_s(scale ||x||^2) ranges over [1, T_s(t_max)] on [0, R]^d. The plan's
     2 T_s(t_max) (R_w = 1) is valid but more than twice this.
     Proof note: ``proofs_notes/17-sensitivity.md``.
+    Paper: the denominator structure (w = 1) (PAPER.md §3.5, §5 item 5; v3: unverified).
     """
     return feature_norm_sq_bound(d, degree, R, scale=scale, prec=prec) - 1
 
@@ -219,7 +222,11 @@ def released_c1(K, V, *, column: int, degree: int, scale=None, prec=None) -> lis
 
 @dataclass(frozen=True)
 class NeighbourPair:
-    """Two datasets (K, V) and (K2, V2) that differ in row ``row`` only (lists of rows of mpf)."""
+    """Two datasets (K, V) and (K2, V2) that differ in row ``row`` only (lists of rows of mpf).
+
+    Paper: replace-one-row adjacency (project choice, PAPER.md §1.3). Proof note:
+    ``proofs_notes/17-sensitivity.md``.
+    """
 
     K: list
     V: list
@@ -287,7 +294,10 @@ def neighbouring_corner_pairs(n: int, d: int, d_v: int, R, R_w, *, rng=None, n_r
 
 
 def l1_change(a: list, b: list):
-    """||a - b||_1 of two equally long flat lists of mpf."""
+    """||a - b||_1 of two equally long flat lists of mpf.
+
+    Paper: l1 sensitivity (PAPER.md §1.4). Proof note: ``proofs_notes/17-sensitivity.md``.
+    """
     if len(a) != len(b):
         raise ParameterError("released values", "must have the same length on both datasets",
                              f"{len(a)} vs {len(b)}")
@@ -300,6 +310,7 @@ def max_change_brute_force(released_fn, pairs):
 
     ``released_fn(K, V)`` returns a flat list of mpf. Returns ``(max_change, pair)`` with the
     pair attaining it. Proof note: ``proofs_notes/17-sensitivity.md``.
+    Paper: sensitivity definition (PAPER.md §1.4); adversarial search standard, DESIGN §6.
     """
     best, arg = None, None
     for p in pairs:
