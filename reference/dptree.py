@@ -74,7 +74,10 @@ def _check_leaf_count(N) -> int:
 
 
 def node_level(i: int) -> int:
-    """Level of node i in level order (root 0 is level 0). Paper: DPTree (v2 §4; v3: unverified)."""
+    """Level of node i in level order (root 0 is level 0).
+
+    Paper: DPTree (v2 §4 / App. D; v3: unverified); spec PAPER.md §3.1.
+    """
     i = check_positive_int("node", i, minimum=0)
     return (i + 1).bit_length() - 1
 
@@ -96,7 +99,11 @@ def node_interval(i: int, N: int) -> tuple[int, int]:
 
 
 def leaf_node(g: int, N: int) -> int:
-    """Node index of leaf g (0-based) in level order: N - 1 + g."""
+    """Node index of leaf g (0-based) in level order: N - 1 + g.
+
+    Paper: DPTree (v2 §4 / App. D; v3: unverified); spec PAPER.md §3.1; order of
+    ``proofs_notes/01-conventions.md``.
+    """
     N = _check_leaf_count(N)
     g = check_positive_int("leaf", g, minimum=0)
     if g >= N:
@@ -151,7 +158,11 @@ def canonical_decomposition(lo: int, hi: int, N: int) -> tuple[int, ...]:
 
 
 def noise_count(n: int) -> int:
-    """Uniforms (= noise draws) a DPTree over n entries consumes: 2N - 1, N = 2^ceil(log2 n)."""
+    """Uniforms (= noise draws) a DPTree over n entries consumes: 2N - 1, N = 2^ceil(log2 n).
+
+    One per node, every node noised: DPTree.Init (v2 §4 / App. D; v3: unverified); spec
+    PAPER.md §3.1.
+    """
     return 2 * padded_size(n) - 1
 
 
@@ -190,6 +201,7 @@ def range_sum_from_nodes(node_values, lo: int, hi: int) -> object:
     """Sum of ``node_values`` over the canonical decomposition of [lo, hi] (N from the length).
 
     With exact node sums this is the exact range sum; with noisy ones it is DPTree.Query.
+    Paper: DPTree.Query (v2 §4 / App. D; v3: unverified); spec PAPER.md §3.1.
     """
     count = len(node_values)
     N = (count + 1) // 2
@@ -210,7 +222,8 @@ def certified_upper(fn, *args, prec=None):
     where its rounding error is a few units in the last place, i.e. below 2^-(prec + 28)
     relatively; the result is then multiplied by 1 + 2^-prec with upward rounding. The margin
     exceeds that rounding error by a factor > 2^20, so the returned value is never below the
-    true constant (DESIGN §5: bounds the reference claims are never optimistic).
+    true constant (DESIGN §5: bounds the reference claims are never optimistic). Not a paper
+    construct: it serves the paper's error bounds (v2 §4 / App. D; v3: unverified; PAPER.md §3.1).
     """
     p = resolve_prec(prec)
     ctx = context(p)
@@ -350,7 +363,10 @@ def _sqrt_up(x, ctx):
 # ---------------------------------------------------------------------------------------------
 
 def numerics_label(prec: int) -> str:
-    """The numerics line a reference building block puts into its privacy plan."""
+    """The numerics line a reference building block puts into its privacy plan.
+
+    The paper assumes exact reals (PAPER.md §5 item 18; DESIGN §5); not a paper construct.
+    """
     return (f"exact reference (mpmath, {prec} bits): noise by inversion of the exact CDF; the "
             "proof assumes exact reals (idealised real arithmetic)")
 
@@ -360,6 +376,7 @@ def draw_uniforms(count: int, *, uniforms=None, generator=None) -> tuple[np.ndar
 
     ``uniforms`` given: validated (:func:`dpxattn.randomness.check_uniforms`); a
     ``numpy.random.Generator``: reproducible (labelled so); neither: the OS CSPRNG (DESIGN §5).
+    The paper leaves the randomness unspecified (PAPER.md §5 item 20).
     """
     if uniforms is not None and generator is not None:
         raise ParameterError("uniforms/generator", "are exclusive: give at most one")
@@ -476,7 +493,7 @@ class DPTree:
         return {i: 1 for i in self.nodes(lo, hi)}
 
     def sure_error_bound(self, lo: int, hi: int):
-        """|C| A_L for this tree: surely |query(lo, hi) - exact| <= it (:func:`sure_error_bound`)."""
+        """|C| A_L: surely |query(lo, hi) - exact| <= it (:func:`sure_error_bound`, PAPER §3.1)."""
         return _sure(len(self.nodes(lo, hi)), self.support_bound)
 
     def chebyshev_error_bound(self, lo: int, hi: int, failure=PAPER_FAILURE):

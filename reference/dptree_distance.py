@@ -35,9 +35,10 @@ Query forms (``form=``):
   node noises enter, never the noiseless value.
 * p = 2, ``"totals"``: the three roots only, ``y^2 S0 - 2 y S1 + S2``.
 
-Every answer is a fixed linear combination of noisy nodes (:meth:`DPTreeDistance.error_coefficients`,
-keys ``(moment k, node)``), so answer - noiseless = sum coef * node noise, exactly, and
-``|error| <= sum |coef| A_k`` surely (:meth:`DPTreeDistance.sure_error_bound`).
+Every answer is a fixed linear combination of noisy nodes
+(:meth:`DPTreeDistance.error_coefficients`, keys ``(moment k, node)``), so
+answer - noiseless = sum coef * node noise, exactly, and ``|error| <= sum |coef| A_k`` surely
+(:meth:`DPTreeDistance.sure_error_bound`).
 
 Uniform order: node-major, ``u[i (p + 1) + k]`` is node i of moment tree k (i = 0..2N - 2 in
 level order, k = 0..p); :func:`noise_count` = (2N - 1)(p + 1). This is the cross-attention
@@ -86,7 +87,11 @@ FORMS = {1: ("split", "prefix_total"), 2: ("split", "totals")}
 # ---------------------------------------------------------------------------------------------
 
 def exact_fraction(x, name: str = "value") -> Fraction:
-    """The exact rational value of an int, float, Fraction, numpy scalar or finite mpf."""
+    """The exact rational value of an int, float, Fraction, numpy scalar or finite mpf.
+
+    Used to evaluate the public-grid cell rule exactly (PAPER.md §3.2 sound variant; v2 App. F;
+    v3: unverified).
+    """
     if isinstance(x, Fraction):
         return x
     if isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)):
@@ -105,6 +110,7 @@ def working_bound(upper, ctx):
     Every structure and query of this module works with the bound, the points and the query at
     the working precision: points are validated against this value and the cell rule is then
     applied exactly to these values, so validation, cells and sensitivities agree.
+    Paper: the public bound R_x of DPTreeDistance (v2 App. F; v3: unverified); PAPER.md §3.2.
     """
     check_positive("upper", upper)
     return to_mpf(upper, ctx, "upper")
@@ -132,7 +138,10 @@ def grid_cell(x, upper, G: int) -> int:
 
 
 def cell_bounds(g: int, upper, G: int) -> tuple[Fraction, Fraction]:
-    """The exact endpoints [g upper/G, (g + 1) upper/G] of cell g."""
+    """The exact endpoints [g upper/G, (g + 1) upper/G] of cell g of the public grid.
+
+    Paper: DPTreeDistance, sound variant (v2 App. F; v3: unverified); spec PAPER.md §3.2.
+    """
     up, G = _check_grid(upper, G)
     g = check_positive_int("cell", g, minimum=0)
     if g >= G:
@@ -153,7 +162,11 @@ def l1_prefix_end(y, upper, G: int) -> int:
 
 
 def split_ranges(prefix_end: int, G: int) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
-    """(prefix, suffix) leaf ranges [0, e] and [e + 1, G - 1]; ``None`` where a range is empty."""
+    """(prefix, suffix) leaf ranges [0, e] and [e + 1, G - 1]; ``None`` where a range is empty.
+
+    Paper: DPTreeDistance.Query, prefix and suffix sums (v2 App. F; v3: unverified); spec
+    PAPER.md §3.2; ``proofs_notes/01-conventions.md`` (split).
+    """
     G = check_positive_int("grid_size", G)
     if not -1 <= prefix_end <= G - 1:
         raise ParameterError("prefix_end", f"must lie in [-1, G - 1] = [-1, {G - 1}]", prefix_end)
@@ -205,6 +218,8 @@ def moment_leaves(points, weights, *, upper, grid_size: int, k: int, prec=None) 
     """The G leaves of moment tree k, exactly: leaf g = sum_{cell(x_i) = g} w_i x_i^k (mpf).
 
     Private (used inside the build and by the tests). Exact products and sums.
+    Paper: DPTreeDistance.Init, b^(k) = w x^k (v2 App. F; v3: unverified); spec PAPER.md §3.2
+    (sound variant: leaves are public grid cells, not sorted positions).
     """
     ctx = context(prec)
     xs = to_vector(points, ctx, "x")
@@ -293,6 +308,7 @@ def noiseless_answer(points, weights, y, *, upper, grid_size: int, p: int, form=
 
     For p = 2 it equals :func:`weighted_distance` (any form); for p = 1 it differs from it by
     at most :func:`discretisation_error_bound`. Used by the tests (zero-noise check).
+    Paper: DPTreeDistance.Query without noise (v2 App. F; v3: unverified); PAPER.md §3.2.
     """
     ctx = context(prec)
     coef = answer_coefficients(y, upper=upper, grid_size=grid_size, p=p, form=form, prec=prec)
@@ -338,7 +354,10 @@ def discretisation_error_bound(points, weights, y, *, upper, grid_size: int, pre
 
 
 def noise_count(grid_size: int, p: int) -> int:
-    """Uniforms one DPTreeDistance consumes: (2N - 1)(p + 1), N = 2^ceil(log2 G)."""
+    """Uniforms one DPTreeDistance consumes: (2N - 1)(p + 1), N = 2^ceil(log2 G).
+
+    p + 1 moment trees, every node noised (v2 App. F; v3: unverified); spec PAPER.md §3.2.
+    """
     if p not in FORMS:
         raise ParameterError("p", "must be 1 (weighted l1) or 2 (weighted squared l2)", p)
     return (2 * padded_size(grid_size) - 1) * (p + 1)

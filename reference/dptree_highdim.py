@@ -55,7 +55,10 @@ __all__ = [
 
 
 def noise_count(grid_size: int, D: int, p: int) -> int:
-    """Uniforms one DPTreeHighDim consumes: (2N - 1) D (p + 1), N = 2^ceil(log2 G)."""
+    """Uniforms one DPTreeHighDim consumes: (2N - 1) D (p + 1), N = 2^ceil(log2 G).
+
+    D DPTreeDistance structures (v2 App. G; v3: unverified); spec PAPER.md §3.3.
+    """
     D = check_positive_int("D", D)
     return dd.noise_count(grid_size, p) * D
 
@@ -64,7 +67,8 @@ def coordinate_uniforms(uniforms, *, grid_size: int, D: int, p: int, t: int) -> 
     """Coordinate t's uniforms, in its own node-major (node i, moment k) order.
 
     ``uniforms`` is the structure's array in the order of the module docstring; the result is
-    ``uniforms.reshape(2N - 1, D, p + 1)[:, t, :].ravel()``.
+    ``uniforms.reshape(2N - 1, D, p + 1)[:, t, :].ravel()``. Paper: DPTreeHighDim.Init, one
+    structure per coordinate (v2 App. G; v3: unverified); spec PAPER.md §3.3.
     """
     u = np.asarray(uniforms, dtype=np.float64)
     nodes = 2 * padded_size(grid_size) - 1
@@ -75,9 +79,14 @@ def coordinate_uniforms(uniforms, *, grid_size: int, D: int, p: int, t: int) -> 
 
 
 def coordinate_uppers(upper, D: int) -> list:
-    """The D per-coordinate public bounds: ``upper`` repeated, or ``upper`` itself (length D)."""
+    """The D per-coordinate public bounds: ``upper`` repeated, or ``upper`` itself (length D).
+
+    Per-coordinate bounds (e.g. the features' M_t) are a stated improvement on one R for all
+    coordinates (PAPER.md §5 item 11); DPTreeHighDim (v2 App. G; v3: unverified), §3.3.
+    """
     if isinstance(upper, (list, tuple, np.ndarray)):
-        ups = list(np.asarray(upper, dtype=object).ravel()) if isinstance(upper, np.ndarray) else list(upper)
+        ups = (list(np.asarray(upper, dtype=object).ravel()) if isinstance(upper, np.ndarray)
+               else list(upper))
         if len(ups) != D:
             raise ShapeError("upper", f"must be one bound or D = {D} bounds", f"length {len(ups)}")
     else:
@@ -126,7 +135,11 @@ def weighted_distance(points, weights, y, *, p: int, prec=None):
 
 
 def discretisation_error_bound(points, weights, y, *, upper, grid_size: int, prec=None):
-    """sum_t (upper_t/G) sum_{cell(x_it) = cell(y_t)} |w_i|: the p = 1 grid error (private)."""
+    """sum_t (upper_t/G) sum_{cell(x_it) = cell(y_t)} |w_i|: the p = 1 grid error (private).
+
+    Paper: DPTreeHighDim over the sound DPTreeDistance (v2 App. F-G; v3: unverified); spec
+    PAPER.md §3.2, §3.3.
+    """
     ctx = context(prec)
     X = to_matrix(points, ctx, "X")
     D = len(X[0])
