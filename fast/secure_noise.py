@@ -48,8 +48,8 @@ from dpxattn.reference.discrete_laplace import (
     bernoulli_ratio_from_prefix,
     block_exponent,
     lattice_parameters,
-    rate_digit,
     threshold_count,
+    threshold_first_digits,
 )
 
 __all__ = [
@@ -236,21 +236,15 @@ class _BlockTable:
 _BUCKET_SHIFT = 48
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=128)
 def _block_table(t: int, K: int) -> _BlockTable:
     step = 1 << block_exponent(t, K)
     a_stop = K // step + 1
-    digits = []
-    for a in range(1, a_stop + 1):
-        d = rate_digit(a * step, t, 1)
-        if d == 0:  # thresholds decrease: every later first digit is 0 too
-            break
-        digits.append(d)
-    first = np.array(digits, dtype=np.uint64)
+    first = np.array(threshold_first_digits(step, t, a_stop), dtype=np.uint64)
     ascending = first[::-1].copy()
     top = np.sort((first >> _U64(_BUCKET_SHIFT)).astype(np.int64))
     buckets = np.arange(1 << (64 - _BUCKET_SHIFT), dtype=np.int64)
-    above = (len(top) - np.searchsorted(top, buckets, side="right")).astype(np.int64)
+    above = (len(top) - np.searchsorted(top, buckets, side="right")).astype(np.int32)
     mixed = np.zeros(len(buckets), dtype=bool)
     mixed[top] = True
     padded = np.concatenate([first, np.zeros(1, dtype=np.uint64)])
@@ -269,7 +263,7 @@ def _threshold_counts(src, gid: np.ndarray, table: _BlockTable, t: int) -> np.nd
     of the word with a threshold's first digit (then the reference, word by word)."""
     w1 = src.take(gid)
     bucket = (w1 >> _U64(_BUCKET_SHIFT)).astype(np.int64)
-    count = table.above[bucket]  # digits certainly above w1 (their top 16 bits are larger)
+    count = table.above[bucket].astype(np.int64)  # digits certainly above w1 (their top 16 bits are larger)
     mixed = np.flatnonzero(table.mixed[bucket])
     if mixed.size:  # a digit shares w1's top 16 bits: count exactly
         count[mixed] = len(table.first) - np.searchsorted(table.ascending, w1[mixed], side="right")

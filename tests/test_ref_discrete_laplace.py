@@ -181,6 +181,15 @@ def test_rate_digits_are_the_base_2_64_expansion(num, den):
     assert [dl.rate_digit(num, den, j) for j in (1, 2, 3)] == digits
 
 
+@pytest.mark.parametrize("t,K", [(2**40 + 1, 15023385369202), (64, 5000), (1, 200), (3, 10**6)])
+def test_threshold_first_digits_equal_the_certified_digits(t, K):
+    step = 1 << dl.block_exponent(t, K)
+    a_stop = K // step + 1
+    digits = dl.threshold_first_digits(step, t, a_stop)
+    assert digits == [dl.rate_digit(a * step, t, 1) for a in range(1, len(digits) + 1)]
+    assert len(digits) == a_stop or dl.rate_digit((len(digits) + 1) * step, t, 1) == 0
+
+
 def test_threshold_count_resolves_ties_with_further_digits():
     # t = 1, step = 1: thresholds e^-a. First word equal to e^-1's first digit: the second decides
     below = [dl.rate_digit(1, 1, 1), dl.rate_digit(1, 1, 2) - 1]

@@ -74,7 +74,7 @@ ATTACK_CONFIGS = (
 def attack_sizes(level: str, scale: float = 1.0) -> tuple[int, int]:
     """(training draws per side, audit draws per side) of a harness level."""
     if level == "quick":
-        return 50_000, 100_000
+        return 20_000, 40_000
     if level == "standard":
         return 200_000, 1_000_000
     return int(200_000 * scale), int(2_000_000 * scale)
