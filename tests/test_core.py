@@ -57,7 +57,12 @@ def test_feature_dimension():
 def test_uniforms_strictly_inside():
     words = np.array([0, 2**64 - 1, 2**63], dtype=np.uint64)
     u = uniforms_from_words(words)
-    assert u[0] == 2.0**-54 and u[1] == 1 - 2.0**-54 and u[2] == 0.5 + 2.0**-54
+    assert u[0] == 2.0**-53 and u[2] == 0.5 + 2.0**-53
+    assert u[1] == 1 - 2.0**-53 and u[1] < 1.0  # exactly representable, never rounded to 1
+    w = np.array([0, 12345 << 12, 2**63], dtype=np.uint64)
+    assert np.all(uniforms_from_words(w) + uniforms_from_words(~w) == 1.0)  # u and 1 - u
+    many = uniforms_from_words(np.arange(2**64 - 4096, 2**64, 1, dtype=np.uint64))
+    assert many.max() < 1.0
     s = secure_uniforms(1000)
     assert s.shape == (1000,) and np.all((s > 0) & (s < 1))
 

@@ -4,7 +4,8 @@ Every noise draw of dpxattn is ``ppf(u)`` of one uniform ``u`` in the open inter
 Three sources, and the label each puts into the privacy plan:
 
 * secure (default, ``generator=None``): 64-bit words from the OS CSPRNG (``os.urandom``), mapped
-  to 53-bit uniforms ``(k + 1/2) 2^-53`` with ``k`` the top 53 bits, so ``u`` is never 0 or 1;
+  to ``(k + 1/2) 2^-52`` with ``k`` the top 52 bits: 2^52 equally spaced points, symmetric under
+  ``u -> 1 - u``, every one exactly representable, never 0 or 1;
 * seeded (``generator=`` a ``numpy.random.Generator`` or ``torch.Generator``): reproducible,
   for tests and audits only, and labelled so;
 * given (``uniforms=``): an explicit array, for conformance between implementations.
@@ -32,21 +33,22 @@ __all__ = [
     "derive_seed",
 ]
 
-LABEL_SECURE = "secure: OS CSPRNG (os.urandom), 53-bit uniforms strictly inside (0, 1)"
+LABEL_SECURE = "secure: OS CSPRNG (os.urandom), uniforms (k + 1/2) 2^-52 strictly inside (0, 1)"
 LABEL_SEEDED = "seeded generator: reproducible, for tests and audits only - NOT for production"
 LABEL_GIVEN = "given uniforms: conformance testing only - NOT for production"
 
-_TWO_M53 = 2.0**-53
+_TWO_M52 = 2.0**-52
 
 
 def uniforms_from_words(words: np.ndarray) -> np.ndarray:
-    """Map uint64 words to float64 uniforms ``(k + 1/2) 2^-53``, ``k = word >> 11``.
+    """Map uint64 words to float64 uniforms ``(k + 1/2) 2^-52``, ``k = word >> 12``.
 
-    Shape is preserved. Every result lies in [2^-54, 1 - 2^-54], strictly inside (0, 1), and
-    the map is exact (53-bit integers and the half-offset are representable in float64).
+    Shape is preserved. Every result lies in [2^-53, 1 - 2^-53], strictly inside (0, 1), and the
+    map is exact: ``k + 1/2`` with ``k < 2^52`` has 53 significant bits, which float64 holds.
+    (With 53-bit ``k`` the half offset would be lost and ``k = 2^53 - 1`` would round to 1.)
     """
     words = np.asarray(words, dtype=np.uint64)
-    return ((words >> np.uint64(11)).astype(np.float64) + 0.5) * _TWO_M53
+    return ((words >> np.uint64(12)).astype(np.float64) + 0.5) * _TWO_M52
 
 
 def secure_uniforms(count: int) -> np.ndarray:
