@@ -66,14 +66,14 @@ class DirectRelease:
     ``degree``, ``scale`` (as given; None means 1/d), ``R``, ``R_w`` (mpf), ``sensitivity``
     (Delta_S, mpf), ``eps``/``delta`` (the exact Fraction budget of the one component),
     ``support_bound`` (A_S, certified upward), ``variance`` (sigma_S^2, certified upward),
-    ``prec``. Paper: not in the paper (spec PAPER.md §3.4 collapse, §5 item 8; DESIGN §2).
+    ``laplace_scale`` (b = Delta_S/eps), ``prec``. Paper: not in the paper (spec PAPER.md §3.4 collapse, §5 item 8; DESIGN §2).
     """
 
     __slots__ = ("noisy", "n", "d", "d_v", "r", "degree", "scale", "R", "R_w", "sensitivity",
-                 "eps", "delta", "support_bound", "variance", "prec")
+                 "eps", "delta", "support_bound", "variance", "laplace_scale", "prec")
 
     def __init__(self, *, noisy, n, d, d_v, degree, scale, R, R_w, sensitivity, eps, delta,
-                 support_bound, variance, prec):
+                 support_bound, variance, laplace_scale, prec):
         self.noisy = tuple(tuple(row) for row in noisy)
         self.n = n
         self.d = d
@@ -88,6 +88,7 @@ class DirectRelease:
         self.delta = delta
         self.support_bound = support_bound
         self.variance = variance
+        self.laplace_scale = laplace_scale
         self.prec = prec
 
     @classmethod
@@ -118,7 +119,8 @@ class DirectRelease:
                    R=to_mpf(R, ctx, "R"), R_w=to_mpf(R_w, ctx, "R_w"), sensitivity=Delta,
                    eps=Fraction(eps_s), delta=Fraction(delta_s),
                    support_bound=certified_upper(tl.support_bound, Delta, eps_s, delta_s, prec=p),
-                   variance=certified_upper(tl.variance, Delta, eps_s, delta_s, prec=p), prec=p)
+                   variance=certified_upper(tl.variance, Delta, eps_s, delta_s, prec=p),
+                   laplace_scale=tl.scale(Delta, eps_s, delta_s, prec=p), prec=p)
 
     # -- queries: post-processing of S~ only -----------------------------------------------------
 
@@ -159,6 +161,7 @@ class DirectRelease:
         :class:`NoiseGroup` with coefficients u. Proof note ``proofs_notes/16-certified-envelope.md``.
         """
         group = NoiseGroup(coefficients=tuple(u), support_bound=self.support_bound,
-                           variance=self.variance)
+                           variance=self.variance, laplace_scale=self.laplace_scale)
         return (CopyErrorTerms(numerators=tuple((group,) for _ in range(self.d_v)),
-                               denominator=(group,), released_denominator=self.denominator(u)),)
+                               denominator=(group,), released_denominator=self.denominator(u),
+                               answers=tuple(self.answer(u))),)

@@ -131,25 +131,31 @@ class DPTreeSoftmax:
 
     Answers ``sum_i w_i <P(k_i), u>`` (= ``w^T T_s(scale K q)`` at u = P(q)) from noisy numbers
     only. Attributes: ``c0``, ``c1`` (noisy mpf), ``c0_support_bound``, ``c1_support_bound``,
-    ``c0_variance``, ``c1_variance`` (certified upward), ``coordinates`` (tuple of r
-    :class:`DPTreeDistance`, p = 2, grid on [0, M_t]), ``moment_variances`` (r tuples of 3
-    certified node variances), ``weight_bound`` (R_w, or 1 for the denominator), ``prec``.
+    ``c0_variance``, ``c1_variance`` (certified upward), ``c0_laplace_scale``,
+    ``c1_laplace_scale`` (b = Delta/eps), ``coordinates`` (tuple of r :class:`DPTreeDistance`,
+    p = 2, grid on [0, M_t]), ``moment_variances`` (r tuples of 3 certified node variances),
+    ``moment_laplace_scales`` (r tuples of 3 node Laplace scales), ``weight_bound`` (R_w, or 1 for the denominator), ``prec``.
     Paper: 'DPTreeSoftmax' (v2 App. I; v3: unverified); spec PAPER.md §3.4 ("correct version").
     """
 
     __slots__ = ("c0", "c1", "c0_support_bound", "c1_support_bound", "c0_variance",
-                 "c1_variance", "coordinates", "moment_variances", "weight_bound", "prec")
+                 "c1_variance", "c0_laplace_scale", "c1_laplace_scale", "coordinates",
+                 "moment_variances", "moment_laplace_scales", "weight_bound", "prec")
 
     def __init__(self, *, c0, c1, c0_support_bound, c1_support_bound, c0_variance, c1_variance,
-                 coordinates, moment_variances, weight_bound, prec):
+                 c0_laplace_scale, c1_laplace_scale, coordinates, moment_variances,
+                 moment_laplace_scales, weight_bound, prec):
         self.c0 = c0
         self.c1 = c1
         self.c0_support_bound = c0_support_bound
         self.c1_support_bound = c1_support_bound
         self.c0_variance = c0_variance
         self.c1_variance = c1_variance
+        self.c0_laplace_scale = c0_laplace_scale
+        self.c1_laplace_scale = c1_laplace_scale
         self.coordinates = tuple(coordinates)
         self.moment_variances = tuple(tuple(v) for v in moment_variances)
+        self.moment_laplace_scales = tuple(tuple(v) for v in moment_laplace_scales)
         self.weight_bound = weight_bound
         self.prec = prec
 
@@ -180,7 +186,8 @@ class DPTreeSoftmax:
         c0 = ctx.fsum(weights)
         c1 = ctx.fsum(w * ctx.fsum(f * f for f in row) for w, row in zip(weights, features))
         node_uniforms = np.asarray(node_uniforms)
-        coordinates, variances = [], []
+        coordinates, variances, scales = [], [], []
+        constants: dict = {}  # (sensitivity) -> (certified variance, Laplace scale), shared by trees
         for t in range(r):
             column = [row[t] for row in features]
             ds = DPTreeDistance._from_level_budget(
@@ -189,13 +196,22 @@ class DPTreeSoftmax:
                 uniforms=node_uniforms[:, TREE_MOMENTS * t:TREE_MOMENTS * (t + 1)].reshape(-1),
                 prec=p)
             coordinates.append(ds)
-            variances.append(tuple(tree.level_variance() for tree in ds.trees))
+            for tree in ds.trees:
+                if tree.sensitivity not in constants:
+                    constants[tree.sensitivity] = (
+                        tree.level_variance(),
+                        tl.scale(tree.sensitivity, tree.eps_level, tree.delta_level, prec=p))
+            variances.append(tuple(constants[tree.sensitivity][0] for tree in ds.trees))
+            scales.append(tuple(constants[tree.sensitivity][1] for tree in ds.trees))
         return cls(c0=ctx.fadd(c0, z0), c1=ctx.fadd(c1, z1),
                    c0_support_bound=certified_upper(tl.support_bound, Delta0, eps0, delta0, prec=p),
                    c1_support_bound=certified_upper(tl.support_bound, Delta1, eps1, delta1, prec=p),
                    c0_variance=certified_upper(tl.variance, Delta0, eps0, delta0, prec=p),
                    c1_variance=certified_upper(tl.variance, Delta1, eps1, delta1, prec=p),
+                   c0_laplace_scale=tl.scale(Delta0, eps0, delta0, prec=p),
+                   c1_laplace_scale=tl.scale(Delta1, eps1, delta1, prec=p),
                    coordinates=coordinates, moment_variances=variances,
+                   moment_laplace_scales=scales,
                    weight_bound=to_mpf(weight_bound, ctx, "R_w"), prec=p)
 
     def distance(self, u):
@@ -229,15 +245,18 @@ class DPTreeSoftmax:
     def noise_groups(self, u) -> tuple:
         """The error of query(u) as :class:`NoiseGroup` s (c1, c0, then one per (t, m) tree)."""
         coef = self.error_coefficients(u)
-        groups = [NoiseGroup((coef["c1"],), self.c1_support_bound, self.c1_variance),
-                  NoiseGroup((coef["c0"],), self.c0_support_bound, self.c0_variance)]
+        groups = [NoiseGroup((coef["c1"],), self.c1_support_bound, self.c1_variance,
+                             self.c1_laplace_scale),
+                  NoiseGroup((coef["c0"],), self.c0_support_bound, self.c0_variance,
+                             self.c0_laplace_scale)]
         per_tree: dict = {}
         for key, c in coef.items():
             if isinstance(key, tuple):
                 per_tree.setdefault(key[:2], []).append(c)
         for (t, m), cs in sorted(per_tree.items()):
             groups.append(NoiseGroup(tuple(cs), self.coordinates[t].trees[m].support_bound,
-                                     self.moment_variances[t][m]))
+                                     self.moment_variances[t][m],
+                                     self.moment_laplace_scales[t][m]))
         return tuple(groups)
 
 
@@ -339,5 +358,6 @@ class TreeRelease:
             out.append(CopyErrorTerms(
                 numerators=tuple(cols[k].noise_groups(u) for k in range(self.d_v)),
                 denominator=cols[self.d_v].noise_groups(u),
-                released_denominator=self.copy_denominator(c, u)))
+                released_denominator=self.copy_denominator(c, u),
+                answers=tuple(self.copy_answer(c, u))))
         return tuple(out)

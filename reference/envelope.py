@@ -32,10 +32,13 @@ only the exact-arithmetic ones.
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import mpmath
+import numpy as np
 
 from dpxattn.errors import ParameterError
 from dpxattn.reference._mp import context, to_mpf
@@ -47,8 +50,11 @@ __all__ = [
     "sure_noise_bound",
     "hoeffding_noise_bound",
     "bernstein_noise_bound",
+    "tlap_log_mgf",
+    "chernoff_noise_bound",
     "hp_noise_bound",
     "ratio_error_bound",
+    "hp_ratio_error_bound",
     "rounding_allowance",
     "binomial_upper_tail",
     "median_failures_needed",
@@ -66,14 +72,16 @@ class NoiseGroup:
     """Draws of one TLap law entering an answer linearly: error = sum_i coefficients[i] * Z_i.
 
     ``coefficients``: tuple of mpf (one per draw that enters; the draws are independent and
-    identically distributed TLap with half-width ``support_bound`` = A and variance
-    ``variance`` = sigma^2). Only public numbers: the coefficients are functions of the query.
+    identically distributed TLap with Laplace scale ``laplace_scale`` = b = Delta/eps,
+    half-width ``support_bound`` = A (certified upward) and variance ``variance`` = sigma^2
+    (certified upward)). Only public numbers: the coefficients are functions of the query.
     Paper: see the module docstring; proof note ``proofs_notes/16-certified-envelope.md``.
     """
 
     coefficients: tuple
     support_bound: object
     variance: object
+    laplace_scale: object
 
 
 @dataclass(frozen=True)
@@ -82,12 +90,15 @@ class CopyErrorTerms:
 
     ``numerators[k]``: the noise groups of value column k's numerator (k = 0..d_v - 1);
     ``denominator``: the noise groups of the (unclamped) denominator;
-    ``released_denominator``: D~ after clamping below by its public bound n (so D~ >= n > 0).
+    ``released_denominator``: D~ after clamping below by its public bound n (so D~ >= n > 0);
+    ``answers``: this copy's released answer row N~_k / D~ (d_v mpf; used by the
+    high-probability ratio step, :func:`hp_ratio_error_bound`).
     """
 
     numerators: tuple
     denominator: tuple
     released_denominator: object
+    answers: tuple
 
 
 def check_failure_prob(failure_prob, *, prec=None):
@@ -149,15 +160,107 @@ def bernstein_noise_bound(groups: Sequence[NoiseGroup], failure_prob, ctx: mpmat
     return h + ctx.sqrt(h * h + 2 * V * L)
 
 
-def hp_noise_bound(groups: Sequence[NoiseGroup], failure_prob, ctx: mpmath.MPContext):
-    """min(sure, Hoeffding, Bernstein) at failure probability p: P[|error| > t] <= p.
+def tlap_log_mgf(mu, laplace_scale, support_bound, ctx: mpmath.MPContext):
+    """log E[e^{mu Z}] for Z ~ TLap with Laplace scale b and half-width A, exactly (closed form).
 
-    The three thresholds are numbers fixed before the noise is drawn, so their minimum is one of
-    them and inherits its guarantee (the sure one with probability 0 of failure).
+    E[e^{mu Z}] = B (I_1 + I_2), B = 1/(2 b (1 - e^{-A/b})), I_1 = int_0^A e^{(|mu| - 1/b) z} dz,
+    I_2 = int_0^A e^{-(|mu| + 1/b) z} dz (symmetric law, so it depends on |mu| only; finite for
+    every mu because the support is bounded). Using a half-width A' >= A (a certified upper
+    bound) gives a value >= the true one: Laplace(b) conditioned on |Z| <= A' is stochastically
+    larger in |Z| and cosh is increasing in |z|. Proof note ``proofs_notes/16-certified-envelope.md``.
+    """
+    b, A = laplace_scale, support_bound
+    m = abs(ctx.mpf(mu))
+    beta = 1 / b
+    log_B = -ctx.log(2 * b) - ctx.log(-ctx.expm1(-A / b))
+    diff = m - beta
+    if diff == 0:
+        log_i1 = ctx.log(A)
+    elif diff > 0:
+        log_i1 = diff * A + ctx.log(-ctx.expm1(-diff * A)) - ctx.log(diff)
+    else:
+        log_i1 = ctx.log(-ctx.expm1(diff * A)) - ctx.log(-diff)
+    log_i2 = ctx.log(-ctx.expm1(-(m + beta) * A)) - ctx.log(m + beta)
+    top = max(log_i1, log_i2)
+    return log_B + top + ctx.log(ctx.exp(log_i1 - top) + ctx.exp(log_i2 - top))
+
+
+def _log_mgf_float(mu: np.ndarray, b: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """float64 version of :func:`tlap_log_mgf` (vectorised over draws), for the lambda search."""
+    mu = np.abs(mu)
+    beta = 1.0 / b
+    log_B = -np.log(2 * b) - np.log(-np.expm1(-A / b))
+    diff = mu - beta
+    ad = np.abs(diff) * A
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        log_core = np.log(-np.expm1(-ad)) - np.log(np.abs(diff))
+        log_i1 = np.where(diff > 0, diff * A + log_core, log_core)
+        log_i1 = np.where(ad < 1e-300, np.log(A), log_i1)
+        log_i2 = np.log(-np.expm1(-(mu + beta) * A)) - np.log(mu + beta)
+    return log_B + np.logaddexp(log_i1, log_i2)
+
+
+def _golden_min(f, lo: float, hi: float, steps: int = 48) -> float:
+    """Argmin of a unimodal f on [lo, hi] by golden-section search (float64)."""
+    inv_phi = (math.sqrt(5) - 1) / 2
+    x1, x2 = hi - inv_phi * (hi - lo), lo + inv_phi * (hi - lo)
+    f1, f2 = f(x1), f(x2)
+    for _ in range(steps):
+        if f1 <= f2:
+            hi, x2, f2 = x2, x1, f1
+            x1 = hi - inv_phi * (hi - lo)
+            f1 = f(x1)
+        else:
+            lo, x1, f1 = x1, x2, f2
+            x2 = lo + inv_phi * (hi - lo)
+            f2 = f(x2)
+    return x1 if f1 <= f2 else x2
+
+
+def chernoff_noise_bound(groups: Sequence[NoiseGroup], failure_prob, ctx: mpmath.MPContext):
+    """Chernoff with the exact TLap moment generating function: P[|error| > t] <= p.
+
+    For every lambda > 0, P[S >= t] <= exp(-lambda t) prod E[e^{lambda c Z}] (Markov), so
+    t(lambda) = (ln(2/p) + sum log E[e^{lambda c_i Z_i}]) / lambda is a valid two-sided
+    threshold (the law is symmetric). lambda is searched in float64 (golden section on
+    log lambda; t(lambda) is unimodal because the log-MGF sum is convex and 0 at 0) using public
+    numbers only, then t(lambda*) is evaluated at ``ctx``'s precision with
+    :func:`tlap_log_mgf`: any lambda gives a valid bound, so the search only affects tightness.
+    As lambda -> infinity t -> the sure bound. Tight for few, heavily truncated draws, where
+    Bernstein's M term dominates. Paper: not in the paper (DESIGN §9(c)).
     Proof note ``proofs_notes/16-certified-envelope.md``.
     """
+    p = _prob(failure_prob, ctx)
+    L = ctx.log(2 / p)
+    terms = [(c, g) for g in groups for c in g.coefficients if c != 0]
+    if not terms:
+        return ctx.zero
+    c = np.array([abs(float(ci)) for ci, _ in terms])
+    b = np.array([float(g.laplace_scale) for _, g in terms])
+    A = np.array([float(g.support_bound) for _, g in terms])
+    Lf = float(L)
+    scale = float(np.max(c * b))
+
+    def t_of(x: float) -> float:
+        lam = math.exp(x)
+        return (Lf + float(np.sum(_log_mgf_float(lam * c, b, A)))) / lam
+
+    lam = ctx.mpf(math.exp(_golden_min(t_of, math.log(1e-8 / scale), math.log(1e8 / scale))))
+    total = L + ctx.fsum(tlap_log_mgf(lam * ci, g.laplace_scale, g.support_bound, ctx)
+                         for ci, g in terms)
+    return total / lam
+
+
+def hp_noise_bound(groups: Sequence[NoiseGroup], failure_prob, ctx: mpmath.MPContext):
+    """min(sure, Hoeffding, Bernstein, Chernoff) at failure probability p: P[|error| > t] <= p.
+
+    The thresholds are numbers fixed before the noise is drawn (functions of public constants
+    and the query), so their minimum is one of them and inherits its guarantee (the sure one
+    with probability 0 of failure). Proof note ``proofs_notes/16-certified-envelope.md``.
+    """
     return min(sure_noise_bound(groups, ctx), hoeffding_noise_bound(groups, failure_prob, ctx),
-               bernstein_noise_bound(groups, failure_prob, ctx))
+               bernstein_noise_bound(groups, failure_prob, ctx),
+               chernoff_noise_bound(groups, failure_prob, ctx))
 
 
 def ratio_error_bound(numerator_bound, denominator_bound, R_w, released_denominator):
@@ -171,6 +274,25 @@ def ratio_error_bound(numerator_bound, denominator_bound, R_w, released_denomina
     spec PAPER.md §4.1, §1.1.
     """
     return (numerator_bound + R_w * denominator_bound) / released_denominator
+
+
+def hp_ratio_error_bound(numerator_bound, denominator_bound, R_w, released_denominator,
+                         released_answer):
+    """min((t_N + R_w t_D)/D~, (t_N + |a| t_D)/(D~ - t_D) when D~ > t_D), a = N~/D~.
+
+    On the event |N~ - N_T| <= t_N, |D~ - D_T| <= t_D, the error x = |a - z| (z = N_T/D_T)
+    satisfies x <= (t_N + |z| t_D)/D~ (:func:`ratio_error_bound`'s algebra) with
+    |z| <= min(R_w, |a| + x); the second form solves x <= (t_N + (|a| + x) t_D)/D~ for x.
+    Both hold on the event, so their minimum does. It reads the released answer (public), so
+    it is used for the high-probability envelope; the sure envelope keeps the conventions'
+    formula. Proof note ``proofs_notes/16-certified-envelope.md``.
+    """
+    first = ratio_error_bound(numerator_bound, denominator_bound, R_w, released_denominator)
+    if released_denominator > denominator_bound:
+        second = ((numerator_bound + abs(released_answer) * denominator_bound)
+                  / (released_denominator - denominator_bound))
+        return min(first, second)
+    return first
 
 
 def rounding_allowance(bound, R_w, *, prec):
@@ -193,7 +315,7 @@ def binomial_upper_tail(trials: int, at_least: int, q, ctx: mpmath.MPContext):
     Paper: median amplification (v2 App. H; v3: unverified); spec PAPER.md §2.6.
     """
     q = ctx.mpf(q)
-    return ctx.fsum(ctx.binomial(trials, k) * q**k * (1 - q) ** (trials - k)
+    return ctx.fsum(math.comb(trials, k) * q**k * (1 - q) ** (trials - k)
                     for k in range(at_least, trials + 1))
 
 
@@ -210,8 +332,8 @@ def median_failures_needed(copies: int) -> int:
 
 
 def median_copy_failure_prob(copies: int, failure_prob, ctx: mpmath.MPContext):
-    """The largest per-copy failure probability q (found by bisection, rounded down) with
-    P[Bin(l, q) >= ceil(l/2)] <= failure_prob: if each of the l independent copies exceeds its
+    """A per-copy failure probability q (within a relative 1e-20 of the largest, by geometric
+    bisection from the valid start (p / C(l, k))^(1/k); cached) with P[Bin(l, q) >= ceil(l/2)] <= failure_prob: if each of the l independent copies exceeds its
     bound with probability <= q, the median exceeds the largest copy bound with probability
     <= failure_prob. For l = 1 this is failure_prob itself.
 
@@ -219,18 +341,28 @@ def median_copy_failure_prob(copies: int, failure_prob, ctx: mpmath.MPContext):
     PAPER.md §2.6. Proof note ``proofs_notes/14-adaptive-queries.md``.
     """
     p = _prob(failure_prob, ctx)
-    l = int(copies)
+    return ctx.make_mpf(_median_copy_failure_prob(int(copies), p._mpf_, ctx.prec))
+
+
+@functools.lru_cache(maxsize=256)
+def _median_copy_failure_prob(l: int, p_mpf: tuple, prec: int) -> tuple:
+    ctx = context(prec)
+    p = ctx.make_mpf(p_mpf)
     if l == 1:
-        return p
+        return p._mpf_
     k = median_failures_needed(l)
-    lo, hi = ctx.zero, ctx.one
-    for _ in range(ctx.prec):
-        mid = (lo + hi) / 2
+    # start from a valid q: tail <= C(l, k) q^k <= p at q = (p / C(l, k))^(1/k) (rounded down)
+    lo = ctx.fmul(ctx.root(p / math.comb(l, k), k), 1 - ctx.ldexp(1, 8 - prec), rounding="d")
+    if binomial_upper_tail(l, k, lo, ctx) > p:  # cannot happen; kept as a guard on rounding
+        raise ArithmeticError("median_copy_failure_prob: start point is not valid")
+    hi = ctx.one
+    for _ in range(100):  # geometric bisection: relative resolution, however small q is
+        mid = ctx.sqrt(lo * hi)
         if binomial_upper_tail(l, k, mid, ctx) <= p:
             lo = mid
         else:
             hi = mid
-    return lo
+    return lo._mpf_
 
 
 def _max_copy_bound(copies_terms: Sequence[CopyErrorTerms], column: int, R_w, noise_bound):
@@ -283,11 +415,11 @@ def hp_envelope(copies_terms: Sequence[CopyErrorTerms], R_w, failure_prob, *, pr
     q = median_copy_failure_prob(len(copies_terms), failure_prob, ctx)
     d_v = len(copies_terms[0].numerators)
 
-    def hp(groups):
-        return hp_noise_bound(groups, q / 2, ctx)
-
+    t_D = [hp_noise_bound(c.denominator, q / 2, ctx) for c in copies_terms]
     out = []
     for k in range(d_v):
-        b = _max_copy_bound(copies_terms, k, R_w, hp)
+        b = max(hp_ratio_error_bound(hp_noise_bound(c.numerators[k], q / 2, ctx), t, R_w,
+                                     c.released_denominator, c.answers[k])
+                for c, t in zip(copies_terms, t_D))
         out.append(b + rounding_allowance(b, R_w, prec=prec))
     return out

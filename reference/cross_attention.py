@@ -1,0 +1,234 @@
+"""DPCrossAttention (exact reference): build once from private (K, V), answer any queries.
+
+Paper: the cross-attention structure, its Init/Query, the median of copies and the main theorem
+(v2 §3 and App. H, I; ICLR Theorem 1.2; v3: unverified); spec PAPER.md §3.5-3.7, §4.1, §5
+items 5-10; DESIGN §2 and §4 (the public contract). Proof notes:
+``proofs_notes/13-cross-attention-accounting.md`` (end-to-end accounting vs the paper's),
+``proofs_notes/14-adaptive-queries.md``, ``proofs_notes/15-direct-mechanism.md``,
+``proofs_notes/12-dptree-softmax.md``, ``proofs_notes/16-certified-envelope.md``.
+
+Two mechanisms (``proofs_notes/01-conventions.md`` defines both exactly):
+
+* ``direct``: the noisy sufficient statistic S~ = P(K)^T [V, 1] + Z
+  (:class:`dpxattn.reference.direct.DirectRelease`);
+* ``tree``: the paper's structure in its sound reading: for every copy c = 0..l-1 and every
+  column k = 0..d_v (k = d_v is the denominator, weights 1) one
+  :class:`dpxattn.reference.dptree_softmax.DPTreeSoftmax` (privatized c0, c1 and, per feature
+  coordinate, three moment DPTrees over a public grid); per copy the answer is
+  numerator_k / max(denominator, n); the structure's answer is the entrywise median over copies
+  (:class:`dpxattn.reference.dptree_softmax.TreeRelease`).
+
+After :meth:`DPCrossAttention.build` nothing private is kept: not K, V, their features, nor any
+exact sum; only noisy released numbers and public parameters. Queries, error envelopes and the
+privacy plan are post-processing of that.
+
+Shapes: K (n x d) in [0, R]; V (n x d_v) in [-R_w, R_w]; Q (m x d) in [0, R]; answers, sure and
+high-probability envelopes (m x d_v), as lists of rows of mpf.
+"""
+
+from __future__ import annotations
+
+from dpxattn.accounting import plan_direct, plan_tree
+from dpxattn.errors import ParameterError, ShapeError
+from dpxattn.params import (check_degree, check_mechanism, check_positive, check_positive_int,
+                            check_privacy)
+from dpxattn.reference._mp import (DEFAULT_PREC, check_entries, context, resolve_prec,
+                                   to_matrix)
+from dpxattn.reference.direct import DirectRelease, direct_noise_count
+from dpxattn.reference.dptree import draw_uniforms, numerics_label
+from dpxattn.reference.dptree_softmax import TreeRelease, tree_noise_count
+from dpxattn.reference.envelope import certified_envelope, check_failure_prob, hp_envelope
+
+__all__ = ["DPCrossAttention"]
+
+_CITE = "cross-attention structure (v2 §3, App. H, I; v3: unverified); spec PAPER.md §3.5-3.7"
+
+
+def _check_clip(clip) -> bool:
+    if not isinstance(clip, bool):
+        raise ParameterError("clip", "must be True or False (given explicitly; never implied)", clip)
+    return clip
+
+
+def _check_mechanism_options(mechanism: str, copies, grid_size) -> tuple[int, int | None]:
+    copies = check_positive_int("copies", copies)
+    if grid_size is not None:
+        grid_size = check_positive_int("grid_size", grid_size)
+    if mechanism == "direct":
+        if copies != 1:
+            raise ParameterError("copies", "must be 1 for mechanism 'direct' (no median copies)",
+                                 copies)
+        if grid_size is not None:
+            raise ParameterError("grid_size", "must be None for mechanism 'direct' (no grid)",
+                                 grid_size)
+    return copies, grid_size
+
+
+class DPCrossAttention:
+    """A built private cross-attention structure (exact reference, mpmath at ``prec`` bits).
+
+    The contract of DESIGN §4: :meth:`build`, :meth:`query`, :meth:`error_bound`,
+    :meth:`hp_error_bound`, :attr:`privacy`, :meth:`noise_count`. Attributes (all public):
+    ``mechanism``, ``release`` (the noisy structure), ``n``, ``d``, ``d_v``, ``degree``, ``R``,
+    ``R_w``, ``scale`` (None = 1/d), ``clip``, ``copies``, ``grid_size`` (tree: the grid G used),
+    ``prec``. Paper: DPTreeCrossAttention (v2 §3; v3: unverified); spec PAPER.md §3.5-3.7.
+    """
+
+    __slots__ = ("mechanism", "release", "_plan", "n", "d", "d_v", "degree", "R", "R_w",
+                 "scale", "clip", "copies", "grid_size", "prec")
+
+    def __init__(self, *, mechanism, release, plan, n, d, d_v, degree, R, R_w, scale, clip,
+                 copies, grid_size, prec):
+        self.mechanism = mechanism
+        self.release = release
+        self._plan = plan
+        self.n = n
+        self.d = d
+        self.d_v = d_v
+        self.degree = degree
+        self.R = R
+        self.R_w = R_w
+        self.scale = scale
+        self.clip = clip
+        self.copies = copies
+        self.grid_size = grid_size
+        self.prec = prec
+
+    # -- construction ----------------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, K, V, *, eps, delta, R, R_w, degree, mechanism="direct", scale=None,
+              generator=None, uniforms=None, clip=False, copies=1, grid_size=None,
+              prec=DEFAULT_PREC) -> "DPCrossAttention":
+        """Init: validate, draw the noise, release the noisy structure; keep nothing private.
+
+        ``K`` (n x d) in [0, R]^d, ``V`` (n x d_v) in [-R_w, R_w]: numpy arrays or nested
+        sequences of float, int, Fraction or mpf (converted exactly). Out-of-bound entries raise
+        :class:`dpxattn.errors.BoundError` naming the bound unless ``clip=True`` (then K is
+        clipped to [0, R] and V to [-R_w, R_w]; the plan records clip mode, never whether
+        anything was clipped). NaN/inf always raise. Randomness: ``generator`` (a
+        ``numpy.random.Generator``: reproducible, labelled), ``uniforms`` (exactly
+        :meth:`noise_count` of them, in the documented order: conformance), or neither (the OS
+        CSPRNG). ``copies`` (l) and ``grid_size`` (G, default n) are for ``tree`` only.
+        The whole released structure is (eps, delta)-DP under replace-one-row adjacency
+        (:attr:`privacy`), in idealised real arithmetic.
+        Paper: DPTreeCrossAttention.Init (v2 §3, App. I; v3: unverified); spec PAPER.md §3.5-3.7.
+        """
+        mechanism = check_mechanism(mechanism)
+        check_privacy(eps, delta)
+        check_positive("R", R)
+        check_positive("R_w", R_w)
+        degree = check_degree(degree)
+        if scale is not None:
+            check_positive("scale", scale)
+        copies, grid_size = _check_mechanism_options(mechanism, copies, grid_size)
+        clip = _check_clip(clip)
+        p = resolve_prec(prec)
+        ctx = context(p)
+
+        Km = to_matrix(K, ctx, "K")
+        Vm = to_matrix(V, ctx, "V")
+        if len(Vm) != len(Km):
+            raise ShapeError("V", f"must have as many rows as K (n = {len(Km)})",
+                             f"{len(Vm)} rows")
+        Km = check_entries(Km, "K", 0, R, "[0, R]", clip)
+        Vm = check_entries(Vm, "V", -R_w, R_w, "[-R_w, R_w]", clip)
+        n, d, d_v = len(Km), len(Km[0]), len(Vm[0])
+
+        if mechanism == "direct":
+            plan = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree)
+        else:
+            plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree,
+                             copies=copies, grid_size=grid_size)
+        count = cls.noise_count(n=n, d=d, d_v=d_v, degree=degree, mechanism=mechanism,
+                                copies=copies, grid_size=grid_size)
+        u, label = draw_uniforms(count, uniforms=uniforms, generator=generator)
+
+        if mechanism == "direct":
+            release = DirectRelease.build(Km, Vm, eps=eps, delta=delta, R=R, R_w=R_w,
+                                          degree=degree, scale=scale, uniforms=u, prec=p)
+        else:
+            release = TreeRelease.build(Km, Vm, plan=plan, R=R, R_w=R_w, degree=degree,
+                                        scale=scale, copies=copies, grid_size=grid_size,
+                                        uniforms=u, prec=p)
+        plan = plan.with_labels(randomness=label, clip=clip, numerics=numerics_label(p))
+        return cls(mechanism=mechanism, release=release, plan=plan, n=n, d=d, d_v=d_v,
+                   degree=degree, R=R, R_w=R_w, scale=scale, clip=clip, copies=copies,
+                   grid_size=(n if grid_size is None else grid_size)
+                   if mechanism == "tree" else None, prec=p)
+
+    @staticmethod
+    def noise_count(*, n: int, d: int, d_v: int, degree: int, mechanism: str, copies: int = 1,
+                    grid_size: int | None = None) -> int:
+        """The number of uniforms :meth:`build` consumes (each one noise draw).
+
+        ``direct``: r (d_v + 1). ``tree``: 2 l (d_v + 1) + (2N - 1) l (d_v + 1) 3 r with
+        N = 2^ceil(log2 G), G = grid_size (default n) (``proofs_notes/01-conventions.md``).
+        Paper: not a paper quantity (DESIGN §4).
+        """
+        mechanism = check_mechanism(mechanism)
+        n = check_positive_int("n", n)
+        d = check_positive_int("d", d)
+        d_v = check_positive_int("d_v", d_v)
+        degree = check_degree(degree)
+        copies, grid_size = _check_mechanism_options(mechanism, copies, grid_size)
+        if mechanism == "direct":
+            return direct_noise_count(d=d, d_v=d_v, degree=degree)
+        return tree_noise_count(n=n, d=d, d_v=d_v, degree=degree, copies=copies,
+                                grid_size=grid_size)
+
+    # -- queries: post-processing only -----------------------------------------------------------
+
+    @property
+    def privacy(self):
+        """The :class:`dpxattn.accounting.PrivacyPlan`: end-to-end (eps, delta), every
+        component's share, the randomness source and clip mode (printable, ``to_dict()``).
+        Paper: end-to-end accounting (spec PAPER.md §3.7; ``proofs_notes/13-cross-attention-accounting.md``)."""
+        return self._plan
+
+    def _queries(self, Q) -> list:
+        ctx = context(self.prec)
+        Qm = to_matrix(Q, ctx, "Q")
+        if len(Qm[0]) != self.d:
+            raise ShapeError("Q", f"must have d = {self.d} columns (the keys' width)",
+                             f"{len(Qm[0])} columns")
+        Qm = check_entries(Qm, "Q", 0, self.R, "[0, R]", self.clip)
+        return [self.release.query_features(q) for q in Qm]
+
+    def query(self, Q) -> list:
+        """The private answers, one row per query token: m rows of d_v mpf.
+
+        Deterministic given the released structure (repeated queries are identical).
+        Paper: DPTreeCrossAttention.Query (v2 §3; v3: unverified); spec PAPER.md §3.5, §3.6.
+        """
+        return [self.release.answer(u) for u in self._queries(Q)]
+
+    def error_bound(self, Q) -> list:
+        """Sure envelope (m x d_v): |query(Q) - taylor_attention(Q, K, V)| <= error_bound(Q),
+        entrywise, for every noise draw and every query however chosen (no probability).
+
+        Paper: main theorem's additive error, here deterministic (v2 §3, App. H; v3:
+        unverified); spec PAPER.md §4.1, §4.3 row "Adaptive", §5 item 10; DESIGN §4.
+        Proof note: ``proofs_notes/16-certified-envelope.md``.
+        """
+        return [certified_envelope(self.release.error_terms(u), self.R_w, prec=self.prec)
+                for u in self._queries(Q)]
+
+    def hp_error_bound(self, Q, failure_prob) -> list:
+        """High-probability envelope (m x d_v): for each entry and each query row fixed before
+        the noise was drawn, P[|query - taylor_attention| > bound] <= failure_prob (Hoeffding /
+        Bernstein on the known linear combination of independent bounded draws; median copies
+        through the exact binomial tail). For all m d_v entries at once pass
+        failure_prob / (m d_v). Never larger than :meth:`error_bound`.
+        Paper: "with probability 1 - p_f" (ICLR Theorem 1.2; v2 §3; v3: unverified); spec
+        PAPER.md §4.1, §2.6; DESIGN §9(c). Proof note: ``proofs_notes/16-certified-envelope.md``.
+        """
+        check_failure_prob(failure_prob, prec=self.prec)
+        return [hp_envelope(self.release.error_terms(u), self.R_w, failure_prob, prec=self.prec)
+                for u in self._queries(Q)]
+
+    def __repr__(self) -> str:
+        eps, delta = self._plan.eps, self._plan.delta
+        return (f"RefDPCrossAttention(mechanism={self.mechanism!r}, n={self.n}, d={self.d}, "
+                f"d_v={self.d_v}, degree={self.degree}, copies={self.copies}, "
+                f"eps={float(eps):.6g}, delta={float(delta):.6g}, prec={self.prec})")
