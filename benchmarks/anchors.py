@@ -1,0 +1,133 @@
+"""The benchmark's header and its same-run anchors (``research/PERF_ANCHORS.md`` §0, §5 item 2).
+
+Header: CPU model, logical CPUs, torch threads, Python / torch / numpy versions, device.
+Anchors (measured in the same process as every table, so slow phases show up in them too):
+
+* ``gemm_f64_gflops`` / ``gemm_f32_gflops``: ``torch.mm`` of two size^3 matrices (1024 by
+  default), 2 size^3 / time;
+* ``copy_gbps``: ``dst.copy_(src)`` of a 512 MiB buffer into a warm one, counting read + write
+  (2 x bytes / time);
+* ``fresh_alloc_gibps``: ``torch.empty`` of 512 MiB then ``fill_`` (page faults included), GiB/s;
+  this and the copy are the "touch" term of the tree-build denominator;
+* ``noise_ns_per_sample``: ``dpxattn.fast.noise.truncated_laplace`` with its default (secure, OS
+  CSPRNG) source, and ``noise_seeded_ns_per_sample`` with a seeded ``torch.Generator``, into
+  results of ``noise_samples`` draws.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dpxattn.benchmarks.timing import Timing, device_sync, measure
+
+__all__ = ["AnchorSizes", "header", "measure_anchors", "cpu_model", "noise_sampler"]
+
+
+@dataclass(frozen=True)
+class AnchorSizes:
+    """Sizes of the anchor measurements (full run, or the tiny ``--quick`` ones)."""
+
+    gemm: int = 1024
+    copy_bytes: int = 512 << 20
+    noise_samples: int = 1 << 22
+    min_rep_time: float = 0.1
+    repetitions: int = 5
+
+    @classmethod
+    def quick(cls) -> "AnchorSizes":
+        return cls(gemm=128, copy_bytes=8 << 20, noise_samples=1 << 14, min_rep_time=0.002)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def header(device) -> dict:
+    """What the run ran on: printed first, stored in the JSON."""
+    dev = torch.device(device)
+    info = {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        "cpu": cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "device": str(dev),
+        "platform": platform.platform(),
+    }
+    if dev.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(dev)
+    return info
+
+
+def noise_sampler():
+    """``dpxattn.fast.noise.truncated_laplace`` (DESIGN §4), or None while it does not exist."""
+    try:
+        from dpxattn.fast.noise import truncated_laplace
+    except ImportError:
+        return None
+    return truncated_laplace
+
+
+def _time(fn, sizes: AnchorSizes, sync) -> Timing:
+    return measure(fn, repetitions=sizes.repetitions, min_rep_time=sizes.min_rep_time, sync=sync)
+
+
+def measure_anchors(device, sizes: AnchorSizes) -> dict:
+    """Every anchor of the module docstring, as a flat dict (None where unavailable, with a
+    ``*_note`` saying why)."""
+    dev = torch.device(device)
+    sync = device_sync(dev)
+    out: dict = {"sizes": sizes.__dict__.copy()}
+    g = sizes.gemm
+    for dtype, key in ((torch.float64, "gemm_f64_gflops"), (torch.float32, "gemm_f32_gflops")):
+        gen = torch.Generator(device=dev).manual_seed(1)
+        a = torch.rand((g, g), dtype=dtype, device=dev, generator=gen)
+        b = torch.rand((g, g), dtype=dtype, device=dev, generator=gen)
+        c = torch.empty((g, g), dtype=dtype, device=dev)
+        t = _time(lambda: torch.mm(a, b, out=c), sizes, sync)
+        out[key] = 2.0 * g**3 / t.median / 1e9
+        out[key + "_timing"] = t.to_dict()
+        del a, b, c
+    nbytes = sizes.copy_bytes
+    src = torch.ones(nbytes // 8, dtype=torch.float64, device=dev)
+    dst = torch.zeros_like(src)
+    t = _time(lambda: dst.copy_(src), sizes, sync)
+    out["copy_gbps"] = 2.0 * nbytes / t.median / 1e9
+    out["copy_timing"] = t.to_dict()
+    del src, dst
+    t = _time(lambda: torch.empty(nbytes // 8, dtype=torch.float64, device=dev).fill_(1.0), sizes, sync)
+    out["fresh_alloc_gibps"] = nbytes / t.median / 2**30
+    out["fresh_alloc_timing"] = t.to_dict()
+    sampler = noise_sampler()
+    count = sizes.noise_samples
+    if sampler is None:
+        out["noise_ns_per_sample"] = None
+        out["noise_seeded_ns_per_sample"] = None
+        out["noise_note"] = "dpxattn.fast.noise.truncated_laplace is not available in this checkout"
+        return out
+    t = _time(lambda: sampler((count,), 1.0, 1.0, 1e-6, device=dev), sizes, sync)
+    out["noise_ns_per_sample"] = t.median / count * 1e9
+    out["noise_timing"] = t.to_dict()
+    gen = torch.Generator(device="cpu").manual_seed(2)
+    t = _time(lambda: sampler((count,), 1.0, 1.0, 1e-6, generator=gen, device=dev), sizes, sync)
+    out["noise_seeded_ns_per_sample"] = t.median / count * 1e9
+    out["noise_seeded_timing"] = t.to_dict()
+    return out

@@ -1,0 +1,298 @@
+"""``dpxattn bench``: the performance tables of issue 3 ("Speed"), every ratio measured in one run.
+
+Prints (Markdown, to stdout; progress goes to stderr):
+
+1. a header (CPU, threads, versions, device) and the run's settings;
+2. same-run anchors (GEMM f64/f32, 512 MiB copy, fresh allocation, the noise sampler);
+3. one table per configuration (canonical d=8 s=3 n=1e5 m=1024 d_v=8, and (d=4,s=2),
+   (d=16,s=2), (d=16,s=3,n=1e4)), both mechanisms, columns of ``measure_config``;
+4. the targets, each a row with measured value, threshold and PASS / FAIL (INFO: reported
+   without a threshold; SKIP: not measurable in this run, with the reason);
+5. the log-log scaling slopes with their bands (PASS / FAIL);
+6. the crossover n at which build + m query tokens is cheaper than exact SDPA;
+7. the hardened-noise throughput table of ``dpxattn.benchmarks.noise_hardening`` when present.
+
+``--quick`` runs everything at tiny sizes in seconds (for the smoke test): its verdicts say
+nothing about speed. ``--out FILE`` also writes the whole run as JSON. Exit status: 0 when the
+run completed (targets may FAIL; ``--strict`` turns any FAIL into status 1), 1 when a section
+raised (its traceback goes to stderr and a RUN row marks it FAIL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+
+import torch
+
+from dpxattn.benchmarks import anchors as anchors_mod
+from dpxattn.benchmarks.configs import ScalingGrids, parse_configs, quick_version
+from dpxattn.benchmarks.context import RunContext
+from dpxattn.benchmarks.measure_config import COLUMNS, measure_config
+from dpxattn.benchmarks.measure_extra import measure_reference, measure_tree_ranges
+from dpxattn.benchmarks.measure_scaling import measure_scaling
+from dpxattn.benchmarks.report import fmt, fmt_bytes, fmt_time, table, targets_table, write_json
+from dpxattn.benchmarks.targets import VERDICTS, Target, skipped
+from dpxattn.benchmarks import subject
+
+__all__ = ["add_arguments", "run", "SECTIONS"]
+
+SECTIONS = ("anchors", "configs", "ranges", "reference", "slopes", "hardening")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``dpxattn bench`` options."""
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes, seconds (smoke test); verdicts are not meaningful")
+    parser.add_argument("--out", metavar="FILE", help="also write the run as JSON to FILE")
+    parser.add_argument("--configs", metavar="LIST", default=None,
+                        help="comma-separated: canonical,d4s2,d16s2,d16s3 (default all) or specs "
+                             "like d8s3n1e5m1024v8")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device: cpu (default), cuda, cuda:N, or auto (cuda if present)")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--repetitions", type=int, default=None,
+                        help="timed repetitions per measurement (median reported; default 5, "
+                             "quick 3; the targets ask for >= 5)")
+    parser.add_argument("--min-rep-time", type=float, default=None,
+                        help="seconds one repetition lasts at least (default 0.05; quick 0.002)")
+    parser.add_argument("--mem-budget-gib", type=float, default=None,
+                        help="memory a tree structure may use (default: 85%% of MemAvailable)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--seeded-noise", action="store_true",
+                        help="build with a seeded torch.Generator instead of the secure default")
+    parser.add_argument("--seed", type=int, default=20260728, help="seed of the synthetic data")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if any target FAILs")
+
+
+def _device(text: str) -> torch.device:
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(text)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"dpxattn bench: --device {text}: CUDA is not available on this machine")
+    return dev
+
+
+def _sections(text: str) -> tuple[str, ...]:
+    chosen = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [s for s in chosen if s not in SECTIONS]
+    if bad:
+        raise SystemExit(f"dpxattn bench: --sections: unknown {bad}; choose from {SECTIONS}")
+    return chosen
+
+
+class _Report:
+    """Collects the printed text and the JSON document side by side."""
+
+    def __init__(self, out) -> None:
+        self.out = out
+        self.doc: dict = {"targets": [], "slopes": [], "configs": [], "crossover": [], "errors": []}
+
+    def print(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    def section(self, title: str) -> None:
+        self.print()
+        self.print(f"## {title}")
+        self.print()
+
+
+def _anchor_rows(a: dict) -> list[tuple[str, str]]:
+    rows = [
+        ("f64 GEMM %d^3" % a["sizes"]["gemm"], f"{fmt(a['gemm_f64_gflops'])} GFLOP/s"),
+        ("f32 GEMM %d^3" % a["sizes"]["gemm"], f"{fmt(a['gemm_f32_gflops'])} GFLOP/s"),
+        (f"copy {fmt_bytes(a['sizes']['copy_bytes'])} (read + write)", f"{fmt(a['copy_gbps'])} GB/s"),
+        (f"fresh allocation + fill {fmt_bytes(a['sizes']['copy_bytes'])}", f"{fmt(a['fresh_alloc_gibps'])} GiB/s"),
+    ]
+    if a.get("noise_ns_per_sample") is None:
+        rows.append(("noise sampler", a.get("noise_note", "unavailable")))
+    else:
+        rows.append(("noise sampler, secure default (TLap, float64)", f"{fmt(a['noise_ns_per_sample'])} ns/sample"))
+        rows.append(("noise sampler, seeded torch.Generator", f"{fmt(a['noise_seeded_ns_per_sample'])} ns/sample"))
+    return rows
+
+
+def _config_table(result) -> str:
+    rows = []
+    for row in result.rows:
+        cells = []
+        for col in COLUMNS:
+            v = row[col]
+            if col == "init":
+                cells.append(fmt_time(v))
+            elif col in ("relerr off", "off vs base", "DP err", "f32 relerr"):
+                cells.append(f"{v:.2e}" if isinstance(v, float) and v == v else "n/a")
+            else:
+                cells.append(v if isinstance(v, str) else fmt(v))
+        rows.append(cells)
+    return table(COLUMNS, rows)
+
+
+def _generic_table(rows: list[dict]) -> str:
+    keys: list[str] = []
+    for r in rows:
+        for k in r:
+            if k not in keys:
+                keys.append(k)
+    return table(keys, [[r.get(k, "") if isinstance(r.get(k, ""), str) else fmt(r.get(k)) for k in keys]
+                        for r in rows])
+
+
+def _run_section(rep: _Report, name: str, fn) -> None:
+    try:
+        fn()
+    except Exception as exc:  # a section that raises is reported, the others still run
+        traceback.print_exc(file=sys.stderr)
+        msg = f"{type(exc).__name__}: {exc}"
+        rep.print(f"ERROR in section {name}: {msg}")
+        rep.doc["errors"].append({"section": name, "error": msg})
+        rep.doc["targets"].append(Target("RUN", f"section {name} completed", "-", None, "", "info",
+                                         None, "FAIL", msg[:200]))
+
+
+def run(args: argparse.Namespace, out=None) -> int:
+    """Run the benchmark with parsed ``args``; print to ``out`` (default stdout); exit status."""
+    out = out or sys.stdout
+    rep = _Report(out)
+    device = _device(args.device)
+    sections = _sections(args.sections)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    configs = parse_configs(args.configs)
+    if args.quick:
+        configs = [quick_version(c) for c in configs]
+    min_rep = args.min_rep_time if args.min_rep_time is not None else (0.002 if args.quick else 0.05)
+    reps = args.repetitions if args.repetitions is not None else (3 if args.quick else 5)
+    ctx = RunContext(device=device, quick=args.quick, repetitions=max(1, reps),
+                     min_rep_time=min_rep, seeded_noise=args.seeded_noise, seed=args.seed,
+                     mem_budget=int(args.mem_budget_gib * 2**30) if args.mem_budget_gib else None)
+    header = anchors_mod.header(device)
+    settings = {"quick": args.quick, "repetitions": ctx.repetitions, "min_rep_time_s": min_rep,
+                "sections": list(sections), "configs": [c.name for c in configs],
+                "noise_source": ctx.noise_label(), "seed": args.seed,
+                "memory_budget_bytes": ctx.memory_budget()}
+    rep.doc.update(header=header, settings=settings)
+    rep.print("# dpxattn bench")
+    if args.quick:
+        rep.print()
+        rep.print("QUICK MODE: tiny sizes; timings and verdicts below say nothing about speed.")
+    if ctx.repetitions < 5:
+        rep.print(f"NOTE: {ctx.repetitions} repetitions per measurement (< 5): medians are noisy.")
+    rep.section("Header")
+    rep.print(table(("item", "value"), [(k, str(v)) for k, v in header.items()]))
+    rep.print()
+    rep.print(table(("setting", "value"), [
+        ("repetitions (median reported)", str(ctx.repetitions)),
+        ("min time per repetition", f"{min_rep:g} s"),
+        ("noise source of timed builds", ctx.noise_label()),
+        ("memory budget for tree structures", fmt_bytes(ctx.memory_budget())),
+    ]))
+
+    rep.section("Anchors (same run)")
+    if "anchors" in sections or "configs" in sections:
+        def do_anchors():
+            sizes = anchors_mod.AnchorSizes.quick() if args.quick else anchors_mod.AnchorSizes()
+            ctx.log("[bench] anchors")
+            ctx.anchors = anchors_mod.measure_anchors(device, sizes)
+            rep.doc["anchors"] = ctx.anchors
+            rep.print(table(("anchor", "value"), _anchor_rows(ctx.anchors)))
+        _run_section(rep, "anchors", do_anchors)
+    else:
+        rep.print("(not run)")
+
+    fast_why = subject.fast_missing()
+    if "configs" in sections:
+        for cfg in configs:
+            rep.section(f"Configuration {cfg.label()}")
+            if fast_why:
+                rep.print(f"SKIPPED: {fast_why}")
+                rep.doc["targets"].append(skipped("CFG", "configuration table", cfg.name, "info", None, fast_why))
+                continue
+
+            def do_config(cfg=cfg):
+                result = measure_config(cfg, ctx)
+                rep.print(_config_table(result))
+                for note in result.notes:
+                    rep.print(f"- {note}")
+                rep.doc["configs"].append({"config": cfg.to_dict(), "rows": result.rows, "notes": result.notes})
+                rep.doc["targets"].extend(result.targets)
+                rep.doc["crossover"].extend(result.crossover)
+            _run_section(rep, f"config {cfg.name}", do_config)
+
+    if "ranges" in sections:
+        def do_ranges():
+            rows, raw = measure_tree_ranges(ctx)
+            rep.doc["targets"].extend(rows)
+            rep.doc["tree_ranges"] = raw
+        _run_section(rep, "ranges", do_ranges)
+    if "reference" in sections:
+        def do_reference():
+            rows, raw = measure_reference(ctx)
+            rep.doc["targets"].extend(rows)
+            rep.doc["reference"] = raw
+        _run_section(rep, "reference", do_reference)
+
+    rep.section("Targets (issue 3)")
+    rep.print(targets_table(rep.doc["targets"]) if rep.doc["targets"] else "(none measured)")
+
+    rep.section("Scaling (log-log slopes)")
+    if "slopes" in sections and not fast_why:
+        def do_slopes():
+            grids = ScalingGrids.quick() if args.quick else ScalingGrids()
+            rep.doc["slopes"] = measure_scaling(ctx, grids)
+            rep.print(targets_table(rep.doc["slopes"]))
+        _run_section(rep, "slopes", do_slopes)
+    else:
+        rep.print("(not run)" if not fast_why else f"SKIPPED: {fast_why}")
+
+    rep.section(f"Crossover: n at which build + m query tokens is cheaper than exact SDPA (f32)")
+    if rep.doc["crossover"]:
+        rep.print(table(("config", "mechanism", "r", "m", "crossover n", "private per key", "SDPA per key",
+                         "fitted on n"), [
+            (c["config"], c["mechanism"], c["r"], c["m"],
+             "never" if c["crossover_n"] is None else f"{c['crossover_n']:.3g}",
+             f"{c['private_per_key_ns']:.3g} ns", f"{c['sdpa_per_key_ns']:.3g} ns",
+             ",".join(str(k) for k in c["sizes"]))
+            for c in rep.doc["crossover"]]))
+        rep.print()
+        rep.print("Affine fits time = a + b n of (build + m-token query) and of SDPA over m tokens; "
+                  "'never': the build costs more per key than exact attention of m tokens does.")
+    else:
+        rep.print("(not run)")
+
+    rep.section("Hardened noise (dpxattn.benchmarks.noise_hardening)")
+    if "hardening" in sections:
+        def do_hardening():
+            try:
+                mod = importlib.import_module("dpxattn.benchmarks.noise_hardening")
+            except ImportError as exc:
+                rep.print(f"unavailable: dpxattn.benchmarks.noise_hardening cannot be imported ({exc})")
+                rep.doc["noise_hardening"] = {"available": False, "reason": str(exc)}
+                return
+            rows = mod.rows(args.quick)
+            rep.print(_generic_table(rows) if rows else "(no rows)")
+            rep.doc["noise_hardening"] = {"available": True, "rows": rows}
+        _run_section(rep, "hardening", do_hardening)
+    else:
+        rep.print("(not run)")
+
+    all_rows = list(rep.doc["targets"]) + list(rep.doc["slopes"])
+    counts = {v: sum(1 for t in all_rows if t.verdict == v) for v in VERDICTS}
+    rep.doc["summary"] = counts
+    rep.section("Summary")
+    rep.print(", ".join(f"{v} {counts[v]}" for v in VERDICTS))
+    failed = [t for t in all_rows if t.verdict == "FAIL"]
+    for t in failed:
+        rep.print(f"- FAIL {t.id} [{t.config}] {t.what}: {t.measured_text()} (needs {t.threshold_text()})")
+    if args.quick:
+        rep.print("(quick mode: verdicts are not meaningful)")
+    if args.out:
+        write_json(args.out, rep.doc)
+        rep.print(f"JSON written to {args.out}")
+    if rep.doc["errors"]:
+        return 1
+    return 1 if (args.strict and failed) else 0

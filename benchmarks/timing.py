@@ -1,0 +1,222 @@
+"""Timing and peak-memory measurement for ``dpxattn bench``.
+
+Timing (:func:`measure`): one or more warm-up calls, then the number of calls per repetition
+(``inner``) is calibrated so that one repetition lasts at least ``min_rep_time`` seconds; the
+median over ``repetitions`` (>= 5 by default) repetitions of (repetition time / inner) is the
+reported time per call, and min / max are kept beside it. On CUDA the device is synchronised
+before the clock is read at both ends of a repetition (``sync``), so the time is the device's.
+
+Memory (:func:`measure_memory`), why not ``tracemalloc``: tracemalloc only sees allocations made
+through Python's allocator; torch and numpy buffers come from C ``malloc`` / ``mmap`` and are
+invisible to it. So:
+
+* CPU, method ``rss-hwm`` (Linux): ``malloc_trim(0)`` returns freed heap pages to the OS, then
+  writing ``5`` to ``/proc/self/clear_refs`` resets the kernel's peak-RSS mark (VmHWM) to the
+  current RSS; the function runs; the peak increase is ``VmHWM - RSS_before`` and the retained
+  increase ``RSS_after - RSS_before`` (the result still alive). This sees every page any
+  allocator touched, at 4 KiB page granularity. It can under-count only memory that was already
+  resident and free inside an allocator's cache before the call.
+* CPU fallback, method ``rss-sampled``: where clear_refs is not writable, a background thread
+  samples ``/proc/self/statm`` every ``interval`` seconds; short spikes between samples are
+  missed (a lower bound).
+* CUDA, method ``cuda-allocator``: ``torch.cuda.reset_peak_memory_stats`` and
+  ``max_memory_allocated`` (the caching allocator's exact view of tensor memory).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import math
+import os
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+__all__ = [
+    "Timing",
+    "MemoryUse",
+    "measure",
+    "measure_memory",
+    "device_sync",
+    "rss_bytes",
+    "available_memory_bytes",
+]
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per call: ``median`` (reported), ``min``, ``max`` over ``repetitions``, each
+    repetition being ``inner`` back-to-back calls."""
+
+    median: float
+    min: float
+    max: float
+    repetitions: int
+    inner: int
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / median: the run-to-run spread inside this measurement."""
+        return (self.max - self.min) / self.median if self.median > 0 else math.nan
+
+    def to_dict(self) -> dict:
+        return {"median_s": self.median, "min_s": self.min, "max_s": self.max,
+                "repetitions": self.repetitions, "inner": self.inner}
+
+
+def device_sync(device) -> Callable[[], None]:
+    """A no-argument function that waits for ``device``'s queued work (a no-op on CPU)."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return lambda: torch.cuda.synchronize(dev)
+    return lambda: None
+
+
+def measure(fn: Callable[[], Any], *, repetitions: int = 5, min_rep_time: float = 0.05,
+            warmup: int = 1, max_inner: int = 1_000_000,
+            sync: Callable[[], None] | None = None, first_call: float | None = None) -> Timing:
+    """Time ``fn()`` (its result is discarded at once, so large results do not pile up).
+
+    ``warmup`` calls run first (the last one's time calibrates ``inner``); then
+    ``repetitions`` repetitions of ``inner`` calls each. Returns seconds per call. A caller that
+    has just run ``fn`` itself (e.g. under :func:`measure_memory`) may pass ``warmup=0`` and that
+    call's time as ``first_call``, so an expensive function is not run once more for nothing.
+    """
+    if repetitions < 1:
+        raise ValueError(f"repetitions must be >= 1 (got {repetitions})")
+    if warmup < 1 and first_call is None:
+        raise ValueError("warmup=0 needs first_call (the time of a call already made)")
+    sync = sync or (lambda: None)
+    first = math.inf if first_call is None else float(first_call)
+    for _ in range(warmup):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        first = time.perf_counter() - t0
+    inner = 1 if first >= min_rep_time else min(max_inner, max(1, math.ceil(min_rep_time / max(first, 1e-9))))
+    per_call = []
+    for _ in range(repetitions):
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        sync()
+        per_call.append((time.perf_counter() - t0) / inner)
+    return Timing(statistics.median(per_call), min(per_call), max(per_call), repetitions, inner)
+
+
+@dataclass(frozen=True)
+class MemoryUse:
+    """Bytes above the baseline taken just before the call: ``peak`` during it, ``retained``
+    after it (its result alive). ``method`` says how they were measured (module docstring)."""
+
+    peak: int
+    retained: int
+    method: str
+
+    def to_dict(self) -> dict:
+        return {"peak_bytes": self.peak, "retained_bytes": self.retained, "method": self.method}
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def rss_bytes() -> int | None:
+    """The process's resident set size now (Linux ``/proc/self/statm``), or None."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def available_memory_bytes() -> int | None:
+    """``MemAvailable`` of ``/proc/meminfo`` (what can be allocated without swapping), or None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _trim_heap() -> None:
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _reset_hwm() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return _status_kib("VmHWM") is not None
+
+
+def measure_memory(fn: Callable[[], Any], *, device="cpu", interval: float = 0.001) -> tuple[Any, MemoryUse | None]:
+    """Run ``fn()`` once and return ``(result, MemoryUse)``; the MemoryUse is None where no
+    method works on this platform. See the module docstring for the methods."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        base = torch.cuda.memory_allocated(dev)
+        result = fn()
+        torch.cuda.synchronize(dev)
+        peak = torch.cuda.max_memory_allocated(dev) - base
+        retained = torch.cuda.memory_allocated(dev) - base
+        return result, MemoryUse(int(peak), int(retained), "cuda-allocator")
+    _trim_heap()
+    base = rss_bytes()
+    if base is None:
+        return fn(), None
+    if _reset_hwm():
+        result = fn()
+        hwm = _status_kib("VmHWM")
+        after = rss_bytes()
+        if hwm is not None and after is not None:
+            return result, MemoryUse(max(0, hwm * 1024 - base), max(0, after - base), "rss-hwm")
+    peak_seen = [base]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            now = rss_bytes()
+            if now is not None and now > peak_seen[0]:
+                peak_seen[0] = now
+            stop.wait(interval)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        result = fn()
+    finally:
+        stop.set()
+        thread.join()
+    after = rss_bytes() or base
+    peak_seen[0] = max(peak_seen[0], after)
+    return result, MemoryUse(peak_seen[0] - base, max(0, after - base), "rss-sampled")
