@@ -110,6 +110,7 @@ class Curve:
     lower: Sequence[float] | None = None
     upper: Sequence[float] | None = None
     style: str = "-o"
+    color: str | None = None
 
 
 def plot_curves(
@@ -138,7 +139,8 @@ def plot_curves(
             keep &= y > 0
         if logx:
             keep &= x > 0
-        (line,) = ax.plot(x[keep], y[keep], c.style, label=c.label, markersize=4, linewidth=1.2)
+        (line,) = ax.plot(x[keep], y[keep], c.style, label=c.label, markersize=4, linewidth=1.2,
+                          color=c.color)
         if c.lower is not None and c.upper is not None:
             lo = np.asarray(c.lower, dtype=np.float64)[keep]
             hi = np.asarray(c.upper, dtype=np.float64)[keep]

@@ -32,6 +32,10 @@ CHECKS: list[CheckSpec] = [
     CheckSpec("tree-noise", "dpxattn.verification.checks_tree", "check_tree",
               summary="DPTree node noise per level vs the exact variance, range-query error = "
                       "sum of canonical node noises, repeated queries bit-identical"),
+    # check 7 (H5a): utility
+    CheckSpec("utility", "dpxattn.verification.checks_utility", "check_utility",
+              summary="privacy-utility on a retrieval task: error vs eps and n (tree, direct), "
+                      "the R trade-off, certified and high-probability envelopes"),
     # issue 5 (H6): floating-point attack and timing of the hardened noise
     CheckSpec("float-attack", "dpxattn.verification.checks_float_attack", "check_float_attack",
               summary="bit-pattern classifier + Clopper-Pearson eps lower bound: exposes the "
