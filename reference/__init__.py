@@ -14,6 +14,8 @@ _EXPORTS: dict[str, str] = {
     "attention": "noiseless",
     "taylor_attention": "noiseless",
     "DPCrossAttention": "cross_attention",
+    "DPTreeSoftmax": "dptree_softmax",
+    "DirectRelease": "direct",
     "DPTree": "dptree",
     "DPTreeDistance": "dptree_distance",
     "DPTreeHighDim": "dptree_highdim",

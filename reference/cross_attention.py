@@ -28,7 +28,9 @@ high-probability envelopes (m x d_v), as lists of rows of mpf.
 
 from __future__ import annotations
 
-from dpxattn.accounting import plan_direct, plan_tree
+from fractions import Fraction
+
+from dpxattn.accounting import TREE_MOMENTS, feature_dimension, plan_direct, plan_tree, tree_levels
 from dpxattn.errors import ParameterError, ShapeError
 from dpxattn.params import (check_degree, check_mechanism, check_positive, check_positive_int,
                             check_privacy)
@@ -37,9 +39,12 @@ from dpxattn.reference._mp import (DEFAULT_PREC, check_entries, context, resolve
 from dpxattn.reference.direct import DirectRelease, direct_noise_count
 from dpxattn.reference.dptree import draw_uniforms, numerics_label
 from dpxattn.reference.dptree_softmax import TreeRelease, tree_noise_count
-from dpxattn.reference.envelope import certified_envelope, check_failure_prob, hp_envelope
+from dpxattn.reference.envelope import (certified_envelope, check_failure_prob, hp_envelope,
+                                        rounding_allowance)
+from dpxattn.reference.kernel import certified_eps_s
+from dpxattn.reference.theorem_bounds import kernel_additive_error
 
-__all__ = ["DPCrossAttention"]
+__all__ = ["DPCrossAttention", "accounting_comparison"]
 
 _CITE = "cross-attention structure (v2 §3, App. H, I; v3: unverified); spec PAPER.md §3.5-3.7"
 
@@ -227,8 +232,69 @@ class DPCrossAttention:
         return [hp_envelope(self.release.error_terms(u), self.R_w, failure_prob, prec=self.prec)
                 for u in self._queries(Q)]
 
+    def kernel_error_bound(self):
+        """2 eps_s R_w / (1 - eps_s), eps_s certified for [0, R]^d: surely
+        |taylor_attention - attention| <= this, entrywise, for every query in the box.
+
+        A public constant (no private data): the additive form of the kernel's relative error,
+        valid for signed values. Paper: main theorem, relative error 2 eps_s/(1 - eps_s) (ICLR
+        Thm 1.2; v2 §3; v3: unverified); spec PAPER.md §4.1, §5 item 12. Proof note:
+        ``proofs_notes/18-kernel-error-theorem.md``.
+        """
+        e = certified_eps_s(self.R, self.degree, self.d, scale=self.scale, prec=self.prec)
+        b = kernel_additive_error(e, self.R_w, prec=self.prec)
+        return b + rounding_allowance(b, self.R_w, prec=self.prec)
+
+    def attention_error_bound(self, Q) -> list:
+        """Sure envelope (m x d_v) against EXACT softmax attention:
+        |query(Q) - attention(Q, K, V)| <= error_bound(Q) + kernel_error_bound().
+
+        Paper: main theorem, additive plus relative error (v2 §3; v3: unverified); spec
+        PAPER.md §4.1; DESIGN §1 item 3. Proof note: ``proofs_notes/16-certified-envelope.md``.
+        """
+        k = self.kernel_error_bound()
+        return [[e + k for e in row] for row in self.error_bound(Q)]
+
     def __repr__(self) -> str:
         eps, delta = self._plan.eps, self._plan.delta
         return (f"RefDPCrossAttention(mechanism={self.mechanism!r}, n={self.n}, d={self.d}, "
                 f"d_v={self.d_v}, degree={self.degree}, copies={self.copies}, "
                 f"eps={float(eps):.6g}, delta={float(delta):.6g}, prec={self.prec})")
+
+
+def accounting_comparison(*, eps, delta, n: int, d: int, d_v: int, degree: int,
+                          copies: int = 1, grid_size: int | None = None) -> dict:
+    """The ``tree`` mechanism's per-node budget, ours (end to end) beside the paper's.
+
+    Ours (``plan_tree``): J = l (d_v + 1)(3 r + 2) components, each DPTree level gets
+    eps/(J L). The paper's (PAPER §3.7, reconstructed [R]): every value column's structure gets
+    the full (eps, delta), split over r coordinates and 3 moment trees, each over L levels:
+    eps/(3 r L) per level; c0, c1 and the denominator without noise; no split over copies.
+    ``noise_ratio`` = J/(3 r) is how much larger our per-node noise scale is; the paper's noise
+    levels, honestly composed over every released part (c0, c1 and the denominator noised like
+    a column), would certify only ``paper_noise_end_to_end_eps`` = noise_ratio * eps. As
+    published the paper's release is not DP at all (exact c0, c1, denominator). Exact Fractions.
+    Paper: v2 §3 and App. D-I (v3: unverified); spec PAPER.md §3.7, §5 items 5, 6, 9.
+    Proof note: ``proofs_notes/13-cross-attention-accounting.md``.
+    """
+    plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree, copies=copies,
+                     grid_size=grid_size)
+    r = feature_dimension(d, degree)
+    L = tree_levels(n if grid_size is None else grid_size)
+    J = plan.sizes["J"]
+    ours = plan.share("tree_level")
+    e, dl = Fraction(eps), Fraction(delta)
+    paper = (e / (TREE_MOMENTS * r * L), dl / (TREE_MOMENTS * r * L))
+    ratio = Fraction(J, TREE_MOMENTS * r)
+    return {
+        "r": r, "levels": L, "components": J, "copies": copies, "columns": d_v + 1,
+        "ours_level_eps": ours[0], "ours_level_delta": ours[1],
+        "paper_level_eps": paper[0], "paper_level_delta": paper[1],
+        "noise_ratio": ratio,
+        "paper_noise_end_to_end_eps": ratio * e,
+        "paper_noise_end_to_end_delta": ratio * dl,
+        "paper_release_is_dp": False,
+        "paper_claim": "(eps, delta) per output entry (one value column), denominator and c0, c1 "
+                       "exact, copies not counted",
+        "ours_claim": f"(eps, delta) = ({e}, {dl}) end to end for the whole released structure",
+    }

@@ -529,3 +529,41 @@ def test_exact_inputs_are_accepted(rng):
     T = taylor_attention([[Fraction(1, 2), Fraction(1, 5)]], K, V, degree=2, prec=PREC)
     got = att.query([[Fraction(1, 2), Fraction(1, 5)]])
     assert max_abs_diff(got, T) <= CTX.ldexp(1 + att.error_bound([[0.5, 0.2]])[0][0], 24 - PREC)
+
+
+# ---------------------------------------------------------------------------------------------
+# Against exact softmax attention; the accounting comparison
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mech,copies,R", [("direct", 1, 1), ("tree", 2, Fraction(3, 2))])
+def test_attention_error_bound_holds_against_exact_attention(rng, mech, copies, R):
+    from dpxattn.reference import attention
+    from dpxattn.reference.theorem_bounds import kernel_error_bounds
+    n, d, d_v, degree = 5, 2, 2, 2
+    K, V = make_data(rng, n, d, d_v, R=float(R))
+    att = build(K, V, rng.uniform(U_LOW, U_HIGH, count_of(n, d, d_v, degree, mech, copies)),
+                degree, mech, copies, R=R)
+    Q = queries(rng, d, R=float(R))
+    exact = attention(Q, K, V, prec=PREC)
+    for ro, rx, rb in zip(att.query(Q), exact, att.attention_error_bound(Q)):
+        assert all(abs(o - x) <= b for o, x, b in zip(ro, rx, rb))
+    # the public kernel term dominates the private lemma bound for this data
+    private = kernel_error_bounds(Q, K, V, degree=degree, R=R, prec=PREC)
+    assert max(max(row) for row in private) <= att.kernel_error_bound()
+    # and is not vacuous: at degree 2, R = 1 it is below R_w
+    if R == 1:
+        assert att.kernel_error_bound() < 1
+
+
+def test_accounting_comparison_is_exact():
+    from dpxattn.reference.cross_attention import accounting_comparison
+    eps, delta = Fraction(1), Fraction(1, 10**6)
+    for n, d, d_v, degree, copies in [(1024, 4, 8, 2, 1), (7, 2, 1, 3, 3)]:
+        a = accounting_comparison(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree,
+                                  copies=copies)
+        J, L, r = a["components"], a["levels"], a["r"]
+        assert J == copies * (d_v + 1) * (3 * r + 2)
+        assert a["ours_level_eps"] * J * L == eps and a["ours_level_delta"] * J * L == delta
+        assert a["paper_level_eps"] * 3 * r * L == eps
+        assert a["paper_level_eps"] / a["ours_level_eps"] == a["noise_ratio"]
+        assert a["noise_ratio"] > copies * (d_v + 1) and a["paper_release_is_dp"] is False
