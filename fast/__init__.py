@@ -17,6 +17,7 @@ _EXPORTS: dict[str, str] = {
     "tlap_constants": "noise",
     "features": "features",
     "DPTree": "tree",
+    "PrivateCrossAttention": "module",
     "secure_release": "secure_noise",
     "secure_support_bound": "secure_noise",
 }

@@ -52,7 +52,7 @@ __all__ = [
 
 #: uniforms converted per step: bounds the temporaries of a large draw (1e8 draws need only the
 #: output plus a few chunk-sized buffers)
-NOISE_CHUNK = 1 << 20
+NOISE_CHUNK = 1 << 17
 
 
 @dataclass(frozen=True)
@@ -131,16 +131,16 @@ def ppf_from_constants(u: torch.Tensor, b, support_down, e_minus_a,
     column per sensitivity, as in the tree payload); ``e_minus_a`` and ``one_minus_e_minus_a``
     depend on (eps, delta) only. ``u`` must be float64 in (0, 1).
     """
-    t = 2.0 * torch.minimum(u, 1.0 - u)
-    p = (1.0 - t) * one_minus_e_minus_a
-    centre = torch.log1p(-p).neg_()
-    tail = torch.log(t.mul_(one_minus_e_minus_a).add_(e_minus_a)).neg_()
-    mag = torch.where(p <= 0.5, centre, tail).mul_(b)
+    t = torch.minimum(u, 1.0 - u).mul_(2.0)
+    p = (1.0 - t).mul_(one_minus_e_minus_a)
+    centre = torch.log1p(p.neg())
+    tail = t.mul_(one_minus_e_minus_a).add_(e_minus_a).log_()
+    mag = torch.where(p <= 0.5, centre, tail).mul_(-1.0).mul_(b)
     if isinstance(support_down, torch.Tensor):
-        mag = torch.minimum(mag, support_down)
+        torch.minimum(mag, support_down, out=mag)
     else:
-        mag = mag.clamp_(max=support_down)
-    return torch.where(u < 0.5, mag.neg(), mag)
+        mag.clamp_(max=support_down)
+    return mag.copysign_(u - 0.5)
 
 
 def tlap_ppf(u, sensitivity, eps, delta) -> torch.Tensor:
