@@ -128,8 +128,8 @@ def document_weights(out: torch.Tensor, R_w: float = 1.0) -> np.ndarray:
 
 
 def exact_attention(task: RagTask) -> torch.Tensor:
-    """softmax(Q K^T / d) V in float64 (the paper's scale 1/d), (m, D_VALUES)."""
-    logits = task.Q @ task.K.T / D_KEYS
+    """softmax(Q K^T / d) V in float64 (the paper's scale 1/d, d = key dimension), (m, d_v)."""
+    logits = task.Q @ task.K.T / task.K.shape[1]
     return torch.softmax(logits, dim=1) @ task.V
 
 

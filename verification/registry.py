@@ -32,6 +32,13 @@ CHECKS: list[CheckSpec] = [
     CheckSpec("tree-noise", "dpxattn.verification.checks_tree", "check_tree",
               summary="DPTree node noise per level vs the exact variance, range-query error = "
                       "sum of canonical node noises, repeated queries bit-identical"),
+    # check 6 (H5a registers it; the table is the fast helper's verification/conformance.py)
+    CheckSpec("conformance", "dpxattn.verification.conformance", "check_conformance",
+              summary="fast (torch float64) vs exact reference from shared uniforms over the "
+                      "DESIGN §6 table; envelopes contain the Taylor attention; determinism"),
+    CheckSpec("kernel-eps-s", "dpxattn.verification.checks_kernel", "check_kernel",
+              summary="fast polynomial kernel's measured relative error vs the reference's "
+                      "certified eps_s (attained at t_max); Taylor vs softmax attention gap"),
     # check 7 (H5a): utility
     CheckSpec("utility", "dpxattn.verification.checks_utility", "check_utility",
               summary="privacy-utility on a retrieval task: error vs eps and n (tree, direct), "
