@@ -42,6 +42,8 @@ import numpy as np
 
 from dpxattn.errors import ParameterError
 from dpxattn.reference._mp import context, to_mpf
+from dpxattn.reference.dptree import hoeffding_bound
+from dpxattn.reference.dptree_distance import exact_fraction
 
 __all__ = [
     "NoiseGroup",
@@ -125,23 +127,31 @@ def _prob(failure_prob, ctx: mpmath.MPContext):
 def sure_noise_bound(groups: Sequence[NoiseGroup], ctx: mpmath.MPContext):
     """E = sum_g A_g sum_i |c_{g,i}|: surely |sum_g sum_i c_{g,i} Z_{g,i}| <= E (|Z| <= A).
 
+    Products and sums rounded up (A_g is itself certified upward by the structure).
     Paper: TLap "always accurate up to the truncation bound" (v2 §2; v3: unverified); spec
     PAPER.md §2.1, §4.3 row "Adaptive". Proof note ``proofs_notes/16-certified-envelope.md``.
     """
-    return ctx.fsum(g.support_bound * ctx.fsum(abs(c) for c in g.coefficients) for g in groups)
+    total = ctx.zero
+    for g in groups:
+        for c in g.coefficients:
+            total = ctx.fadd(total, ctx.fmul(abs(c), g.support_bound, rounding="u"), rounding="u")
+    return total
 
 
 def hoeffding_noise_bound(groups: Sequence[NoiseGroup], failure_prob, ctx: mpmath.MPContext):
     """t = sqrt(2 ln(2/p) sum_g A_g^2 sum_i c_{g,i}^2): P[|error| > t] <= p (Hoeffding).
 
     Each term c Z lies in [-|c| A, |c| A] and has mean 0; Hoeffding's inequality gives
-    P[|sum| >= t] <= 2 exp(-t^2 / (2 sum c^2 A^2)). Paper: DPTree error, "sub-Gaussian
-    (Hoeffding, bounded noise)" (v2 App. D; v3: unverified); spec PAPER.md §3.1.
-    Proof note ``proofs_notes/16-certified-envelope.md``.
+    P[|sum| >= t] <= 2 exp(-t^2 / (2 sum c^2 A^2)). Evaluated (rounded up) by THE Hoeffding
+    function of the reference, :func:`dpxattn.reference.dptree.hoeffding_bound`, on the ranges
+    |c| A. Paper: DPTree error, "sub-Gaussian (Hoeffding, bounded noise)" (v2 App. D; v3:
+    unverified); spec PAPER.md §3.1. Proof note ``proofs_notes/16-certified-envelope.md``.
     """
     p = _prob(failure_prob, ctx)
-    ssq = ctx.fsum(g.support_bound**2 * ctx.fsum(c * c for c in g.coefficients) for g in groups)
-    return ctx.sqrt(2 * ctx.log(2 / p) * ssq)
+    ranges = [abs(c) * g.support_bound for g in groups for c in g.coefficients if c != 0]
+    if not ranges:
+        return ctx.zero
+    return ctx.make_mpf(hoeffding_bound(ranges, exact_fraction(p, "failure_prob"))._mpf_)
 
 
 def bernstein_noise_bound(groups: Sequence[NoiseGroup], failure_prob, ctx: mpmath.MPContext):
@@ -270,10 +280,13 @@ def ratio_error_bound(numerator_bound, denominator_bound, R_w, released_denomina
     ((N~ - N_T) - (N_T/D_T)(D~ - D_T)) / D~, and |N_T/D_T| <= R_w because N_T/D_T is a weighted
     average of values in [-R_w, R_w] with positive weights T_s(scale <q, k_j>) >= 1. Clamping
     D~ below by n <= D_T only moves D~ toward D_T, so |D~ - D_T| <= E_D still holds.
+    Rounded up (``released_denominator``: an mpf; the bounds: mpf of the same context).
     Paper: main theorem's additive error, n^{-1} factor from D >= n (v2 §3; v3: unverified);
     spec PAPER.md §4.1, §1.1.
     """
-    return (numerator_bound + R_w * denominator_bound) / released_denominator
+    ctx = released_denominator.context
+    top = ctx.fadd(numerator_bound, ctx.fmul(R_w, denominator_bound, rounding="u"), rounding="u")
+    return ctx.fdiv(top, released_denominator, rounding="u")
 
 
 def hp_ratio_error_bound(numerator_bound, denominator_bound, R_w, released_denominator,
