@@ -25,10 +25,10 @@ from dpxattn.accounting import feature_dimension, plan_direct, plan_tree
 from dpxattn.errors import ParameterError
 from dpxattn.fast.direct import DirectRelease, direct_noise_count
 from dpxattn.fast.directed import float_up
-from dpxattn.fast.envelope import finalize, median_copy_failure, ratio_bound
+from dpxattn.fast.envelope import finalize, hp_ratio_bound, median_copy_failure, ratio_bound
 from dpxattn.fast.features import feature_bounds
 from dpxattn.fast.sensitivities import direct_sensitivity, round_up, tree_sensitivities
-from dpxattn.fast.tree_mechanism import TreeRelease, tree_noise_count
+from dpxattn.fast.tree_mechanism import TreeRelease, median_over_copies, tree_noise_count
 from dpxattn.fast.uniforms import uniform_stream
 from dpxattn.fast.validation import check_failure_prob, check_keys_values, check_queries
 from dpxattn.params import (check_degree, check_mechanism, check_positive, check_positive_int,
@@ -50,9 +50,10 @@ class Tolerance:
 RTOL_F64 = 1e-10
 #: absolute part (in units of R_w) for entries that cancel to ~0
 ATOL_F64 = 1e-12
-#: float32 queries vs the float64 answer of the same structure (issue 3: <= 1e-4 relative)
+#: float32 queries vs the float64 answer of the same structure (issue 3: <= 1e-4 relative);
+#: measured, not proven (the certified envelope is what is proven, in every dtype)
 RTOL_F32 = 1e-4
-#: absolute part for float32 (in units of R_w)
+#: absolute part for float32 (in units of R_w), for entries that cancel to ~0
 ATOL_F32 = 1e-4
 
 TOLERANCES = {torch.float64: Tolerance(ATOL_F64, RTOL_F64),
@@ -91,8 +92,11 @@ class DPCrossAttention:
 
     Dtypes: released numbers are float64; ``query`` accepts float64 (default) or float32
     queries and answers in the query's dtype within :data:`TOLERANCES` of the exact answer
-    (``ATOL``/``RTOL`` per dtype); envelopes are always float64 and cover the answer actually
-    computed in that dtype (``proofs_notes/19-fast-path.md``).
+    (``ATOL``/``RTOL`` per dtype). ``direct`` evaluates float32 queries in float32 (one float32
+    GEMM against a cached float32 copy of S~); ``tree`` evaluates every query in float64 and
+    casts the answer (its law of cosines subtracts large noisy sums, PAPER §5 item 18).
+    Envelopes are always float64 and cover the answer actually computed in that dtype
+    (``proofs_notes/19-fast-path.md``).
     """
 
     TOLERANCES = TOLERANCES
@@ -245,20 +249,30 @@ class DPCrossAttention:
         rel = self.release
         R_w = self._R_w_up
         with torch.no_grad():
-            ans, D = rel.answer(Qv)
-            D64 = D.to(torch.float64)
             if self.mechanism == "direct":
+                ans, D = rel.answer(Qv)
+                D64 = D.to(torch.float64)
                 terms = rel.envelope_terms(Qv)
                 half = None if failure is None else failure / 2
                 E = rel.noise_bounds(terms, half)
                 F_v = rel.fp_allowance(terms, R_w, Qv.dtype, self.r)
                 F_d = rel.fp_allowance(terms, 1.0, Qv.dtype, self.r)
-                b = ratio_bound(E + F_v, E + F_d, R_w, D64)
-                bound = b.unsqueeze(1).expand(-1, self.d_v)
+                num, den = (E + F_v).unsqueeze(1), (E + F_d).unsqueeze(1)
+                if failure is None:
+                    bound = ratio_bound(num, den, R_w, D64.unsqueeze(1)).expand(-1, self.d_v)
+                else:
+                    bound = hp_ratio_bound(num, den, R_w, D64.unsqueeze(1),
+                                           ans.to(torch.float64))
             else:
+                per_copy, D64 = rel.copy_answers(Qv)  # float64, (m, l, d_v), (m, l)
+                ans = median_over_copies(per_copy).to(Qv.dtype)
                 q = None if failure is None else median_copy_failure(self.copies, failure) / 2
                 col = rel.column_bounds(Qv, q)  # (m, d_v + 1)
-                b = ratio_bound(col[:, None, :-1], col[:, None, -1:], R_w, D64.unsqueeze(-1))
+                num, den = col[:, None, :-1], col[:, None, -1:]
+                if failure is None:
+                    b = ratio_bound(num, den, R_w, D64.unsqueeze(-1))
+                else:
+                    b = hp_ratio_bound(num, den, R_w, D64.unsqueeze(-1), per_copy)
                 bound = b.amax(dim=1)
             return finalize(bound, ans, Qv.dtype)
 
@@ -273,7 +287,8 @@ class DPCrossAttention:
         """High-probability envelope (m, d_v), float64: for a query fixed before the noise,
         each entry is exceeded with probability <= failure_prob (numerator and denominator at
         p/2 each; copies: the median's per-copy probability from the exact binomial tail;
-        min(sure, Hoeffding, Bernstein)). Paper: "with probability 1 - p_f" (ICLR Thm 1.2; v2
+        min(sure, Hoeffding, Bernstein, Chernoff with the exact TLap MGF), then the ratio step
+        min((t_N + R_w t_D)/D~, (t_N + |a| t_D)/(D~ - t_D)) with a the copy's answer). Paper: "with probability 1 - p_f" (ICLR Thm 1.2; v2
         §3; v3: unverified); PAPER.md §4.1, §2.6; DESIGN §9(c)."""
         return self._bound(Q, check_failure_prob(failure_prob))
 

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dpxattn.fast.envelope import (DirectEnvelopeTerms, bernstein_hoeffding_sure, gamma,
-                                   unit_roundoff)
+from dpxattn.fast.envelope import DirectEnvelopeTerms, gamma, hp_noise_bound, unit_roundoff
 from dpxattn.fast.features import feature_chunks, features_t
 from dpxattn.fast.release import NoiseLaw, noise_law, release_
 from dpxattn.fast.uniforms import UniformStream
@@ -96,7 +95,7 @@ class DirectRelease:
         with torch.no_grad():
             U = features_t(Q.detach().to(torch.float64), self.degree, scale=self.scale).t()
         return DirectEnvelopeTerms(
-            l1=U.sum(dim=1), l2sq=(U * U).sum(dim=1), linf=U.amax(dim=1) if U.shape[1] else
+            U=U, l1=U.sum(dim=1), l2sq=(U * U).sum(dim=1), linf=U.amax(dim=1) if U.shape[1] else
             torch.zeros(U.shape[0], dtype=torch.float64, device=U.device),
             uM=U @ self.bounds)
 
@@ -113,10 +112,15 @@ class DirectRelease:
         return (g_build + 2 * g_q) * self.n * weight * terms.uM + g_q * A * terms.l1
 
     def noise_bounds(self, terms: DirectEnvelopeTerms, failure: float | None):
-        """(bound on |noise of N_k|, on |noise of D|), each (m,): sure (failure None) or
-        min(sure, Hoeffding, Bernstein) at probability ``failure`` each."""
+        """Bound on |noise of N_k| (= on |noise of D|: same law, same coefficients), (m,):
+        sure (failure None) or min(sure, Hoeffding, Bernstein, Chernoff) at ``failure``."""
         A = float(self.law.support_up.max())
         var = float(self.law.variance.max())
-        return bernstein_hoeffding_sure(
-            sure=A * terms.l1, sum_c2_A2=A * A * terms.l2sq, sum_c2_var=var * terms.l2sq,
-            max_cA=A * terms.linf, failure=failure)
+        sure = A * terms.l1
+        if failure is None:
+            return sure
+        b = self.law.b.max().reshape(1)
+        return hp_noise_bound(sure=sure, sum_c2_A2=A * A * terms.l2sq,
+                              sum_c2_var=var * terms.l2sq, max_cA=A * terms.linf,
+                              coef=terms.U, count=torch.ones_like(terms.U), b=b,
+                              A=self.law.support_up.max().reshape(1), failure=failure)

@@ -11,9 +11,12 @@ truncated Laplace draws, with coefficients fixed by the query. From per-entry su
 coefficients this module forms
 
 * the sure noise bound ``sum |c| A`` and, at failure probability p, ``min(sure, Hoeffding,
-  Bernstein)`` (the same three thresholds as the reference);
+  Bernstein, Chernoff)`` (the same four thresholds as the reference; Chernoff uses the exact
+  truncated Laplace moment generating function with lambda found by the same golden-section
+  search on log lambda);
 * the ratio step ``(E_N + R_w E_D) / D~`` (``|N_T/D_T| <= R_w``, ``|D~ - D_T| <= E_D`` after
-  clamping; conventions "Certified envelope");
+  clamping; conventions "Certified envelope"); for the high-probability envelope also the
+  reference's released-answer form ``(t_N + |a| t_D) / (D~ - t_D)`` (a = the copy's answer);
 * the final rounding step :func:`finalize`: ``+ 2 u_q |answer|`` for the last division (and the
   median's mean), then a relative margin ``1 + MARGIN_ULPS u_64`` and one step up, covering the
   rounding of the bound's own float64 evaluation.
@@ -39,7 +42,11 @@ __all__ = [
     "gamma",
     "DirectEnvelopeTerms",
     "bernstein_hoeffding_sure",
+    "tlap_log_mgf",
+    "chernoff_bound",
+    "hp_noise_bound",
     "ratio_bound",
+    "hp_ratio_bound",
     "finalize",
     "median_copy_failure",
 ]
@@ -64,8 +71,10 @@ def gamma(k: int, u: float) -> float:
 @dataclass(frozen=True)
 class DirectEnvelopeTerms:
     """Coefficient sums of the ``direct`` noise at m queries (each (m,), float64):
-    ``l1 = ||P(q)||_1``, ``l2sq = ||P(q)||_2^2``, ``linf = max_t P(q)_t``, ``uM = P(q) . M``."""
+    ``l1 = ||P(q)||_1``, ``l2sq = ||P(q)||_2^2``, ``linf = max_t P(q)_t``, ``uM = P(q) . M``;
+    ``U`` (m, r) the coefficients themselves (for the Chernoff bound)."""
 
+    U: torch.Tensor
     l1: torch.Tensor
     l2sq: torch.Tensor
     linf: torch.Tensor
@@ -88,6 +97,86 @@ def bernstein_hoeffding_sure(*, sure, sum_c2_A2, sum_c2_var, max_cA, failure):
     h = max_cA * (L / 3.0)
     bernstein = h + torch.sqrt(h * h + 2.0 * L * sum_c2_var)
     return torch.minimum(sure, torch.minimum(hoeffding, bernstein))
+
+
+def tlap_log_mgf(mu: torch.Tensor, b, A) -> torch.Tensor:
+    """log E[exp(mu Z)], Z ~ TLap with Laplace scale b and half-width A, in float64 (closed form).
+
+    E[e^{mu Z}] = B (I_1 + I_2), B = 1/(2 b (1 - e^{-A/b})), I_1 = int_0^A e^{(|mu| - 1/b) z} dz,
+    I_2 = int_0^A e^{-(|mu| + 1/b) z} dz; the float64 twin of
+    ``dpxattn.reference.envelope.tlap_log_mgf`` (same formula as its float search helper).
+    """
+    mu = mu.abs()
+    beta = 1.0 / b
+    log_B = -torch.log(2.0 * b) - torch.log(-torch.expm1(-A / b))
+    diff = mu - beta
+    ad = diff.abs() * A
+    log_core = torch.log(-torch.expm1(-ad)) - torch.log(diff.abs())
+    log_i1 = torch.where(diff > 0, diff * A + log_core, log_core)
+    log_i1 = torch.where(ad < 1e-300, torch.log(A * torch.ones_like(ad)), log_i1)
+    log_i2 = torch.log(-torch.expm1(-(mu + beta) * A)) - torch.log(mu + beta)
+    return log_B + torch.logaddexp(log_i1, log_i2)
+
+
+_INV_PHI = (math.sqrt(5) - 1) / 2
+_GOLDEN_STEPS = 48
+
+
+def chernoff_bound(coef: torch.Tensor, count: torch.Tensor, b: torch.Tensor, A: torch.Tensor,
+                   failure: float) -> torch.Tensor:
+    """Chernoff threshold with the exact TLap MGF: P[|sum c_i Z_i| > t] <= failure.
+
+    Terms along the last axis: ``coef`` |c| (..., T), ``count`` multiplicity of each term (the
+    number of iid draws sharing that coefficient and law), ``b``/``A`` broadcastable to (..., T).
+    ``t(lambda) = (ln(2/p) + sum count log E[e^{lambda c Z}]) / lambda`` is valid for every
+    lambda > 0; lambda is chosen per entry by the reference's golden-section search on
+    log lambda over [ln(1e-8/s), ln(1e8/s)], s = max c b, 48 steps, vectorised over entries.
+    """
+    L = math.log(2.0 / failure)
+    coef = coef.abs()
+    scale = (coef * b).amax(dim=-1).clamp_min(1e-300)
+
+    def t_of(x: torch.Tensor) -> torch.Tensor:
+        lam = torch.exp(x)
+        return (L + (count * tlap_log_mgf(lam.unsqueeze(-1) * coef, b, A)).sum(dim=-1)) / lam
+
+    lo = torch.log(1e-8 / scale)
+    hi = torch.log(1e8 / scale)
+    x1 = hi - _INV_PHI * (hi - lo)
+    x2 = lo + _INV_PHI * (hi - lo)
+    f1, f2 = t_of(x1), t_of(x2)
+    for _ in range(_GOLDEN_STEPS):
+        left = f1 <= f2
+        hi = torch.where(left, x2, hi)
+        lo = torch.where(left, lo, x1)
+        nx1 = torch.where(left, hi - _INV_PHI * (hi - lo), x2)
+        nx2 = torch.where(left, x1, lo + _INV_PHI * (hi - lo))
+        point = torch.where(left, nx1, nx2)
+        fp = t_of(point)
+        f1, f2 = torch.where(left, fp, f2), torch.where(left, f1, fp)
+        x1, x2 = nx1, nx2
+    best = torch.where(f1 <= f2, f1, f2)
+    return torch.where(coef.amax(dim=-1) > 0, best, torch.zeros_like(best))
+
+
+def hp_noise_bound(*, sure, sum_c2_A2, sum_c2_var, max_cA, coef, count, b, A, failure):
+    """min(sure, Hoeffding, Bernstein, Chernoff) at failure probability ``failure``."""
+    first = bernstein_hoeffding_sure(sure=sure, sum_c2_A2=sum_c2_A2, sum_c2_var=sum_c2_var,
+                                     max_cA=max_cA, failure=failure)
+    return torch.minimum(first, chernoff_bound(coef, count, b, A, failure))
+
+
+def hp_ratio_bound(num_bound: torch.Tensor, den_bound: torch.Tensor, R_w: float,
+                   denominator: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
+    """min((t_N + R_w t_D)/D~, (t_N + |a| t_D)/(D~ - t_D) where D~ > t_D), a = the answer.
+
+    On the event |N~ - N_T| <= t_N and |D~ - D_T| <= t_D, |a - N_T/D_T| <= both (the
+    reference's ``hp_ratio_error_bound``; proof note ``proofs_notes/16-certified-envelope.md``).
+    """
+    first = ratio_bound(num_bound, den_bound, R_w, denominator)
+    gap = denominator - den_bound
+    second = (num_bound + answer.abs() * den_bound) / torch.where(gap > 0, gap, torch.ones_like(gap))
+    return torch.where(gap > 0, torch.minimum(first, second), first)
 
 
 def ratio_bound(num_bound: torch.Tensor, den_bound: torch.Tensor, R_w: float,

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from dpxattn.accounting import padded_size, tree_height
-from dpxattn.fast.envelope import bernstein_hoeffding_sure, gamma, unit_roundoff
+from dpxattn.fast.envelope import gamma, hp_noise_bound, unit_roundoff
 from dpxattn.fast.features import feature_chunks, features_t
 from dpxattn.fast.release import NoiseLaw, noise_law, release_
 from dpxattn.fast.tree import fill_internal_nodes, gather_sums, grid_cell, prefix_suffix_nodes
@@ -75,6 +75,7 @@ class TreeRelease:
     noisy (c0, c1); ``node_law`` (d_v + 1, r, 3) and ``scalar_law`` (d_v + 1, 2) the TLap
     constants; ``bounds`` (r,) the feature bounds M_t; ``n``, ``grid``, ``degree``, ``scale``,
     ``copies``, ``norm_bound`` (T_s(t_max), rounded up), ``R_w`` (float64, rounded up).
+    Queries are evaluated in float64 whatever their dtype (the answer is cast at the end).
     """
 
     payload: torch.Tensor
@@ -89,7 +90,6 @@ class TreeRelease:
     copies: int
     norm_bound: float
     R_w: float
-    _cast: dict
 
     @property
     def N(self) -> int:
@@ -148,7 +148,7 @@ class TreeRelease:
         release_(payload.permute(0, 2, 3, 1, 4), _expand(node_law, l), stream)
         return cls(payload=payload, scalars=scalars, node_law=node_law, scalar_law=scalar_law,
                    bounds=bounds, n=n, grid=grid, degree=degree, scale=scale, copies=l,
-                   norm_bound=norm_bound, R_w=R_w, _cast={})
+                   norm_bound=norm_bound, R_w=R_w)
 
     def to(self, device) -> "TreeRelease":
         """The same release on ``device`` (a copy of the public tensors)."""
@@ -156,18 +156,9 @@ class TreeRelease:
                            node_law=self.node_law.to(device), scalar_law=self.scalar_law.to(device),
                            bounds=self.bounds.to(device), n=self.n, grid=self.grid,
                            degree=self.degree, scale=self.scale, copies=self.copies,
-                           norm_bound=self.norm_bound, R_w=self.R_w, _cast={})
+                           norm_bound=self.norm_bound, R_w=self.R_w)
 
     # -- queries ---------------------------------------------------------------------------------
-
-    def _as(self, dtype: torch.dtype):
-        if dtype == torch.float64:
-            return self.payload, self.scalars
-        got = self._cast.get(dtype)
-        if got is None:
-            got = (self.payload.to(dtype), self.scalars.to(dtype))
-            self._cast[dtype] = got
-        return got
 
     def _chunk(self) -> int:
         r = self.bounds.shape[0]
@@ -176,12 +167,17 @@ class TreeRelease:
 
     def _nodes(self, U: torch.Tensor) -> torch.Tensor:
         """(m, r, 4(h + 1)) canonical prefix+suffix nodes of every (token, coordinate)."""
-        cells = grid_cell(U.detach(), self.bounds.to(U.dtype), self.grid)
+        cells = grid_cell(U.detach(), self.bounds, self.grid)
         return prefix_suffix_nodes(cells, self.grid)
 
     def copy_answers(self, Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-copy answers (m, l, d_v) and clamped denominators D~ (m, l), in Q's dtype."""
-        payload, scalars = self._as(Q.dtype)
+        """Per-copy answers (m, l, d_v) and clamped denominators D~ (m, l), float64.
+
+        Always computed in float64, whatever Q's dtype: the law of cosines subtracts large noisy
+        sums (PAPER §5 item 18), so a float32 evaluation would lose most of the answer's digits.
+        """
+        Q = Q.to(torch.float64)
+        payload, scalars = self.payload, self.scalars
         nn, r, l, cols, _ = payload.shape
         table = payload.view(nn * r, l * cols * MOMENTS)
         coord = torch.arange(r, device=Q.device)
@@ -206,9 +202,9 @@ class TreeRelease:
         return torch.cat(outs), torch.cat(dens)
 
     def answer(self, Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(median answers (m, d_v), per-copy D~ (m, l))."""
+        """(median answers (m, d_v) in Q's dtype, per-copy D~ (m, l) float64)."""
         per_copy, D = self.copy_answers(Q)
-        return median_over_copies(per_copy), D
+        return median_over_copies(per_copy).to(Q.dtype), D
 
     # -- envelopes --------------------------------------------------------------------------------
 
@@ -218,12 +214,10 @@ class TreeRelease:
         ``failure`` None: sure; else each column's bound holds with probability >= 1 - failure.
         See ``proofs_notes/19-fast-path.md`` ("tree") for the floating-point allowance.
         """
-        dtype = Q.dtype
+        dtype = torch.float64  # the tree's queries are evaluated in float64 (see copy_answers)
         with torch.no_grad():
-            Uq = features_t(Q.detach(), self.degree, scale=self.scale).t()
-            sizes = (self._nodes(Uq) >= 0).sum(dim=-1).to(torch.float64)  # (m, r)
-            U = Uq.to(torch.float64) if dtype == torch.float64 else \
-                features_t(Q.detach().to(torch.float64), self.degree, scale=self.scale).t()
+            U = features_t(Q.detach().to(torch.float64), self.degree, scale=self.scale).t()
+            sizes = (self._nodes(U) >= 0).sum(dim=-1).to(torch.float64)  # (m, r)
             n = self.n
             s = self.degree
             r = U.shape[1]
@@ -246,9 +240,12 @@ class TreeRelease:
             node_max = (coef.unsqueeze(1) * present.unsqueeze(1) * A.unsqueeze(0)).amax(dim=(2, 3))
             max_cA = torch.maximum(torch.maximum(A_s[:, 1].expand_as(node_max),
                                                  norm[:, None] * A_s[:, 0]), node_max) / 2
-            noise = bernstein_hoeffding_sure(sure=sure, sum_c2_A2=sum_c2_A2,
-                                             sum_c2_var=sum_c2_var, max_cA=max_cA,
-                                             failure=failure)
+            if failure is None:
+                noise = sure
+            else:
+                noise = hp_noise_bound(
+                    sure=sure, sum_c2_A2=sum_c2_A2, sum_c2_var=sum_c2_var, max_cA=max_cA,
+                    failure=failure, **self._chernoff_terms(coef, sizes, norm))
             # floating-point allowance (public bounds only)
             cols = A.shape[0]
             weights = self._weights(cols, U.device)  # (cols,) W_k
@@ -267,6 +264,22 @@ class TreeRelease:
             feat = gamma(s + 2, uq) * nW * (U @ self.bounds)[:, None]
             fp = exact + (u64 + gamma(2 * h + 3 * r + 2 * s + 14, uq)) * mag + feat
         return noise + fp
+
+    def _chernoff_terms(self, coef: torch.Tensor, sizes: torch.Tensor, norm: torch.Tensor) -> dict:
+        """Terms (m, cols, 2 + 3r) of every column's noise: c1 (coefficient 1/2), c0 (||u||^2/2),
+        then each (coordinate, moment) tree with coefficient |coef_m(u_t)|/2 and multiplicity
+        |C_t| (its canonical nodes), with their Laplace scales and half-widths."""
+        m, r, _ = coef.shape
+        cols = self.node_law.b.shape[0]
+        c = torch.cat([torch.full((m, 1), 0.5, dtype=torch.float64, device=coef.device),
+                       (norm / 2).unsqueeze(1), (coef / 2).reshape(m, 3 * r)], dim=1)
+        cnt = torch.cat([torch.ones((m, 2), dtype=torch.float64, device=coef.device),
+                         sizes.unsqueeze(-1).expand(m, r, 3).reshape(m, 3 * r)], dim=1)
+        b = torch.cat([self.scalar_law.b[:, [1, 0]], self.node_law.b.reshape(cols, 3 * r)], 1)
+        A = torch.cat([self.scalar_law.support_up[:, [1, 0]],
+                       self.node_law.support_up.reshape(cols, 3 * r)], 1)
+        return {"coef": c.unsqueeze(1).expand(m, cols, 2 + 3 * r),
+                "count": cnt.unsqueeze(1).expand(m, cols, 2 + 3 * r), "b": b, "A": A}
 
     def _weights(self, cols: int, device) -> torch.Tensor:
         w = torch.full((cols,), float(self.R_w), dtype=torch.float64, device=device)
