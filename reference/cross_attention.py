@@ -46,7 +46,6 @@ from dpxattn.reference.theorem_bounds import kernel_additive_error
 
 __all__ = ["DPCrossAttention", "accounting_comparison"]
 
-_CITE = "cross-attention structure (v2 §3, App. H, I; v3: unverified); spec PAPER.md §3.5-3.7"
 
 
 def _check_clip(clip) -> bool:

@@ -40,7 +40,6 @@ __all__ = [
     "DirectRelease",
 ]
 
-_CITE = "sufficient statistics, not in the paper; spec PAPER.md §3.4 (collapse), §5 item 8"
 
 
 def direct_noise_count(*, d: int, d_v: int, degree: int) -> int:

@@ -65,10 +65,6 @@ __all__ = [
     "hp_envelope",
 ]
 
-_CITE = ("main theorem's error and adaptive queries (v2 §3, App. H; v3: unverified); "
-         "spec PAPER.md §4.1, §2.6, §5 item 10")
-
-
 @dataclass(frozen=True)
 class NoiseGroup:
     """Draws of one TLap law entering an answer linearly: error = sum_i coefficients[i] * Z_i.

@@ -100,7 +100,7 @@ def released(rel) -> dict:
     return out
 
 
-def draw_for(key, u_value, *, rel, plan, d, degree):
+def draw_for(key, u_value, *, plan, d, degree):
     """The TLap draw the conventions assign to the released number ``key`` for uniform u."""
     k = key[2]
     R_w = 1  # value columns are built with R_w = 1 here, and the denominator always has 1
@@ -184,7 +184,7 @@ def test_uniform_order_draw_by_draw(rng, copies, G):
         moved = released(build(K, V, degree, copies, u, G))
         changed = [key for key in base if moved[key] != base[key]]
         assert changed == [expected[idx]]
-        z = draw_for(expected[idx], 0.8125, rel=None, plan=plan, d=d, degree=degree)
+        z = draw_for(expected[idx], 0.8125, plan=plan, d=d, degree=degree)
         assert abs(moved[expected[idx]] - base[expected[idx]] - z) <= tol(z)
 
 
@@ -212,13 +212,13 @@ def test_error_is_the_stated_linear_combination_of_draws(rng):
                         t, m, i = key
                         idx = node_noise_index(i, c, k, t, m, d_v=d_v, r=r, copies=copies)
                         place = ("node", c, k, t, m, i)
-                    total += coef * draw_for(place, u[idx], rel=rel, plan=plan, d=d,
+                    total += coef * draw_for(place, u[idx], plan=plan, d=d,
                                              degree=degree)
                 assert abs(err - total) <= tol(sm.c1)
                 bound = sure_noise_bound(sm.noise_groups(f), CTX)
                 assert abs(err) <= bound
                 # power: with the c0 coefficient's sign flipped the combination no longer matches
                 flipped = total - 2 * sm.error_coefficients(f)["c0"] * draw_for(
-                    ("c0", c, k), u[scalar_noise_index(c, k, 0, d_v=d_v)], rel=rel, plan=plan,
+                    ("c0", c, k), u[scalar_noise_index(c, k, 0, d_v=d_v)], plan=plan,
                     d=d, degree=degree)
                 assert abs(err - flipped) > tol(sm.c1)
