@@ -220,9 +220,10 @@ class DPCrossAttention:
 
     def hp_error_bound(self, Q, failure_prob) -> list:
         """High-probability envelope (m x d_v): for each entry and each query row fixed before
-        the noise was drawn, P[|query - taylor_attention| > bound] <= failure_prob (Hoeffding /
-        Bernstein on the known linear combination of independent bounded draws; median copies
-        through the exact binomial tail). For all m d_v entries at once pass
+        the noise was drawn, P[|query - taylor_attention| > bound] <= failure_prob (the smallest
+        of Hoeffding, Bernstein and a Chernoff bound with the exact TLap MGF, on the known linear
+        combination of independent bounded draws; median copies through the exact binomial
+        tail). For all m d_v entries at once pass
         failure_prob / (m d_v). Never larger than :meth:`error_bound`.
         Paper: "with probability 1 - p_f" (ICLR Theorem 1.2; v2 §3; v3: unverified); spec
         PAPER.md §4.1, §2.6; DESIGN §9(c). Proof note: ``proofs_notes/16-certified-envelope.md``.
