@@ -103,7 +103,7 @@ class DPCrossAttention:
     ATOL_F64, RTOL_F64, ATOL_F32, RTOL_F32 = ATOL_F64, RTOL_F64, ATOL_F32, RTOL_F32
 
     __slots__ = ("mechanism", "release", "_plan", "n", "d", "d_v", "degree", "r", "R", "R_w",
-                 "_R_w_up", "scale", "clip", "copies", "grid_size", "device")
+                 "_R_w_up", "scale", "clip", "copies", "grid_size", "device", "_kernel_bound")
 
     def __init__(self, *, mechanism, release, plan, n, d, d_v, degree, R, R_w, scale, clip,
                  copies, grid_size, device) -> None:
@@ -123,6 +123,7 @@ class DPCrossAttention:
         self.copies = copies
         self.grid_size = grid_size
         self.device = device
+        self._kernel_bound = None
 
     # -- construction ----------------------------------------------------------------------------
 
@@ -291,6 +292,32 @@ class DPCrossAttention:
         min((t_N + R_w t_D)/D~, (t_N + |a| t_D)/(D~ - t_D)) with a the copy's answer). Paper: "with probability 1 - p_f" (ICLR Thm 1.2; v2
         §3; v3: unverified); PAPER.md §4.1, §2.6; DESIGN §9(c)."""
         return self._bound(Q, check_failure_prob(failure_prob))
+
+    def kernel_error_bound(self) -> float:
+        """2 eps_s R_w / (1 - eps_s) with eps_s certified on [0, R]^d (from the reference's
+        ``kernel.certified_eps_s`` and ``theorem_bounds.kernel_additive_error``, rounded up):
+        surely |taylor_attention - attention| <= this, entrywise, for every query in the box;
+        ``inf`` when eps_s >= 1. A public constant. Paper: main theorem's relative error
+        2 eps_s/(1 - eps_s) read for signed values (ICLR Thm 1.2; v2 §3; v3: unverified);
+        PAPER.md §4.1, §5 item 12."""
+        if self._kernel_bound is None:
+            from dpxattn.reference.kernel import certified_eps_s
+            from dpxattn.reference.theorem_bounds import kernel_additive_error
+
+            eps_s = certified_eps_s(self.R, self.degree, self.d, scale=self.scale)
+            if not eps_s < 1:
+                self._kernel_bound = float("inf")
+            else:
+                self._kernel_bound = round_up(kernel_additive_error(eps_s, self.R_w),
+                                              "kernel error bound")
+        return self._kernel_bound
+
+    def attention_error_bound(self, Q) -> torch.Tensor:
+        """Sure envelope (m, d_v) against EXACT softmax attention:
+        |query(Q) - attention(Q, K, V)| <= error_bound(Q) + kernel_error_bound() (float64).
+        Paper: main theorem, additive plus relative error (v2 §3; v3: unverified); PAPER.md
+        §4.1."""
+        return self.error_bound(Q) + self.kernel_error_bound()
 
     def __repr__(self) -> str:
         eps, delta = self._plan.eps, self._plan.delta

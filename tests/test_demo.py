@@ -26,8 +26,9 @@ def test_demo_both_mechanisms_seeded(capsys):
                    "certified envelope (sure)", "high-probability envelope",
                    "|DP - exact|", "privacy plan (direct)", "privacy plan (tree)",
                    "end-to-end (eps, delta) = (1, 1e-06)", "NOT for production",
-                   "every DP answer within its certified envelope of the noiseless Taylor "
-                   "attention: yes"):
+                   "vs exact attention (sure, + kernel",
+                   "every DP answer within its certified envelopes (of the noiseless Taylor "
+                   "attention, and of exact softmax attention): yes"):
         assert needle in out, needle
     assert out.count("query 0 (near document 0)") == 2
     assert main(["demo", "--seed", "3", *SMALL]) == 0

@@ -85,6 +85,20 @@ def test_envelope_holds_and_hp_is_tighter(mechanism, extreme, rng):
         assert float((err / sure).max()) > 0.4
 
 
+def test_attention_envelope_against_exact_softmax(rng):
+    K, V, Q = _data(rng, 60, 2, 2, m=20)
+    for mechanism in ("direct", "tree"):
+        att = DPCrossAttention.build(K, V, degree=4, mechanism=mechanism,
+                                     generator=torch.Generator().manual_seed(9), **KW)
+        w = torch.softmax(Q @ K.T / 2, dim=1)
+        exact = w @ V
+        kb = att.kernel_error_bound()
+        assert 0 < kb < 0.1 and kb == att.kernel_error_bound()
+        assert bool(((att.query(Q) - exact).abs() <= att.attention_error_bound(Q)).all())
+        # the kernel part alone bounds the noiseless Taylor attention against exact attention
+        assert bool(((_taylor(Q, K, V, 4) - exact).abs() <= kb).all())
+
+
 def test_envelope_holds_for_float32_queries_and_tolerance(rng):
     K, V, Q = _data(rng, 300, 8, 4, m=64)
     for mechanism in ("direct", "tree"):
