@@ -150,7 +150,8 @@ def _source(generator, tape, expected_words: int = 1 << 17):
         return _StreamWords(fill, LABEL_SEEDED, expected_words)
     if isinstance(generator, torch.Generator):
         def fill(n: int, g=generator) -> np.ndarray:
-            halves = torch.randint(0, 1 << 32, (2, n), generator=g, dtype=torch.int64).numpy()
+            halves = torch.randint(0, 1 << 32, (2, n), generator=g, dtype=torch.int64,
+                                   device=g.device).cpu().numpy()
             return (halves[0].astype(np.uint64) << _U64(32)) | halves[1].astype(np.uint64)
         return _StreamWords(fill, LABEL_SEEDED, expected_words)
     raise UniformsError("generator", "must be None (secure), a numpy.random.Generator or a torch.Generator",
