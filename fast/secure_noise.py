@@ -245,7 +245,8 @@ def _block_table(t: int, K: int) -> _BlockTable:
     ascending = first[::-1].copy()
     top = np.sort((first >> _U64(_BUCKET_SHIFT)).astype(np.int64))
     buckets = np.arange(1 << (64 - _BUCKET_SHIFT), dtype=np.int64)
-    above = (len(top) - np.searchsorted(top, buckets, side="right")).astype(np.int32)
+    counts = len(top) - np.searchsorted(top, buckets, side="right")
+    above = counts.astype(np.int16 if len(top) < (1 << 15) else np.int32)  # 128 KiB per table
     mixed = np.zeros(len(buckets), dtype=bool)
     mixed[top] = True
     padded = np.concatenate([first, np.zeros(1, dtype=np.uint64)])
