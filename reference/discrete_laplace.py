@@ -75,6 +75,7 @@ from dpxattn.reference._mp import context, interval_context
 
 __all__ = [
     "NOISE_RESOLUTION_BITS",
+    "ROUNDING_RESOLUTION_BITS",
     "WORD_BITS",
     "RANGE_LIMIT",
     "MAX_EXACT_UNITS",
@@ -108,6 +109,8 @@ __all__ = [
 
 #: g is the smallest power of two >= b / 2^NOISE_RESOLUTION_BITS (Google's secure noise: 2^40)
 NOISE_RESOLUTION_BITS = 40
+#: the starting g also keeps the rounding's extra sensitivity changed g <= Delta 2^-20
+ROUNDING_RESOLUTION_BITS = 20
 #: every random word is an integer in [0, 2^WORD_BITS)
 WORD_BITS = 64
 #: the largest range uniform_below is asked for (products den * k above it are split)
@@ -163,16 +166,31 @@ def _floor_div_pow2(x: Fraction, k: int) -> int:
 # the lattice and the noise parameters (all public: functions of Delta, eps, delta, changed)
 # ---------------------------------------------------------------------------------------------
 
-def granularity_exponent(sensitivity, eps, *, resolution_bits: int = NOISE_RESOLUTION_BITS) -> int:
-    """k of the noise granularity g = 2^k: the smallest power of two >= b / 2^resolution_bits.
+def granularity_exponent(sensitivity, eps, changed: int = 1, *,
+                         resolution_bits: int = NOISE_RESOLUTION_BITS) -> int:
+    """k of the starting granularity g = 2^k: the smallest power of two >= b / 2^resolution_bits
+    (Google's secure-noise choice, b = Delta / eps the Laplace scale of PAPER §2.1), made finer
+    where needed so that rounding adds at most 2^-ROUNDING_RESOLUTION_BITS Delta of sensitivity:
+    k <= the largest k with changed 2^k <= Delta 2^-ROUNDING_RESOLUTION_BITS. Exact.
 
-    b = Delta / eps is the Laplace scale (PAPER §2.1). With 2^40 lattice points per unit of b,
-    rounding moves a value by at most b / 2^41 (Google's secure-noise choice). Exact.
+    With 2^40 lattice points per unit of b the rounding moves a value by at most b / 2^41. The
+    second condition only binds when changed / eps > 2^20 (tiny eps over many coordinates).
+    :func:`lattice_parameters` may then coarsen g so that every lattice point stays exact.
     """
     sens = _exact("sensitivity", check_positive("sensitivity", sensitivity))
     e = _exact("eps", check_positive("eps", eps))
+    changed = check_positive_int("changed", changed)
     resolution_bits = check_positive_int("resolution_bits", resolution_bits, minimum=0)
-    return _pow2_at_least(sens / e / (1 << resolution_bits))
+    return _initial_exponent(sens, e, changed, resolution_bits)
+
+
+def _initial_exponent(sens: Fraction, eps: Fraction, changed: int, resolution_bits: int) -> int:
+    k_noise = _pow2_at_least(sens / eps / (1 << resolution_bits))
+    # largest k with changed 2^k <= sens 2^-ROUNDING_RESOLUTION_BITS
+    k_rounding = _pow2_at_least(sens / (changed << ROUNDING_RESOLUTION_BITS))
+    if Fraction(2) ** k_rounding * changed > sens / (1 << ROUNDING_RESOLUTION_BITS):
+        k_rounding -= 1
+    return min(k_noise, k_rounding)
 
 
 def rounded_sensitivity_units(sensitivity, changed: int, exponent: int) -> int:
@@ -472,22 +490,24 @@ def _float_up(x: Fraction) -> float:
 @functools.lru_cache(maxsize=256)
 def _parameters(sens: Fraction, eps: Fraction, delta: Fraction, changed: int,
                 value_bound: Fraction | None, resolution_bits: int) -> LatticeParameters:
-    k = _pow2_at_least(sens / eps / (1 << resolution_bits))
+    k = _initial_exponent(sens, eps, changed, resolution_bits)
     while True:
         if k < EXPONENT_MIN or k > EXPONENT_MAX:
             raise ParameterError(
                 "granularity exponent", f"must lie in [{EXPONENT_MIN}, {EXPONENT_MAX}] so that "
                 "lattice points are exact float64 values", k,
-                hint=f"from sensitivity / eps = {float(sens / eps):.6g}")
+                hint=f"from sensitivity = {float(sens):.6g}, eps = {float(eps):.6g}, changed = "
+                     f"{changed}, delta = {float(delta):.6g}: no exact lattice fits (eps or delta "
+                     "too small for this many changed coordinates, or value_bound too large)")
         units = _floor_div_pow2(sens, k) + changed
         t = math.ceil(Fraction(units) / eps)
         if t > RANGE_LIMIT:
-            raise ParameterError("t = ceil(Delta_int / eps)", f"must be <= 2^62 (got about 2^{t.bit_length()})",
-                                 hint="eps is too small for the number of changed coordinates")
+            k += 1  # coarser: fewer lattice units per unit of sensitivity
+            continue
         K = support_units(units, t, delta)
-        if K + t >= 1 << WORD_BITS or K >= MAX_EXACT_UNITS:
-            raise ParameterError("K (support in lattice units)", "must be < 2^53", K,
-                                 hint="delta is too small for an exact float64 lattice")
+        if K + t >= 1 << WORD_BITS or K > MAX_EXACT_UNITS // 2:
+            k += 1  # keep the noise within half of the exact float64 range
+            continue
         if value_bound is None:
             max_units = MAX_EXACT_UNITS - K
             break
@@ -509,7 +529,8 @@ def lattice_parameters(sensitivity, eps, delta, changed: int, *, value_bound=Non
 
     ``changed`` (>= 1) bounds how many coordinates one replace-one-row change can move;
     ``value_bound`` (optional, public) bounds |x| for every coordinate. The granularity starts at
-    :func:`granularity_exponent` and, when ``value_bound`` is given, is coarsened until
+    :func:`granularity_exponent` and is coarsened (one doubling at a time, so the result is the
+    finest that fits) until t <= 2^62, K <= 2^52 and, when ``value_bound`` is given,
     ``round(value_bound / g) + K <= 2^53`` (every reachable lattice point is an exact float64).
     Without ``value_bound`` the release accepts |round(x/g)| <= 2^53 - K and raises beyond.
     Cached: a pure function of its (exact) arguments.

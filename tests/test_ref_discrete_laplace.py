@@ -107,17 +107,35 @@ def test_support_units_is_minimal_and_meets_delta(t, shift_frac, delta_exp, delt
         assert lo_prev > delta
 
 
+def _fits(sens, eps, delta, changed, k, value_bound=None) -> bool:
+    """The representability conditions of lattice_parameters, restated for exponent k."""
+    units = math.floor(Fraction(sens) / Fraction(2) ** k) + changed
+    t = math.ceil(units / Fraction(eps))
+    if t > dl.RANGE_LIMIT:
+        return False
+    K = dl.support_units(units, t, Fraction(delta))
+    if K > dl.MAX_EXACT_UNITS // 2 or K + t >= 2**64:
+        return False
+    if value_bound is None:
+        return True
+    return math.floor(Fraction(value_bound) / Fraction(2) ** k + Fraction(1, 2)) + K <= dl.MAX_EXACT_UNITS
+
+
 @pytest.mark.parametrize("sens,eps,delta,changed", [
     (1.0, 1.0, 1e-6, 1), (2.5, 0.3, 1e-3, 7), (0.01, 4.0, 1e-9, 100), (17.0, 0.05, 1e-12, 1),
-    (Fraction(1, 3), Fraction(1, 7), Fraction(1, 10**5), 3),
+    (Fraction(1, 3), Fraction(1, 7), Fraction(1, 10**5), 3), (2.0, 1.0, 1e-6, 1485),
 ])
 def test_lattice_parameters_are_consistent(sens, eps, delta, changed):
     p = dl.lattice_parameters(sens, eps, delta, changed)
     S, E, D = Fraction(sens), Fraction(eps), Fraction(delta)
     g = Fraction(2) ** p.exponent
     b = S / E
-    assert g >= b / 2**40 > g / 2  # smallest power of two >= b / 2^40
-    assert p.exponent == dl.granularity_exponent(sens, eps)
+    # the starting exponent: Google's b / 2^40, refined so that changed g <= Delta 2^-20
+    k0 = dl.granularity_exponent(sens, eps, changed)
+    g0 = Fraction(2) ** k0
+    assert (g0 >= b / 2**40 > g0 / 2) or (changed * g0 <= S / 2**20 < changed * 2 * g0)
+    assert g0 >= b / 2**40 or changed * g0 <= S / 2**20
+    assert p.exponent == k0 and _fits(sens, eps, delta, changed, k0)  # typical: no coarsening
     assert p.sensitivity_units == math.floor(S / g) + changed == dl.rounded_sensitivity_units(sens, changed, p.exponent)
     assert p.scale_units == math.ceil(p.sensitivity_units / E) == dl.lattice_scale_units(p.sensitivity_units, eps)
     assert p.eps_used == Fraction(p.sensitivity_units, p.scale_units) <= E
@@ -128,8 +146,20 @@ def test_lattice_parameters_are_consistent(sens, eps, delta, changed):
     assert p.support_bound() == float((p.support_units + Fraction(1, 2)) * g)
     # the discrete support is close to the continuous one, A = b ln(1 + (e^eps - 1)/(2 delta))
     A = float(b) * math.log1p(math.expm1(float(E)) / (2 * float(D)))
-    assert abs(p.support_units * float(g) - A) <= 1e-6 * A + changed * float(g) * 20
+    assert abs(p.support_units * float(g) - A) <= 1e-6 * A
     assert str(p).startswith("lattice release") and p.to_dict()["support_units"] == p.support_units
+
+
+def test_tiny_eps_over_many_coordinates_coarsens_to_the_finest_exact_lattice():
+    """eps = 1e-9 over a million coordinates: Google's b/2^40 would make the rounding 977 Delta;
+    the refined start keeps it small, then g is coarsened just enough to fit t <= 2^62."""
+    args = (1.0, 1e-9, 1e-6, 10**6)
+    p = dl.lattice_parameters(*args)
+    k0 = dl.granularity_exponent(1.0, 1e-9, 10**6)
+    assert p.exponent > k0
+    assert _fits(*args, p.exponent) and not _fits(*args, p.exponent - 1)
+    assert p.changed * p.granularity <= 1e-3 * 1.0  # rounding adds < 0.1% of Delta
+    assert p.delta_upper <= Fraction(1e-6) and p.eps_used <= Fraction(1e-9)
 
 
 def test_value_bound_coarsens_the_lattice_until_every_point_is_exact():
