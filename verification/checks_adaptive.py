@@ -1,0 +1,392 @@
+"""Check 5 (issue 4): adaptive and adversarial queries against the certified envelopes.
+
+The paper claims robustness to adaptive queries "with probability 1 - p_f" through an eps0-net,
+a Lipschitz extension and the median of l copies (PAPER §2.6, §3.6, §4.1). With truncated noise
+the error of every answer is a fixed linear combination of bounded draws, so ``error_bound(Q)``
+is a SURE envelope for every query, however chosen (PAPER §5 item 10; DESIGN §4). This check
+attacks it, per structure (``direct`` and ``tree``, built by ``dpxattn.fast``):
+
+(a) about 1e4 queries per structure at ``quick`` and >= 1e4 per strategy at ``standard`` -
+    uniformly random queries, an eps0-net grid of
+    the query box [0, R]^d (l_inf spacing 2 eps0, cell centres), and gradient ascent on the
+    error/envelope ratio with torch autograd through ``DPCrossAttention.query`` (signed steps,
+    projected onto the box) - and asserts the envelope is never exceeded: in float64 for every
+    query (the truth is the real structure built noiselessly, ``uniforms = 1/2``), and exactly
+    for the worst queries (truth re-evaluated with the reference ``taylor_attention`` in mpmath);
+(b) the paper-form high-probability bound ``hp_error_bound(Q, p_f)`` (p_f = 1/100, the paper's
+    "with probability 0.99") holds at its stated failure rate: over T independent structures,
+    each with queries fixed before the noise, one designated entry per structure (so the trials
+    are independent), the number of violations must not exceed the Binomial(T, p_f) critical
+    value at alpha = 1e-6. The same test is applied to the union form (all entries of all
+    fixed queries at once with ``hp_error_bound(Q, p_f/(m d_v))``) and, as its power, to a
+    deliberately over-optimistic bound (:data:`WRONG_BOUND_FACTOR` times ``hp_error_bound``),
+    which it must reject.
+
+The worst error/envelope ratio found is reported (the envelope is typically 10-100x the
+observed error: DESIGN §9). Notes: ``proofs_notes/22-adaptive-search.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from scipy import stats
+
+from dpxattn.verification.records import CheckContext, CheckRecord
+
+__all__ = [
+    "ALPHA",
+    "PAPER_FAILURE_PROB",
+    "WRONG_BOUND_FACTOR",
+    "AdaptiveConfig",
+    "QueryBudget",
+    "BUDGETS",
+    "adaptive_configs",
+    "grid_queries",
+    "binomial_critical",
+    "attack_structure",
+    "hp_failure_test",
+    "check_adaptive",
+]
+
+#: false-alarm rate of every binomial assertion of this check
+ALPHA = 1e-6
+#: the paper's failure probability ("with probability 0.99"; PAPER §3.1, §4.1)
+PAPER_FAILURE_PROB = 0.01
+#: the power fixture: an envelope this many times smaller than hp_error_bound is over-optimistic
+WRONG_BOUND_FACTOR = 0.02
+#: worst queries whose truth is re-evaluated exactly with the reference (mpmath)
+EXACT_RECHECK = 8
+
+
+@dataclass(frozen=True)
+class AdaptiveConfig:
+    """A structure to attack: public parameters and the synthetic private data's seed offset."""
+
+    mechanism: str
+    n: int
+    d: int
+    d_v: int
+    degree: int
+    R: float = 1.0
+    R_w: float = 1.0
+    eps: float = 1.0
+    delta: float = 1e-6
+    copies: int = 1
+
+    def build_kwargs(self) -> dict:
+        kw = dict(eps=self.eps, delta=self.delta, R=self.R, R_w=self.R_w, degree=self.degree,
+                  mechanism=self.mechanism)
+        if self.mechanism == "tree":
+            kw["copies"] = self.copies
+        return kw
+
+    def describe(self) -> str:
+        c = f", copies={self.copies}" if self.mechanism == "tree" else ""
+        return (f"{self.mechanism}: n={self.n}, d={self.d}, d_v={self.d_v}, degree={self.degree}, "
+                f"R={self.R:g}, R_w={self.R_w:g}, eps={self.eps:g}, delta={self.delta:g}{c}")
+
+
+@dataclass(frozen=True)
+class QueryBudget:
+    random: int
+    grid: int
+    starts: int
+    steps: int
+    structures: int  # T of the binomial test
+
+
+BUDGETS = {
+    "quick": QueryBudget(random=4_000, grid=4_000, starts=100, steps=20, structures=150),
+    "standard": QueryBudget(random=20_000, grid=20_000, starts=250, steps=40, structures=3_000),
+    "full": QueryBudget(random=100_000, grid=100_000, starts=500, steps=100, structures=20_000),
+}
+
+
+def adaptive_configs(level: str) -> list[AdaptiveConfig]:
+    out = [AdaptiveConfig("direct", n=64, d=2, d_v=2, degree=3),
+           AdaptiveConfig("tree", n=16, d=2, d_v=1, degree=2)]
+    if level != "quick":
+        out += [AdaptiveConfig("direct", n=1024, d=4, d_v=3, degree=2, R_w=2.0, eps=0.5),
+                AdaptiveConfig("tree", n=32, d=2, d_v=2, degree=2, copies=3)]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# queries
+# ---------------------------------------------------------------------------------------------
+
+def grid_queries(d: int, R: float, count: int) -> tuple[torch.Tensor, float]:
+    """An eps0-net of [0, R]^d in l_inf: the centres of g^d cells, g = ceil(count^(1/d)).
+
+    Every point of the box is within eps0 = R/(2g) of a grid point (PAPER §2.6). Returns
+    (queries (g^d, d) float64, eps0).
+    """
+    g = max(1, math.ceil(count ** (1.0 / d) - 1e-9))
+    axis = (torch.arange(g, dtype=torch.float64) + 0.5) * (R / g)
+    mesh = torch.stack(torch.meshgrid(*([axis] * d), indexing="ij"), dim=-1).reshape(-1, d)
+    return mesh, R / (2 * g)
+
+
+def _data(cfg: AdaptiveConfig, rng: np.random.Generator):
+    """Synthetic private data with structure (a few key clusters, values tied to clusters)."""
+    centres = rng.uniform(0.0, cfg.R, (4, cfg.d))
+    which = rng.integers(0, 4, cfg.n)
+    K = np.clip(centres[which] + rng.normal(0.0, 0.1 * cfg.R, (cfg.n, cfg.d)), 0.0, cfg.R)
+    proto = rng.uniform(-cfg.R_w, cfg.R_w, (4, cfg.d_v))
+    V = np.clip(proto[which] + rng.normal(0.0, 0.2 * cfg.R_w, (cfg.n, cfg.d_v)), -cfg.R_w, cfg.R_w)
+    return torch.as_tensor(K), torch.as_tensor(V)
+
+
+def _noiseless(cfg: AdaptiveConfig, K, V):
+    """The real structure built with the median uniform: its answers are the Taylor attention."""
+    from dpxattn.fast import DPCrossAttention
+
+    kw = cfg.build_kwargs()
+    count = DPCrossAttention.noise_count(n=cfg.n, d=cfg.d, d_v=cfg.d_v, degree=cfg.degree,
+                                         mechanism=cfg.mechanism, copies=kw.get("copies", 1))
+    return DPCrossAttention.build(K, V, uniforms=np.full(count, 0.5), **kw)
+
+
+def _ratios(att, truth, Q: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """(max-entry error/envelope ratio per query (m,), answers (m, d_v)), in chunks."""
+    out, answers = [], []
+    with torch.no_grad():
+        for s in range(0, Q.shape[0], chunk):
+            q = Q[s:s + chunk]
+            a = att.query(q)
+            err = (a - truth.query(q)).abs()
+            out.append((err / att.error_bound(q)).amax(dim=1))
+            answers.append(a)
+    return torch.cat(out), torch.cat(answers)
+
+
+def _gradient_attack(att, truth, cfg: AdaptiveConfig, budget: QueryBudget, gen: torch.Generator):
+    """Signed gradient ascent on error/envelope (autograd through query); every iterate counts.
+
+    Returns (all evaluated queries (starts * steps, d), their ratios).
+    """
+    q = torch.rand((budget.starts, cfg.d), generator=gen, dtype=torch.float64) * cfg.R
+    seen_q, seen_r = [], []
+    for step in range(budget.steps):
+        q = q.detach().requires_grad_(True)
+        err = (att.query(q) - truth.query(q)).abs()
+        with torch.no_grad():
+            env = att.error_bound(q.detach())
+        ratio = (err / env).amax(dim=1)
+        seen_q.append(q.detach().clone())
+        seen_r.append(ratio.detach().clone())
+        ratio.sum().backward()
+        lr = cfg.R * 0.1 / (1.0 + step / 10.0)
+        with torch.no_grad():
+            g = q.grad
+            g = torch.where(torch.isfinite(g), g, torch.zeros_like(g))
+            q = (q + lr * torch.sign(g)).clamp_(0.0, cfg.R)
+    return torch.cat(seen_q), torch.cat(seen_r)
+
+
+@dataclass
+class AttackResult:
+    config: AdaptiveConfig
+    max_ratio: dict
+    counts: dict
+    worst_query: list
+    eps0: float
+    exact_max_ratio: float
+    exact_checked: int
+
+
+def attack_structure(cfg: AdaptiveConfig, budget: QueryBudget, rng: np.random.Generator) -> AttackResult:
+    """(a): random, grid and gradient queries against one real structure's sure envelope."""
+    from dpxattn.fast import DPCrossAttention
+    from dpxattn.reference import taylor_attention
+
+    K, V = _data(cfg, rng)
+    att = DPCrossAttention.build(K, V, generator=rng, **cfg.build_kwargs())
+    truth = _noiseless(cfg, K, V)
+    gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+    Qr = torch.rand((budget.random, cfg.d), generator=gen, dtype=torch.float64) * cfg.R
+    Qg, eps0 = grid_queries(cfg.d, cfg.R, budget.grid)
+    rr, _ = _ratios(att, truth, Qr)
+    rg, _ = _ratios(att, truth, Qg)
+    Qa, ra = _gradient_attack(att, truth, cfg, budget, gen)
+    allQ = torch.cat([Qr, Qg, Qa])
+    allr = torch.cat([rr, rg, ra])
+    worst = torch.argsort(allr, descending=True)[:EXACT_RECHECK]
+    Qw = allQ[worst]
+    with torch.no_grad():
+        ans = att.query(Qw)
+        env = att.error_bound(Qw)
+    exact = taylor_attention(Qw.numpy(), K.numpy(), V.numpy(), degree=cfg.degree)
+    exact_ratio = 0.0
+    for i in range(Qw.shape[0]):
+        for k in range(cfg.d_v):
+            e = abs(float(ans[i, k]) - exact[i][k])  # float answer vs exact truth, in mpmath
+            exact_ratio = max(exact_ratio, float(e / env[i, k].item()))
+    return AttackResult(
+        cfg,
+        max_ratio={"random": float(rr.max()), "grid": float(rg.max()), "gradient": float(ra.max())},
+        counts={"random": int(Qr.shape[0]), "grid": int(Qg.shape[0]), "gradient": int(Qa.shape[0])},
+        worst_query=allQ[int(worst[0])].tolist(),
+        eps0=eps0,
+        exact_max_ratio=exact_ratio,
+        exact_checked=int(Qw.shape[0]),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# (b) the high-probability bound at its stated failure rate
+# ---------------------------------------------------------------------------------------------
+
+def binomial_critical(trials: int, rate: float, alpha: float = ALPHA) -> int:
+    """Largest count c with P[Binomial(trials, rate) >= c] >= alpha: more than c violations
+    rejects "the violation rate is <= rate" at level alpha."""
+    c = 0
+    while stats.binom.sf(c, trials, rate) >= alpha:  # sf(c) = P[X >= c + 1]
+        c += 1
+    return c
+
+
+@dataclass
+class HPTest:
+    config: AdaptiveConfig
+    trials: int
+    failures: int
+    union_failures: int
+    wrong_failures: int
+    critical: int
+    max_ratio: float
+
+
+def hp_failure_test(cfg: AdaptiveConfig, trials: int, rng: np.random.Generator,
+                    failure_prob: float = PAPER_FAILURE_PROB) -> HPTest:
+    """(b): T independent structures, queries fixed before the noise; count violations."""
+    from dpxattn.fast import DPCrossAttention
+
+    K, V = _data(cfg, rng)
+    truth = _noiseless(cfg, K, V)
+    Q = torch.tensor([[cfg.R] * cfg.d, [0.0] * cfg.d, [0.5 * cfg.R] * cfg.d,
+                      list(rng.uniform(0.0, cfg.R, cfg.d))], dtype=torch.float64)
+    m = Q.shape[0]
+    with torch.no_grad():
+        exact = truth.query(Q)
+    entries = m * cfg.d_v
+    fails = union = wrong = 0
+    worst = 0.0
+    for t in range(trials):
+        att = DPCrossAttention.build(K, V, generator=rng, **cfg.build_kwargs())
+        with torch.no_grad():
+            err = (att.query(Q) - exact).abs()
+            hp = att.hp_error_bound(Q, failure_prob)
+            hp_union = att.hp_error_bound(Q, failure_prob / entries)
+        i, k = divmod(t % entries, cfg.d_v)  # the designated entry of this structure
+        fails += bool(err[i, k] > hp[i, k])
+        wrong += bool(err[i, k] > WRONG_BOUND_FACTOR * hp[i, k])
+        union += bool((err > hp_union).any())
+        worst = max(worst, float((err / hp).max()))
+    return HPTest(cfg, trials, fails, union, wrong, binomial_critical(trials, failure_prob), worst)
+
+
+# ---------------------------------------------------------------------------------------------
+# the check
+# ---------------------------------------------------------------------------------------------
+
+def _attack_records(res: AttackResult) -> list[CheckRecord]:
+    cfg = res.config
+    total = sum(res.counts.values())
+    worst = max(res.max_ratio.values())
+    return [
+        CheckRecord(
+            name=f"adaptive: sure envelope never exceeded [{cfg.describe()}]",
+            kind="search",
+            tests=(f"{res.counts['random']} random queries, an eps0-net of {res.counts['grid']} "
+                   f"points (eps0 = {res.eps0:.3g}, l_inf) and {res.counts['gradient']} gradient-ascent "
+                   "iterates (torch autograd through query): |answer - Taylor attention| <= "
+                   "error_bound at every query (worst error/envelope ratio reported)"),
+            statistic=worst, threshold=1.0, comparison="<=", passed=worst <= 1.0,
+            sample_size=total,
+            details={"max_ratio_by_strategy": res.max_ratio, "queries_by_strategy": res.counts,
+                     "worst_query": res.worst_query, "eps0": res.eps0,
+                     "truth": "the same structure built noiselessly (uniforms = 1/2), float64"},
+        ),
+        CheckRecord(
+            name=f"adaptive: worst queries re-checked exactly [{cfg.describe()}]",
+            kind="exact",
+            tests=(f"for the {res.exact_checked} worst queries the truth is recomputed exactly "
+                   "(reference taylor_attention, mpmath): |answer - truth| <= error_bound"),
+            statistic=res.exact_max_ratio, threshold=1.0, comparison="<=",
+            passed=res.exact_max_ratio <= 1.0, sample_size=res.exact_checked,
+        ),
+    ]
+
+
+def _hp_records(h: HPTest) -> list[CheckRecord]:
+    cfg = h.config
+    common = dict(kind="statistical", alpha=ALPHA, sample_size=h.trials)
+    return [
+        CheckRecord(
+            name=f"adaptive: hp_error_bound holds at its failure rate {PAPER_FAILURE_PROB:g} [{cfg.describe()}]",
+            tests=(f"over {h.trials} independent structures (one designated entry each, queries fixed "
+                   f"before the noise) violations of hp_error_bound(Q, {PAPER_FAILURE_PROB:g}) are not "
+                   f"more than Binomial({h.trials}, {PAPER_FAILURE_PROB:g}) allows at alpha = {ALPHA:g}"),
+            statistic=float(h.failures), threshold=float(h.critical), comparison="<=",
+            passed=h.failures <= h.critical,
+            details={"observed_rate": h.failures / h.trials, "max_error_over_hp_bound": h.max_ratio},
+            **common,
+        ),
+        CheckRecord(
+            name=f"adaptive: union form over all fixed queries holds at rate {PAPER_FAILURE_PROB:g} [{cfg.describe()}]",
+            tests=("the paper form 'all queries at once with probability 1 - p_f' on the fixed queries: "
+                   "hp_error_bound(Q, p_f/(m d_v)) for every entry; structures with any violation "
+                   f"are not more than Binomial({h.trials}, {PAPER_FAILURE_PROB:g}) allows"),
+            statistic=float(h.union_failures), threshold=float(h.critical), comparison="<=",
+            passed=h.union_failures <= h.critical,
+            details={"observed_rate": h.union_failures / h.trials},
+            **common,
+        ),
+        CheckRecord(
+            name=f"adaptive (power): an over-optimistic bound is rejected [{cfg.describe()}]",
+            tests=(f"the same binomial test rejects a deliberately wrong bound ({WRONG_BOUND_FACTOR:g} x "
+                   "hp_error_bound): its violations exceed the critical value"),
+            statistic=float(h.wrong_failures), threshold=float(h.critical + 1), comparison=">=",
+            passed=h.wrong_failures >= h.critical + 1,
+            details={"observed_rate": h.wrong_failures / h.trials},
+            **common,
+        ),
+    ]
+
+
+def check_adaptive(ctx: CheckContext) -> list[CheckRecord]:
+    """Check 5: adaptive and adversarial queries never break the certified error envelope.
+
+    Once built, a structure answers any number of queries, possibly chosen adaptively by an
+    adversary who has seen earlier answers. Because the noise is truncated, every answer's
+    error against the noiseless Taylor attention is a fixed combination of bounded draws, so
+    `error_bound(Q)` is a sure envelope for every query at once. This check attacks it: per
+    structure, random queries, an eps0-net grid of the query box, and gradient ascent (torch
+    autograd through `query`) on error/envelope; the worst queries are re-checked with an exact
+    (mpmath) truth. It also tests the paper-form high-probability bound `hp_error_bound(Q, 0.01)`
+    ("with probability 0.99") over many independent structures with queries fixed in advance:
+    its violation count must be compatible with a 1% rate (binomial test, alpha 1e-6).
+
+    How to read: the envelope records' statistic is the worst error/envelope ratio found (must
+    be <= 1; typically a few percent: the sure envelope adds the worst case of every draw). The
+    binomial records count violations against the critical count. Power: the same binomial
+    test rejects an over-optimistic bound (0.02 x hp_error_bound).
+    """
+    rng = ctx.rng
+    budget = BUDGETS.get(ctx.level, BUDGETS["standard"])
+    if ctx.level == "full" and ctx.scale != 1.0:
+        s = ctx.scale
+        budget = replace(budget, random=int(budget.random * s), grid=int(budget.grid * s),
+                         structures=int(budget.structures * s))
+    records: list[CheckRecord] = []
+    for cfg in adaptive_configs(ctx.level):
+        ctx.note(f"attacking {cfg.describe()}")
+        records += _attack_records(attack_structure(cfg, budget, rng))
+        ctx.note(f"hp bound failure rate over {budget.structures} structures ({cfg.mechanism})")
+        records += _hp_records(hp_failure_test(replace(cfg, n=min(cfg.n, 16)), budget.structures, rng))
+    return records
