@@ -14,13 +14,13 @@ timings then measure the seeded sampler instead).
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field
-from typing import Callable
-
 import numpy as np
 import torch
 
-from dpxattn.benchmarks.timing import Timing, available_memory_bytes, device_sync, measure
+from dpxattn.benchmarks.timing import (Timing, available_memory_bytes, device_sync, measure,
+                                       measure_many)
 
 __all__ = ["Data", "RunContext"]
 
@@ -56,13 +56,23 @@ class RunContext:
     seeded_noise: bool = False
     seed: int = 20260728
     anchors: dict = field(default_factory=dict)
-    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)
     _data: dict = field(default_factory=dict)
+    _start: float = field(default_factory=time.perf_counter)
+
+    def log(self, msg: str) -> None:
+        """A progress line on stderr, with the seconds elapsed since the run started."""
+        print(f"[{time.perf_counter() - self._start:7.1f} s] {msg}", file=sys.stderr, flush=True)
 
     def time(self, fn, *, warmup: int = 1, first_call: float | None = None) -> Timing:
         """Median-of-repetitions timing on this run's device (:func:`timing.measure`)."""
         return measure(fn, repetitions=self.repetitions, min_rep_time=self.min_rep_time,
                        warmup=warmup, first_call=first_call, sync=device_sync(self.device))
+
+    def time_many(self, fns, *, first_calls=None) -> list[Timing]:
+        """Interleaved timings of several functions (:func:`timing.measure_many`): the two
+        sides of every ratio are measured this way."""
+        return measure_many(fns, repetitions=self.repetitions, min_rep_time=self.min_rep_time,
+                            sync=device_sync(self.device), first_calls=first_calls)
 
     def sync(self) -> None:
         device_sync(self.device)()

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
@@ -38,10 +39,10 @@ from dpxattn.benchmarks import subject
 from dpxattn.benchmarks.configs import QUICK_TREE_N, BenchConfig
 from dpxattn.benchmarks.context import Data, RunContext
 from dpxattn.benchmarks.slopes import affine_fit, crossover_n
-from dpxattn.benchmarks.targets import Target, judge, skipped
-from dpxattn.benchmarks.timing import Timing, measure_memory
+from dpxattn.benchmarks.targets import Target, judge
+from dpxattn.benchmarks.timing import measure_memory
 
-__all__ = ["ConfigResult", "measure_config", "tree_size", "Baselines", "measure_baselines",
+__all__ = ["ConfigResult", "measure_config", "tree_size", "Baselines", "make_baselines",
            "COLUMNS", "NOISE_OFF_MAX_UNIFORMS"]
 
 #: largest uniform array built for a noise-off structure (the tree's is measured at a smaller n)
@@ -54,13 +55,14 @@ COLUMNS = ("mechanism", "n", "d", "s", "r", "dtype", "init", "init/noiseless", "
 
 @dataclass
 class Baselines:
-    """The baselines measured at one (configuration, n): times per call and their answers."""
+    """This benchmark's noiseless and exact computations at one (configuration, n): the
+    callables that are timed beside the fast path, and their answers."""
 
     n: int
-    noiseless_build: Timing
-    linear_query: Timing
-    sdpa: Timing
-    numpy_exact: Timing
+    noiseless_build: Callable[[], object]
+    linear_query: Callable[[], object]
+    sdpa: Callable[[], object]
+    numpy_exact: Callable[[], object]
     taylor: torch.Tensor
     exact: torch.Tensor
 
@@ -82,22 +84,20 @@ def _normwise(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a64 - b64).abs().max()) / scale if scale > 0 else float((a64 - b64).abs().max())
 
 
-def measure_baselines(cfg: BenchConfig, data: Data, ctx: RunContext, *, with_numpy: bool = True) -> Baselines:
-    """Time the noiseless build, the linear-attention query, SDPA f32 and numpy exact at data's n."""
+def make_baselines(cfg: BenchConfig, data: Data, ctx: RunContext) -> Baselines:
+    """The baselines at data's n (noiseless build, linear attention, SDPA f32, numpy exact f64)
+    and their answers; timing happens in :func:`_row`, interleaved with the fast path."""
     fmap = bl.FeatureMapBaseline(cfg.d, cfg.degree, cfg.scale, device=ctx.device)
-    n = data.K.shape[0]
-    t_build = ctx.time(lambda: bl.noiseless_build(fmap, data.K, data.V))
     S = bl.noiseless_build(fmap, data.K, data.V)
-    t_lin = ctx.time(lambda: bl.linear_attention(fmap, S, data.Q))
-    taylor = bl.linear_attention(fmap, S, data.Q)
-    t_sdpa = ctx.time(lambda: bl.sdpa_exact(data.Q32, data.K32, data.V32, cfg.scale))
     Qn, Kn, Vn = data.numpy()
-    if with_numpy:
-        t_np = ctx.time(lambda: bl.numpy_exact_softmax(Qn, Kn, Vn, cfg.scale))
-    else:
-        t_np = Timing(math.nan, math.nan, math.nan, 0, 0)
     exact = torch.from_numpy(bl.numpy_exact_softmax(Qn, Kn, Vn, cfg.scale))
-    return Baselines(n, t_build, t_lin, t_sdpa, t_np, taylor, exact)
+    return Baselines(
+        n=data.K.shape[0],
+        noiseless_build=lambda: bl.noiseless_build(fmap, data.K, data.V),
+        linear_query=lambda: bl.linear_attention(fmap, S, data.Q),
+        sdpa=lambda: bl.sdpa_exact(data.Q32, data.K32, data.V32, cfg.scale),
+        numpy_exact=lambda: bl.numpy_exact_softmax(Qn, Kn, Vn, cfg.scale),
+        taylor=bl.linear_attention(fmap, S, data.Q), exact=exact)
 
 
 def _tree_payload(cfg: BenchConfig, n: int) -> int:
@@ -177,20 +177,21 @@ def _row(cfg: BenchConfig, mechanism: str, data: Data, base: Baselines, ctx: Run
     ctx.sync()
     first = time.perf_counter() - t0
     payload = subject.payload_bytes(cfg, n, mechanism)
-    t_query = ctx.time(lambda: att.query(data.Q))
     answer = att.query(data.Q)
     bound = att.error_bound(data.Q)
     err = (answer - base.taylor.to(answer.device)).abs()
-    f32_ratio = f32_err = math.nan
-    t_q32 = None
-    if cfg.r >= 150 or ctx.quick:
+    with_f32 = cfg.r >= 150 or ctx.quick
+    queries = [lambda: att.query(data.Q), base.linear_query, base.sdpa, base.numpy_exact]
+    if with_f32:
         att.query(data.Q32)  # the float32 copy of the released numbers is made once, here
-        t_q32 = ctx.time(lambda: att.query(data.Q32))
-        f32_ratio = t_q32.median / t_query.median
-        f32_err = _normwise(att.query(data.Q32), answer)
+        queries.append(lambda: att.query(data.Q32))
+    t_query, t_lin, t_sdpa, t_np, *rest = ctx.time_many(queries)
+    t_q32 = rest[0] if with_f32 else None
+    f32_ratio = t_q32.median / t_query.median if with_f32 else math.nan
+    f32_err = _normwise(att.query(data.Q32), answer) if with_f32 else math.nan
     gather = _gather_bytes_per_token(cfg, data, n) if mechanism == "tree" else math.nan
     del att, answer
-    t_build = ctx.time(build, warmup=0, first_call=first)
+    t_build, t_nl = ctx.time_many([build, base.noiseless_build], first_calls=[first, None])
     # noise off: every uniform 1/2 (ppf(1/2) = 0 exactly)
     n_off = _noise_off_n(cfg, n, mechanism)
     off_data = data.head(n_off)
@@ -210,16 +211,16 @@ def _row(cfg: BenchConfig, mechanism: str, data: Data, base: Baselines, ctx: Run
     gibps = anchors.get("fresh_alloc_gibps")
     t_noise = ns * 1e-9 * subject.noise_count(cfg, n, mechanism) if ns else math.nan
     t_touch = payload / (gibps * 2**30) if gibps else math.nan
-    floor = t_noise + t_touch + base.noiseless_build.median
+    floor = t_noise + t_touch + t_nl.median
     per_tok = t_query.median / m
     row = {
         "mechanism": mechanism, "n": n, "d": cfg.d, "s": cfg.degree, "r": cfg.r, "dtype": "float64",
-        "init": t_build.median, "init/noiseless": t_build.median / base.noiseless_build.median,
+        "init": t_build.median, "init/noiseless": t_build.median / t_nl.median,
         "init/floor": t_build.median / floor,
         "query us/tok": per_tok * 1e6,
-        "q/noiseless": t_query.median / base.linear_query.median,
-        "q/SDPA": t_query.median / base.sdpa.median,
-        "q/exact64": t_query.median / base.numpy_exact.median,
+        "q/noiseless": t_query.median / t_lin.median,
+        "q/SDPA": t_query.median / t_sdpa.median,
+        "q/exact64": t_query.median / t_np.median,
         "peak/payload": mem.peak / payload if mem else math.nan,
         "relerr off": _normwise(off, exact_off),
         "off vs base": _normwise(off, taylor_off),
@@ -229,10 +230,9 @@ def _row(cfg: BenchConfig, mechanism: str, data: Data, base: Baselines, ctx: Run
         # raw fields (JSON)
         "timings": {"init": t_build.to_dict(), "query": t_query.to_dict(),
                     "query_f32": t_q32.to_dict() if t_q32 else None,
-                    "noiseless_build": base.noiseless_build.to_dict(),
-                    "linear_query": base.linear_query.to_dict(), "sdpa_f32": base.sdpa.to_dict(),
-                    "numpy_exact_f64": base.numpy_exact.to_dict()},
-        "floor_s": {"noise": t_noise, "touch": t_touch, "noiseless_build": base.noiseless_build.median},
+                    "noiseless_build": t_nl.to_dict(), "linear_query": t_lin.to_dict(),
+                    "sdpa_f32": t_sdpa.to_dict(), "numpy_exact_f64": t_np.to_dict()},
+        "floor_s": {"noise": t_noise, "touch": t_touch, "noiseless_build": t_nl.median},
         "payload_bytes": payload, "chunk_bytes": subject.chunk_bytes(mechanism),
         "memory": mem.to_dict() if mem else None,
         "retained/payload": mem.retained / payload if mem else math.nan,
@@ -302,9 +302,11 @@ def _crossover(cfg: BenchConfig, mechanism: str, data: Data, n: int, query_s: fl
             sdpas.append(sdpa_s)
             continue
         part = data.head(k)
-        builds.append(ctx.time(lambda: subject.build(cfg, part.K, part.V, mechanism,
-                                                     generator=ctx.noise_generator())).median)
-        sdpas.append(ctx.time(lambda: bl.sdpa_exact(part.Q32, part.K32, part.V32, cfg.scale)).median)
+        t_b, t_s = ctx.time_many([
+            lambda: subject.build(cfg, part.K, part.V, mechanism, generator=ctx.noise_generator()),
+            lambda: bl.sdpa_exact(part.Q32, part.K32, part.V32, cfg.scale)])
+        builds.append(t_b.median)
+        sdpas.append(t_s.median)
     private = affine_fit(sizes, [b + query_s for b in builds])
     exact = affine_fit(sizes, sdpas)
     cross = crossover_n(private, exact)
@@ -319,7 +321,7 @@ def measure_config(cfg: BenchConfig, ctx: RunContext) -> ConfigResult:
     result = ConfigResult(cfg)
     data = ctx.data(cfg.d, cfg.d_v, cfg.n, cfg.m, cfg.R, cfg.R_w)
     ctx.log(f"[bench] {cfg.name}: baselines at n={cfg.n}")
-    base = measure_baselines(cfg, data, ctx)
+    base = make_baselines(cfg, data, ctx)
     t_feat = ctx.time(lambda: subject.feature_pass(data.K, cfg.degree))
     per_elem = t_feat.median / (cfg.n * cfg.r)
     result.notes.append(f"feature generation (fast path, chunked): {per_elem * 1e9:.3g} ns per element")
@@ -336,12 +338,12 @@ def measure_config(cfg: BenchConfig, ctx: RunContext) -> ConfigResult:
     result.rows.append(direct)
     result.targets += _targets(cfg, direct, ctx)
     result.crossover.append(_crossover(cfg, "direct", data, cfg.n, direct["timings"]["query"]["median_s"],
-                                       base.sdpa.median, direct["init"], ctx))
+                                       direct["timings"]["sdpa_f32"]["median_s"], direct["init"], ctx))
     n_tree, why = tree_size(cfg, data, ctx)
     result.notes.append("tree sizing: " + why)
     ctx.log(f"[bench] {cfg.name}: tree at n={n_tree}")
     tree_data = data.head(n_tree)
-    tree_base = base if n_tree == cfg.n else measure_baselines(cfg, tree_data, ctx)
+    tree_base = base if n_tree == cfg.n else make_baselines(cfg, tree_data, ctx)
     tree = _row(cfg, "tree", tree_data, tree_base, ctx, result)
     result.rows.append(tree)
     result.targets += _targets(cfg, tree, ctx)
@@ -355,5 +357,5 @@ def measure_config(cfg: BenchConfig, ctx: RunContext) -> ConfigResult:
         direct_err / tree["DP err"], "<=", 1.0, "x",
         note=f"direct {direct_err:.3g}, tree {tree['DP err']:.3g}"))
     result.crossover.append(_crossover(cfg, "tree", tree_data, n_tree, tree["timings"]["query"]["median_s"],
-                                       tree_base.sdpa.median, tree["init"], ctx))
+                                       tree["timings"]["sdpa_f32"]["median_s"], tree["init"], ctx))
     return result

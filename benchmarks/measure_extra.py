@@ -45,9 +45,9 @@ def measure_tree_ranges(ctx: RunContext) -> tuple[list[Target], dict]:
     lo_d, hi_d = lo.to(ctx.device), hi.to(ctx.device)
     tree, query, nodes, N = subject.tree_range_structure(values, eps=1.0, delta=1e-6,
                                                          generator=ctx.noise_generator())
-    t_fast = ctx.time(lambda: query(lo_d, hi_d))
     lo_l, hi_l = lo.tolist(), hi.tolist()
-    t_walk = ctx.time(lambda: bl.python_walk_range_sums(nodes, N, lo_l, hi_l))
+    t_fast, t_walk = ctx.time_many([lambda: query(lo_d, hi_d),
+                                    lambda: bl.python_walk_range_sums(nodes, N, lo_l, hi_l)])
     fast = query(lo_d, hi_d).reshape(-1).cpu().numpy()
     walk = np.asarray(bl.python_walk_range_sums(nodes, N, lo_l, hi_l))
     agree = float(np.abs(fast - walk).max() / max(1.0, np.abs(walk).max()))
@@ -79,8 +79,7 @@ def measure_reference(ctx: RunContext) -> tuple[list[Target], list[dict]]:
         Kt, Vt, Qt = (torch.from_numpy(x).to(ctx.device) for x in (K, V, Q))
         ref_call = lambda: subject.reference_build(cfg, K, V, mechanism, u).query(Q)
         fast_call = lambda: subject.build(cfg, Kt, Vt, mechanism, uniforms=u).query(Qt)
-        t_ref = ctx.time(ref_call)
-        t_fast = ctx.time(fast_call)
+        t_ref, t_fast = ctx.time_many([ref_call, fast_call])
         ref_ans = np.array([[float(x) for x in row] for row in ref_call()], dtype=np.float64)
         diff = float(np.abs(fast_call().detach().cpu().numpy() - ref_ans).max())
         speedup = t_ref.median / t_fast.median

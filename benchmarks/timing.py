@@ -3,7 +3,8 @@
 Timing (:func:`measure`): one or more warm-up calls, then the number of calls per repetition
 (``inner``) is calibrated so that one repetition lasts at least ``min_rep_time`` seconds; the
 median over ``repetitions`` (>= 5 by default) repetitions of (repetition time / inner) is the
-reported time per call, and min / max are kept beside it. On CUDA the device is synchronised
+reported time per call, and min / max are kept beside it. :func:`measure_many` does the same
+for several functions with their repetitions interleaved, for the two sides of a ratio. On CUDA the device is synchronised
 before the clock is read at both ends of a repetition (``sync``), so the time is the device's.
 
 Memory (:func:`measure_memory`), why not ``tracemalloc``: tracemalloc only sees allocations made
@@ -33,12 +34,13 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 __all__ = [
     "Timing",
     "MemoryUse",
     "measure",
+    "measure_many",
     "measure_memory",
     "device_sync",
     "rss_bytes",
@@ -111,6 +113,47 @@ def measure(fn: Callable[[], Any], *, repetitions: int = 5, min_rep_time: float 
         sync()
         per_call.append((time.perf_counter() - t0) / inner)
     return Timing(statistics.median(per_call), min(per_call), max(per_call), repetitions, inner)
+
+
+def measure_many(fns: Sequence[Callable[[], Any]], *, repetitions: int = 5,
+                 min_rep_time: float = 0.05, max_inner: int = 1_000_000,
+                 sync: Callable[[], None] | None = None,
+                 first_calls: Sequence[float | None] | None = None) -> list[Timing]:
+    """Time several functions **interleaved**: repetition k runs fn_0's inner loop, then fn_1's,
+    and so on, before repetition k + 1 starts. A slow phase of the machine (PERF_ANCHORS §2.7:
+    minutes in which cache-bound kernels run 2x slower) then hits every side of a ratio alike,
+    so ratios of the returned medians compare like with like.
+
+    Each function gets one warm-up call that calibrates its own ``inner``, except where
+    ``first_calls[i]`` already gives the time of a call the caller has just made.
+    """
+    if repetitions < 1:
+        raise ValueError(f"repetitions must be >= 1 (got {repetitions})")
+    sync = sync or (lambda: None)
+    firsts = list(first_calls) if first_calls is not None else [None] * len(fns)
+    if len(firsts) != len(fns):
+        raise ValueError("first_calls must have one entry per function")
+    inners = []
+    for fn, first in zip(fns, firsts):
+        if first is None:
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            first = time.perf_counter() - t0
+        inners.append(1 if first >= min_rep_time else
+                      min(max_inner, max(1, math.ceil(min_rep_time / max(first, 1e-9)))))
+    per_call: list[list[float]] = [[] for _ in fns]
+    for _ in range(repetitions):
+        for i, (fn, inner) in enumerate(zip(fns, inners)):
+            sync()
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            sync()
+            per_call[i].append((time.perf_counter() - t0) / inner)
+    return [Timing(statistics.median(p), min(p), max(p), repetitions, inner)
+            for p, inner in zip(per_call, inners)]
 
 
 @dataclass(frozen=True)
