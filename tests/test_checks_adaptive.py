@@ -1,0 +1,91 @@
+"""Check 5 (verification/checks_adaptive.py): adaptive queries vs the certified envelopes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from dpxattn.fast import DPCrossAttention
+from dpxattn.verification.checks_adaptive import (ALPHA, AdaptiveConfig, QueryBudget,
+                                                  attack_structure, binomial_critical,
+                                                  check_adaptive, grid_queries, hp_failure_test)
+from dpxattn.verification.records import CheckContext
+
+SMALL = QueryBudget(random=500, grid=400, starts=20, steps=8, structures=40)
+DIRECT = AdaptiveConfig("direct", n=32, d=2, d_v=2, degree=2)
+TREE = AdaptiveConfig("tree", n=8, d=2, d_v=1, degree=2)
+
+
+@pytest.mark.parametrize("d,count", [(1, 10), (2, 400), (3, 30)])
+def test_grid_is_an_eps0_net(d, count, rng):
+    Q, eps0 = grid_queries(d, 2.0, count)
+    g = int(round(Q.shape[0] ** (1 / d)))
+    assert Q.shape == (g**d, d) and g**d >= count and eps0 == pytest.approx(1.0 / g)
+    pts = torch.as_tensor(rng.uniform(0.0, 2.0, (500, d)))
+    dist = (pts[:, None, :] - Q[None, :, :]).abs().amax(dim=2).amin(dim=1)
+    assert float(dist.max()) <= eps0 + 1e-12
+
+
+@pytest.mark.parametrize("trials,rate", [(150, 0.01), (3000, 0.01), (40, 0.2)])
+def test_binomial_critical_value(trials, rate):
+    c = binomial_critical(trials, rate)
+    assert stats.binom.sf(c, trials, rate) < ALPHA <= stats.binom.sf(c - 1, trials, rate)
+
+
+@pytest.mark.parametrize("cfg", [DIRECT, TREE], ids=["direct", "tree"])
+def test_attack_finds_no_violation_and_rechecks_exactly(cfg, rng):
+    res = attack_structure(cfg, SMALL, rng)
+    assert res.counts == {"random": 500, "grid": 400, "gradient": 160}
+    assert 0.0 < max(res.max_ratio.values()) <= 1.0
+    assert 0.0 < res.exact_max_ratio <= 1.0 and res.exact_checked == 8
+    # the exact re-check agrees with the float64 truth to far better than the margin
+    assert res.exact_max_ratio == pytest.approx(max(res.max_ratio.values()), rel=1e-6)
+
+
+def test_gradient_ascent_increases_the_ratio(rng):
+    """The adversary works: the gradient iterates end with a larger error/envelope ratio than
+    the random starting points they came from (mean over starts)."""
+    from dpxattn.verification.checks_adaptive import _data, _gradient_attack, _noiseless
+
+    K, V = _data(DIRECT, rng)
+    att = DPCrossAttention.build(K, V, generator=rng, **DIRECT.build_kwargs())
+    truth = _noiseless(DIRECT, K, V)
+    _, ratios = _gradient_attack(att, truth, DIRECT, QueryBudget(0, 0, 30, 12, 0),
+                                 torch.Generator().manual_seed(1))
+    first, last = ratios[:30], ratios[-30:]
+    assert float(last.mean()) > float(first.mean())
+
+
+def test_attack_exposes_a_wrong_envelope(rng, monkeypatch):
+    """Power of (a): an envelope 100x too small is exceeded somewhere in the search."""
+    real = DPCrossAttention.error_bound
+    monkeypatch.setattr(DPCrossAttention, "error_bound", lambda self, Q: 0.01 * real(self, Q))
+    res = attack_structure(DIRECT, SMALL, rng)
+    assert max(res.max_ratio.values()) > 1.0
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize("cfg", [DIRECT, TREE], ids=["direct", "tree"])
+def test_hp_bound_at_its_rate_and_the_test_has_power(cfg, rng):
+    """alpha = 1e-6: the violation counts of hp_error_bound (per entry and union form) stay
+    within the binomial critical value; the 0.02x bound is rejected (power)."""
+    h = hp_failure_test(cfg, 60, rng)
+    assert h.trials == 60 and h.critical == binomial_critical(60, 0.01)
+    assert h.failures <= h.critical and h.union_failures <= h.critical
+    assert h.wrong_failures > h.critical
+    assert 0.0 < h.max_ratio <= 1.0
+
+
+def test_check_adaptive_records(seed, monkeypatch):
+    """The check assembles its records from the pieces above (small budget, one structure each)."""
+    import dpxattn.verification.checks_adaptive as ca
+
+    monkeypatch.setitem(ca.BUDGETS, "quick", QueryBudget(random=200, grid=100, starts=10, steps=5, structures=20))
+    monkeypatch.setattr(ca, "adaptive_configs", lambda level: [DIRECT, TREE])
+    records = check_adaptive(CheckContext(level="quick", seed=seed))
+    assert len(records) == 10 and all(r.passed for r in records)
+    kinds = {r.kind for r in records}
+    assert kinds == {"search", "exact", "statistical"}
+    assert all(r.alpha == ALPHA for r in records if r.kind == "statistical")
