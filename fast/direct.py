@@ -84,20 +84,22 @@ class DirectRelease:
         return t
 
     def answer(self, Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(answers (m, d_v), released clamped denominators D~ (m,)) in Q's dtype."""
+        """(answers (m, d_v), released clamped denominators D~ (m,)) in Q's dtype.
+
+        Computed transposed, ``NS^T = S~^T P(Q)^T`` ((d_v + 1, r) times the feature-major
+        (r, m) block): one GEMM with a long inner stride, much faster than ``P(Q) S~`` from
+        the transposed view."""
         U = features_t(Q, self.degree, scale=self.scale)  # (r, m)
-        NS = U.t() @ self._S_as(Q.dtype)  # (m, d_v + 1)
-        D = torch.clamp(NS[:, -1], min=float(self.n))
-        return NS[:, :-1] / D.unsqueeze(1), D
+        NS = self._S_as(Q.dtype).t() @ U  # (d_v + 1, m)
+        D = torch.clamp(NS[-1], min=float(self.n))
+        return (NS[:-1] / D).t().contiguous(), D
 
     def envelope_terms(self, Q: torch.Tensor) -> DirectEnvelopeTerms:
         """The public quantities the envelopes need at Q (float64, no gradient)."""
         with torch.no_grad():
-            U = features_t(Q.detach().to(torch.float64), self.degree, scale=self.scale).t()
-        return DirectEnvelopeTerms(
-            U=U, l1=U.sum(dim=1), l2sq=(U * U).sum(dim=1), linf=U.amax(dim=1) if U.shape[1] else
-            torch.zeros(U.shape[0], dtype=torch.float64, device=U.device),
-            uM=U @ self.bounds)
+            F = features_t(Q.detach().to(torch.float64), self.degree, scale=self.scale)  # (r, m)
+        return DirectEnvelopeTerms(U=F.t(), l1=F.sum(dim=0), l2sq=(F * F).sum(dim=0),
+                                   linf=F.amax(dim=0), uM=self.bounds @ F)
 
     def fp_allowance(self, terms: DirectEnvelopeTerms, weight: float, dtype: torch.dtype,
                      r: int) -> torch.Tensor:

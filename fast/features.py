@@ -252,9 +252,15 @@ def feature_bounds(d: int, degree: int, R, *, scale=None, dtype=torch.float64,
     """
     plan = feature_plan(d, degree, scale)
     Rq = exact_fraction("R", check_positive("R", R))
+    vals = _bound_values(plan.d, plan.degree, plan.scale, Rq)
+    return torch.tensor(vals, dtype=torch.float64).to(device=device, dtype=dtype)
+
+
+@lru_cache(maxsize=256)
+def _bound_values(d: int, s: int, scale: Fraction, Rq: Fraction) -> tuple[float, ...]:
     vals = []
-    for alpha in plan.alphas:
+    for alpha in multi_indices(d, s):
         k = sum(alpha)
         fact = math.prod(math.factorial(a) for a in alpha)
-        vals.append(_sqrt_to_float(Rq ** (2 * k) * plan.scale**k / fact))
-    return torch.tensor(vals, dtype=torch.float64).to(device=device, dtype=dtype)
+        vals.append(_sqrt_to_float(Rq ** (2 * k) * scale**k / fact))
+    return tuple(vals)

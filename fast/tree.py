@@ -45,8 +45,13 @@ __all__ = [
     "histogram_rows",
     "range_sums",
     "node_levels",
+    "split_sums",
+    "SPLIT_CHUNK_ELEMENTS",
     "DPTree",
 ]
+
+#: elements of the per-chunk temporary of :func:`split_sums` (grid cells x payload columns)
+SPLIT_CHUNK_ELEMENTS = 1 << 24
 
 
 def node_count(leaves: int) -> int:
@@ -131,6 +136,74 @@ def prefix_suffix_nodes(split: torch.Tensor, grid: int) -> torch.Tensor:
     pre = canonical_nodes(zero, flat, N)
     suf = canonical_nodes(flat + 1, torch.full_like(flat, grid - 1), N)
     return torch.cat([pre, suf], dim=1).reshape(*split.shape, -1)
+
+
+def _popcount(x: torch.Tensor) -> torch.Tensor:
+    out = torch.zeros_like(x)
+    y = x.clone()
+    while bool((y > 0).any()):
+        out += y & 1
+        y >>= 1
+    return out
+
+
+def split_sums(nodes: torch.Tensor, grid: int) -> torch.Tensor:
+    """For every split cell j of a grid of G cells: the sum of the canonical nodes of the
+    prefix ``[0, j]`` plus those of the suffix ``[j + 1, G - 1]`` (the tree mechanism's ``Pm``).
+
+    ``nodes``: (2N - 1, w) level-order payload. Returns (G, w). A post-processing of released
+    nodes: for each j it is exactly the sum :func:`prefix_suffix_nodes` + :func:`gather_sums`
+    computes, accumulated in another order. Cost O(G w): the prefix sums follow the Fenwick
+    recurrence ``PF(p) = PF(p - lowbit p) + node[p - lowbit p, p)`` (p = j + 1, processed by
+    popcount), the suffix sums the greedy left-to-right decomposition of ``[a, G - 1]`` into the
+    largest aligned blocks (``SF(a) = node[a, a + size) + SF(a + size)``, processed by distance
+    to G); both are the canonical decompositions. Columns are processed in chunks of about
+    :data:`SPLIT_CHUNK_ELEMENTS` / G so the temporaries stay small.
+    """
+    total, width = nodes.shape
+    N = (total + 1) // 2
+    G = int(grid)
+    dev = nodes.device
+    # prefix: p = j + 1 in 1..G
+    p = torch.arange(1, G + 1, device=dev)
+    low = p & -p
+    pf_node = (N // low - 1) + (p - low) // low
+    pf_prev = p - low  # prefix length before the last block (0: none)
+    pf_round = _popcount(p)
+    # suffix: a in 0..G-1, the largest aligned block [a, a + size) inside [a, G - 1]
+    a = torch.arange(0, G, device=dev)
+    size = torch.zeros_like(a)
+    e = N
+    while e >= 1:
+        fits = (size == 0) & (a % e == 0) & (a + e <= G)
+        size = torch.where(fits, torch.full_like(a, e), size)
+        e //= 2
+    sf_node = (N // size - 1) + a // size
+    sf_next = a + size
+    depth = torch.zeros(G + 1, dtype=torch.int64, device=dev)
+    for _ in range(2 * N.bit_length() + 2):
+        new = torch.cat([depth[sf_next] + 1, depth[G:]])
+        if torch.equal(new, depth):
+            break
+        depth = new
+    sf_round = depth[:G]
+    out = torch.empty((G, width), dtype=nodes.dtype, device=dev)
+    step = max(1, SPLIT_CHUNK_ELEMENTS // max(1, G))
+    for c0 in range(0, width, step):
+        cols = nodes[:, c0:c0 + step]
+        pf = out[:, c0:c0 + step]  # row j holds PF(j + 1) (prefix [0, j])
+        for k in range(1, int(pf_round.max()) + 1):
+            idx = (pf_round == k).nonzero().squeeze(1)
+            rows = cols[pf_node[idx]]
+            if k > 1:  # popcount >= 2: a shorter prefix precedes the last block
+                rows += pf[pf_prev[idx] - 1]
+            pf[idx] = rows
+        sf = torch.zeros((G + 1, cols.shape[1]), dtype=nodes.dtype, device=dev)  # SF(G) = 0
+        for k in range(1, int(sf_round.max()) + 1):
+            idx = (sf_round == k).nonzero().squeeze(1)
+            sf[idx] = cols[sf_node[idx]] + sf[sf_next[idx]]
+        pf += sf[1:]
+    return out
 
 
 def gather_sums(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

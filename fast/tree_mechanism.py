@@ -24,14 +24,17 @@ documented uniform order. Peak memory: the payload plus one chunk.
 
 Query (m tokens at once): ``u = P(q)``, split cells ``j_t = cell(u_t)``, the prefix ``[0, j_t]``
 and suffix ``[j_t + 1, G - 1]`` canonical nodes of every (token, coordinate) gathered in one
-``embedding_bag``; ``Pm = prefix_m + suffix_m``; ``numerator = (c1~ + ||u||^2 c0~ -
+``embedding_bag``; ``Pm = prefix_m + suffix_m``. Once the structure has answered enough tokens
+to amortise it (tokens x 2h >= G), the sums ``Pm`` of every split cell are post-processed once
+into a split table (:func:`dpxattn.fast.tree.split_sums`; (G, r, l, d_v + 1, 3) float64, about
+half the node payload) and each later (token, coordinate) reads one row of it; ``numerator = (c1~ + ||u||^2 c0~ -
 sum_t (u_t^2 P0 - 2 u_t P1 + P2)) / 2``; ``D~_c = max(numerator_{d_v}, n)``; entrywise median over
 copies (mean of the two middle values for even l).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -40,7 +43,8 @@ from dpxattn.accounting import padded_size, tree_height
 from dpxattn.fast.envelope import gamma, hp_noise_bound, unit_roundoff
 from dpxattn.fast.features import feature_chunks, features_t
 from dpxattn.fast.release import NoiseLaw, noise_law, release_
-from dpxattn.fast.tree import fill_internal_nodes, gather_sums, grid_cell, prefix_suffix_nodes
+from dpxattn.fast.tree import (fill_internal_nodes, gather_sums, grid_cell, prefix_suffix_nodes,
+                               split_sums)
 from dpxattn.fast.uniforms import UniformStream
 
 __all__ = ["TreeRelease", "tree_noise_count", "TREE_BUILD_CHUNK", "TREE_QUERY_CHUNK"]
@@ -90,6 +94,8 @@ class TreeRelease:
     copies: int
     norm_bound: float
     R_w: float
+    _split: torch.Tensor | None = field(default=None, repr=False)
+    _queried: int = field(default=0, repr=False)
 
     @property
     def N(self) -> int:
@@ -170,6 +176,20 @@ class TreeRelease:
         cells = grid_cell(U.detach(), self.bounds, self.grid)
         return prefix_suffix_nodes(cells, self.grid)
 
+    def split_table(self) -> torch.Tensor:
+        """The split table (G, r, l, d_v + 1, 3): for every split cell j and coordinate t the
+        sums ``Pm`` of the canonical prefix and suffix nodes (public post-processing of the
+        released nodes, computed once and cached)."""
+        if self._split is None:
+            nn, r, l, cols, _ = self.payload.shape
+            self._split = split_sums(self.payload.view(nn, -1), self.grid).view(
+                self.grid, r, l, cols, MOMENTS)
+        return self._split
+
+    def _use_split_table(self, tokens: int) -> bool:
+        self._queried += tokens
+        return self._split is not None or self._queried * 2 * max(1, self.height) >= self.grid
+
     def copy_answers(self, Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-copy answers (m, l, d_v) and clamped denominators D~ (m, l), float64.
 
@@ -179,16 +199,23 @@ class TreeRelease:
         Q = Q.to(torch.float64)
         payload, scalars = self.payload, self.scalars
         nn, r, l, cols, _ = payload.shape
-        table = payload.view(nn * r, l * cols * MOMENTS)
+        width = l * cols * MOMENTS
         coord = torch.arange(r, device=Q.device)
+        split = self.split_table().view(-1, width) if self._use_split_table(Q.shape[0]) else None
+        table = payload.view(nn * r, width)
         outs, dens = [], []
         step = self._chunk()
         for start in range(0, Q.shape[0], step):
             U = features_t(Q[start:start + step], self.degree, scale=self.scale).t()  # (c, r)
             c = U.shape[0]
-            nodes = self._nodes(U)
-            rows = torch.where(nodes >= 0, nodes * r + coord[None, :, None], -1)
-            P = gather_sums(table, rows.reshape(c * r, -1)).view(c, r, l, cols, MOMENTS)
+            if split is not None:
+                cells = grid_cell(U.detach(), self.bounds, self.grid)
+                P = split.index_select(0, (cells * r + coord).reshape(-1))
+            else:
+                nodes = self._nodes(U)
+                rows = torch.where(nodes >= 0, nodes * r + coord[None, :, None], -1)
+                P = gather_sums(table, rows.reshape(c * r, -1))
+            P = P.view(c, r, l, cols, MOMENTS)
             coef = torch.stack([U * U, -2.0 * U, torch.ones_like(U)], dim=-1)  # (c, r, 3)
             dist = torch.einsum("qtckm,qtm->qck", P, coef)
             norm = (U * U).sum(dim=1)
@@ -262,7 +289,7 @@ class TreeRelease:
             exact = (gamma(n + r + 2 * s + 6, u64) * nW * T + norm[:, None] * gamma(n, u64) * nW
                      + gamma(n + 3 * s + 5 + h, u64) * cM1[:, None] * nW) / 2
             feat = gamma(s + 2, uq) * nW * (U @ self.bounds)[:, None]
-            fp = exact + (u64 + gamma(2 * h + 3 * r + 2 * s + 14, uq)) * mag + feat
+            fp = exact + (u64 + gamma(3 * h + 3 * r + 2 * s + 16, uq)) * mag + feat
         return noise + fp
 
     def _chernoff_terms(self, coef: torch.Tensor, sizes: torch.Tensor, norm: torch.Tensor) -> dict:

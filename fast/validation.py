@@ -20,6 +20,8 @@ privacy-relevant sums are accumulated in float64), Q keeps float32 or float64.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import torch
 
@@ -90,6 +92,14 @@ def check_matrix(X, name: str, *, cols: int | None = None, rows: int | None = No
 
 def _limit(value, dtype: torch.dtype, *, upper: bool) -> float:
     """The float of ``dtype`` nearest ``value`` on the inside: <= an upper, >= a lower bound."""
+    try:
+        return _limit_cached(value, dtype, upper)
+    except TypeError:  # an unhashable bound (e.g. an mpf interval): no cache
+        return _limit_cached.__wrapped__(value, dtype, upper)
+
+
+@lru_cache(maxsize=256)
+def _limit_cached(value, dtype: torch.dtype, upper: bool) -> float:
     q = exact_fraction("bound", value)
     v = float_down(q) if upper else float_up(q)
     if dtype == torch.float32:
@@ -112,17 +122,20 @@ def check_range(X: torch.Tensor, name: str, low, high, bound_name: str, *,
     offending entry's position only, never its value.
     """
     data = X.detach()
+    lo = _limit(low, X.dtype, upper=False)
+    hi = _limit(high, X.dtype, upper=True)
+    inside = (data >= lo) & (data <= hi)  # False for NaN, and for +-inf (finite bounds)
+    if bool(inside.all()):
+        return X
     finite = torch.isfinite(data)
     if not bool(finite.all()):
         bad = (~finite).nonzero()[0].tolist()
         shown = "not finite" if private else f"{data[tuple(bad)].item()}"
         raise BoundError(f"{name} entries", "must be finite (no NaN or inf)",
                          hint=f"entry {tuple(bad)} is {shown}")
-    lo = _limit(low, X.dtype, upper=False)
-    hi = _limit(high, X.dtype, upper=True)
     if clip:
         return X.clamp(lo, hi)
-    outside = (data < lo) | (data > hi)
+    outside = ~inside
     if bool(outside.any()):
         bad = outside.nonzero()[0].tolist()
         shown = "outside" if private else f"{data[tuple(bad)].item()!r}"

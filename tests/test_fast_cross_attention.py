@@ -337,3 +337,24 @@ def test_cuda_matches_cpu(rng):
         g = torch.Generator(device="cuda").manual_seed(1)
         b = DPCrossAttention.build(K.cuda(), V.cuda(), degree=3, mechanism=mechanism, generator=g, **KW)
         assert torch.equal(a.query(Q.cuda()), b.query(Q.cuda()))
+
+
+def test_tree_split_table_path_equals_node_gather_path(rng):
+    """Both query paths of the tree (canonical-node gather; split table after amortisation)
+    give the same answers (the table is a post-processing of the released nodes)."""
+    K, V, Q = _data(rng, 1000, 2, 2, m=4)
+    att = DPCrossAttention.build(K, V, degree=2, mechanism="tree", copies=2,
+                                 generator=torch.Generator().manual_seed(4), **KW)
+    rel = att.release
+    assert rel._split is None
+    by_nodes = att.query(Q)  # 4 tokens x 2h << G = 1000: gathers canonical nodes
+    assert rel._split is None
+    table = rel.split_table()
+    assert table.shape == (1000, rel.payload.shape[1], 2, 3, 3)
+    by_table = att.query(Q)
+    torch.testing.assert_close(by_table, by_nodes, rtol=1e-12, atol=1e-12)
+    assert bool(((by_table - _taylor(Q, K, V, 2)).abs() <= att.error_bound(Q)).all())
+    fresh = DPCrossAttention.build(K, V, degree=2, mechanism="tree", copies=2,
+                                   generator=torch.Generator().manual_seed(4), **KW)
+    fresh.query(torch.rand(60, 2, dtype=torch.float64))  # 60 tokens x 2h >= G: table built
+    assert fresh.release._split is not None

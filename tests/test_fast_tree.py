@@ -178,3 +178,17 @@ def test_batched_gather_agrees_with_per_query_walk(rng):
     slow = torch.tensor([float(nodes[_python_walk(a, b, N), 0].sum()) for a, b in
                          zip(lo.tolist()[:200], hi.tolist()[:200])], dtype=torch.float64)
     torch.testing.assert_close(got[:200], slow, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("G", [1, 2, 3, 5, 8, 13, 16, 17, 31, 64, 100])
+def test_split_sums_equal_the_canonical_prefix_and_suffix_sums(G, rng, monkeypatch):
+    from dpxattn.accounting import padded_size
+    import dpxattn.fast.tree as tree_mod
+    from dpxattn.fast.tree import split_sums
+
+    N = padded_size(G)
+    nodes = torch.tensor(rng.normal(size=(2 * N - 1, 5)))
+    want = gather_sums(nodes, prefix_suffix_nodes(torch.arange(G), G))
+    torch.testing.assert_close(split_sums(nodes, G), want, rtol=1e-13, atol=1e-13)
+    monkeypatch.setattr(tree_mod, "SPLIT_CHUNK_ELEMENTS", 2 * G)  # column chunks of 2
+    torch.testing.assert_close(split_sums(nodes, G), want, rtol=1e-13, atol=1e-13)
