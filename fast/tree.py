@@ -210,9 +210,13 @@ def gather_sums(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """Sum rows of ``table`` (T, w) for each bag of row indices in ``rows`` (B, W), -1 = none.
 
     Returns (B, w) in ``table``'s dtype: one ``embedding_bag(mode="sum")`` over the flattened
-    valid indices (an empty bag sums to 0). Differentiable in nothing: ``table`` is released data.
+    valid indices (an empty bag sums to 0); for a scalar payload (w = 1) one masked gather. Differentiable in nothing: ``table`` is released data.
     """
     valid = rows >= 0
+    if table.shape[1] == 1:  # scalar payload: one masked element gather beats per-bag overhead
+        vals = table[rows.clamp(min=0), 0]
+        return torch.where(valid, vals, torch.zeros((), dtype=table.dtype,
+                                                    device=table.device)).sum(dim=1, keepdim=True)
     counts = valid.sum(dim=1)
     flat = rows[valid]
     offsets = torch.zeros_like(counts)
