@@ -81,51 +81,69 @@ def device_sync(device) -> Callable[[], None]:
     return lambda: None
 
 
+def _timed(fn: Callable[[], Any], calls: int, sync: Callable[[], None]) -> float:
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    sync()
+    return time.perf_counter() - t0
+
+
+def _calibrate(fn: Callable[[], Any], *, warmup: int, first_call: float | None,
+               min_rep_time: float, max_inner: int, sync: Callable[[], None]) -> int:
+    """Calls per repetition: 1 for a call that lasts ``min_rep_time`` or more; otherwise the
+    count found by growing a batch (timeit's autorange) until it lasts ``min_rep_time``.
+
+    A single warm-up call is a poor estimate on a busy machine (one descheduled call is 10-100x
+    slow, and an inner loop of 1 then leaves every repetition at the scheduler's mercy), hence
+    the batch growth. ``warmup`` calls run first unless ``first_call`` gives the time of a call
+    the caller has just made.
+    """
+    if warmup < 1 and first_call is None:
+        raise ValueError("warmup=0 needs first_call (the time of a call already made)")
+    last = math.inf if first_call is None else float(first_call)
+    for _ in range(warmup):
+        last = _timed(fn, 1, sync)
+    if last >= min_rep_time:
+        return 1
+    calls = 1
+    while calls < max_inner:
+        elapsed = _timed(fn, calls, sync)
+        if elapsed >= min_rep_time:
+            return calls
+        guess = math.ceil(calls * 1.2 * min_rep_time / max(elapsed, 1e-9))
+        calls = min(max_inner, max(2 * calls, min(10 * calls, guess)))
+    return calls
+
+
 def measure(fn: Callable[[], Any], *, repetitions: int = 5, min_rep_time: float = 0.05,
             warmup: int = 1, max_inner: int = 1_000_000,
             sync: Callable[[], None] | None = None, first_call: float | None = None) -> Timing:
     """Time ``fn()`` (its result is discarded at once, so large results do not pile up).
 
-    ``warmup`` calls run first (the last one's time calibrates ``inner``); then
-    ``repetitions`` repetitions of ``inner`` calls each. Returns seconds per call. A caller that
-    has just run ``fn`` itself (e.g. under :func:`measure_memory`) may pass ``warmup=0`` and that
-    call's time as ``first_call``, so an expensive function is not run once more for nothing.
+    ``warmup`` calls run first, then the calls per repetition (``inner``) are calibrated
+    (:func:`_calibrate`), then ``repetitions`` repetitions of ``inner`` calls each. Returns
+    seconds per call. A caller that has just run ``fn`` itself (e.g. under
+    :func:`measure_memory`) may pass ``warmup=0`` and that call's time as ``first_call``, so an
+    expensive function is not run once more for nothing.
     """
-    if repetitions < 1:
-        raise ValueError(f"repetitions must be >= 1 (got {repetitions})")
-    if warmup < 1 and first_call is None:
-        raise ValueError("warmup=0 needs first_call (the time of a call already made)")
-    sync = sync or (lambda: None)
-    first = math.inf if first_call is None else float(first_call)
-    for _ in range(warmup):
-        sync()
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        first = time.perf_counter() - t0
-    inner = 1 if first >= min_rep_time else min(max_inner, max(1, math.ceil(min_rep_time / max(first, 1e-9))))
-    per_call = []
-    for _ in range(repetitions):
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        sync()
-        per_call.append((time.perf_counter() - t0) / inner)
-    return Timing(statistics.median(per_call), min(per_call), max(per_call), repetitions, inner)
+    return measure_many([fn], repetitions=repetitions, min_rep_time=min_rep_time, warmup=warmup,
+                        max_inner=max_inner, sync=sync, first_calls=[first_call])[0]
 
 
 def measure_many(fns: Sequence[Callable[[], Any]], *, repetitions: int = 5,
                  min_rep_time: float = 0.05, max_inner: int = 1_000_000,
-                 sync: Callable[[], None] | None = None,
+                 sync: Callable[[], None] | None = None, warmup: int = 1,
                  first_calls: Sequence[float | None] | None = None) -> list[Timing]:
     """Time several functions **interleaved**: repetition k runs fn_0's inner loop, then fn_1's,
     and so on, before repetition k + 1 starts. A slow phase of the machine (PERF_ANCHORS §2.7:
     minutes in which cache-bound kernels run 2x slower) then hits every side of a ratio alike,
     so ratios of the returned medians compare like with like.
 
-    Each function gets one warm-up call that calibrates its own ``inner``, except where
-    ``first_calls[i]`` already gives the time of a call the caller has just made.
+    Each function is warmed up and gets its own ``inner`` (:func:`_calibrate`); where
+    ``first_calls[i]`` gives the time of a call the caller has just made, fn_i's warm-up is
+    skipped.
     """
     if repetitions < 1:
         raise ValueError(f"repetitions must be >= 1 (got {repetitions})")
@@ -133,25 +151,13 @@ def measure_many(fns: Sequence[Callable[[], Any]], *, repetitions: int = 5,
     firsts = list(first_calls) if first_calls is not None else [None] * len(fns)
     if len(firsts) != len(fns):
         raise ValueError("first_calls must have one entry per function")
-    inners = []
-    for fn, first in zip(fns, firsts):
-        if first is None:
-            sync()
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            first = time.perf_counter() - t0
-        inners.append(1 if first >= min_rep_time else
-                      min(max_inner, max(1, math.ceil(min_rep_time / max(first, 1e-9)))))
+    inners = [_calibrate(fn, warmup=warmup if first is None else 0, first_call=first,
+                         min_rep_time=min_rep_time, max_inner=max_inner, sync=sync)
+              for fn, first in zip(fns, firsts)]
     per_call: list[list[float]] = [[] for _ in fns]
     for _ in range(repetitions):
         for i, (fn, inner) in enumerate(zip(fns, inners)):
-            sync()
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                fn()
-            sync()
-            per_call[i].append((time.perf_counter() - t0) / inner)
+            per_call[i].append(_timed(fn, inner, sync) / inner)
     return [Timing(statistics.median(p), min(p), max(p), repetitions, inner)
             for p, inner in zip(per_call, inners)]
 
