@@ -122,3 +122,18 @@ def test_autograd_path_is_identical_and_differentiable(rng):
     assert torch.autograd.gradcheck(lambda x: features_t(x, 3), (X[:4].clone().requires_grad_(),))
     with torch.no_grad():
         assert features_t(Xg, 2).grad_fn is None
+
+
+@pytest.mark.parametrize("d,s,scale", [(1, 4, None), (3, 3, None), (4, 2, Fraction(1, 2)), (2, 4, 0.3)])
+def test_same_order_values_and_bounds_as_the_reference(d, s, scale, rng):
+    from dpxattn.reference import kernel
+
+    assert multi_indices(d, s) == tuple(kernel.multi_indices(d, s))
+    X = rng.random((4, d)) * 1.5
+    got = features(torch.tensor(X), s, scale=scale).numpy()
+    for i in range(4):
+        ref = np.array([float(v) for v in kernel.features(X[i].tolist(), s, scale=scale)])
+        np.testing.assert_allclose(got[i], ref, rtol=4 * (s + 2) * 2.0**-53, atol=0)
+    ref_M = np.array([float(v) for v in kernel.feature_bounds(d, s, 1.5, scale=scale)])
+    np.testing.assert_allclose(feature_bounds(d, s, 1.5, scale=scale).numpy(), ref_M,
+                               rtol=2.0**-52, atol=0)

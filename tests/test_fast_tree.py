@@ -192,3 +192,12 @@ def test_split_sums_equal_the_canonical_prefix_and_suffix_sums(G, rng, monkeypat
     torch.testing.assert_close(split_sums(nodes, G), want, rtol=1e-13, atol=1e-13)
     monkeypatch.setattr(tree_mod, "SPLIT_CHUNK_ELEMENTS", 2 * G)  # column chunks of 2
     torch.testing.assert_close(split_sums(nodes, G), want, rtol=1e-13, atol=1e-13)
+
+
+def test_grid_cells_match_the_reference_rule(rng):
+    from dpxattn.reference.dptree_distance import grid_cell as ref_cell
+
+    for M, G in ((1.0, 7), (0.7071067811865476, 16), (2.5, 1000), (1.0, 1)):
+        xs = np.concatenate([rng.random(200) * M, [0.0, M, M / 2, M * 0.999999]])
+        got = grid_cell(torch.tensor(xs), M, G).tolist()
+        assert got == [ref_cell(float(x), M, G) for x in xs]
