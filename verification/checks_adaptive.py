@@ -101,7 +101,7 @@ class QueryBudget:
 
 BUDGETS = {
     "quick": QueryBudget(random=4_000, grid=4_000, starts=100, steps=20, structures=150),
-    "standard": QueryBudget(random=20_000, grid=20_000, starts=250, steps=40, structures=3_000),
+    "standard": QueryBudget(random=20_000, grid=20_000, starts=250, steps=40, structures=1_000),
     "full": QueryBudget(random=100_000, grid=100_000, starts=500, steps=100, structures=20_000),
 }
 
