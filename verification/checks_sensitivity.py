@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-import torch
 
 from dpxattn.accounting import padded_size, tree_levels
 from dpxattn.verification.mutants import (SortedTreeConfig, StructureConfig, noiseless_release,
@@ -51,6 +50,7 @@ __all__ = [
     "BUDGETS",
     "RATIO_ALLOWANCE",
     "quantities",
+    "flat_release",
     "random_pairs",
     "corner_pairs",
     "search_sensitivity",

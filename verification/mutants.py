@@ -66,6 +66,7 @@ __all__ = [
     "sample_released",
     "sample_answers",
     "sample_sorted_tree",
+    "sorted_tree_values",
     "verify_batches_match_builds",
     "MEDIAN_UNIFORM",
     "BATCH",
@@ -266,16 +267,23 @@ def _direct_parts(config: StructureConfig, K, V, factor: float):
     return rel, noise_law((config.cols,), sens, eps_s, delta_s)
 
 
+def _check_layout(shape: tuple, offset: int, reference_index, what: str) -> None:
+    """Compare a row-major view's flat positions with the reference's documented index function
+    at the multi-indices that step each axis once (and at the last entry)."""
+    probes = [tuple(1 if j == i else 0 for j in range(len(shape))) for i, n in enumerate(shape) if n > 1]
+    probes.append(tuple(n - 1 for n in shape))
+    for idx in probes:
+        if offset + int(np.ravel_multi_index(idx, shape)) != reference_index(*idx):
+            raise AssertionError(f"{what} uniform layout disagrees with the reference's documented "
+                                 f"order at {idx}")
+
+
 def _direct_uniform_view(u: np.ndarray, count: int, config: StructureConfig) -> np.ndarray:
     """The batch's uniforms as a (count, r, cols) view: sample-major, then S row-major."""
     from dpxattn.reference.direct import noise_index
 
     view = u.reshape(count, config.r, config.cols)
-    # spot-check the layout against the reference's documented index function
-    probe = np.arange(config.r * config.cols).reshape(config.r, config.cols)
-    t, k = config.r - 1, config.d_v
-    if probe[t, k] != noise_index(t, k, config.d_v):
-        raise AssertionError("direct uniform layout disagrees with the reference's documented order")
+    _check_layout(view.shape[1:], 0, lambda t, k: noise_index(t, k, config.d_v), "direct")
     return view
 
 
@@ -283,18 +291,13 @@ def _tree_uniform_views(u: np.ndarray, copies: int, config: StructureConfig):
     """(scalars (copies, cols, 2), nodes (2N-1, copies, cols, r, 3)) views of a tree stream."""
     from dpxattn.reference.dptree_softmax import node_noise_index, scalar_noise_index
 
-    cols, r, N = config.cols, config.r, padded_size(config.grid)
+    cols, r, N, d_v = config.cols, config.r, padded_size(config.grid), config.d_v
     ns = 2 * copies * cols
     scalars = u[:ns].reshape(copies, cols, 2)
     nodes = u[ns:].reshape(2 * N - 1, copies, cols, r, 3)
-    # spot-check the layout against the reference's documented index functions
-    probe = np.arange(u.size, dtype=np.float64)
-    ps = probe[:ns].reshape(copies, cols, 2)
-    pn = probe[ns:].reshape(2 * N - 1, copies, cols, r, 3)
-    c, k = copies - 1, cols - 1
-    if ps[c, k, 1] != scalar_noise_index(c, k, 1, d_v=config.d_v) or pn[2 * N - 2, c, k, r - 1, 2] != \
-            node_noise_index(2 * N - 2, c, k, r - 1, 2, d_v=config.d_v, r=r, copies=copies):
-        raise AssertionError("tree uniform layout disagrees with the reference's documented order")
+    _check_layout(scalars.shape, 0, lambda c, k, w: scalar_noise_index(c, k, w, d_v=d_v), "tree scalar")
+    _check_layout(nodes.shape, ns, lambda i, c, k, t, m: node_noise_index(i, c, k, t, m, d_v=d_v, r=r,
+                                                                            copies=copies), "tree node")
     return scalars, nodes
 
 
