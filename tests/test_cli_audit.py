@@ -48,8 +48,21 @@ def test_usage_errors_exit_two(argv, match, capsys):
     assert match in capsys.readouterr().err
 
 
-def test_unknown_mechanism_is_an_argparse_error(capsys):
+@pytest.mark.parametrize("name", ["laplace", "sorted-positions-tree"])
+def test_unknown_or_unauditable_mechanism_is_an_argparse_error(name, capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["audit", "--mechanism", "laplace"])
+        main(["audit", "--mechanism", name])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_every_auditable_variant_has_a_case():
+    from dpxattn.verification.checks_privacy import default_case
+    from dpxattn.verification.cli_audit import auditable
+    from dpxattn.verification.mutants import VARIANTS
+
+    assert set(auditable()) == set(VARIANTS) - {"sorted-positions-tree"}
+    for name in auditable():
+        assert default_case(name).variant == name
+    with pytest.raises(ValueError, match="sorted-positions-tree is exposed by the sensitivity"):
+        default_case("sorted-positions-tree")

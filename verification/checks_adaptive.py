@@ -23,7 +23,10 @@ attacks it, per structure (``direct`` and ``tree``, built by ``dpxattn.fast``):
     which it must reject.
 
 The worst error/envelope ratio found is reported (the envelope is typically 10-100x the
-observed error: DESIGN §9). Notes: ``proofs_notes/22-adaptive-search.md``.
+observed error: DESIGN §9). Paper: adaptive queries via eps0-net, Lipschitz extension and median
+of copies, "with probability 1 - p_f" (v2 App. H; ICLR Thm 1.2; v3: unverified); spec PAPER.md
+§2.6, §3.6, §4.1, §5 item 10. Notes: ``proofs_notes/22-adaptive-search.md``. Shapes: queries
+(m, d) in [0, R]^d; answers and envelopes (m, d_v).
 """
 
 from __future__ import annotations

@@ -25,7 +25,10 @@ number or a few). Batches of releases come from the real release code
 (:func:`dpxattn.verification.mutants.verify_batches_match_builds` checks them bit for bit
 against ``DPCrossAttention.build``).
 
-Notes: ``proofs_notes/21-empirical-audit.md``.
+Paper: the privacy claims of DPTree, DPTreeDistance, DPTreeSoftmax and the cross-attention
+structure (v2 §2-4, App. D-I; ICLR Thm 1.2, Algorithm 3 and line 269; v3: unverified); spec
+PAPER.md §2.1, §3.1-3.7, §5 items 5-7. Notes: ``proofs_notes/21-empirical-audit.md``.
+Shapes: each audit feeds the auditor (N, k) arrays of released numbers or answers per side.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from dpxattn.errors import ParameterError
 from dpxattn.verification.audit import AuditResult, audit
 from dpxattn.verification.checks_sensitivity import SearchBudget, search_sensitivity
 from dpxattn.verification.mutants import (SortedTreeConfig, StructureConfig, get_variant,
@@ -157,6 +161,9 @@ def default_case(variant: str, *, eps=None, delta=None, answers: bool = False) -
     ``answers`` and the variant has an answers case), with eps/delta replaced when given."""
     get_variant(variant)
     cases = [c for c in audit_cases() if c.variant == variant]
+    if not cases:
+        raise ParameterError("mechanism", "must have an audit case in check 4 (sorted-positions-tree "
+                             "is exposed by the sensitivity search of check 3)", variant)
     pick = [c for c in cases if (c.selection == "answers") == answers] or cases
     case = pick[0]
     cfg = case.config

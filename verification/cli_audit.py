@@ -22,16 +22,24 @@ import os
 import sys
 import time
 
-__all__ = ["add_arguments", "run", "DEFAULT_SAMPLES"]
+__all__ = ["add_arguments", "run", "auditable", "DEFAULT_SAMPLES"]
 
 DEFAULT_SAMPLES = 100_000
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from dpxattn.verification.mutants import VARIANTS
+def auditable() -> tuple[str, ...]:
+    """Variants with an audit case in check 4 (``sorted-positions-tree`` is exposed by the exact
+    sensitivity search of check 3 instead: its leak is spread too thin for a black-box audit)."""
+    from dpxattn.verification.checks_privacy import audit_cases
 
-    parser.add_argument("--mechanism", required=True, choices=tuple(VARIANTS),
-                        help="a real mechanism (direct, tree) or a deliberately wrong mutant")
+    return tuple(dict.fromkeys(c.variant for c in audit_cases()))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mechanism", required=True, choices=auditable(),
+                        help="a real mechanism (direct, tree) or a deliberately wrong mutant "
+                             "(sorted-positions-tree is exposed by `dpxattn verify --only "
+                             "sensitivity` instead)")
     parser.add_argument("--eps", type=float, default=None,
                         help="the structure's total eps (default: the check-4 configuration's)")
     parser.add_argument("--delta", type=float, default=None,

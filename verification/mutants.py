@@ -35,6 +35,10 @@ uses the tree release's own copy axis (independent copies, each with the copies 
 bit for bit. Answers are the real query code: ``DirectRelease.answer`` under ``torch.func.vmap``
 and ``TreeRelease.copy_answers`` (per copy, i.e. per independent structure).
 
+Paper: the denominator "only a normalization factor" (ICLR line 269), Algorithm 3's ``P_wx``,
+``s_wx`` without noise, DPTreeDistance over sorted keys (v2 §3, App. F, I; v3: unverified);
+spec PAPER.md §3.2, §3.4, §3.5, §5 items 5-7.
+
 Shapes: ``sample_released`` returns a dict of float64 tensors with a leading batch axis
 (``direct``: ``S`` (N, r, d_v + 1); ``tree``: ``scalars`` (N, d_v + 1, 2) and ``payload``
 (N, 2G' - 1, r, d_v + 1, 3), G' = 2^ceil(log2 G); sorted trees: ``keys`` (N, n) when stored
