@@ -30,7 +30,7 @@ import torch
 
 from dpxattn.benchmarks.timing import Timing, device_sync, measure
 
-__all__ = ["AnchorSizes", "header", "measure_anchors", "cpu_model", "noise_sampler", "warm_noise_filler"]
+__all__ = ["AnchorSizes", "header", "load_average", "busy_warning", "measure_anchors", "cpu_model", "noise_sampler", "warm_noise_filler"]
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,30 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def load_average() -> float | None:
+    """The 1-minute load average (``os.getloadavg``), or None where unavailable."""
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+
+
+def busy_warning() -> str | None:
+    """A warning when other processes keep the CPUs busy (1-minute load average above half the
+    logical CPUs): OpenMP kernels then wait on descheduled threads and ms-scale timings swell
+    10-50x, so absolute times and even same-run ratios are unreliable."""
+    load, cpus = load_average(), os.cpu_count() or 1
+    if load is None or load <= 0.5 * cpus:
+        return None
+    return (f"WARNING: the machine is busy (1-minute load average {load:.2g} on {cpus} logical CPUs): "
+            "timings are unreliable; run the benchmark on a quiet machine")
+
+
 def header(device) -> dict:
     """What the run ran on: printed first, stored in the JSON."""
     dev = torch.device(device)
     info = {
+        "load_average_1min": load_average(),
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
         "cpu": cpu_model(),
         "logical_cpus": os.cpu_count(),

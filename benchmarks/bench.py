@@ -54,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch device: cpu (default), cuda, cuda:N, or auto (cuda if present)")
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--mechanisms", default="direct,tree",
+                        help="direct,tree (default) or direct: the tree rows take most of a full run")
     parser.add_argument("--repetitions", type=int, default=None,
                         help="timed repetitions per measurement (median reported; default 5, "
                              "quick 3; the targets ask for >= 5)")
@@ -171,13 +173,16 @@ def run(args: argparse.Namespace, out=None) -> int:
         configs = [quick_version(c) for c in configs]
     min_rep = args.min_rep_time if args.min_rep_time is not None else (0.002 if args.quick else 0.05)
     reps = args.repetitions if args.repetitions is not None else (3 if args.quick else 5)
-    ctx = RunContext(device=device, quick=args.quick, repetitions=max(1, reps),
+    mechanisms = tuple(m.strip() for m in args.mechanisms.split(",") if m.strip())
+    if "direct" not in mechanisms or any(m not in ("direct", "tree") for m in mechanisms):
+        raise SystemExit("dpxattn bench: --mechanisms must be 'direct,tree' or 'direct'")
+    ctx = RunContext(device=device, quick=args.quick, repetitions=max(1, reps), mechanisms=mechanisms,
                      min_rep_time=min_rep, seeded_noise=args.seeded_noise, seed=args.seed,
                      mem_budget=int(args.mem_budget_gib * 2**30) if args.mem_budget_gib else None)
     header = anchors_mod.header(device)
     settings = {"quick": args.quick, "repetitions": ctx.repetitions, "min_rep_time_s": min_rep,
                 "sections": list(sections), "configs": [c.name for c in configs],
-                "noise_source": ctx.noise_label(), "seed": args.seed,
+                "noise_source": ctx.noise_label(), "seed": args.seed, "mechanisms": list(mechanisms),
                 "memory_budget_bytes": ctx.memory_budget()}
     rep.doc.update(header=header, settings=settings)
     rep.print("# dpxattn bench")
@@ -186,6 +191,10 @@ def run(args: argparse.Namespace, out=None) -> int:
         rep.print("QUICK MODE: tiny sizes; timings and verdicts below say nothing about speed.")
     if ctx.repetitions < 5:
         rep.print(f"NOTE: {ctx.repetitions} repetitions per measurement (< 5): medians are noisy.")
+    warning = anchors_mod.busy_warning()
+    if warning:
+        rep.print()
+        rep.print(warning)
     rep.section("Header")
     rep.print(table(("item", "value"), [(k, str(v)) for k, v in header.items()]))
     rep.print()
@@ -289,6 +298,10 @@ def run(args: argparse.Namespace, out=None) -> int:
     rep.doc["summary"] = counts
     rep.section("Summary")
     rep.print(", ".join(f"{v} {counts[v]}" for v in VERDICTS))
+    rep.doc["load_average_1min_at_end"] = anchors_mod.load_average()
+    warning = anchors_mod.busy_warning()
+    if warning:
+        rep.print(warning + " (at the end of the run)")
     failed = [t for t in all_rows if t.verdict == "FAIL"]
     for t in failed:
         rep.print(f"- FAIL {t.id} [{t.config}] {t.what}: {t.measured_text()} (needs {t.threshold_text()})")

@@ -55,6 +55,7 @@ class RunContext:
     mem_budget: int | None = None
     seeded_noise: bool = False
     seed: int = 20260728
+    mechanisms: tuple[str, ...] = ("direct", "tree")
     anchors: dict = field(default_factory=dict)
     _data: dict = field(default_factory=dict)
     _start: float = field(default_factory=time.perf_counter)
@@ -88,10 +89,13 @@ class RunContext:
                 else "library default: secure (OS CSPRNG)")
 
     def memory_budget(self) -> int | None:
-        """Bytes a structure may use: ``--mem-budget-gib`` if given, else 85 % of MemAvailable
-        now (None where unknown, e.g. not Linux)."""
+        """Bytes a structure may use: ``--mem-budget-gib`` if given, else 85 % of what is free
+        now: the device's free memory on CUDA, MemAvailable on the host (None where unknown)."""
         if self.mem_budget is not None:
             return self.mem_budget
+        if self.device.type == "cuda":
+            free, _total = torch.cuda.mem_get_info(self.device)
+            return int(0.85 * free)
         avail = available_memory_bytes()
         return None if avail is None else int(0.85 * avail)
 

@@ -344,6 +344,9 @@ def measure_config(cfg: BenchConfig, ctx: RunContext) -> ConfigResult:
     result.targets += _targets(cfg, direct, ctx)
     result.crossover.append(_crossover(cfg, "direct", data, cfg.n, direct["timings"]["query"]["median_s"],
                                        direct["timings"]["sdpa_f32"]["median_s"], direct["init"], ctx))
+    if "tree" not in ctx.mechanisms:
+        result.notes.append("tree rows not run (--mechanisms)")
+        return result
     n_tree, why = tree_size(cfg, data, ctx)
     result.notes.append("tree sizing: " + why)
     ctx.log(f"[bench] {cfg.name}: tree at n={n_tree}")

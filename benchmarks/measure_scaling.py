@@ -71,7 +71,7 @@ def measure_scaling(ctx: RunContext, grids: ScalingGrids) -> list[Target]:
                            [_sdpa(ctx, cfg_n, n, grids) for n in grids.sdpa_n]))
     tb, tq, tn, left_out = [], [], [], []
     budget = ctx.memory_budget()
-    for n in grids.tree_n:
+    for n in (grids.tree_n if "tree" in ctx.mechanisms else ()):
         payload = subject.payload_bytes(cfg_n, n, "tree")
         if budget is not None and 1.5 * payload + (256 << 20) > budget:
             left_out.append(f"n={n} left out (payload {payload / 2**30:.3g} GiB, budget {budget / 2**30:.3g} GiB)")
@@ -87,7 +87,7 @@ def measure_scaling(ctx: RunContext, grids: ScalingGrids) -> list[Target]:
         del att  # one tree alive at a time; the first build is the timing's warm-up
         tb.append(ctx.time(build, warmup=0, first_call=first).median)
         tn.append(n)
-    note = "; ".join(left_out)
+    note = "; ".join(left_out) if "tree" in ctx.mechanisms else "tree rows not run (--mechanisms)"
     rows.append(_slope_row("S2", "tree build vs n", label_n, tn, tb, note))
     rows.append(_slope_row("S4", "tree query (m tokens) vs n", label_n, tn, tq, note))
     by_d: dict[int, list[tuple[int, float, float]]] = {}
