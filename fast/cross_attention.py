@@ -11,30 +11,42 @@ Shapes: K (n, d) in [0, R]^d, V (n, d_v) in [-R_w, R_w], Q (m, d) in [0, R]^d; `
 
 Privacy unit: replace one row of (K, V) (entries inside the public bounds). The whole released
 structure (every value column, the denominator, every copy, coordinate, moment and tree level)
-is (eps, delta)-DP end to end (``privacy``), in idealised real arithmetic: the noise is float64
-inversion of the exact CDF, NOT hardened against floating-point attacks (DESIGN §5).
+is (eps, delta)-DP end to end (``privacy``). Noise modes (``build(noise=...)``; issue 5):
+
+* ``"secure"`` (the default when neither a generator nor uniforms is given): every released
+  number is a lattice point, the exact float sum rounded to a public power of two plus exact
+  discrete truncated Laplace noise from OS CSPRNG words (``fast/secure_noise.py``), with the
+  sensitivity of the computed float64 sums (analytic + 2 x their float error bound); the plan's
+  numerics is ``SECURE_NUMERICS`` (``proofs_notes/23-hardened-noise.md``);
+* ``"float"`` (the default with a seeded generator or given uniforms): float64 inversion of the
+  exact TLap CDF, proven in idealised real arithmetic only, NOT hardened against floating-point
+  attacks (DESIGN §5); reproducible and in conformance with the exact reference.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
-from dpxattn.accounting import feature_dimension, plan_direct, plan_tree
+from dpxattn.accounting import (NUMERICS_FLOAT, feature_dimension, plan_direct, plan_tree,
+                                tree_height)
 from dpxattn.errors import ParameterError
 from dpxattn.fast.direct import DirectRelease, direct_noise_count
 from dpxattn.fast.directed import float_up
 from dpxattn.fast.envelope import finalize, hp_ratio_bound, median_copy_failure, ratio_bound
 from dpxattn.fast.features import feature_bounds
-from dpxattn.fast.sensitivities import direct_sensitivity, round_up, tree_sensitivities
+from dpxattn.fast.release import NOISE_MODES, noise_stream
+from dpxattn.fast.secure_noise import SECURE_NUMERICS
+from dpxattn.fast.sensitivities import (direct_secure_constants, direct_sensitivity, round_up,
+                                        tree_secure_constants, tree_sensitivities)
 from dpxattn.fast.tree_mechanism import TreeRelease, median_over_copies, tree_noise_count
-from dpxattn.fast.uniforms import uniform_stream
 from dpxattn.fast.validation import check_failure_prob, check_keys_values, check_queries
 from dpxattn.params import (check_degree, check_mechanism, check_positive, check_positive_int,
                             check_privacy)
 
-__all__ = ["DPCrossAttention", "Tolerance", "TOLERANCES", "ATOL_F64", "RTOL_F64", "ATOL_F32",
+__all__ = ["DPCrossAttention", "resolve_noise", "Tolerance", "TOLERANCES", "ATOL_F64", "RTOL_F64", "ATOL_F32",
            "RTOL_F32"]
 
 
@@ -64,6 +76,21 @@ def _check_clip(clip) -> bool:
     if not isinstance(clip, bool):
         raise ParameterError("clip", "must be True or False (given explicitly; never implied)", clip)
     return clip
+
+
+def resolve_noise(noise, generator, uniforms) -> str:
+    """The noise mode of a build: ``noise`` None gives "secure" when ``generator is None and
+    uniforms is None``, else "float"; "secure" with ``uniforms`` raises (uniforms define float
+    inversion draws); anything but None, "secure", "float" raises."""
+    if noise is None:
+        return "secure" if generator is None and uniforms is None else "float"
+    if not isinstance(noise, str) or noise not in NOISE_MODES:
+        raise ParameterError("noise", "must be None, 'secure' or 'float'", noise)
+    if noise == "secure" and uniforms is not None:
+        raise ParameterError("uniforms", "must be None with noise='secure' (given uniforms define "
+                             "float64 inversion draws; the hardened release uses 64-bit words)",
+                             "given", hint="use noise='float' (or leave noise=None) with uniforms")
+    return noise
 
 
 def _mechanism_options(mechanism: str, copies, grid_size) -> tuple[int, int | None]:
@@ -103,11 +130,13 @@ class DPCrossAttention:
     ATOL_F64, RTOL_F64, ATOL_F32, RTOL_F32 = ATOL_F64, RTOL_F64, ATOL_F32, RTOL_F32
 
     __slots__ = ("mechanism", "release", "_plan", "n", "d", "d_v", "degree", "r", "R", "R_w",
-                 "_R_w_up", "scale", "clip", "copies", "grid_size", "device", "_kernel_bound")
+                 "_R_w_up", "scale", "clip", "copies", "grid_size", "device", "_kernel_bound",
+                 "noise")
 
     def __init__(self, *, mechanism, release, plan, n, d, d_v, degree, R, R_w, scale, clip,
-                 copies, grid_size, device) -> None:
+                 copies, grid_size, device, noise="float") -> None:
         self.mechanism = mechanism
+        self.noise = noise
         self.release = release
         self._plan = plan
         self.n = n
@@ -130,7 +159,7 @@ class DPCrossAttention:
     @classmethod
     def build(cls, K, V, *, eps, delta, R, R_w, degree, mechanism="direct", scale=None,
               generator=None, uniforms=None, clip=False, copies=1,
-              grid_size=None) -> "DPCrossAttention":
+              grid_size=None, noise=None) -> "DPCrossAttention":
         """Init: validate, compute the exact sums in float64, add the noise, keep only the release.
 
         ``K`` (n, d) in [0, R]^d and ``V`` (n, d_v) in [-R_w, R_w]: torch tensors (or arrays);
@@ -140,7 +169,10 @@ class DPCrossAttention:
         ``numpy.random.Generator`` (seeded: tests/audits, labelled), or ``uniforms`` (exactly
         :meth:`noise_count` values in (0, 1), in the documented order: conformance). ``copies``
         (l) and ``grid_size`` (G, default n) are for ``tree`` only. The structure lives on K's
-        device. Paper: DPTreeCrossAttention.Init (v2 §3, App. I; v3: unverified); PAPER.md
+        device. ``noise``: None (default: "secure" when ``generator is None and uniforms is
+        None``, else "float"), "secure" (hardened lattice release; with a seeded generator it is
+        reproducible and labelled seeded; with ``uniforms`` it raises ParameterError) or "float"
+        (float64 inversion, idealised numerics). Paper: DPTreeCrossAttention.Init (v2 §3, App. I; v3: unverified); PAPER.md
         §3.5-3.7, §5 item 8.
         """
         mechanism = check_mechanism(mechanism)
@@ -152,6 +184,8 @@ class DPCrossAttention:
             check_positive("scale", scale)
         copies, grid_size = _mechanism_options(mechanism, copies, grid_size)
         clip = _check_clip(clip)
+        noise = resolve_noise(noise, generator, uniforms)
+        secure = noise == "secure"
         with torch.no_grad():
             K, V = check_keys_values(K, V, R=R, R_w=R_w, clip=clip)
             n, d = K.shape
@@ -159,34 +193,43 @@ class DPCrossAttention:
             device = K.device
             count = cls.noise_count(n=n, d=d, d_v=d_v, degree=degree, mechanism=mechanism,
                                     copies=copies, grid_size=grid_size)
-            stream = uniform_stream(count, generator=generator, uniforms=uniforms, device=device)
+            stream = noise_stream(count, noise=noise, generator=generator, uniforms=uniforms,
+                                  device=device)
             bounds = feature_bounds(d, degree, R, scale=scale, device=device)
             if mechanism == "direct":
                 plan = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree)
                 sens = direct_sensitivity(d=d, degree=degree, R=R, R_w=R_w, d_v=d_v, scale=scale)
                 eps_s, delta_s = plan.share("S")
+                extra = (direct_secure_constants(n=n, d=d, degree=degree, R=R, R_w=R_w, d_v=d_v,
+                                                 scale=scale) if secure else None)
                 release = DirectRelease.build(K, V, degree=degree, scale=scale, sensitivity=sens,
                                               eps=eps_s, delta=delta_s, bounds=bounds,
-                                              stream=stream)
+                                              stream=stream, secure=extra)
             else:
                 grid = n if grid_size is None else grid_size
                 plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree,
                                  copies=copies, grid_size=grid_size)
                 scalar_sens, node_sens = tree_sensitivities(d=d, degree=degree, R=R, R_w=R_w,
                                                             d_v=d_v, scale=scale)
+                extra = (tree_secure_constants(n=n, d=d, degree=degree, R=R, R_w=R_w, d_v=d_v,
+                                               height=tree_height(grid), scale=scale)
+                         if secure else None)
                 release = TreeRelease.build(
                     K, V, degree=degree, scale=scale, grid=grid, copies=copies, bounds=bounds,
                     norm_bound=_norm_bound(d, degree, R, scale), R_w=float_up(R_w, "R_w"),
                     scalar_sens=scalar_sens, node_sens=node_sens,
                     shares={key: plan.share(key) for key in ("c0", "c1", "tree_level")},
-                    stream=stream)
+                    stream=stream, secure=extra)
             stream.finish()
             del K, V
-        plan = plan.with_labels(randomness=stream.label, clip=clip)
+        plan = plan.with_labels(randomness=stream.label, clip=clip,
+                                numerics=SECURE_NUMERICS if secure else NUMERICS_FLOAT)
+        if secure:
+            plan = dataclasses.replace(plan, notes=plan.notes + (_secure_note(release),))
         return cls(mechanism=mechanism, release=release, plan=plan, n=n, d=d, d_v=d_v,
                    degree=degree, R=R, R_w=R_w, scale=scale, clip=clip, copies=copies,
                    grid_size=(n if grid_size is None else grid_size) if mechanism == "tree"
-                   else None, device=device)
+                   else None, device=device, noise=noise)
 
     @staticmethod
     def noise_count(*, n: int, d: int, d_v: int, degree: int, mechanism: str = "direct",
@@ -325,6 +368,22 @@ class DPCrossAttention:
         return (f"DPCrossAttention(mechanism={self.mechanism!r}, n={self.n}, d={self.d}, "
                 f"d_v={self.d_v}, degree={self.degree}, r={self.r}{extra}, "
                 f"eps={float(eps):g}, delta={float(delta):g}, device={self.device})")
+
+
+def _secure_note(release) -> str:
+    """One line for the privacy plan: the lattice laws of a secure build."""
+    laws = ((release.law,) if isinstance(release, DirectRelease)
+            else (release.scalar_law, release.node_law))
+    params = [p for law in laws for p in law.constants]
+    ks = [p.exponent for p in params]
+    infl = max(float(p.sensitivity_units * p.granularity / p.sensitivity) for p in params)
+    eps_ratio = min(float(p.eps_used / p.eps) for p in params)
+    delta_ratio = max(p.delta_achieved / float(p.delta) for p in params)
+    return (f"hardened release: {len(params)} distinct lattice laws, g = 2^{min(ks)}..2^{max(ks)}; "
+            "sensitivities are of the computed float64 sums (analytic + 2 x float64 error bound, "
+            "dpxattn.reference.sensitivity.secure_sensitivity); lattice sensitivity / that <= "
+            f"{infl:.9g}; eps used / eps share >= {eps_ratio:.9g}; delta achieved / delta share "
+            f"<= {delta_ratio:.9g}")
 
 
 def _norm_bound(d, degree, R, scale) -> float:

@@ -7,9 +7,12 @@ collapses to (spec PAPER.md §3.4 "Important collapse", §5 item 8; DESIGN §2).
 ``proofs_notes/19-fast-path.md``.
 
 Build: ``S`` (r, d_v + 1) is accumulated in float64 over chunks of keys, one GEMM per chunk
-(``S += P(K_chunk)^T [V_chunk, 1]``, features feature-major), then released by
-:func:`dpxattn.fast.release.release_` with iid TLap(Delta_S, eps, delta) per entry, uniforms in
-row-major order of S. Only the noisy ``S~`` is kept.
+(``S += P(K_chunk)^T [V_chunk, 1]``, features feature-major; :func:`statistic`), then released by
+:func:`dpxattn.fast.release.release_`: float mode, iid TLap(Delta_S, eps, delta) per entry,
+uniforms in row-major order of S; secure mode (``secure=``), the whole S as ONE lattice release
+(``proofs_notes/23-hardened-noise.md``) with the sensitivity of the computed S (Delta_S + 2 x its
+float64 error bound), ``changed`` = every one of its r (d_v + 1) coordinates and a public value
+bound. Only the noisy ``S~`` is kept.
 
 Query (m tokens at once): ``U = P(Q)`` (m, r); ``NS = U S~`` (m, d_v + 1);
 ``D~ = max(NS[:, d_v], n)``; answer ``NS[:, :d_v] / D~``. O(r (d_v + 1)) per token, independent of n.
@@ -23,10 +26,9 @@ import torch
 
 from dpxattn.fast.envelope import DirectEnvelopeTerms, gamma, hp_noise_bound, unit_roundoff
 from dpxattn.fast.features import feature_chunks, features_t
-from dpxattn.fast.release import NoiseLaw, noise_law, release_
-from dpxattn.fast.uniforms import UniformStream
+from dpxattn.fast.release import NoiseLaw, noise_law, release_, secure_law
 
-__all__ = ["DirectRelease", "direct_noise_count"]
+__all__ = ["DirectRelease", "direct_noise_count", "statistic"]
 
 
 def direct_noise_count(r: int, d_v: int) -> int:
@@ -52,17 +54,20 @@ class DirectRelease:
 
     @classmethod
     def build(cls, K: torch.Tensor, V: torch.Tensor, *, degree: int, scale, sensitivity: float,
-              eps, delta, bounds: torch.Tensor, stream: UniformStream) -> "DirectRelease":
-        """K (n, d), V (n, d_v): validated float64 private data (not kept)."""
+              eps, delta, bounds: torch.Tensor, stream, secure=None) -> "DirectRelease":
+        """K (n, d), V (n, d_v): validated float64 private data (not kept).
+
+        ``secure``: None (float mode: ``stream`` a UniformStream) or ``(sensitivity,
+        value_bound)`` of the computed S (secure mode: ``stream`` is SecureWords)."""
         n, d_v = V.shape
         r = bounds.shape[0]
-        S = torch.zeros((r, d_v + 1), dtype=torch.float64, device=K.device)
-        for start, stop, F in feature_chunks(K, degree, scale=scale):
-            W = torch.empty((stop - start, d_v + 1), dtype=torch.float64, device=K.device)
-            W[:, :d_v] = V[start:stop]
-            W[:, d_v] = 1.0
-            S.addmm_(F, W)
-        law = noise_law((d_v + 1,), sensitivity, eps, delta, device=K.device)
+        S = statistic(K, V, degree=degree, scale=scale, r=r)
+        if secure is None:
+            law = noise_law((d_v + 1,), sensitivity, eps, delta, device=K.device)
+        else:
+            sens, value_bound = secure
+            law = secure_law((d_v + 1,), sens, eps, delta, changed=r * (d_v + 1),
+                             value_bound=value_bound, device=K.device)
         release_(S, law, stream)
         return cls(S=S, law=law, bounds=bounds, n=n, degree=degree, scale=scale, _cast={})
 
@@ -71,6 +76,10 @@ class DirectRelease:
         return DirectRelease(S=self.S.to(device), law=self.law.to(device),
                              bounds=self.bounds.to(device), n=self.n, degree=self.degree,
                              scale=self.scale, _cast={})
+
+    @property
+    def secure(self) -> bool:
+        return self.law.secure
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -115,14 +124,39 @@ class DirectRelease:
 
     def noise_bounds(self, terms: DirectEnvelopeTerms, failure: float | None):
         """Bound on |noise of N_k| (= on |noise of D|: same law, same coefficients), (m,):
-        sure (failure None) or min(sure, Hoeffding, Bernstein, Chernoff) at ``failure``."""
+        sure (failure None) or min(sure, Hoeffding, Bernstein, Chernoff) at ``failure``.
+
+        Secure mode: sure with the lattice bound K g + g/2; at ``failure``
+        ``min(sure, (g/2) ||U||_1 + min(Hoeffding, Bernstein))`` with the zero-mean noise bounded
+        by K g and its variance by 2 (t g)^2 (no Chernoff: the TLap MGF is not the discrete law's).
+        """
         A = float(self.law.support_up.max())
         var = float(self.law.variance.max())
         sure = A * terms.l1
         if failure is None:
             return sure
+        if self.law.secure:
+            An = float(self.law.noise_support().max())
+            return hp_noise_bound(sure=sure, sum_c2_A2=An * An * terms.l2sq,
+                                  sum_c2_var=var * terms.l2sq, max_cA=An * terms.linf,
+                                  coef=None, count=None, b=None, A=None, failure=failure,
+                                  offset=float(self.law.rounding.max()) * terms.l1)
         b = self.law.b.max().reshape(1)
         return hp_noise_bound(sure=sure, sum_c2_A2=A * A * terms.l2sq,
                               sum_c2_var=var * terms.l2sq, max_cA=A * terms.linf,
                               coef=terms.U, count=torch.ones_like(terms.U), b=b,
                               A=self.law.support_up.max().reshape(1), failure=failure)
+
+
+def statistic(K: torch.Tensor, V: torch.Tensor, *, degree: int, scale, r: int) -> torch.Tensor:
+    """The computed (noiseless) S = P(K)^T [V, 1], (r, d_v + 1) float64: one GEMM per chunk of
+    keys. Its float64 error is bounded by
+    ``dpxattn.reference.sensitivity.direct_statistic_float_error`` (``proofs_notes/17``)."""
+    n, d_v = V.shape
+    S = torch.zeros((r, d_v + 1), dtype=torch.float64, device=K.device)
+    for start, stop, F in feature_chunks(K, degree, scale=scale):
+        W = torch.empty((stop - start, d_v + 1), dtype=torch.float64, device=K.device)
+        W[:, :d_v] = V[start:stop]
+        W[:, d_v] = 1.0
+        S.addmm_(F, W)
+    return S

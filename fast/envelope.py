@@ -159,10 +159,19 @@ def chernoff_bound(coef: torch.Tensor, count: torch.Tensor, b: torch.Tensor, A: 
     return torch.where(coef.amax(dim=-1) > 0, best, torch.zeros_like(best))
 
 
-def hp_noise_bound(*, sure, sum_c2_A2, sum_c2_var, max_cA, coef, count, b, A, failure):
-    """min(sure, Hoeffding, Bernstein, Chernoff) at failure probability ``failure``."""
+def hp_noise_bound(*, sure, sum_c2_A2, sum_c2_var, max_cA, coef, count, b, A, failure,
+                   offset=None):
+    """min(sure, Hoeffding, Bernstein, Chernoff) at failure probability ``failure``.
+
+    ``offset`` given (the hardened release): the error is a deterministic rounding part
+    bounded by ``offset`` (sum |c| g/2) plus zero-mean discrete noise described by
+    ``sum_c2_A2``, ``sum_c2_var``, ``max_cA`` (bound K g, variance <= 2 (t g)^2); the result is
+    ``min(sure, offset + min(Hoeffding, Bernstein))`` and the TLap Chernoff is not used (its MGF
+    is the continuous law's). ``coef``, ``count``, ``b``, ``A`` are then ignored."""
     first = bernstein_hoeffding_sure(sure=sure, sum_c2_A2=sum_c2_A2, sum_c2_var=sum_c2_var,
                                      max_cA=max_cA, failure=failure)
+    if offset is not None:
+        return torch.minimum(sure, offset + first)
     return torch.minimum(first, chernoff_bound(coef, count, b, A, failure))
 
 

@@ -9,8 +9,22 @@ are given as arrays broadcastable to ``values.shape[1:]`` (e.g. one sensitivity 
 each distinct (sensitivity, eps, delta) gets its constants from
 :func:`dpxattn.fast.noise.tlap_constants` (sensitivity rounded up, eps and delta down).
 
-A floating-point-hardened release (lattice rounding plus exact discrete noise; issue 5) is meant
-to plug in here and only here.
+Two noise modes (``DPCrossAttention.build(noise=...)``; issue 5), both through :func:`release_`:
+
+* ``"float"`` (:func:`noise_law`): the float64 inversion above, idealised real arithmetic
+  (``NUMERICS_FLOAT``); reproducible from a seeded generator or given uniforms (conformance with
+  the exact reference);
+* ``"secure"`` (:func:`secure_law`): every entry goes through
+  :func:`dpxattn.fast.secure_noise.secure_release` (round to a public lattice, add exact discrete
+  truncated Laplace noise from 64-bit words, release lattice points;
+  ``proofs_notes/23-hardened-noise.md``) with the law's per-entry public constants: the l1
+  sensitivity of the **computed** float64 vector (analytic + 2 x its float error bound,
+  ``dpxattn.reference.sensitivity.secure_sensitivity``), ``changed`` and ``value_bound``.
+  Entries that share those constants are released together, a chunk of rows at a time: one
+  ``secure_release`` call on a batch of independent vectors with identical public constants is
+  the same mechanism as one call per vector (the rounding is per coordinate and the noise iid
+  per coordinate given the constants), so each vector (a component of the privacy plan) gets
+  exactly the lattice release its constants define.
 
 Privacy unit: replace one row of (K, V); the caller passes the l1 sensitivity of each released
 group under that adjacency, taken from ``dpxattn.reference.sensitivity``.
@@ -24,10 +38,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dpxattn.errors import ParameterError
 from dpxattn.fast.noise import NOISE_CHUNK, TLapConstants, ppf_from_constants, tlap_constants
-from dpxattn.fast.uniforms import UniformStream
+from dpxattn.fast.secure_noise import secure_parameters, secure_release, secure_words_label
+from dpxattn.fast.uniforms import UniformStream, uniform_stream
 
-__all__ = ["NoiseLaw", "noise_law", "release_"]
+__all__ = ["NoiseLaw", "noise_law", "secure_law", "SecureWords", "noise_stream", "release_",
+           "SECURE_CHUNK", "NOISE_MODES"]
+
+#: the two noise modes of the fast mechanisms
+NOISE_MODES = ("secure", "float")
+#: entries released per ``secure_release`` call at most (bounds the temporaries: a few arrays of
+#: this many 8-byte numbers)
+SECURE_CHUNK = 1 << 21
 
 
 @dataclass(frozen=True)
@@ -37,6 +60,14 @@ class NoiseLaw:
     ``b``, ``support_down``, ``support_up``, ``variance_bound``: float64 tensors of the trailing
     shape (broadcast); ``e_minus_a``, ``one_minus_e_minus_a``: likewise (they depend on
     (eps, delta) only); ``constants``: the distinct :class:`TLapConstants`, for reports.
+
+    ``kind == "secure"`` (:func:`secure_law`): ``constants`` are the distinct
+    :class:`dpxattn.reference.discrete_laplace.LatticeParameters` and ``index`` (int64, the
+    trailing shape) says which one each entry uses; ``support_up = K g + g/2`` (sure bound on
+    |released - computed sum|), ``support_down = K g`` (bound on the zero-mean noise alone),
+    ``rounding = g/2`` (the deterministic rounding's bound), ``b = t g`` (the discrete law's
+    scale), ``variance = 2 (t g)^2`` (>= the exact variance), ``e_minus_a`` and
+    ``one_minus_e_minus_a`` unused (zeros).
     """
 
     shape: tuple
@@ -46,13 +77,35 @@ class NoiseLaw:
     support_down: torch.Tensor
     support_up: torch.Tensor
     variance: torch.Tensor
-    constants: tuple[TLapConstants, ...]
+    constants: tuple
+    kind: str = "float"
+    index: torch.Tensor | None = None
+    rounding: torch.Tensor | None = None
+
+    @property
+    def secure(self) -> bool:
+        return self.kind == "secure"
+
+    def noise_support(self) -> torch.Tensor:
+        """Per-entry bound on |zero-mean noise| for the concentration bounds (float: A, rounded
+        up; secure: K g, the rounding being covered separately by :attr:`rounding`)."""
+        return self.support_down if self.secure else self.support_up
 
     def to(self, device) -> "NoiseLaw":
         """The same law with its tensors on ``device``."""
         return NoiseLaw(self.shape, *(getattr(self, f).to(device) for f in (
             "b", "e_minus_a", "one_minus_e_minus_a", "support_down", "support_up", "variance")),
-            self.constants)
+            self.constants, self.kind, self.index,
+            None if self.rounding is None else self.rounding.to(device))
+
+    def expand(self, lead: int) -> "NoiseLaw":
+        """The same per-entry law repeated over a new leading axis of size ``lead``."""
+        def e(t):
+            return None if t is None else t.unsqueeze(0).expand(lead, *t.shape)
+        return NoiseLaw((lead, *self.shape), e(self.b), e(self.e_minus_a),
+                        e(self.one_minus_e_minus_a), e(self.support_down), e(self.support_up),
+                        e(self.variance), self.constants, self.kind, e(self.index),
+                        e(self.rounding))
 
 
 def _exact_variance(k: TLapConstants) -> float:
@@ -87,15 +140,115 @@ def noise_law(shape, sensitivity, eps, delta, *, device=None) -> NoiseLaw:
     return NoiseLaw(shape, *views, constants=tuple(dict.fromkeys(cache.values())))
 
 
-def release_(values: torch.Tensor, law: NoiseLaw, stream: UniformStream) -> torch.Tensor:
-    """Add TLap noise in place to ``values`` (float64, any strides), in row-major uniform order.
+def _broadcast(x, shape) -> np.ndarray:
+    a = np.asarray(x, dtype=object)
+    return np.broadcast_to(a, shape).reshape(-1) if shape else a.reshape(-1)
 
-    ``values``: shape (rows, *law.shape); the uniforms for row i are the next
-    ``prod(law.shape)`` of ``stream``, consumed row by row in chunks of about
-    :data:`dpxattn.fast.noise.NOISE_CHUNK` entries. Returns ``values``.
+
+def secure_law(shape, sensitivity, eps, delta, *, changed, value_bound, device=None) -> NoiseLaw:
+    """The hardened release's public constants per entry of ``shape``.
+
+    ``sensitivity``: the l1 sensitivity of the COMPUTED float64 vector the entry belongs to
+    (analytic + 2 x float error bound); ``changed``: how many coordinates of that vector can
+    differ on neighbours (counting every coordinate when float error is included);
+    ``value_bound``: a public bound on |entry|. Each argument a scalar or broadcastable to
+    ``shape``. Each distinct tuple gets :func:`dpxattn.fast.secure_noise.secure_parameters`.
+    """
+    shape = tuple(int(s) for s in shape)
+    size = int(np.prod(shape)) if shape else 1
+    flat = [_broadcast(x, shape) for x in (sensitivity, eps, delta, changed, value_bound)]
+    keys: dict = {}
+    index = np.empty(size, dtype=np.int64)
+    fields = np.empty((5, size), dtype=np.float64)
+    params = []
+    for i in range(size):
+        key = tuple(f[i] for f in flat)
+        j = keys.get(key)
+        if j is None:
+            p = secure_parameters(sensitivity=key[0], eps=key[1], delta=key[2],
+                                  changed=int(key[3]), value_bound=key[4])
+            j = keys[key] = len(params)
+            params.append(p)
+        index[i] = j
+    for j, p in enumerate(params):
+        g = p.granularity
+        tg = math.ldexp(float(p.scale_units), p.exponent)  # t g (t < 2^62: rounded once)
+        row = (math.ldexp(float(p.support_units), p.exponent), p.support_bound(), g / 2,
+               math.nextafter(tg, math.inf), math.nextafter(2.0 * tg * tg, math.inf) * (1 + 2.0**-50))
+        fields[:, index == j] = np.array(row)[:, None]
+    t = torch.from_numpy(fields).to(device)
+    down, up, rounding, b, var = (t[i].reshape(shape) for i in range(5))
+    zeros = torch.zeros(shape, dtype=torch.float64, device=device)
+    return NoiseLaw(shape, b, zeros, zeros, down, up, var, tuple(params), "secure",
+                    torch.from_numpy(index).reshape(shape), rounding)
+
+
+class SecureWords:
+    """The randomness of a secure-mode build: the OS CSPRNG (``generator=None``) or a seeded
+    numpy / torch generator (reproducible hardened release; labelled seeded). ``label`` is the
+    privacy plan's randomness label; ``finish()`` mirrors :class:`UniformStream`'s."""
+
+    def __init__(self, generator=None) -> None:
+        self.generator = generator
+        self.label = secure_words_label(generator)
+        self.released = 0
+
+    def finish(self) -> None:
+        return None
+
+
+def noise_stream(count: int, *, noise: str, generator=None, uniforms=None, device=None):
+    """The randomness of one build: a :class:`UniformStream` of ``count`` uniforms (``"float"``)
+    or :class:`SecureWords` (``"secure"``; ``uniforms`` not allowed: they define float
+    inversion draws)."""
+    if noise == "float":
+        return uniform_stream(count, generator=generator, uniforms=uniforms, device=device)
+    if noise != "secure":
+        raise ParameterError("noise", f"must be one of {NOISE_MODES}", noise)
+    if uniforms is not None:
+        raise ParameterError("uniforms", "must be None with noise='secure' (uniforms define "
+                             "float64 inversion draws; the hardened release uses 64-bit words)",
+                             "given", hint="use noise='float' for conformance with given uniforms")
+    return SecureWords(generator)
+
+
+def _secure_release_(values: torch.Tensor, law: NoiseLaw, words: SecureWords) -> torch.Tensor:
+    if not isinstance(words, SecureWords):
+        raise ValueError("release_: a secure law needs SecureWords randomness")
+    width = max(1, int(np.prod(law.shape)) if law.shape else 1)
+    rows = max(1, SECURE_CHUNK // width)
+    index = law.index.to(values.device)
+    masks = [(index == j) for j in range(len(law.constants))]
+    for start in range(0, values.shape[0], rows):
+        stop = min(values.shape[0], start + rows)
+        block = values[start:stop]
+        for p, mask in zip(law.constants, masks):
+            if not bool(mask.any()):
+                continue
+            out = secure_release(block[:, mask], sensitivity=p.sensitivity, eps=p.eps,
+                                 delta=p.delta, changed=p.changed, value_bound=p.value_bound,
+                                 generator=words.generator)
+            block[:, mask] = out.values.to(values.device)
+            words.label = out.randomness
+            words.released += out.values.numel()
+    return values
+
+
+def release_(values: torch.Tensor, law: NoiseLaw, stream) -> torch.Tensor:
+    """Add noise in place to ``values`` (float64, any strides), in row-major uniform order.
+
+    ``values``: shape (rows, *law.shape). Float law: the uniforms for row i are the next
+    ``prod(law.shape)`` of ``stream`` (a :class:`UniformStream`), consumed row by row in chunks
+    of about :data:`dpxattn.fast.noise.NOISE_CHUNK` entries. Secure law (:func:`secure_law`):
+    ``stream`` is :class:`SecureWords`; every entry is replaced by its hardened release (see the
+    module docstring). Returns ``values``.
     """
     if tuple(values.shape[1:]) != law.shape:
         raise ValueError(f"release_: values {tuple(values.shape)} vs law {law.shape}")
+    if law.secure:
+        return _secure_release_(values, law, stream)
+    if isinstance(stream, SecureWords):
+        raise ValueError("release_: a float law needs a stream of uniforms, not SecureWords")
     width = max(1, int(np.prod(law.shape)) if law.shape else 1)
     rows = max(1, NOISE_CHUNK // width)
     args = (law.b, law.support_down, law.e_minus_a, law.one_minus_e_minus_a)

@@ -63,6 +63,7 @@ __all__ = [
     "secure_parameters",
     "sample_noise_units",
     "round_to_lattice_units",
+    "secure_words_label",
 ]
 
 #: stream requests are padded to at least this many draws (timing reflects many draws)
@@ -136,14 +137,28 @@ def _secure_fill(n: int) -> np.ndarray:
     return np.frombuffer(os.urandom(8 * n), dtype=np.uint64)
 
 
+_SECURE_WORDS_LABEL = LABEL_SECURE.replace("uniforms (k + 1/2) 2^-52 strictly inside (0, 1)",
+                                           "64-bit words")
+
+
+def secure_words_label(generator=None) -> str:
+    """The randomness label of the words a release with ``generator`` uses (None: the OS
+    CSPRNG; a numpy / torch generator: seeded). Raises for any other type."""
+    if generator is None:
+        return _SECURE_WORDS_LABEL
+    if isinstance(generator, (np.random.Generator, torch.Generator)):
+        return LABEL_SEEDED
+    raise UniformsError("generator", "must be None (secure), a numpy.random.Generator or a torch.Generator",
+                        type(generator).__name__)
+
+
 def _source(generator, tape, expected_words: int = 1 << 17):
     if tape is not None:
         if generator is not None:
             raise UniformsError("tape", "cannot be combined with a generator")
         return _TapeWords(tape)
     if generator is None:
-        return _StreamWords(_secure_fill, LABEL_SECURE.replace("53-bit uniforms strictly inside (0, 1)",
-                                                                "64-bit words"), expected_words)
+        return _StreamWords(_secure_fill, _SECURE_WORDS_LABEL, expected_words)
     if isinstance(generator, np.random.Generator):
         def fill(n: int, g=generator) -> np.ndarray:
             return g.integers(0, np.iinfo(np.uint64).max, size=n, dtype=np.uint64, endpoint=True)

@@ -23,7 +23,8 @@ from fractions import Fraction
 
 from dpxattn.fast.directed import exact_fraction, float_up
 
-__all__ = ["direct_sensitivity", "tree_sensitivities", "round_up"]
+__all__ = ["direct_sensitivity", "tree_sensitivities", "round_up", "direct_secure_constants",
+           "tree_secure_constants"]
 
 #: relative margin over the reference's working-precision rounding (it evaluates at >= 100 bits)
 _MARGIN = 1 + Fraction(1, 2**90)
@@ -84,3 +85,82 @@ def tree_sensitivities(*, d: int, degree: int, R, R_w, d_v: int, scale=None):
     denominator (weight 1). Read-only arrays (cached).
     """
     return _tree(d, degree, _key(R), _key(R_w), d_v, _key(scale))
+
+
+# ---------------------------------------------------------------------------------------------
+# secure mode: sensitivities of the COMPUTED float64 vectors and public value bounds
+# ---------------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=256)
+def _direct_secure(n, d, degree, R, R_w, d_v, scale):
+    from dpxattn.reference import kernel, sensitivity
+
+    analytic = sensitivity.direct_statistic(d, degree, R, R_w, d_v, scale=scale)
+    err = sensitivity.direct_statistic_float_error(n, d, degree, R, R_w, d_v, scale=scale)
+    sens = round_up(sensitivity.secure_sensitivity(analytic, err), "secure Delta_S")
+    g = sensitivity.float64_gamma(n + sensitivity.direct_term_roundings(degree))
+    M = max(kernel.feature_bounds(d, degree, R, scale=scale))
+    bound = round_up(n * M * max(R_w, 1) * (1 + g), "S value bound")
+    return sens, bound
+
+
+def direct_secure_constants(*, n: int, d: int, degree: int, R, R_w, d_v: int, scale=None):
+    """``(sensitivity, value_bound)`` of the hardened release of S, float64 rounded up:
+    ``direct_statistic + 2 direct_statistic_float_error`` (an l1 sensitivity of the computed
+    float64 S over all its r (d_v + 1) coordinates) and ``(1 + gamma) n max_alpha M_alpha
+    max(R_w, 1)`` (a public bound on every |computed S entry|). ``proofs_notes/23-hardened-noise.md``."""
+    return _direct_secure(n, d, degree, _key(R), _key(R_w), d_v, _key(scale))
+
+
+@lru_cache(maxsize=64)
+def _tree_secure(n, d, degree, R, R_w, d_v, scale, height):
+    from dpxattn.reference import kernel, sensitivity
+
+    M = kernel.feature_bounds(d, degree, R, scale=scale)
+    T = kernel.feature_norm_sq_bound(d, degree, R, scale=scale)
+    r = len(M)
+    g_c0 = sensitivity.float64_gamma(n)
+    g_c1 = sensitivity.float64_gamma(n + sensitivity.c1_term_roundings(r, degree))
+    g_lv = sensitivity.float64_gamma(n + sensitivity.tree_term_roundings(degree, height))
+    weights = [R_w] * d_v + [1]
+    scal = np.empty((d_v + 1, 2), dtype=np.float64)
+    nodes = np.empty((d_v + 1, r, 3), dtype=np.float64)
+    scal_bound = np.empty((d_v + 1, 2), dtype=np.float64)
+    node_bound = np.empty((d_v + 1, r, 3), dtype=np.float64)
+    per_weight: dict = {}
+    for k, w in enumerate(weights):
+        if w not in per_weight:
+            c0 = round_up(sensitivity.secure_sensitivity(
+                sensitivity.c0(w), sensitivity.c0_float_error(n, w)), "secure c0 sensitivity")
+            c1 = round_up(sensitivity.secure_sensitivity(
+                sensitivity.c1(d, degree, R, w, scale=scale),
+                sensitivity.c1_float_error(n, d, degree, R, w, scale=scale)),
+                "secure c1 sensitivity")
+            lv = np.array([[round_up(sensitivity.secure_sensitivity(
+                sensitivity.tree_level(M_t, m, w),
+                sensitivity.tree_level_float_error(n, M_t, m, w, degree=degree, height=height)),
+                "secure tree_level sensitivity") for m in range(3)] for M_t in M])
+            sb = (round_up(n * w * (1 + g_c0), "c0 value bound"),
+                  round_up(n * w * T * (1 + g_c1), "c1 value bound"))
+            nb = np.array([[round_up(n * w * M_t**m * (1 + g_lv), "node value bound")
+                            for m in range(3)] for M_t in M])
+            per_weight[w] = (c0, c1, lv, sb, nb)
+        c0, c1, lv, sb, nb = per_weight[w]
+        scal[k] = (c0, c1)
+        nodes[k] = lv
+        scal_bound[k] = sb
+        node_bound[k] = nb
+    for a in (scal, nodes, scal_bound, node_bound):
+        a.setflags(write=False)
+    return scal, nodes, scal_bound, node_bound
+
+
+def tree_secure_constants(*, n: int, d: int, degree: int, R, R_w, d_v: int, height: int,
+                          scale=None):
+    """Hardened-release constants of the tree, float64 rounded up (read-only cached arrays):
+    ``(scalars (d_v + 1, 2), nodes (d_v + 1, r, 3), scalar_bounds (d_v + 1, 2),
+    node_bounds (d_v + 1, r, 3))``: the sensitivities ``analytic + 2 float error`` of c0, c1 and
+    one level of each (column, coordinate, moment) DPTree (``reference.sensitivity``'s
+    ``*_float_error`` and ``secure_sensitivity``), and public bounds ``(1 + gamma) x`` (n W,
+    n W T_s(t_max), n W M_t^m) on every |computed entry|. ``proofs_notes/23-hardened-noise.md``."""
+    return _tree_secure(n, d, degree, _key(R), _key(R_w), d_v, _key(scale), height)

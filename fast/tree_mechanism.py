@@ -42,10 +42,9 @@ import torch
 from dpxattn.accounting import padded_size, tree_height
 from dpxattn.fast.envelope import gamma, hp_noise_bound, unit_roundoff
 from dpxattn.fast.features import feature_chunks, features_t
-from dpxattn.fast.release import NoiseLaw, noise_law, release_
+from dpxattn.fast.release import NoiseLaw, noise_law, release_, secure_law
 from dpxattn.fast.tree import (fill_internal_nodes, gather_sums, grid_cell, prefix_suffix_nodes,
                                split_sums)
-from dpxattn.fast.uniforms import UniformStream
 
 __all__ = ["TreeRelease", "tree_noise_count", "TREE_BUILD_CHUNK", "TREE_QUERY_CHUNK"]
 
@@ -65,10 +64,7 @@ def tree_noise_count(*, r: int, d_v: int, copies: int, grid: int) -> int:
 
 def _expand(law: NoiseLaw, lead: int) -> NoiseLaw:
     """The same per-entry law repeated over a new leading axis of size ``lead`` (copies)."""
-    def e(t):
-        return t.unsqueeze(0).expand(lead, *t.shape)
-    return NoiseLaw((lead, *law.shape), e(law.b), e(law.e_minus_a), e(law.one_minus_e_minus_a),
-                    e(law.support_down), e(law.support_up), e(law.variance), law.constants)
+    return law.expand(lead)
 
 
 @dataclass
@@ -109,11 +105,18 @@ class TreeRelease:
     def build(cls, K: torch.Tensor, V: torch.Tensor, *, degree: int, scale, grid: int,
               copies: int, bounds: torch.Tensor, norm_bound: float, R_w: float,
               scalar_sens: np.ndarray,
-              node_sens: np.ndarray, shares: dict, stream: UniformStream) -> "TreeRelease":
+              node_sens: np.ndarray, shares: dict, stream, secure=None) -> "TreeRelease":
         """K (n, d), V (n, d_v): validated float64 private data (not kept).
 
         ``scalar_sens`` (d_v + 1, 2) and ``node_sens`` (d_v + 1, r, 3): sensitivities (rounded
         up); ``shares``: the plan's exact (eps, delta) for "c0", "c1", "tree_level".
+        ``secure``: None (float mode; ``stream`` a UniformStream) or the tuple
+        ``(scalar_sens, node_sens, scalar_bounds, node_bounds)`` of
+        :func:`dpxattn.fast.sensitivities.tree_secure_constants` (secure mode; ``stream`` is
+        SecureWords): each c0 / c1 is its own one-coordinate lattice release, and each level of
+        each (copy, column, coordinate, moment) DPTree its own lattice release with the per-level
+        budget, the sensitivity of the computed level and ``changed`` = N (>= the level's number
+        of nodes: every coordinate counts as changed once float error is included).
         """
         device = K.device
         n, d_v = V.shape
@@ -148,8 +151,15 @@ class TreeRelease:
         (e0, d0), (e1, d1), (el, dl) = shares["c0"], shares["c1"], shares["tree_level"]
         eps_s = np.array([[e0, e1]] * cols, dtype=object)
         delta_s = np.array([[d0, d1]] * cols, dtype=object)
-        scalar_law = noise_law((cols, 2), scalar_sens, eps_s, delta_s, device=device)
-        node_law = noise_law((cols, r, MOMENTS), node_sens, el, dl, device=device)
+        if secure is None:
+            scalar_law = noise_law((cols, 2), scalar_sens, eps_s, delta_s, device=device)
+            node_law = noise_law((cols, r, MOMENTS), node_sens, el, dl, device=device)
+        else:
+            s_sens, n_sens, s_bound, n_bound = secure
+            scalar_law = secure_law((cols, 2), s_sens, eps_s, delta_s, changed=1,
+                                    value_bound=s_bound, device=device)
+            node_law = secure_law((cols, r, MOMENTS), n_sens, el, dl, changed=N,
+                                  value_bound=n_bound, device=device)
         release_(scalars.unsqueeze(0), _expand(scalar_law, l), stream)
         release_(payload.permute(0, 2, 3, 1, 4), _expand(node_law, l), stream)
         return cls(payload=payload, scalars=scalars, node_law=node_law, scalar_law=scalar_law,
@@ -163,6 +173,10 @@ class TreeRelease:
                            bounds=self.bounds.to(device), n=self.n, grid=self.grid,
                            degree=self.degree, scale=self.scale, copies=self.copies,
                            norm_bound=self.norm_bound, R_w=self.R_w)
+
+    @property
+    def secure(self) -> bool:
+        return self.node_law.secure
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -269,6 +283,8 @@ class TreeRelease:
                                                  norm[:, None] * A_s[:, 0]), node_max) / 2
             if failure is None:
                 noise = sure
+            elif self.secure:
+                noise = self._secure_hp(coef, cs, c2s, sizes, norm, sure, var, var_s, failure)
             else:
                 noise = hp_noise_bound(
                     sure=sure, sum_c2_A2=sum_c2_A2, sum_c2_var=sum_c2_var, max_cA=max_cA,
@@ -291,6 +307,27 @@ class TreeRelease:
             feat = gamma(s + 2, uq) * nW * (U @ self.bounds)[:, None]
             fp = exact + (u64 + gamma(3 * h + 3 * r + 2 * s + 16, uq)) * mag + feat
         return noise + fp
+
+    def _secure_hp(self, coef, cs, c2s, sizes, norm, sure, var, var_s, failure):
+        """Secure mode: ``min(sure, rounding + min(Hoeffding, Bernstein))`` per column, the
+        rounding part ``sum |c| g/2`` deterministic, the zero-mean lattice noise bounded by K g
+        with variance <= 2 (t g)^2 (``proofs_notes/19-fast-path.md``, secure mode)."""
+        A = self.node_law.noise_support()
+        A_s = self.scalar_law.noise_support()
+        g = self.node_law.rounding
+        g_s = self.scalar_law.rounding
+        offset = (g_s[:, 1] + norm[:, None] * g_s[:, 0] + torch.einsum("qtm,ktm->qk", cs, g)) / 2
+        sum_c2_A2 = (A_s[:, 1] ** 2 + (norm**2)[:, None] * A_s[:, 0] ** 2
+                     + torch.einsum("qtm,ktm->qk", c2s, A * A)) / 4
+        sum_c2_var = (var_s[:, 1] + (norm**2)[:, None] * var_s[:, 0]
+                      + torch.einsum("qtm,ktm->qk", c2s, var)) / 4
+        present = (sizes > 0).to(torch.float64).unsqueeze(-1)
+        node_max = (coef.unsqueeze(1) * present.unsqueeze(1) * A.unsqueeze(0)).amax(dim=(2, 3))
+        max_cA = torch.maximum(torch.maximum(A_s[:, 1].expand_as(node_max),
+                                             norm[:, None] * A_s[:, 0]), node_max) / 2
+        return hp_noise_bound(sure=sure, sum_c2_A2=sum_c2_A2, sum_c2_var=sum_c2_var,
+                              max_cA=max_cA, coef=None, count=None, b=None, A=None,
+                              failure=failure, offset=offset)
 
     def _chernoff_terms(self, coef: torch.Tensor, sizes: torch.Tensor, norm: torch.Tensor) -> dict:
         """Terms (m, cols, 2 + 3r) of every column's noise: c1 (coefficient 1/2), c0 (||u||^2/2),

@@ -16,6 +16,17 @@ Analytic sensitivities (each an upper bound on max ||f(X) - f(X')||_1 over neigh
   ``2 R_w M_t^m``;
 * :func:`fixed_index_level`: one DPTree level over a fixed-index array of sensitivity Delta: Delta.
 
+Floating-point sums (the hardened release, ``noise="secure"``; ``proofs_notes/23-hardened-noise.md``
+"Floating-point sums" and ``proofs_notes/17-sensitivity.md``): the released vectors are float64
+evaluations of these sums, so the sensitivity passed to the lattice release must bound the l1
+distance of the **computed** vectors. :func:`float64_gamma` is ``gamma_k = k u / (1 - k u)``,
+``u = 2^-53``; :func:`float64_sum_error_bound` the classical bound ``|fl(sum) - sum| <= gamma_k
+sum |terms|`` (k = number of terms + roundings inside a term; any summation order); the
+per-mechanism sums of those bounds over the released coordinates (:func:`direct_statistic_float_error`,
+:func:`c0_float_error`, :func:`c1_float_error`, :func:`tree_level_float_error`, with the rounding
+counts :func:`direct_term_roundings`, :func:`c1_term_roundings`, :func:`tree_term_roundings`);
+and :func:`secure_sensitivity` = analytic + 2 x (that sum).
+
 Brute force (exact, at ``prec`` bits): :func:`neighbouring_corner_pairs` builds neighbouring
 datasets whose changed row sits at corners of the bound box (plus optional random interior
 rows), :func:`max_change_brute_force` takes the max l1 change of a released function over them,
@@ -26,6 +37,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from fractions import Fraction
 
 from dpxattn.errors import ParameterError
 from dpxattn.params import check_degree, check_positive, check_positive_int
@@ -48,6 +60,17 @@ __all__ = [
     "released_S",
     "released_c0",
     "released_c1",
+    "UNIT_ROUNDOFF_F64",
+    "float64_gamma",
+    "float64_sum_error_bound",
+    "direct_term_roundings",
+    "c1_term_roundings",
+    "tree_term_roundings",
+    "direct_statistic_float_error",
+    "c0_float_error",
+    "c1_float_error",
+    "tree_level_float_error",
+    "secure_sensitivity",
 ]
 
 
@@ -320,3 +343,133 @@ def max_change_brute_force(released_fn, pairs):
     if best is None:
         raise ParameterError("pairs", "must not be empty")
     return best, arg
+
+
+# ---------------------------------------------------------------------------------------------
+# Floating-point sums: public bounds on the float64 evaluation error, and the secure sensitivity
+# ---------------------------------------------------------------------------------------------
+
+#: u = 2^-53, the unit roundoff of float64 (round to nearest)
+UNIT_ROUNDOFF_F64 = Fraction(1, 2**53)
+
+
+def float64_gamma(k: int) -> Fraction:
+    """gamma_k = k u / (1 - k u) with u = 2^-53, exact (Higham, *Accuracy and Stability of
+    Numerical Algorithms*, Lemma 3.1: a product of k factors (1 + d_i)^{+-1}, |d_i| <= u, is
+    1 + theta with |theta| <= gamma_k). Requires k u < 1/2 (raises ParameterError otherwise).
+    Paper: none (floating point is PAPER.md §5 item 18). Proof note: ``proofs_notes/17-sensitivity.md``.
+    """
+    k = check_positive_int("k", k, minimum=0)
+    ku = k * UNIT_ROUNDOFF_F64
+    if ku >= Fraction(1, 2):
+        raise ParameterError("k", "must satisfy k 2^-53 < 1/2 for the float64 rounding bound", k)
+    return ku / (1 - ku)
+
+
+def float64_sum_error_bound(terms: int, roundings_per_term: int, term_bound, *, prec=None):
+    """gamma_k x terms x term_bound with k = terms + roundings_per_term: a public bound on
+    |fl(sum_i t_i) - sum_i T_i| for a float64 sum of ``terms`` computed terms t_i, each obtained
+    from its exact value T_i (|T_i| <= ``term_bound``) by at most ``roundings_per_term`` float64
+    operations, summed in ANY order (each term passes through at most terms - 1 additions).
+
+    Standard analysis: t_i = T_i (1 + theta_i), and the sum of the t_i in any order is
+    sum_i t_i (1 + theta'_i) with |theta'_i| <= gamma_{terms - 1}; so the computed value is
+    sum_i T_i (1 + eta_i), |eta_i| <= gamma_{terms - 1 + roundings} <= gamma_k, and the error
+    is <= gamma_k sum_i |T_i| <= gamma_k terms term_bound. Returns an mpf at ``prec``.
+    Paper: none (PAPER.md §5 item 18). Proof note: ``proofs_notes/17-sensitivity.md``.
+    """
+    terms = check_positive_int("terms", terms)
+    roundings = check_positive_int("roundings_per_term", roundings_per_term, minimum=0)
+    ctx = context(prec)
+    g = float64_gamma(terms + roundings)
+    bound = to_mpf(check_positive("term_bound", term_bound), ctx, "term_bound")
+    return ctx.mpf(g.numerator) / g.denominator * terms * bound
+
+
+def direct_term_roundings(degree: int) -> int:
+    """s + 3: roundings inside one term P_alpha(k_i) v_i of S (a feature takes <= s + 1: s - 1
+    products, the rounded coefficient and its product; one more for the product with v; two
+    more of margin, as in ``proofs_notes/19-fast-path.md``'s gamma(n + s + 3))."""
+    return check_degree(degree) + 3
+
+
+def c1_term_roundings(r: int, degree: int) -> int:
+    """r + 2 s + 6: roundings inside one term w_i ||P(k_i)||^2 of c1 (the squared norm is a sum
+    of r squares of features with <= s + 1 roundings each; ``proofs_notes/19-fast-path.md``)."""
+    return check_positive_int("r", r) + 2 * check_degree(degree) + 6
+
+
+def tree_term_roundings(degree: int, height: int) -> int:
+    """3 s + 5 + h: roundings a term w_i P_t(k_i)^m meets before it is part of a released node:
+    <= 3 s + 4 inside the term (feature, powers, weight; ``proofs_notes/19-fast-path.md``), one
+    of margin, then the <= h pairwise additions that build internal nodes from leaves."""
+    return 3 * check_degree(degree) + 5 + check_positive_int("height", height, minimum=0)
+
+
+def direct_statistic_float_error(n: int, d: int, degree: int, R, R_w, d_v: int, *, scale=None,
+                                 prec=None):
+    """Sum over the r (d_v + 1) coordinates of S of their float64 error bounds:
+    gamma_{n + s + 3} n (d_v R_w + 1) sum_alpha M_alpha (coordinate (alpha, k): n terms bounded by
+    M_alpha R_w, or M_alpha for the ones column). Proof note: ``proofs_notes/17-sensitivity.md``.
+    Paper: not in the paper (PAPER.md §5 items 8 and 18).
+    """
+    n = check_positive_int("n", n)
+    d_v = check_positive_int("d_v", d_v)
+    ctx = context(prec)
+    Rw = to_mpf(check_positive("R_w", R_w), ctx, "R_w")
+    weight = d_v * Rw + 1
+    M = feature_bounds(d, degree, R, scale=scale, prec=prec)
+    return float64_sum_error_bound(n, direct_term_roundings(degree), ctx.fsum(M) * weight, prec=prec)
+
+
+def c0_float_error(n: int, R_w, *, prec=None):
+    """gamma_n n R_w: float64 error bound of c0 = sum_i w_i (the terms are the exact inputs).
+    Proof note: ``proofs_notes/17-sensitivity.md``. Paper: c0 of DPTreeSoftmax (v2 App. I;
+    v3: unverified); PAPER.md §3.4, §5 item 18."""
+    return float64_sum_error_bound(n, 0, R_w, prec=prec)
+
+
+def c1_float_error(n: int, d: int, degree: int, R, R_w, *, scale=None, prec=None):
+    """gamma_{n + r + 2s + 6} n R_w T_s(t_max): float64 error bound of c1 = sum_i w_i ||P(k_i)||^2.
+    Proof note: ``proofs_notes/17-sensitivity.md``. Paper: c1 of DPTreeSoftmax (v2 App. I;
+    v3: unverified); PAPER.md §3.4, §5 item 18."""
+    from dpxattn.reference.kernel import multi_indices
+
+    ctx = context(prec)
+    Rw = to_mpf(check_positive("R_w", R_w), ctx, "R_w")
+    r = len(multi_indices(d, degree))
+    T = feature_norm_sq_bound(d, degree, R, scale=scale, prec=prec)
+    return float64_sum_error_bound(n, c1_term_roundings(r, degree), Rw * T, prec=prec)
+
+
+def tree_level_float_error(n: int, M_t, moment: int, R_w, *, degree: int, height: int, prec=None):
+    """gamma_{n + 3s + 5 + h} n R_w M_t^m: the sum over ONE level's nodes of their float64 error
+    bounds (the nodes of a level partition the n terms, each bounded by R_w M_t^m).
+    Proof note: ``proofs_notes/17-sensitivity.md``. Paper: DPTreeDistance levels (v2 App. F;
+    v3: unverified); PAPER.md §3.2, §5 items 13 and 18."""
+    m = _check_moment(moment)
+    ctx = context(prec)
+    M = to_mpf(check_positive("M_t", M_t), ctx, "M_t")
+    Rw = to_mpf(check_positive("R_w", R_w), ctx, "R_w")
+    return float64_sum_error_bound(n, tree_term_roundings(degree, height), Rw * M**m, prec=prec)
+
+
+def secure_sensitivity(analytic, error_bounds, *, prec=None):
+    """analytic + 2 sum(error_bounds): an l1 sensitivity of the COMPUTED float64 vector.
+
+    With x, x' the exact vectors on neighbours (||x - x'||_1 <= analytic) and fl(x), fl(x')
+    the computed ones (sum_i |fl(x)_i - x_i| <= E, same for x'), the triangle inequality gives
+    ||fl(x) - fl(x')||_1 <= analytic + 2 E. ``error_bounds``: one bound or an iterable of them
+    (their sum is E). The hardened release (``noise="secure"``) needs this
+    (``proofs_notes/23-hardened-noise.md``). Paper: none (PAPER.md §5 item 18).
+    Proof note: ``proofs_notes/17-sensitivity.md``.
+    """
+    ctx = context(prec)
+    a = to_mpf(analytic, ctx, "analytic")
+    if a < 0:
+        raise ParameterError("analytic", "must be >= 0", analytic)
+    items = [error_bounds] if not isinstance(error_bounds, (list, tuple)) else list(error_bounds)
+    errs = [to_mpf(e, ctx, "error_bounds") for e in items]
+    if any(e < 0 for e in errs):
+        raise ParameterError("error_bounds", "must be >= 0", error_bounds)
+    return a + 2 * ctx.fsum(errs)

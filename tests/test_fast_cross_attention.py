@@ -199,10 +199,12 @@ def test_nothing_private_is_reachable(mechanism, rng):
 
 def test_privacy_plan_labels_and_totals(rng):
     K, V, Q = _data(rng, 10, 2, 1)
-    secure = DPCrossAttention.build(K, V, degree=1, **KW)
+    secure = DPCrossAttention.build(K, V, degree=1, noise="float", **KW)
     seeded = DPCrossAttention.build(K, V, degree=1, generator=torch.Generator(), **KW)
     given = DPCrossAttention.build(K, V, degree=1, uniforms=rng.random(6), **KW)
+    hardened = DPCrossAttention.build(K, V, degree=1, **KW)  # the default: hardened, OS words
     assert secure.privacy.randomness == LABEL_SECURE
+    assert hardened.privacy.randomness.startswith("secure: OS CSPRNG (os.urandom)")
     assert seeded.privacy.randomness == LABEL_SEEDED
     assert given.privacy.randomness == LABEL_GIVEN
     tree = DPCrossAttention.build(K, V, degree=1, mechanism="tree", copies=2, clip=True,
