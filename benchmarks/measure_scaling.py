@@ -13,8 +13,6 @@ Tree points whose estimated memory exceeds the budget are left out and the row s
 
 from __future__ import annotations
 
-import time
-
 from dpxattn.benchmarks import baselines as bl
 from dpxattn.benchmarks import subject
 from dpxattn.benchmarks.configs import BenchConfig, ScalingGrids
@@ -46,68 +44,89 @@ def _slope_row(id: str, what: str, grid: str, sizes, times, note: str = "") -> T
 
 
 def measure_scaling(ctx: RunContext, grids: ScalingGrids) -> list[Target]:
-    """Every slope row (S1-S7)."""
+    """Every slope row (S1-S7). The points of one series are timed interleaved (one
+    repetition of every point before the next), on nested prefixes of one data set, so a slow
+    phase of the machine cannot bend a slope."""
     rows: list[Target] = []
     d, s = grids.n_series_d, grids.n_series_degree
-    cfg_n = BenchConfig("scaling-n", d=d, degree=s, n=max(grids.build_n), m=grids.m, d_v=grids.d_v)
+    n_max = max(max(grids.build_n), max(grids.sdpa_n), max(grids.tree_n))
+    cfg_n = BenchConfig("scaling-n", d=d, degree=s, n=n_max, m=grids.m, d_v=grids.d_v)
     label_n = f"d={d} s={s} r={cfg_n.r} m={grids.m}"
     fmap = bl.FeatureMapBaseline(d, s, cfg_n.scale, device=ctx.device)
-    nl, dp, dq, sd = [], [], [], []
-    for n in grids.build_n:
-        ctx.log(f"[bench] scaling vs n: n={n}")
-        data = ctx.data(d, grids.d_v, n, grids.m, cfg_n.R, cfg_n.R_w)
-        nl.append(ctx.time(lambda: bl.noiseless_build(fmap, data.K, data.V)).median)
-        build = lambda: subject.build(cfg_n, data.K, data.V, "direct", generator=ctx.noise_generator())
-        dp.append(ctx.time(build).median)
-        att = build()
-        dq.append(ctx.time(lambda: att.query(data.Q)).median)
-        sd.append(ctx.time(lambda: bl.sdpa_exact(data.Q32, data.K32, data.V32, cfg_n.scale)).median)
+    data = ctx.data(d, grids.d_v, n_max, grids.m, cfg_n.R, cfg_n.R_w)
+    parts = {n: data.head(n) for n in set(grids.build_n) | set(grids.sdpa_n) | set(grids.tree_n)}
+
+    def direct_build(part, cfg=cfg_n):
+        return lambda: subject.build(cfg, part.K, part.V, "direct", generator=ctx.noise_generator())
+
     ns = list(grids.build_n)
-    rows.append(_slope_row("S1", "noiseless build of M, z vs n", label_n, ns, nl))
-    rows.append(_slope_row("S1", "direct build vs n", label_n, ns, dp))
-    rows.append(_slope_row("S3", "direct query (m tokens) vs n", label_n, ns, dq))
-    rows.append(_slope_row("S7", "SDPA f32 (m tokens) vs n", label_n, list(grids.sdpa_n),
-                           sd if tuple(grids.sdpa_n) == tuple(grids.build_n) else
-                           [_sdpa(ctx, cfg_n, n, grids) for n in grids.sdpa_n]))
-    tb, tq, tn, left_out = [], [], [], []
-    budget = ctx.memory_budget()
-    for n in (grids.tree_n if "tree" in ctx.mechanisms else ()):
-        payload = subject.payload_bytes(cfg_n, n, "tree")
-        if budget is not None and 1.5 * payload + (256 << 20) > budget:
-            left_out.append(f"n={n} left out (payload {payload / 2**30:.3g} GiB, budget {budget / 2**30:.3g} GiB)")
-            continue
-        ctx.log(f"[bench] scaling vs n (tree): n={n}")
-        data = ctx.data(d, grids.d_v, n, grids.m, cfg_n.R, cfg_n.R_w)
-        build = lambda: subject.build(cfg_n, data.K, data.V, "tree", generator=ctx.noise_generator())
-        start = time.perf_counter()
-        att = build()
-        ctx.sync()
-        first = time.perf_counter() - start
-        tq.append(ctx.time(lambda: att.query(data.Q)).median)
-        del att  # one tree alive at a time; the first build is the timing's warm-up
-        tb.append(ctx.time(build, warmup=0, first_call=first).median)
-        tn.append(n)
-    note = "; ".join(left_out) if "tree" in ctx.mechanisms else "tree rows not run (--mechanisms)"
-    rows.append(_slope_row("S2", "tree build vs n", label_n, tn, tb, note))
-    rows.append(_slope_row("S4", "tree query (m tokens) vs n", label_n, tn, tq, note))
-    by_d: dict[int, list[tuple[int, float, float]]] = {}
-    for dd, ss in grids.r_series:
-        cfg = BenchConfig("scaling-r", d=dd, degree=ss, n=grids.r_n, m=grids.m, d_v=grids.d_v)
-        ctx.log(f"[bench] scaling vs r: d={dd} s={ss} r={cfg.r}")
-        data = ctx.data(dd, grids.d_v, grids.r_n, grids.m, cfg.R, cfg.R_w)
-        build = lambda: subject.build(cfg, data.K, data.V, "direct", generator=ctx.noise_generator())
-        tb_r = ctx.time(build).median
-        att = build()
-        tq_r = ctx.time(lambda: att.query(data.Q)).median / grids.m
-        by_d.setdefault(dd, []).append((cfg.r, tb_r, tq_r))
-    for dd, pts in by_d.items():
-        rs = [p[0] for p in pts]
-        label = f"d={dd} s={','.join(str(ss) for d2, ss in grids.r_series if d2 == dd)} n={grids.r_n}"
-        rows.append(_slope_row("S5", "direct build vs r", label, rs, [p[1] for p in pts]))
-        rows.append(_slope_row("S6", "direct query per token vs r", label, rs, [p[2] for p in pts]))
+    ctx.log(f"[bench] scaling vs n: builds at n={ns}")
+    nl = ctx.time_many([(lambda p=parts[n]: bl.noiseless_build(fmap, p.K, p.V)) for n in ns])
+    dp = ctx.time_many([direct_build(parts[n]) for n in ns])
+    ctx.log(f"[bench] scaling vs n: queries at n={ns}")
+    structures = [direct_build(parts[n])() for n in ns]
+    dq = ctx.time_many([(lambda a=a: a.query(data.Q)) for a in structures])
+    del structures
+    sd = ctx.time_many([(lambda p=parts[n]: bl.sdpa_exact(p.Q32, p.K32, p.V32, cfg_n.scale))
+                        for n in grids.sdpa_n])
+    med = lambda ts: [t.median for t in ts]
+    rows.append(_slope_row("S1", "noiseless build of M, z vs n", label_n, ns, med(nl)))
+    rows.append(_slope_row("S1", "direct build vs n", label_n, ns, med(dp)))
+    rows.append(_slope_row("S3", "direct query (m tokens) vs n", label_n, ns, med(dq)))
+    rows.append(_slope_row("S7", "SDPA f32 (m tokens) vs n", label_n, list(grids.sdpa_n), med(sd)))
+    rows += _tree_slopes(ctx, grids, cfg_n, parts, data, label_n)
+    for dd in dict.fromkeys(d2 for d2, _ in grids.r_series):
+        degrees = [ss for d2, ss in grids.r_series if d2 == dd]
+        cfgs = [BenchConfig("scaling-r", d=dd, degree=ss, n=grids.r_n, m=grids.m, d_v=grids.d_v)
+                for ss in degrees]
+        ctx.log(f"[bench] scaling vs r: d={dd}, r={[c.r for c in cfgs]}")
+        data_r = ctx.data(dd, grids.d_v, grids.r_n, grids.m, cfgs[0].R, cfgs[0].R_w)
+        tb = ctx.time_many([direct_build(data_r, c) for c in cfgs])
+        structures = [direct_build(data_r, c)() for c in cfgs]
+        tq = ctx.time_many([(lambda a=a: a.query(data_r.Q)) for a in structures])
+        del structures
+        rs = [c.r for c in cfgs]
+        label = f"d={dd} s={','.join(map(str, degrees))} n={grids.r_n}"
+        rows.append(_slope_row("S5", "direct build vs r", label, rs, med(tb)))
+        rows.append(_slope_row("S6", "direct query per token vs r", label, rs,
+                               [t.median / grids.m for t in tq]))
     return rows
 
 
-def _sdpa(ctx: RunContext, cfg: BenchConfig, n: int, grids: ScalingGrids) -> float:
-    data = ctx.data(cfg.d, grids.d_v, n, grids.m, cfg.R, cfg.R_w)
-    return ctx.time(lambda: bl.sdpa_exact(data.Q32, data.K32, data.V32, cfg.scale)).median
+def _tree_slopes(ctx: RunContext, grids: ScalingGrids, cfg_n: BenchConfig, parts: dict, data,
+                 label_n: str) -> list[Target]:
+    """S2 and S4. Builds are interleaved across n (one structure alive at a time); the
+    structures for the query series are held together only when all fit the memory budget,
+    otherwise their queries are timed one n at a time (and the note says so)."""
+    if "tree" not in ctx.mechanisms:
+        note = "tree rows not run (--mechanisms)"
+        return [_slope_row("S2", "tree build vs n", label_n, [], [], note),
+                _slope_row("S4", "tree query (m tokens) vs n", label_n, [], [], note)]
+    budget = ctx.memory_budget()
+    tn, left_out = [], []
+    for n in grids.tree_n:
+        payload = subject.payload_bytes(cfg_n, n, "tree")
+        if budget is not None and 1.5 * payload + (256 << 20) > budget:
+            left_out.append(f"n={n} left out (payload {payload / 2**30:.3g} GiB, budget {budget / 2**30:.3g} GiB)")
+        else:
+            tn.append(n)
+    build = lambda part: (lambda: subject.build(cfg_n, part.K, part.V, "tree",
+                                                generator=ctx.noise_generator()))
+    ctx.log(f"[bench] scaling vs n (tree): builds at n={tn}")
+    tb = ctx.time_many([build(parts[n]) for n in tn])
+    total = sum(1.5 * subject.payload_bytes(cfg_n, n, "tree") for n in tn) + (256 << 20)
+    ctx.log(f"[bench] scaling vs n (tree): queries at n={tn}")
+    if budget is None or total <= budget:
+        structures = [build(parts[n])() for n in tn]
+        tq = ctx.time_many([(lambda a=a: a.query(data.Q)) for a in structures])
+        del structures
+    else:
+        left_out.append("queries timed one n at a time (all structures together exceed the budget)")
+        tq = []
+        for n in tn:
+            att = build(parts[n])()
+            tq.append(ctx.time(lambda: att.query(data.Q)))
+            del att
+    note = "; ".join(left_out)
+    return [_slope_row("S2", "tree build vs n", label_n, tn, [t.median for t in tb], note),
+            _slope_row("S4", "tree query (m tokens) vs n", label_n, tn, [t.median for t in tq], note)]
