@@ -63,7 +63,7 @@ def cpu_model() -> str:
 def load_average() -> float | None:
     """The 1-minute load average (``os.getloadavg``), or None where unavailable."""
     try:
-        return os.getloadavg()[0]
+        return round(os.getloadavg()[0], 2)
     except (OSError, AttributeError):
         return None
 
