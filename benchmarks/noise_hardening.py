@@ -11,6 +11,14 @@ Two comparisons at each size n, both with the production randomness (OS CSPRNG):
 * ``release``: a whole release of an n-vector: :func:`dpxattn.fast.secure_noise.secure_release`
   (lattice rounding + exact noise + exact scaling) vs ``x + truncated_laplace(...)`` in float64.
 
+* ``build``: the build-time ratio of ``DPCrossAttention.build`` in secure mode (the default:
+  lattice release) over float mode (``noise="float"``, OS uniforms), for both mechanisms at
+  :data:`BUILD_CONFIGS` (direct: the canonical d = 8, s = 3, d_v = 8, n = 1e5; tree: d = 2,
+  s = 2, d_v = 2, n = 16384, 1.77e6 noisy numbers, the largest that builds in well under a second
+  here: the canonical tree is a 9 GB payload), the two interleaved, median of 5; the issue's
+  target is a ratio <= 2 (:data:`BUILD_RATIO_TARGET`). Quick runs use n = 1e4 (direct) and
+  4096 (tree).
+
 Each row gives the median seconds per call (:func:`dpxattn.benchmarks.timing.measure`), the
 nanoseconds per sample and, on hardened rows, the ratio to the float row of the same kind and
 size. The float path runs in torch (``torch_threads`` threads, recorded per row; on a loaded
@@ -23,11 +31,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dpxattn.benchmarks.timing import measure
+from dpxattn.benchmarks.timing import measure, measure_many
 from dpxattn.fast.noise import truncated_laplace
 from dpxattn.fast.secure_noise import sample_noise_units, secure_parameters, secure_release
 
-__all__ = ["CONFIG", "sizes", "rows"]
+__all__ = ["CONFIG", "BUILD_CONFIGS", "BUILD_RATIO_TARGET", "sizes", "build_rows", "rows"]
+
+#: the issue's target: secure build time <= 2 x float build time
+BUILD_RATIO_TARGET = 2.0
+
+#: (mechanism, n, d, d_v, degree) of the build-time rows: full, and quick
+BUILD_CONFIGS = {
+    False: (("direct", 100_000, 8, 8, 3), ("tree", 16_384, 2, 2, 2)),
+    True: (("direct", 10_000, 8, 8, 3), ("tree", 4_096, 2, 2, 2)),
+}
 
 #: sensitivity, eps, delta of every row (one coordinate changed per draw: the sampler's view)
 CONFIG = {"sensitivity": 1.0, "eps": 1.0, "delta": 1e-6}
@@ -57,8 +74,38 @@ def _row(kind: str, variant: str, n: int, seconds, extra: dict | None = None) ->
     return row
 
 
+def build_rows(quick: bool) -> list[dict]:
+    """Secure / float build-time rows for both mechanisms (:data:`BUILD_CONFIGS`), interleaved,
+    median of 5 (both sides with OS randomness: secure words vs secure uniforms)."""
+    from dpxattn.fast import DPCrossAttention
+
+    out: list[dict] = []
+    for mechanism, n, d, d_v, degree in BUILD_CONFIGS[bool(quick)]:
+        rng = np.random.default_rng(n)  # public stand-in data
+        K = torch.from_numpy(rng.random((n, d)))
+        V = torch.from_numpy(rng.uniform(-1.0, 1.0, (n, d_v)))
+        kw = dict(eps=1.0, delta=1e-6, R=1.0, R_w=1.0, degree=degree, mechanism=mechanism)
+        t_float, t_secure = measure_many(
+            [lambda: DPCrossAttention.build(K, V, noise="float", **kw),
+             lambda: DPCrossAttention.build(K, V, noise="secure", **kw)], repetitions=5)
+        draws = DPCrossAttention.noise_count(n=n, d=d, d_v=d_v, degree=degree, mechanism=mechanism)
+        config = {"mechanism": mechanism, "n": n, "d": d, "d_v": d_v, "degree": degree,
+                  "eps": 1.0, "delta": 1e-6, "noisy_numbers": draws}
+        ratio = t_secure.median / t_float.median
+        for variant, t in (("float build (idealised numerics)", t_float),
+                           ("secure build (hardened lattice release)", t_secure)):
+            row = _row("build", variant, n, t)
+            row.update({"config": config, "ns_per_sample": t.median / draws * 1e9})
+            if t is t_secure:
+                row.update({"ratio_vs_float": ratio, "target_ratio": BUILD_RATIO_TARGET,
+                            "meets_target": ratio <= BUILD_RATIO_TARGET})
+            out.append(row)
+    return out
+
+
 def rows(quick: bool) -> list[dict]:
-    """Hardened vs float rows (``sampler`` and ``release``) at each size of :func:`sizes`.
+    """Hardened vs float rows (``sampler`` and ``release``) at each size of :func:`sizes`, then
+    the build-time rows of :func:`build_rows`.
 
     Hardened rows carry ``ratio_vs_float`` = hardened seconds / float seconds (same kind, n).
     """
@@ -84,4 +131,4 @@ def rows(quick: bool) -> list[dict]:
             out.append(_row(kind, "float64 inversion (idealised numerics)", n, t_float))
             out.append(_row(kind, "hardened lattice + exact discrete TLap", n, t_hard,
                             {"ratio_vs_float": t_hard.median / t_float.median}))
-    return out
+    return out + build_rows(quick)

@@ -9,8 +9,11 @@ What it does, for each mechanism (``direct``, ``tree``):
 1. generates by code a private key/value set: ``docs`` documents, each a cluster of token keys in
    [0, R]^d around a document centroid, with values near a document-specific sign pattern in
    [-R_w, R_w]^d_v (R_w = 1);
-2. builds the DP structure (keys and values are not kept), with the OS CSPRNG (default) or a
-   seeded generator (``--seed``: reproducible, labelled not for production in the plan);
+2. builds the DP structure (keys and values are not kept): by default in secure mode (every
+   released number a lattice point plus exact discrete truncated Laplace noise from OS CSPRNG
+   words; ``proofs_notes/23-hardened-noise.md``), or with ``--seed`` from a seeded generator in
+   float mode (float64 inversion, idealised numerics; reproducible, labelled not for production
+   in the plan);
 3. asks a few query tokens, each near one document's centroid, and prints the DP answer beside
    exact softmax attention and the noiseless Taylor attention, the measured errors, the certified
    (sure) envelope and the high-probability envelope, and which document each answer points to;
@@ -170,9 +173,10 @@ def run(args: argparse.Namespace) -> int:
         f"{sorted(set(target.tolist()))}")
     out(f"kernel: Taylor degree s={args.degree}, r={feature_dimension(d, args.degree)} features, "
         f"scale 1/d; budget (eps, delta) = ({args.eps:g}, {args.delta:g}) end to end")
-    out("randomness: " + (f"seeded (--seed {args.seed}): reproducible, NOT for production"
-                          if args.seed is not None else
-                          "OS CSPRNG (secure default); data seed 0"))
+    out("noise: " + (f"float mode, seeded (--seed {args.seed}): reproducible, idealised "
+                     "numerics, NOT for production" if args.seed is not None else
+                     "secure mode (default): hardened lattice release from OS CSPRNG words; "
+                     "data seed 0"))
     _, weights = _softmax_attention(Q, K, V, scale)
     own = [weights[i][doc_of_token == target[i]].sum() for i in range(len(Q))]
     share = [np.mean(doc_of_token == target[i]) for i in range(len(Q))]
