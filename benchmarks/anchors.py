@@ -13,8 +13,10 @@ Anchors (measured in the same process as every table, so slow phases show up in 
   function every release uses) writing ``noise_samples`` draws into a warm buffer, with the
   default (secure, OS CSPRNG) source; ``noise_seeded_ns_per_sample`` the same with a seeded
   ``torch.Generator``; ``noise_fresh_ns_per_sample`` the public ``truncated_laplace`` with a
-  freshly allocated result. The first is the T_noise of the tree-build floor (its memory is
-  counted separately as T_touch).
+  freshly allocated result; ``hardened_ns_per_sample`` the hardened sampler of
+  ``noise="secure"`` (exact discrete TLap words from the OS CSPRNG). The first (float mode) or
+  the last (secure mode, the default) is the T_noise of the build floor (memory is counted
+  separately as T_touch).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ import torch
 
 from dpxattn.benchmarks.timing import Timing, device_sync, measure
 
-__all__ = ["AnchorSizes", "header", "load_average", "busy_warning", "measure_anchors", "cpu_model", "noise_sampler", "warm_noise_filler"]
+__all__ = ["AnchorSizes", "header", "load_average", "busy_warning", "measure_anchors", "cpu_model", "noise_sampler", "warm_noise_filler",
+           "hardened_sampler"]
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,20 @@ def warm_noise_filler():
     return fill
 
 
+def hardened_sampler():
+    """``draw(count)``: the hardened sampler of ``noise="secure"``
+    (``dpxattn.fast.secure_noise.sample_noise_units``: exact discrete truncated Laplace in
+    lattice units, OS CSPRNG words) at sensitivity 1, eps 1, delta 1e-6, one coordinate changed;
+    None while it does not exist. Its cost per draw may depend on the law's parameters (a tree
+    level's share of eps is far smaller than 1)."""
+    try:
+        from dpxattn.fast.secure_noise import sample_noise_units, secure_parameters
+    except ImportError:
+        return None
+    params = secure_parameters(sensitivity=1.0, eps=1.0, delta=1e-6, changed=1)
+    return lambda count: sample_noise_units(count, params)
+
+
 def _time(fn, sizes: AnchorSizes, sync) -> Timing:
     return measure(fn, repetitions=sizes.repetitions, min_rep_time=sizes.min_rep_time, sync=sync)
 
@@ -175,6 +192,13 @@ def measure_anchors(device, sizes: AnchorSizes) -> dict:
     t = _time(lambda: fill(buf, gen), sizes, sync)
     out["noise_seeded_ns_per_sample"] = t.median / count * 1e9
     out["noise_seeded_timing"] = t.to_dict()
+    hardened = hardened_sampler()
+    if hardened is not None:
+        t = _time(lambda: hardened(count), sizes, sync)
+        out["hardened_ns_per_sample"] = t.median / count * 1e9
+        out["hardened_timing"] = t.to_dict()
+    else:
+        out["hardened_ns_per_sample"] = None
     sampler = noise_sampler()
     if sampler is not None:
         t = _time(lambda: sampler((count,), 1.0, 1.0, 1e-6, device=dev), sizes, sync)

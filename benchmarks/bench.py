@@ -64,8 +64,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mem-budget-gib", type=float, default=None,
                         help="memory a tree structure may use (default: 85%% of MemAvailable)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--noise", choices=("secure", "float"), default="secure",
+                        help="noise mode of the timed builds: secure (hardened lattice release, the "
+                             "library default) or float (float64 inversion)")
     parser.add_argument("--seeded-noise", action="store_true",
-                        help="build with a seeded torch.Generator instead of the secure default")
+                        help="draw noise from a seeded torch.Generator instead of the OS CSPRNG")
     parser.add_argument("--seed", type=int, default=20260728, help="seed of the synthetic data")
     parser.add_argument("--strict", action="store_true", help="exit 1 if any target FAILs")
 
@@ -113,11 +116,15 @@ def _anchor_rows(a: dict) -> list[tuple[str, str]]:
     if a.get("noise_ns_per_sample") is None:
         rows.append(("noise sampler", a.get("noise_note", "unavailable")))
     else:
-        rows.append(("noise sampler into a warm buffer, secure default", f"{fmt(a['noise_ns_per_sample'])} ns/sample"))
-        rows.append(("noise sampler into a warm buffer, seeded torch.Generator",
+        rows.append(("float sampler (noise='float') into a warm buffer, OS uniforms",
+                     f"{fmt(a['noise_ns_per_sample'])} ns/sample"))
+        rows.append(("float sampler into a warm buffer, seeded torch.Generator",
                      f"{fmt(a['noise_seeded_ns_per_sample'])} ns/sample"))
+        if a.get("hardened_ns_per_sample") is not None:
+            rows.append(("hardened sampler (noise='secure', exact discrete TLap), OS words",
+                         f"{fmt(a['hardened_ns_per_sample'])} ns/sample"))
         if a.get("noise_fresh_ns_per_sample") is not None:
-            rows.append(("truncated_laplace (fresh result), secure default",
+            rows.append(("truncated_laplace (fresh result), OS uniforms",
                          f"{fmt(a['noise_fresh_ns_per_sample'])} ns/sample"))
     return rows
 
@@ -178,6 +185,7 @@ def run(args: argparse.Namespace, out=None) -> int:
         raise SystemExit("dpxattn bench: --mechanisms must be 'direct,tree' or 'direct'")
     ctx = RunContext(device=device, quick=args.quick, repetitions=max(1, reps), mechanisms=mechanisms,
                      min_rep_time=min_rep, seeded_noise=args.seeded_noise, seed=args.seed,
+                     noise_mode=args.noise,
                      mem_budget=int(args.mem_budget_gib * 2**30) if args.mem_budget_gib else None)
     header = anchors_mod.header(device)
     settings = {"quick": args.quick, "repetitions": ctx.repetitions, "min_rep_time_s": min_rep,

@@ -10,8 +10,9 @@ Columns (``research/PERF_ANCHORS.md`` §5 item 3), per mechanism row:
 * ``init``: ``DPCrossAttention.build`` (validation, features, sums, noise) seconds;
 * ``init/noiseless``: ÷ the baseline noiseless build of M and z (``baselines.noiseless_build``);
 * ``init/floor``: ÷ [T_noise + T_touch + noiseless build], T_noise = the anchor's
-  ns/sample x the structure's draws (the fast sampler into a warm buffer), T_touch = payload
-  bytes ÷ the anchor's fresh-alloc rate;
+  ns/sample of the run's noise mode x the structure's draws (secure: the hardened sampler's
+  draws; float: the float sampler into a warm buffer), T_touch = payload bytes ÷ the anchor's
+  fresh-alloc rate;
 * ``query us/tok``: ``query(Q)`` for the m tokens at once, ÷ m;
 * ``q/noiseless``, ``q/SDPA``, ``q/exact64``: ÷ the noiseless linear attention
   (P(Q) M)/(P(Q) z), torch SDPA float32 and numpy float64 exact softmax, same (Q, K, V);
@@ -128,14 +129,14 @@ def tree_size(cfg: BenchConfig, data: Data, ctx: RunContext) -> tuple[int, str]:
     while n_probe > 64 and _tree_payload(cfg, n_probe) > min(budget // 16, 256 << 20):
         n_probe //= 2
     t0 = time.perf_counter()
-    att, mem = measure_memory(lambda: subject.build(cfg, data.K[:n_probe], data.V[:n_probe], "tree",
-                                                    generator=ctx.noise_generator()), device=ctx.device)
+    att, mem = measure_memory(lambda: ctx.build(cfg, data.K[:n_probe], data.V[:n_probe], "tree"),
+                              device=ctx.device)
     del att
     probe_s = time.perf_counter() - t0
     factor = 1.5 if cfg.r >= 150 else 1.3  # r >= 150: the float32 query row adds a 0.5 x copy
     if mem is not None:
         factor = max(factor, mem.peak / _tree_payload(cfg, n_probe))
-    slack = subject.chunk_bytes("tree") + (256 << 20)
+    slack = subject.chunk_bytes("tree", ctx.noise_mode) + (256 << 20)
     estimate = lambda k: factor * _tree_payload(cfg, k) + slack
     chosen = n
     while chosen > 1 and estimate(chosen) > budget:
@@ -173,10 +174,10 @@ def _row(cfg: BenchConfig, mechanism: str, data: Data, base: Baselines, ctx: Run
          result: ConfigResult) -> dict:
     n = data.K.shape[0]
     m = data.Q.shape[0]
-    build = lambda: subject.build(cfg, data.K, data.V, mechanism, generator=ctx.noise_generator())
+    build = lambda: ctx.build(cfg, data.K, data.V, mechanism)
     # warm-up on a slice (one-time initialisation stays out of the memory figure)
     warm = min(n, 256 if mechanism == "direct" else 16)
-    subject.build(cfg, data.K[:warm], data.V[:warm], mechanism, generator=ctx.noise_generator())
+    ctx.build(cfg, data.K[:warm], data.V[:warm], mechanism)
     t0 = time.perf_counter()
     att, mem = measure_memory(build, device=ctx.device)
     ctx.sync()
@@ -201,7 +202,8 @@ def _row(cfg: BenchConfig, mechanism: str, data: Data, base: Baselines, ctx: Run
     n_off = _noise_off_n(cfg, n, mechanism)
     off_data = data.head(n_off)
     halves = torch.full((subject.noise_count(cfg, n_off, mechanism),), 0.5, dtype=torch.float64)
-    off = subject.build(cfg, off_data.K, off_data.V, mechanism, uniforms=halves).query(off_data.Q)
+    off = subject.build(cfg, off_data.K, off_data.V, mechanism, uniforms=halves,
+                        noise="float").query(off_data.Q)
     if n_off == n:
         exact_off, taylor_off = base.exact, base.taylor
     else:
@@ -212,7 +214,7 @@ def _row(cfg: BenchConfig, mechanism: str, data: Data, base: Baselines, ctx: Run
         result.notes.append(f"{mechanism}: noise-off errors measured at n={n_off} (the uniforms "
                             f"array at n={n} would hold {subject.noise_count(cfg, n, mechanism):.3g} values)")
     anchors = ctx.anchors
-    ns = anchors.get("noise_ns_per_sample")
+    ns = anchors.get("hardened_ns_per_sample" if ctx.noise_mode == "secure" else "noise_ns_per_sample")
     gibps = anchors.get("fresh_alloc_gibps")
     t_noise = ns * 1e-9 * subject.noise_count(cfg, n, mechanism) if ns else math.nan
     t_touch = payload / (gibps * 2**30) if gibps else math.nan
@@ -237,8 +239,9 @@ def _row(cfg: BenchConfig, mechanism: str, data: Data, base: Baselines, ctx: Run
                     "query_f32": t_q32.to_dict() if t_q32 else None,
                     "noiseless_build": t_nl.to_dict(), "linear_query": t_lin.to_dict(),
                     "sdpa_f32": t_sdpa.to_dict(), "numpy_exact_f64": t_np.to_dict()},
-        "floor_s": {"noise": t_noise, "touch": t_touch, "noiseless_build": t_nl.median},
-        "payload_bytes": payload, "chunk_bytes": subject.chunk_bytes(mechanism),
+        "floor_s": {"noise": t_noise, "touch": t_touch, "noiseless_build": t_nl.median,
+                    "noise_mode": ctx.noise_mode},
+        "payload_bytes": payload, "chunk_bytes": subject.chunk_bytes(mechanism, ctx.noise_mode),
         "memory": mem.to_dict() if mem else None,
         "retained/payload": mem.retained / payload if mem else math.nan,
         "noise_off_n": n_off, "dp_err_mean": float(err.mean()),
@@ -308,7 +311,7 @@ def _crossover(cfg: BenchConfig, mechanism: str, data: Data, n: int, query_s: fl
             continue
         part = data.head(k)
         t_b, t_s = ctx.time_many([
-            lambda: subject.build(cfg, part.K, part.V, mechanism, generator=ctx.noise_generator()),
+            lambda: ctx.build(cfg, part.K, part.V, mechanism),
             lambda: bl.sdpa_exact(part.Q32, part.K32, part.V32, cfg.scale)])
         builds.append(t_b.median)
         sdpas.append(t_s.median)
@@ -358,7 +361,7 @@ def measure_config(cfg: BenchConfig, ctx: RunContext) -> ConfigResult:
     if n_tree == cfg.n:
         direct_err = direct["DP err"]
     else:
-        att = subject.build(cfg, tree_data.K, tree_data.V, "direct", generator=ctx.noise_generator())
+        att = ctx.build(cfg, tree_data.K, tree_data.V, "direct")
         direct_err = float((att.query(tree_data.Q) - tree_base.taylor).abs().max())
     result.targets.append(judge(
         "ERR", "direct / tree max |DP answer - Taylor| at equal (eps, delta)", f"{cfg.name} n={n_tree}",

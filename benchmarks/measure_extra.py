@@ -79,10 +79,10 @@ def measure_reference(ctx: RunContext) -> tuple[list[Target], list[dict]]:
         u = 0.01 + 0.98 * rng.random(subject.noise_count(cfg, n, mechanism))
         Kt, Vt, Qt = (torch.from_numpy(x).to(ctx.device) for x in (K, V, Q))
         ref = subject.reference_build(cfg, K, V, mechanism, u)
-        fast = subject.build(cfg, Kt, Vt, mechanism, uniforms=u)
+        fast = subject.build(cfg, Kt, Vt, mechanism, uniforms=u, noise="float")
         t_rb, t_rq, t_fb, t_fq = ctx.time_many([
             lambda: subject.reference_build(cfg, K, V, mechanism, u), lambda: ref.query(Q),
-            lambda: subject.build(cfg, Kt, Vt, mechanism, uniforms=u), lambda: fast.query(Qt)])
+            lambda: subject.build(cfg, Kt, Vt, mechanism, uniforms=u, noise="float"), lambda: fast.query(Qt)])
         ref_ans = np.array([[float(x) for x in row] for row in ref.query(Q)], dtype=np.float64)
         diff = float(np.abs(fast.query(Qt).detach().cpu().numpy() - ref_ans).max())
         t_ref, t_fast = t_rb.median + t_rq.median, t_fb.median + t_fq.median

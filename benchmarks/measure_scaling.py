@@ -57,7 +57,7 @@ def measure_scaling(ctx: RunContext, grids: ScalingGrids) -> list[Target]:
     parts = {n: data.head(n) for n in set(grids.build_n) | set(grids.sdpa_n) | set(grids.tree_n)}
 
     def direct_build(part, cfg=cfg_n):
-        return lambda: subject.build(cfg, part.K, part.V, "direct", generator=ctx.noise_generator())
+        return lambda: ctx.build(cfg, part.K, part.V, "direct")
 
     ns = list(grids.build_n)
     ctx.log(f"[bench] scaling vs n: builds at n={ns}")
@@ -110,8 +110,7 @@ def _tree_slopes(ctx: RunContext, grids: ScalingGrids, cfg_n: BenchConfig, parts
             left_out.append(f"n={n} left out (payload {payload / 2**30:.3g} GiB, budget {budget / 2**30:.3g} GiB)")
         else:
             tn.append(n)
-    build = lambda part: (lambda: subject.build(cfg_n, part.K, part.V, "tree",
-                                                generator=ctx.noise_generator()))
+    build = lambda part: (lambda: ctx.build(cfg_n, part.K, part.V, "tree"))
     ctx.log(f"[bench] scaling vs n (tree): builds at n={tn}")
     tb = ctx.time_many([build(parts[n]) for n in tn])
     total = sum(1.5 * subject.payload_bytes(cfg_n, n, "tree") for n in tn) + (256 << 20)

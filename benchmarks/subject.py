@@ -8,8 +8,13 @@ module, so the rest of the benchmark never depends on internals:
   tree range-query rows;
 * ``dpxattn.reference.DPCrossAttention`` for the fast-vs-reference row;
 * ``dpxattn.fast.features.feature_chunks`` (the feature-generation row);
-* the public chunk constants ``FEATURE_CHUNK_ELEMENTS``, ``NOISE_CHUNK`` and
-  ``TREE_BUILD_CHUNK``, which define the "one chunk" allowance of the peak-memory target.
+* the public chunk constants ``FEATURE_CHUNK_ELEMENTS``, ``NOISE_CHUNK`` (float noise),
+  ``secure_noise.CHUNK`` (hardened noise) and ``TREE_BUILD_CHUNK``, which define the "one
+  chunk" allowance of the peak-memory target.
+
+Noise modes (``build(noise=...)``): timed builds use the run's mode (``--noise``; default
+"secure", the library's default for a user who passes no generator); builds from given uniforms
+(noise off, conformance with the reference) are necessarily "float".
 
 Each ``*_missing()`` returns None when the piece is importable, else the reason (the benchmark
 prints it and marks the affected rows SKIP, never silently).
@@ -68,11 +73,14 @@ def _fast_class():
     return DPCrossAttention
 
 
-def build(cfg, K: torch.Tensor, V: torch.Tensor, mechanism: str, *, generator=None, uniforms=None):
-    """``DPCrossAttention.build`` for configuration ``cfg`` (eps, delta, R, R_w, degree, scale)."""
+def build(cfg, K: torch.Tensor, V: torch.Tensor, mechanism: str, *, generator=None, uniforms=None,
+          noise: str | None = None):
+    """``DPCrossAttention.build`` for configuration ``cfg`` (eps, delta, R, R_w, degree, scale);
+    ``noise`` None, "secure" or "float" as the contract defines (None: secure unless a
+    generator or uniforms are given)."""
     return _fast_class().build(K, V, eps=cfg.eps, delta=cfg.delta, R=cfg.R, R_w=cfg.R_w,
                                degree=cfg.degree, mechanism=mechanism, scale=None,
-                               generator=generator, uniforms=uniforms)
+                               generator=generator, uniforms=uniforms, noise=noise)
 
 
 def noise_count(cfg, n: int, mechanism: str) -> int:
@@ -86,11 +94,16 @@ def payload_bytes(cfg, n: int, mechanism: str) -> int:
     return noise_count(cfg, n, mechanism) * DTYPE_BYTES
 
 
-def chunk_bytes(mechanism: str) -> int:
-    """"One chunk" of a build, from the fast path's public chunk constants (float64 elements):
-    a feature chunk plus a noise chunk, plus (``tree``) one block of leaf contributions."""
+def chunk_bytes(mechanism: str, noise: str = "secure") -> int:
+    """"One chunk" of a build, from the fast path's public chunk constants (8-byte elements):
+    a feature chunk plus a noise chunk (``NOISE_CHUNK`` of the float sampler, ``CHUNK`` of the
+    hardened one), plus (``tree``) one block of leaf contributions."""
     from dpxattn.fast.features import FEATURE_CHUNK_ELEMENTS
-    from dpxattn.fast.noise import NOISE_CHUNK
+
+    if noise == "secure":
+        from dpxattn.fast.secure_noise import CHUNK as NOISE_CHUNK
+    else:
+        from dpxattn.fast.noise import NOISE_CHUNK
 
     elements = int(FEATURE_CHUNK_ELEMENTS) + int(NOISE_CHUNK)
     if mechanism == "tree":
