@@ -102,5 +102,17 @@ def test_records_fail_when_claims_break():
     assert "retrieval survives privacy at R = 3" in failed
 
 
+def test_duplicate_points_are_all_counted():
+    # the eps sweep's eps=1 point and the n sweep's n=1024 point share (mechanism, eps, n, R):
+    # the worse of the two must still decide the record
+    eps_pts, n_pts, R_pts = _synthetic()
+    n_pts["direct"][1] = dataclasses.replace(n_pts["direct"][1], hp_quantile_ratio=40.0,
+                                             experiment="n sweep")
+    recs = _by_name(cu.utility_records(eps_pts, n_pts, R_pts))
+    tight = recs["high-probability envelope within a small factor of the observed error"]
+    assert not tight.passed and tight.statistic == 40.0
+    assert "n sweep: direct eps=1 n=1024 R=1" in tight.details["factor_per_point"]
+
+
 def test_loglog_slope():
     assert cu.loglog_slope([1, 10, 100], [1, 0.1, 0.01]) == pytest.approx(-1.0)

@@ -195,3 +195,15 @@ def test_dpxattn_entry_point_dispatches_verify(tmp_path, monkeypatch):
     monkeypatch.setattr(harness, "CHECKS", GOOD)
     assert main(["verify", "--out", str(tmp_path), "--quiet"]) == 0
     assert Path(tmp_path, "report.md").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("level", ["quick", "standard"])
+def test_real_registry_level_passes(level, tmp_path):
+    """The whole registry at a level (quick ~2 min, standard <= 30 min on 2 cores): report
+    written, every record passed (`dpxattn verify --level LEVEL` exits 0)."""
+    run = run_harness(level, out_dir=tmp_path, progress=False)
+    md, js = write_report(run, tmp_path)
+    assert md.exists() and js.exists() and any((tmp_path / "plots").glob("*.png"))
+    failed = [f"{cr.spec.name}: {r.name}" for cr in run.runs for r in cr.records if not r.passed]
+    assert run.exit_status == 0, failed

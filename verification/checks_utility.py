@@ -185,7 +185,13 @@ class PointResult:
     acc_dp: float = 0.0
     seconds: float = 0.0
     grid: int | None = None
+    experiment: str = ""            # "eps sweep", "n sweep", "R sweep" (labels stay unique)
     extra: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        head = f"{self.experiment}: " if self.experiment else ""
+        return f"{head}{self.mechanism} eps={self.eps:g} n={self.n} R={self.R:g}"
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}
@@ -218,7 +224,7 @@ SHRINK_FACTOR = 0.02
 
 def run_point(task: RagTask, *, mechanism: str, eps: float, delta: float, builds: int, seed: int,
               grid_cap: int | None = None, exact: torch.Tensor | None = None,
-              taylor: torch.Tensor | None = None, wrap=None) -> PointResult:
+              taylor: torch.Tensor | None = None, wrap=None, experiment: str = "") -> PointResult:
     """Build ``builds`` independent structures on ``task`` and measure every metric.
 
     ``wrap`` (tests, power records) replaces each built structure by ``wrap(structure)``.
@@ -270,6 +276,7 @@ def run_point(task: RagTask, *, mechanism: str, eps: float, delta: float, builds
         hp_quantile_ratio=(1.0 / ratio_q) if ratio_q > 0 else math.inf,
         weight_exact=float(np.mean(w_exact)), weight_dp=float(np.mean(np.concatenate(w_dp))),
         acc_exact=acc_exact, acc_dp=float(np.mean(acc_dp)), seconds=seconds, grid=grid,
+        experiment=experiment,
     )
 
 
@@ -383,8 +390,7 @@ def utility_records(eps_points: dict[str, list[PointResult]], n_points: dict[str
                "every experiment; statistic: the largest ratio error/envelope"),
         statistic=worst_sure, threshold=1.0, comparison="<=", passed=worst_sure <= 1.0,
         sample_size=entries,
-        details={"mean_envelope_over_error": {f"{p.mechanism} eps={p.eps:g} n={p.n} R={p.R:g}":
-                                              p.sure_mean / p.err_dp for p in everything}},
+        details={"mean_envelope_over_error": {p.label: p.sure_mean / p.err_dp for p in everything}},
     ))
     exceed = sum(p.hp_exceed for p in everything)
     conf = 1.0 - 1e-6
@@ -400,8 +406,7 @@ def utility_records(eps_points: dict[str, list[PointResult]], n_points: dict[str
         confidence=conf, sample_size=entries,
         details={"exceedances": exceed, "observed_rate": exceed / max(entries, 1)},
     ))
-    tight = {f"{p.mechanism} eps={p.eps:g} n={p.n} R={p.R:g}": p.hp_quantile_ratio for p in everything}
-    worst_tight = max(tight.values())
+    worst_tight = max(p.hp_quantile_ratio for p in everything)
     recs.append(CheckRecord(
         name="high-probability envelope within a small factor of the observed error", kind="utility",
         tests=(f"at every point, hp_error_bound(Q, p = {HP_FAILURE:g}) is at most "
@@ -410,9 +415,9 @@ def utility_records(eps_points: dict[str, list[PointResult]], n_points: dict[str
                "DESIGN §9(c)); statistic: the largest such factor"),
         statistic=worst_tight, threshold=HP_TIGHTNESS_FACTOR, comparison="<=",
         passed=worst_tight <= HP_TIGHTNESS_FACTOR, sample_size=entries,
-        details={"factor_per_point": tight,
-                 "hp_over_mean_error": {k: p.hp_mean / p.err_dp for k, p in zip(tight, everything)},
-                 "sure_over_mean_error": {k: p.sure_mean / p.err_dp for k, p in zip(tight, everything)}},
+        details={"factor_per_point": {p.label: p.hp_quantile_ratio for p in everything},
+                 "hp_over_mean_error": {p.label: p.hp_mean / p.err_dp for p in everything},
+                 "sure_over_mean_error": {p.label: p.sure_mean / p.err_dp for p in everything}},
     ))
     if R_points:
         top = max(R_points, key=lambda p: p.R)
@@ -533,7 +538,8 @@ def check_utility(ctx: CheckContext) -> list[CheckRecord]:
             ctx.note(f"eps sweep: {mech}, eps={eps:g}")
             eps_points[mech].append(run_point(task, mechanism=mech, eps=eps, delta=sizes.delta,
                                               builds=sizes.builds, seed=derive_seed(seed, "A", eps),
-                                              grid_cap=sizes.grid_cap, exact=ex, taylor=ty))
+                                              grid_cap=sizes.grid_cap, exact=ex, taylor=ty,
+                                              experiment="eps sweep"))
     for n in sizes.n_grid:
         task = make_task(n, sizes.m, 1.0, derive_seed(seed, "task-n", n))
         ex, ty = exact_attention(task), taylor_attention(task, deg)
@@ -543,12 +549,14 @@ def check_utility(ctx: CheckContext) -> list[CheckRecord]:
             ctx.note(f"n sweep: {mech}, n={n}")
             n_points[mech].append(run_point(task, mechanism=mech, eps=1.0, delta=sizes.delta,
                                             builds=sizes.builds, seed=derive_seed(seed, "B", n),
-                                            grid_cap=sizes.grid_cap, exact=ex, taylor=ty))
+                                            grid_cap=sizes.grid_cap, exact=ex, taylor=ty,
+                                            experiment="n sweep"))
     for R in sizes.R_grid:
         ctx.note(f"R trade-off: R={R:g}")
         task = make_task(sizes.n_R, sizes.m, R, derive_seed(seed, "task-R", R))
         R_points.append(run_point(task, mechanism="direct", eps=1.0, delta=sizes.delta,
-                                  builds=sizes.builds_R, seed=derive_seed(seed, "C", R)))
+                                  builds=sizes.builds_R, seed=derive_seed(seed, "C", R),
+                                  experiment="R sweep"))
     records = utility_records(eps_points, n_points, R_points)
     ctx.note("power: an envelope that is too small")
     task = make_task(sizes.n_eps, sizes.m, 1.0, derive_seed(seed, "task-eps"))

@@ -213,7 +213,8 @@ def render_markdown(run: HarnessRun, out_dir: Path | str) -> str:
             conf = (f"alpha {format_number(r.alpha)}" if r.alpha is not None
                     else (f"conf {format_number(r.confidence)}" if r.confidence is not None else "-"))
             L.append(f"| {_cell(r.name)} | {r.kind} | {format_number(r.statistic)} | {r.comparison} | "
-                     f"{format_number(r.threshold)} | {conf} | {format_number(r.sample_size)} | "
+                     f"{format_number(r.threshold)} | {conf} | "
+                     f"{format_number(r.sample_size) if r.sample_size else '-'} | "
                      f"{'pass' if r.passed else '**FAIL**'} |")
         L.append("")
         L.append("What each record asserts:")
