@@ -180,3 +180,14 @@ def test_kolmogorov_smirnov_with_power(seed):
     assert ks(grid) <= crit
     assert ks(np.sort(grid * 0.7)) > crit
     assert ks(np.sort(grid * 1.3)) > crit
+
+
+
+@pytest.mark.parametrize("eps", [710.0, 1e6])
+def test_huge_eps_is_a_parameter_error_not_an_overflow(eps):
+    """e^eps overflows float64 above ~709.78: the float path refuses with a typed error."""
+    from dpxattn.errors import ParameterError
+    from dpxattn.fast.noise import tlap_constants
+
+    with pytest.raises(ParameterError, match=r"eps"):
+        tlap_constants(1.0, eps, 1e-6)
