@@ -89,8 +89,11 @@ class TLapConstants:
 
 @lru_cache(maxsize=4096)
 def _constants(sens: float, eps: float, delta: float) -> TLapConstants:
-    em1 = math.expm1(eps)
-    x = em1 / (2.0 * delta)
+    try:
+        em1 = math.expm1(eps)
+        x = em1 / (2.0 * delta)
+    except OverflowError:  # eps > ~709.78: e^eps itself overflows float64
+        x = math.inf
     if not math.isfinite(x):
         raise ParameterError("eps", "too large for float64 truncation constants "
                              "((e^eps - 1)/(2 delta) overflows)", eps)
