@@ -222,21 +222,10 @@ def _plain_ppf(u: np.ndarray, sens, eps, delta) -> np.ndarray:
 
 
 def _canonical(lo: int, hi: int, N: int) -> list[int]:
-    out: list[int] = []
+    """The reference's canonical decomposition (the one definition), empty for lo > hi."""
+    from dpxattn.reference.dptree import canonical_decomposition
 
-    def rec(i, a, b):
-        if b < lo or a > hi:
-            return
-        if lo <= a and b <= hi:
-            out.append(i)
-            return
-        mid = (a + b) // 2
-        rec(2 * i + 1, a, mid)
-        rec(2 * i + 2, mid + 1, b)
-
-    if lo <= hi:
-        rec(0, 0, N - 1)
-    return out
+    return list(canonical_decomposition(lo, hi, N)) if lo <= hi else []
 
 
 def plain_float64(case: ConformanceCase, K, V, Q, u) -> np.ndarray:
