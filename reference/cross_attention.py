@@ -31,9 +31,9 @@ from __future__ import annotations
 from fractions import Fraction
 
 from dpxattn.accounting import TREE_MOMENTS, feature_dimension, plan_direct, plan_tree, tree_levels
-from dpxattn.errors import ParameterError, ShapeError
-from dpxattn.params import (check_degree, check_mechanism, check_positive, check_positive_int,
-                            check_privacy)
+from dpxattn.errors import ShapeError
+from dpxattn.params import (check_clip, check_degree, check_mechanism, check_mechanism_options,
+                            check_positive, check_positive_int, check_privacy)
 from dpxattn.reference._mp import (DEFAULT_PREC, check_entries, context, resolve_prec,
                                    to_matrix)
 from dpxattn.reference.direct import DirectRelease, direct_noise_count
@@ -46,26 +46,6 @@ from dpxattn.reference.theorem_bounds import kernel_additive_error
 
 __all__ = ["DPCrossAttention", "accounting_comparison"]
 
-
-
-def _check_clip(clip) -> bool:
-    if not isinstance(clip, bool):
-        raise ParameterError("clip", "must be True or False (given explicitly; never implied)", clip)
-    return clip
-
-
-def _check_mechanism_options(mechanism: str, copies, grid_size) -> tuple[int, int | None]:
-    copies = check_positive_int("copies", copies)
-    if grid_size is not None:
-        grid_size = check_positive_int("grid_size", grid_size)
-    if mechanism == "direct":
-        if copies != 1:
-            raise ParameterError("copies", "must be 1 for mechanism 'direct' (no median copies)",
-                                 copies)
-        if grid_size is not None:
-            raise ParameterError("grid_size", "must be None for mechanism 'direct' (no grid)",
-                                 grid_size)
-    return copies, grid_size
 
 
 class DPCrossAttention:
@@ -125,8 +105,8 @@ class DPCrossAttention:
         degree = check_degree(degree)
         if scale is not None:
             check_positive("scale", scale)
-        copies, grid_size = _check_mechanism_options(mechanism, copies, grid_size)
-        clip = _check_clip(clip)
+        copies, grid_size = check_mechanism_options(mechanism, copies, grid_size)
+        clip = check_clip(clip)
         p = resolve_prec(prec)
         ctx = context(p)
 
@@ -175,7 +155,7 @@ class DPCrossAttention:
         d = check_positive_int("d", d)
         d_v = check_positive_int("d_v", d_v)
         degree = check_degree(degree)
-        copies, grid_size = _check_mechanism_options(mechanism, copies, grid_size)
+        copies, grid_size = check_mechanism_options(mechanism, copies, grid_size)
         if mechanism == "direct":
             return direct_noise_count(d=d, d_v=d_v, degree=degree)
         return tree_noise_count(n=n, d=d, d_v=d_v, degree=degree, copies=copies,

@@ -27,6 +27,8 @@ __all__ = [
     "check_positive",
     "check_positive_int",
     "check_mechanism",
+    "check_mechanism_options",
+    "check_clip",
     "check_privacy",
 ]
 
@@ -88,3 +90,25 @@ def check_mechanism(mechanism: str) -> str:
 def check_privacy(eps, delta):
     """Validate an (eps, delta) pair; returns it unchanged."""
     return check_eps(eps), check_delta(delta)
+
+
+def check_mechanism_options(mechanism: str, copies, grid_size) -> tuple[int, int | None]:
+    """``copies`` >= 1 and ``grid_size`` (None or >= 1); ``direct`` has neither copies nor a grid."""
+    copies = check_positive_int("copies", copies)
+    if grid_size is not None:
+        grid_size = check_positive_int("grid_size", grid_size)
+    if mechanism == "direct":
+        if copies != 1:
+            raise ParameterError("copies", "must be 1 for mechanism 'direct' (no median copies)",
+                                 copies)
+        if grid_size is not None:
+            raise ParameterError("grid_size", "must be None for mechanism 'direct' (no grid)",
+                                 grid_size)
+    return copies, grid_size
+
+
+def check_clip(clip) -> bool:
+    """``clip`` must be given as a bool: clipping is never implied (DESIGN §4)."""
+    if not isinstance(clip, bool):
+        raise ParameterError("clip", "must be True or False (given explicitly; never implied)", clip)
+    return clip
