@@ -43,8 +43,8 @@ from dpxattn.fast.sensitivities import (direct_secure_constants, direct_sensitiv
                                         tree_secure_constants, tree_sensitivities)
 from dpxattn.fast.tree_mechanism import TreeRelease, median_over_copies, tree_noise_count
 from dpxattn.fast.validation import check_failure_prob, check_keys_values, check_queries
-from dpxattn.params import (check_degree, check_mechanism, check_positive, check_positive_int,
-                            check_privacy)
+from dpxattn.params import (check_clip, check_degree, check_mechanism, check_mechanism_options,
+                            check_positive, check_positive_int, check_privacy)
 
 __all__ = ["DPCrossAttention", "resolve_noise", "Tolerance", "TOLERANCES", "ATOL_F64", "RTOL_F64", "ATOL_F32",
            "RTOL_F32"]
@@ -72,12 +72,6 @@ TOLERANCES = {torch.float64: Tolerance(ATOL_F64, RTOL_F64),
               torch.float32: Tolerance(ATOL_F32, RTOL_F32)}
 
 
-def _check_clip(clip) -> bool:
-    if not isinstance(clip, bool):
-        raise ParameterError("clip", "must be True or False (given explicitly; never implied)", clip)
-    return clip
-
-
 def resolve_noise(noise, generator, uniforms) -> str:
     """The noise mode of a build: ``noise`` None gives "secure" when ``generator is None and
     uniforms is None``, else "float"; "secure" with ``uniforms`` raises (uniforms define float
@@ -91,20 +85,6 @@ def resolve_noise(noise, generator, uniforms) -> str:
                              "float64 inversion draws; the hardened release uses 64-bit words)",
                              "given", hint="use noise='float' (or leave noise=None) with uniforms")
     return noise
-
-
-def _mechanism_options(mechanism: str, copies, grid_size) -> tuple[int, int | None]:
-    copies = check_positive_int("copies", copies)
-    if grid_size is not None:
-        grid_size = check_positive_int("grid_size", grid_size)
-    if mechanism == "direct":
-        if copies != 1:
-            raise ParameterError("copies", "must be 1 for mechanism 'direct' (no median copies)",
-                                 copies)
-        if grid_size is not None:
-            raise ParameterError("grid_size", "must be None for mechanism 'direct' (no grid)",
-                                 grid_size)
-    return copies, grid_size
 
 
 class DPCrossAttention:
@@ -182,8 +162,8 @@ class DPCrossAttention:
         degree = check_degree(degree)
         if scale is not None:
             check_positive("scale", scale)
-        copies, grid_size = _mechanism_options(mechanism, copies, grid_size)
-        clip = _check_clip(clip)
+        copies, grid_size = check_mechanism_options(mechanism, copies, grid_size)
+        clip = check_clip(clip)
         noise = resolve_noise(noise, generator, uniforms)
         secure = noise == "secure"
         with torch.no_grad():
@@ -241,7 +221,7 @@ class DPCrossAttention:
         d = check_positive_int("d", d)
         d_v = check_positive_int("d_v", d_v)
         degree = check_degree(degree)
-        copies, grid_size = _mechanism_options(mechanism, copies, grid_size)
+        copies, grid_size = check_mechanism_options(mechanism, copies, grid_size)
         r = feature_dimension(d, degree)
         if mechanism == "direct":
             return direct_noise_count(r, d_v)
@@ -276,7 +256,7 @@ class DPCrossAttention:
 
     def _queries(self, Q, clip=None) -> torch.Tensor:
         return check_queries(Q, d=self.d, R=self.R, device=self.device,
-                             clip=self.clip if clip is None else _check_clip(clip))
+                             clip=self.clip if clip is None else check_clip(clip))
 
     def query(self, Q) -> torch.Tensor:
         """The private answers (m, d_v) in Q's dtype (float64 or float32).
