@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip "setuptools>=68" wheel
+	$(BIN)/python -m pip install -q --upgrade pip "setuptools>=77" wheel
 	$(BIN)/python -m pip install -q torch==2.13.0
 
 # A plain (non-editable) install: the tests run against what a user gets.
