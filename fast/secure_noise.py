@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -378,38 +379,88 @@ _EXP_MASK = 0x7FF
 _FRAC_MASK = (1 << _MANT_BITS) - 1
 
 
+#: elements rounded together (the temporaries of one block stay in cache)
+ROUND_BLOCK = 1 << 15
+#: magnitude above every exact lattice integer: entries that do not fit get at least this
+_NO_FIT = _U64(1) << _U64(63)
+
+
+def _lattice_magnitudes(bits: np.ndarray, exponent: int) -> np.ndarray:
+    """|round(x / 2^k)|, ties to even, of the float64 bit patterns ``bits`` (uint64, 1-D), as
+    uint64; an entry whose magnitude exceeds 2^53 (or whose shift exceeds 10) gets a value
+    >= 2^63. A fixed sequence of elementwise integer operations (no data-dependent branch).
+
+    With x = mant 2^e2 and shift = e2 - k: right = clip(-shift, 0, 60), left = clip(shift, 0,
+    11); M = 2 mant and r = right + 1 >= 1 give round-half-even of M / 2^r = mant / 2^right as
+    (M + 2^(r-1) - 1 + bit_r(M)) >> r (no overflow: M < 2^54, the addend < 2^61), then << left
+    (right = 0 whenever left > 0). shift >= 11 only happens for normals (mant >= 2^52), where
+    mant << 11 >= 2^63 marks the entry as not fitting.
+    """
+    biased = (bits >> _U64(_MANT_BITS)) & _U64(_EXP_MASK)
+    normal = (biased != _U64(0)).astype(np.uint64)
+    twice = ((bits & _U64(_FRAC_MASK)) | (normal << _U64(_MANT_BITS))) << _ONE   # M = 2 mant
+    shift = (biased | (_ONE - normal)).view(np.int64) - (1075 + int(exponent))   # e2 - k
+    right = np.clip(-shift, 0, 60).view(np.uint64) + _ONE                       # r
+    left = np.clip(shift, 0, 11).view(np.uint64)
+    twice += (_ONE << (right - _ONE)) - _ONE + ((twice >> right) & _ONE)
+    twice >>= right
+    twice <<= left
+    return twice
+
+
 def round_to_lattice_units(x: np.ndarray, exponent: int) -> tuple[np.ndarray, np.ndarray]:
     """round(x / 2^k), ties to even, for finite float64 ``x`` (any shape), by integer operations.
 
     Returns ``(units, fits)``: int64 lattice integers and a bool mask of the entries whose
-    |units| <= 2^53 (entries where ``fits`` is False hold an unspecified value). The same fixed
-    sequence of elementwise integer operations runs for every entry (no data-dependent branch,
-    no float arithmetic on x). Matches ``dpxattn.reference.discrete_laplace.round_to_lattice_units``.
+    |units| <= 2^53 (entries where ``fits`` is False hold 0). The same fixed sequence of
+    elementwise integer operations runs for every entry (no data-dependent branch, no float
+    arithmetic on x), block by block (:data:`ROUND_BLOCK`). Matches
+    ``dpxattn.reference.discrete_laplace.round_to_lattice_units``.
     """
     x = np.ascontiguousarray(x, dtype=np.float64)
-    bits = x.view(np.uint64)
-    negative = (bits >> _U64(63)) == _ONE
-    biased = ((bits >> _U64(_MANT_BITS)) & _U64(_EXP_MASK)).astype(np.int64)
-    frac = bits & _U64(_FRAC_MASK)
-    normal = biased != 0
-    mant = np.where(normal, frac | _U64(1 << _MANT_BITS), frac)       # x = mant 2^e2
-    e2 = np.where(normal, biased, 1) - 1075
-    shift = e2 - int(exponent)                                          # units = mant 2^shift
-    # shift >= 1 gives |units| >= 2^53 for normals (subnormals cannot have shift >= 1, since
-    # exponent >= -1074); left shifts are computed exactly up to 10 (mant < 2^53) and larger
-    # ones are flagged as not fitting.
-    left = np.clip(shift, 0, 10).astype(np.uint64)
-    up_value = mant << left
-    right = np.clip(-shift, 0, 60).astype(np.uint64)
-    q = mant >> right
-    rem = mant & ((_ONE << right) - _ONE)
-    half = (_ONE << right) >> _ONE
-    round_up = (right > 0) & ((rem > half) | ((rem == half) & ((q & _ONE) == _ONE)))
-    down_value = q + round_up.astype(np.uint64)
-    magnitude = np.where(shift > 0, up_value, down_value)
-    fits = (shift <= 10) & (magnitude <= _U64(MAX_EXACT_UNITS))
-    magnitude = np.where(fits, magnitude, _U64(0)).astype(np.int64)
-    return np.where(negative, -magnitude, magnitude), fits
+    bits = x.reshape(-1).view(np.uint64)
+    units = np.empty(bits.size, dtype=np.int64)
+    fits = np.empty(bits.size, dtype=bool)
+    for lo in range(0, bits.size, ROUND_BLOCK):
+        chunk = bits[lo:lo + ROUND_BLOCK]
+        mag = _lattice_magnitudes(chunk, exponent)
+        ok = mag <= _U64(MAX_EXACT_UNITS)
+        mag *= ok
+        sign = (chunk >> _U64(63)).view(np.int64)                                # 0 or 1
+        units[lo:lo + ROUND_BLOCK] = (mag.view(np.int64) ^ -sign) + sign
+        fits[lo:lo + ROUND_BLOCK] = ok
+    return units.reshape(x.shape), fits.reshape(x.shape)
+
+
+def _checked_units(flat: np.ndarray, params: LatticeParameters) -> np.ndarray:
+    """round(flat / g) (int64) after the public range checks of :func:`secure_release`, in its
+    order (finite, then |x| <= value_bound, then |units| <= max_value_units), one block at a
+    time; raises :class:`BoundError`."""
+    bits = flat.view(np.uint64)
+    units = np.empty(flat.size, dtype=np.int64)
+    bound = None if params.value_bound is None else float(params.value_bound)
+    finite = within = fit = True
+    limit = _U64(min(params.max_value_units, MAX_EXACT_UNITS))
+    for lo in range(0, flat.size, ROUND_BLOCK):
+        chunk = flat[lo:lo + ROUND_BLOCK]
+        finite &= bool(np.isfinite(chunk).all())
+        if bound is not None:
+            within &= bool((np.abs(chunk) <= bound).all())
+        word = bits[lo:lo + ROUND_BLOCK]
+        mag = _lattice_magnitudes(word, params.exponent)
+        fit &= bool((mag <= limit).all())  # max_value_units <= 2^53: also says it fits
+        sign = (word >> _U64(63)).view(np.int64)
+        units[lo:lo + ROUND_BLOCK] = (mag.view(np.int64) ^ -sign) + sign
+    if not finite:
+        raise BoundError("values entries", "must be finite (no NaN or inf)")
+    if not within:
+        raise BoundError("values", f"must satisfy |x| <= value_bound = {bound!r}")
+    if not fit:
+        raise BoundError(
+            "values", f"must round to at most {params.max_value_units} lattice units "
+            f"(|x| <= {params.max_value_units * params.granularity!r} at g = 2^{params.exponent})",
+            hint="pass a public value_bound so the lattice is chosen to fit")
+    return units
 
 
 # ---------------------------------------------------------------------------------------------
@@ -447,6 +498,19 @@ def _to_numpy(values) -> tuple[np.ndarray, torch.device | None]:
     return np.asarray(values, dtype=np.float64), None
 
 
+def _release_flat(flat: np.ndarray, params: LatticeParameters, generator=None,
+                  tape=None) -> tuple[np.ndarray, str]:
+    """The release of a contiguous float64 vector under ``params``: (round(x/g) + Z) g as float64
+    (exact: |round(x/g) + Z| <= 2^53, and m 2^k is a double for such m and k >= -1074, so the
+    product by the double 2^k is exact) and the randomness label."""
+    units = _checked_units(flat, params)
+    noise, label = sample_noise_units(flat.size, params, generator=generator, tape=tape)
+    units += noise
+    released = np.empty(flat.size, dtype=np.float64)
+    np.multiply(units, math.ldexp(1.0, params.exponent), out=released)
+    return released, label
+
+
 def secure_release(values, *, sensitivity, eps, delta, changed: int, generator=None,
                    value_bound=None, tape=None) -> SecureRelease:
     """Release ``values`` (l1 sensitivity ``sensitivity`` over at most ``changed`` coordinates)
@@ -466,19 +530,8 @@ def secure_release(values, *, sensitivity, eps, delta, changed: int, generator=N
                                value_bound=value_bound)
     x, device = _to_numpy(values)
     shape = x.shape
-    flat = np.ascontiguousarray(x.reshape(-1))
-    if not np.all(np.isfinite(flat)):
-        raise BoundError("values entries", "must be finite (no NaN or inf)")
-    if params.value_bound is not None and not np.all(np.abs(flat) <= float(params.value_bound)):
-        raise BoundError("values", f"must satisfy |x| <= value_bound = {float(params.value_bound)!r}")
-    units, fits = round_to_lattice_units(flat, params.exponent)
-    if not np.all(fits & (np.abs(units) <= params.max_value_units)):
-        raise BoundError(
-            "values", f"must round to at most {params.max_value_units} lattice units "
-            f"(|x| <= {params.max_value_units * params.granularity!r} at g = 2^{params.exponent})",
-            hint="pass a public value_bound so the lattice is chosen to fit")
-    noise, label = sample_noise_units(flat.size, params, generator=generator, tape=tape)
-    released = np.ldexp((units + noise).astype(np.float64), params.exponent).reshape(shape)
+    released, label = _release_flat(np.ascontiguousarray(x.reshape(-1)), params, generator, tape)
+    released = released.reshape(shape)
     out = torch.from_numpy(released)
     if device is not None and device.type != "cpu":
         out = out.to(device)
