@@ -54,6 +54,8 @@ def noise_index(t: int, k: int, d_v: int) -> int:
     """Position in the uniforms of the draw added to S[t][k]: t (d_v + 1) + k (row-major).
 
     ``proofs_notes/01-conventions.md`` (uniform order of ``direct``); DESIGN §4.
+
+    Paper: none (the `direct` mechanism is ours); spec PAPER.md §5 item 8; proofs_notes/15-direct-mechanism.md.
     """
     return t * (d_v + 1) + k
 

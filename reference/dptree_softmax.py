@@ -85,6 +85,8 @@ def tree_noise_count(*, n: int, d: int, d_v: int, degree: int, copies: int = 1,
 
     N = 2^ceil(log2 G), G = grid_size (default n), r = C(d + s, s).
     ``proofs_notes/01-conventions.md`` (uniform order of ``tree``).
+
+    Paper: DPTreeSoftmax / DPTreeCrossAttention (v2 App. I, §3; v3: unverified); spec PAPER.md §3.4-3.7; proofs_notes/12-dptree-softmax.md.
     """
     n = check_positive_int("n", n)
     d_v = check_positive_int("d_v", d_v)
@@ -96,7 +98,10 @@ def tree_noise_count(*, n: int, d: int, d_v: int, degree: int, copies: int = 1,
 
 
 def scalar_noise_index(c: int, k: int, which: int, *, d_v: int) -> int:
-    """Position of the draw of copy c, column k, scalar ``which`` (0: c0, 1: c1): 2 (c (d_v+1) + k) + which."""
+    """Position of the draw of copy c, column k, scalar ``which`` (0: c0, 1: c1): 2 (c (d_v+1) + k) + which.
+
+    Paper: DPTreeSoftmax / DPTreeCrossAttention (v2 App. I, §3; v3: unverified); spec PAPER.md §3.4-3.7; proofs_notes/12-dptree-softmax.md.
+    """
     return 2 * (c * (d_v + 1) + k) + which
 
 
@@ -110,6 +115,8 @@ def node_noise_index(i: int, c: int, k: int, t: int, m: int, *, d_v: int, r: int
 
     Node-major: ``2 l (d_v + 1) + i C + ((c (d_v + 1) + k) r + t) 3 + m``, C = l (d_v + 1) 3 r.
     ``proofs_notes/01-conventions.md`` (uniform order of ``tree``).
+
+    Paper: DPTreeSoftmax / DPTreeCrossAttention (v2 App. I, §3; v3: unverified); spec PAPER.md §3.4-3.7; proofs_notes/12-dptree-softmax.md.
     """
     C = copies * (d_v + 1) * r * TREE_MOMENTS
     return 2 * copies * (d_v + 1) + i * C + _payload_column(c, k, t, m, d_v=d_v, r=r)

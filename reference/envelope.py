@@ -91,6 +91,8 @@ class CopyErrorTerms:
     ``released_denominator``: D~ after clamping below by its public bound n (so D~ >= n > 0);
     ``answers``: this copy's released answer row N~_k / D~ (d_v mpf; used by the
     high-probability ratio step, :func:`hp_ratio_error_bound`).
+
+    Paper: none (the paper states O~ bounds w.p. 1 - p_f); spec PAPER.md §4.3, §5 item 10; proofs_notes/16-certified-envelope.md.
     """
 
     numerators: tuple
@@ -101,7 +103,10 @@ class CopyErrorTerms:
 
 def check_failure_prob(failure_prob, *, prec=None):
     """0 < failure_prob < 1 (finite, not a bool); returns it unchanged, else
-    :class:`dpxattn.errors.ParameterError` naming the bound. Checked exactly at ``prec`` bits."""
+    :class:`dpxattn.errors.ParameterError` naming the bound. Checked exactly at ``prec`` bits.
+
+    Paper: none (the paper states O~ bounds w.p. 1 - p_f); spec PAPER.md §4.3, §5 item 10; proofs_notes/16-certified-envelope.md.
+    """
     _prob(failure_prob, context(prec))
     return failure_prob
 
@@ -174,6 +179,8 @@ def tlap_log_mgf(mu, laplace_scale, support_bound, ctx: mpmath.MPContext):
     every mu because the support is bounded). Using a half-width A' >= A (a certified upper
     bound) gives a value >= the true one: Laplace(b) conditioned on |Z| <= A' is stochastically
     larger in |Z| and cosh is increasing in |z|. Proof note ``proofs_notes/16-certified-envelope.md``.
+
+    Paper: none (the paper states O~ bounds w.p. 1 - p_f); spec PAPER.md §4.3, §5 item 10; proofs_notes/16-certified-envelope.md.
     """
     b, A = laplace_scale, support_bound
     m = abs(ctx.mpf(mu))
@@ -263,6 +270,8 @@ def hp_noise_bound(groups: Sequence[NoiseGroup], failure_prob, ctx: mpmath.MPCon
     The thresholds are numbers fixed before the noise is drawn (functions of public constants
     and the query), so their minimum is one of them and inherits its guarantee (the sure one
     with probability 0 of failure). Proof note ``proofs_notes/16-certified-envelope.md``.
+
+    Paper: none (the paper states O~ bounds w.p. 1 - p_f); spec PAPER.md §4.3, §5 item 10; proofs_notes/16-certified-envelope.md.
     """
     return min(sure_noise_bound(groups, ctx), hoeffding_noise_bound(groups, failure_prob, ctx),
                bernstein_noise_bound(groups, failure_prob, ctx),
@@ -295,6 +304,8 @@ def hp_ratio_error_bound(numerator_bound, denominator_bound, R_w, released_denom
     Both hold on the event, so their minimum does. It reads the released answer (public), so
     it is used for the high-probability envelope; the sure envelope keeps the conventions'
     formula. Proof note ``proofs_notes/16-certified-envelope.md``.
+
+    Paper: none (the paper states O~ bounds w.p. 1 - p_f); spec PAPER.md §4.3, §5 item 10; proofs_notes/16-certified-envelope.md.
     """
     first = ratio_error_bound(numerator_bound, denominator_bound, R_w, released_denominator)
     if released_denominator > denominator_bound:

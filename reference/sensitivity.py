@@ -389,20 +389,29 @@ def float64_sum_error_bound(terms: int, roundings_per_term: int, term_bound, *, 
 def direct_term_roundings(degree: int) -> int:
     """s + 3: roundings inside one term P_alpha(k_i) v_i of S (a feature takes <= s + 1: s - 1
     products, the rounded coefficient and its product; one more for the product with v; two
-    more of margin, as in ``proofs_notes/19-fast-path.md``'s gamma(n + s + 3))."""
+    more of margin, as in ``proofs_notes/19-fast-path.md``'s gamma(n + s + 3)).
+
+    Paper: none (floating-point evaluation error; the paper assumes exact reals); spec PAPER.md §5 item 18; proofs_notes/17-sensitivity.md, 23-hardened-noise.md.
+    """
     return check_degree(degree) + 3
 
 
 def c1_term_roundings(r: int, degree: int) -> int:
     """r + 2 s + 6: roundings inside one term w_i ||P(k_i)||^2 of c1 (the squared norm is a sum
-    of r squares of features with <= s + 1 roundings each; ``proofs_notes/19-fast-path.md``)."""
+    of r squares of features with <= s + 1 roundings each; ``proofs_notes/19-fast-path.md``).
+
+    Paper: none (floating-point evaluation error; the paper assumes exact reals); spec PAPER.md §5 item 18; proofs_notes/17-sensitivity.md, 23-hardened-noise.md.
+    """
     return check_positive_int("r", r) + 2 * check_degree(degree) + 6
 
 
 def tree_term_roundings(degree: int, height: int) -> int:
     """3 s + 5 + h: roundings a term w_i P_t(k_i)^m meets before it is part of a released node:
     <= 3 s + 4 inside the term (feature, powers, weight; ``proofs_notes/19-fast-path.md``), one
-    of margin, then the <= h pairwise additions that build internal nodes from leaves."""
+    of margin, then the <= h pairwise additions that build internal nodes from leaves.
+
+    Paper: none (floating-point evaluation error; the paper assumes exact reals); spec PAPER.md §5 item 18; proofs_notes/17-sensitivity.md, 23-hardened-noise.md.
+    """
     return 3 * check_degree(degree) + 5 + check_positive_int("height", height, minimum=0)
 
 
