@@ -40,7 +40,7 @@ import torch
 
 from dpxattn.errors import ParameterError
 from dpxattn.fast.noise import NOISE_CHUNK, TLapConstants, ppf_from_constants, tlap_constants
-from dpxattn.fast.secure_noise import secure_parameters, secure_release, secure_words_label
+from dpxattn.fast.secure_noise import secure_release_flat, secure_parameters, secure_words_label
 from dpxattn.fast.uniforms import UniformStream, uniform_stream
 
 __all__ = ["NoiseLaw", "noise_law", "secure_law", "SecureWords", "noise_stream", "release_",
@@ -217,20 +217,32 @@ def _secure_release_(values: torch.Tensor, law: NoiseLaw, words: SecureWords) ->
         raise ValueError("release_: a secure law needs SecureWords randomness")
     width = max(1, int(np.prod(law.shape)) if law.shape else 1)
     rows = max(1, SECURE_CHUNK // width)
-    index = law.index.to(values.device)
-    masks = [(index == j) for j in range(len(law.constants))]
+    index = law.index.reshape(-1).cpu().numpy()
+    # per law: its public constants (the same cached computation secure_release makes) and the
+    # flattened trailing positions it covers, ascending (block[:, mask] order); a single law
+    # covering everything releases the block as is
+    groups = []
+    for j, p in enumerate(law.constants):
+        cols = np.flatnonzero(index == j)
+        if cols.size:
+            params = secure_parameters(sensitivity=p.sensitivity, eps=p.eps, delta=p.delta,
+                                       changed=p.changed, value_bound=p.value_bound)
+            groups.append((params, None if cols.size == width else cols))
     for start in range(0, values.shape[0], rows):
         stop = min(values.shape[0], start + rows)
         block = values[start:stop]
-        for p, mask in zip(law.constants, masks):
-            if not bool(mask.any()):
-                continue
-            out = secure_release(block[:, mask], sensitivity=p.sensitivity, eps=p.eps,
-                                 delta=p.delta, changed=p.changed, value_bound=p.value_bound,
-                                 generator=words.generator)
-            block[:, mask] = out.values.to(values.device)
-            words.label = out.randomness
-            words.released += out.values.numel()
+        table = np.ascontiguousarray(
+            block.detach().to(device="cpu", dtype=torch.float64).reshape(stop - start, width).numpy())
+        for params, cols in groups:
+            part = table if cols is None else table[:, cols]
+            released, words.label = secure_release_flat(np.ascontiguousarray(part).reshape(-1), params,
+                                                  words.generator)
+            if cols is None:
+                table = released.reshape(stop - start, width)
+            else:
+                table[:, cols] = released.reshape(stop - start, cols.size)
+            words.released += released.size
+        block.copy_(torch.from_numpy(table).view(block.shape))
     return values
 
 

@@ -60,6 +60,7 @@ __all__ = [
     "SECURE_NUMERICS",
     "SecureRelease",
     "secure_release",
+    "secure_release_flat",
     "secure_support_bound",
     "secure_parameters",
     "sample_noise_units",
@@ -498,8 +499,8 @@ def _to_numpy(values) -> tuple[np.ndarray, torch.device | None]:
     return np.asarray(values, dtype=np.float64), None
 
 
-def _release_flat(flat: np.ndarray, params: LatticeParameters, generator=None,
-                  tape=None) -> tuple[np.ndarray, str]:
+def secure_release_flat(flat: np.ndarray, params: LatticeParameters, generator=None,
+                        tape=None) -> tuple[np.ndarray, str]:
     """The release of a contiguous float64 vector under ``params``: (round(x/g) + Z) g as float64
     (exact: |round(x/g) + Z| <= 2^53, and m 2^k is a double for such m and k >= -1074, so the
     product by the double 2^k is exact) and the randomness label."""
@@ -530,7 +531,7 @@ def secure_release(values, *, sensitivity, eps, delta, changed: int, generator=N
                                value_bound=value_bound)
     x, device = _to_numpy(values)
     shape = x.shape
-    released, label = _release_flat(np.ascontiguousarray(x.reshape(-1)), params, generator, tape)
+    released, label = secure_release_flat(np.ascontiguousarray(x.reshape(-1)), params, generator, tape)
     released = released.reshape(shape)
     out = torch.from_numpy(released)
     if device is not None and device.type != "cpu":
