@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from dpxattn.fast.envelope import DirectEnvelopeTerms, gamma, hp_noise_bound, unit_roundoff
-from dpxattn.fast.features import feature_chunks, features_t
+from dpxattn.fast.features import feature_chunks, feature_plan, features_t
 from dpxattn.fast.release import NoiseLaw, noise_law, release_, secure_law
 
 __all__ = ["DirectRelease", "direct_noise_count", "statistic"]
@@ -98,10 +98,19 @@ class DirectRelease:
         Computed transposed, ``NS^T = S~^T P(Q)^T`` ((d_v + 1, r) times the feature-major
         (r, m) block): one GEMM with a long inner stride, much faster than ``P(Q) S~`` from
         the transposed view."""
-        U = features_t(Q, self.degree, scale=self.scale)  # (r, m)
+        plan = self._cast.get("plan")
+        if plan is None:
+            plan = feature_plan(Q.shape[1], self.degree, self.scale)
+            self._cast["plan"] = plan
+        U = features_t(Q, self.degree, scale=self.scale, plan=plan)  # (r, m), Q's dtype
         NS = self._S_as(Q.dtype).t() @ U  # (d_v + 1, m)
         D = torch.clamp(NS[-1], min=float(self.n))
-        return (NS[:-1] / D).t().contiguous(), D
+        if NS.requires_grad:
+            return (NS[:-1] / D).t().contiguous(), D
+        # same quotients, written straight into the contiguous (m, d_v) answer (one pass)
+        out = torch.empty((NS.shape[1], NS.shape[0] - 1), dtype=NS.dtype, device=NS.device)
+        torch.div(NS[:-1].t(), D.unsqueeze(1), out=out)
+        return out, D
 
     def envelope_terms(self, Q: torch.Tensor) -> DirectEnvelopeTerms:
         """The public quantities the envelopes need at Q (float64, no gradient)."""
@@ -154,9 +163,12 @@ def statistic(K: torch.Tensor, V: torch.Tensor, *, degree: int, scale, r: int) -
     ``dpxattn.reference.sensitivity.direct_statistic_float_error`` (``proofs_notes/17``)."""
     n, d_v = V.shape
     S = torch.zeros((r, d_v + 1), dtype=torch.float64, device=K.device)
+    W = None  # one [V_chunk, 1] buffer, reused: the build's temporaries stay one chunk (G10)
     for start, stop, F in feature_chunks(K, degree, scale=scale):
-        W = torch.empty((stop - start, d_v + 1), dtype=torch.float64, device=K.device)
-        W[:, :d_v] = V[start:stop]
-        W[:, d_v] = 1.0
-        S.addmm_(F, W)
+        if W is None:
+            W = torch.empty((stop - start, d_v + 1), dtype=torch.float64, device=K.device)
+            W[:, d_v] = 1.0
+        Wc = W[: stop - start]
+        Wc[:, :d_v] = V[start:stop]
+        S.addmm_(F, Wc)
     return S

@@ -156,7 +156,12 @@ def _coef(plan: FeaturePlan, dtype: torch.dtype, device: torch.device) -> torch.
 def _fill(out: torch.Tensor, xt: torch.Tensor, plan: FeaturePlan) -> None:
     """Write P of the columns of ``xt`` (d, c) into ``out`` (r, c), feature-major."""
     out[0].fill_(1.0)
-    for dst, src, length, i in plan.steps:
+    steps = plan.steps
+    if plan.degree >= 1:
+        # degree 1: x_i * 1.0 == x_i exactly, so one copy replaces d products (bit-identical)
+        out[1:1 + plan.d].copy_(xt)
+        steps = steps[plan.d:]
+    for dst, src, length, i in steps:
         torch.mul(out[src:src + length], xt[i], out=out[dst:dst + length])
     out.mul_(_coef(plan, out.dtype, out.device).unsqueeze(1))
 
@@ -208,20 +213,27 @@ def feature_chunks(X: torch.Tensor, degree: int, *, scale=None, rows: int | None
     for start in range(0, n, rows):
         stop = min(n, start + rows)
         F = buf[:, : stop - start]
-        _fill(F, X[start:stop].t(), plan)
+        _fill(F, X[start:stop].t().contiguous(), plan)
         yield start, stop, F
 
 
 def features_t(X: torch.Tensor, degree: int, *, scale=None, out: torch.Tensor | None = None,
-               rows: int | None = None) -> torch.Tensor:
+               rows: int | None = None, plan: FeaturePlan | None = None) -> torch.Tensor:
     """P(X) feature-major: shape (r, n), dtype/device of ``X`` (float64 or float32).
 
     Paper: polynomial kernel features (v2 App. I; v3: unverified); PAPER.md §2.3.
-    Written chunk by chunk into ``out`` (allocated if None); no temporaries beyond one chunk.
+    Written chunk by chunk into ``out`` (allocated if None); no temporaries beyond one chunk
+    (each chunk's (d, rows) transposed input is made contiguous: the broadcast products then
+    read unit-stride rows). ``plan``: the :func:`feature_plan` of ``(X.shape[1], degree,
+    scale)`` when the caller has it (per-query callers cache it; it must match).
     """
     X = _check_x(X, None)
     n, d = X.shape
-    plan = feature_plan(d, degree, scale)
+    if plan is None:
+        plan = feature_plan(d, degree, scale)
+    elif plan.d != d or plan.degree != degree:
+        raise ShapeError("plan", f"must be the feature plan of d = {d}, degree = {degree}",
+                         (plan.d, plan.degree))
     if X.requires_grad and torch.is_grad_enabled():
         if out is not None:
             raise ShapeError("out", "must be None when X requires grad", "a tensor")
@@ -234,7 +246,7 @@ def features_t(X: torch.Tensor, degree: int, *, scale=None, out: torch.Tensor | 
     rows = chunk_rows(plan.r) if rows is None else int(rows)
     for start in range(0, n, rows):
         stop = min(n, start + rows)
-        _fill(out[:, start:stop], X[start:stop].t(), plan)
+        _fill(out[:, start:stop], X[start:stop].t().contiguous(), plan)
     return out
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "as_tensor",
     "check_matrix",
     "check_range",
+    "VALIDATION_CHUNK_ELEMENTS",
     "check_keys_values",
     "check_queries",
     "check_failure_prob",
@@ -112,36 +113,81 @@ def _limit_cached(value, dtype: torch.dtype, upper: bool) -> float:
     return v
 
 
+#: entries per validation chunk: the temporaries of :func:`check_range` stay O(this), never
+#: O(n d) (issue 3, G10: peak build memory <= 1.3 x payload + one chunk)
+VALIDATION_CHUNK_ELEMENTS = 1 << 16
+
+
+def _row_chunks(data: torch.Tensor):
+    """``(start, block)`` over leading-dimension slices of ``data`` holding about
+    :data:`VALIDATION_CHUNK_ELEMENTS` entries each (views, no copies; row-major order)."""
+    if data.dim() == 0:
+        yield 0, data
+        return
+    rows = data.shape[0]
+    per_row = max(1, data[:1].numel()) if rows else 1
+    step = max(1, VALIDATION_CHUNK_ELEMENTS // per_row)
+    for start in range(0, rows, step):
+        yield start, data[start:start + step]
+
+
+def _all_inside(data: torch.Tensor, lo: float, hi: float) -> bool:
+    """Every entry in [lo, hi]; False for NaN (min/max propagate it) and +-inf (finite bounds).
+    One fused min/max reduction per chunk: no full-size boolean temporaries."""
+    for _, block in _row_chunks(data):
+        if block.numel() == 0:
+            continue
+        low, high = torch.aminmax(block)
+        if not (float(low) >= lo and float(high) <= hi):
+            return False
+    return True
+
+
+def _first(data: torch.Tensor, predicate) -> tuple[int, ...] | None:
+    """Index (row-major first) of the first entry where ``predicate(block)`` holds, or None;
+    evaluated chunk by chunk."""
+    for start, block in _row_chunks(data):
+        if block.numel() == 0:
+            continue
+        mask = predicate(block)
+        if bool(mask.any()):
+            bad = mask.nonzero()[0].tolist()
+            if bad:
+                bad[0] += start
+            return tuple(bad)
+    return None
+
+
 def check_range(X: torch.Tensor, name: str, low, high, bound_name: str, *,
                 clip: bool = False, private: bool = False) -> torch.Tensor:
     """Entries of ``X`` finite and in ``[low, high]`` (exactly), or clipped there with ``clip``.
 
     Raises :class:`BoundError` naming the bound (``"{name} entries must lie in {bound_name} =
-    [low, high]"``) for an out-of-bound entry without ``clip``, and for NaN/inf always. Keeps
-    autograd (clipping is ``torch.clamp``). For ``private`` data (K, V) the message gives the
-    offending entry's position only, never its value.
+    [low, high]"``) for an out-of-bound entry without ``clip``, and for NaN/inf always (the
+    first offending entry in row-major order is named; non-finite entries anywhere take
+    precedence over out-of-bound ones). Keeps autograd (clipping is ``torch.clamp``). For
+    ``private`` data (K, V) the message gives the offending entry's position only, never its
+    value. Checked in chunks of :data:`VALIDATION_CHUNK_ELEMENTS` entries: the temporaries are
+    O(chunk), whatever the size of ``X`` (the clipped copy with ``clip=True`` is the output).
     """
     data = X.detach()
     lo = _limit(low, X.dtype, upper=False)
     hi = _limit(high, X.dtype, upper=True)
-    inside = (data >= lo) & (data <= hi)  # False for NaN, and for +-inf (finite bounds)
-    if bool(inside.all()):
+    if _all_inside(data, lo, hi):
         return X
-    finite = torch.isfinite(data)
-    if not bool(finite.all()):
-        bad = (~finite).nonzero()[0].tolist()
-        shown = "not finite" if private else f"{data[tuple(bad)].item()}"
+    bad = _first(data, lambda block: ~torch.isfinite(block))
+    if bad is not None:
+        shown = "not finite" if private else f"{data[bad].item()}"
         raise BoundError(f"{name} entries", "must be finite (no NaN or inf)",
-                         hint=f"entry {tuple(bad)} is {shown}")
+                         hint=f"entry {bad} is {shown}")
     if clip:
         return X.clamp(lo, hi)
-    outside = ~inside
-    if bool(outside.any()):
-        bad = outside.nonzero()[0].tolist()
-        shown = "outside" if private else f"{data[tuple(bad)].item()!r}"
+    bad = _first(data, lambda block: (block < lo) | (block > hi))
+    if bad is not None:
+        shown = "outside" if private else f"{data[bad].item()!r}"
         raise BoundError(f"{name} entries",
                          f"must lie in {bound_name} = [{_bound_text(low)}, {_bound_text(high)}]",
-                         hint=f"entry {tuple(bad)} is {shown}; pass clip=True to clip")
+                         hint=f"entry {bad} is {shown}; pass clip=True to clip")
     return X
 
 
