@@ -166,6 +166,43 @@ def _fill(out: torch.Tensor, xt: torch.Tensor, plan: FeaturePlan) -> None:
     out.mul_(_coef(plan, out.dtype, out.device).unsqueeze(1))
 
 
+_GATHER_CACHE: dict = {}
+
+
+def _gathers(plan: FeaturePlan, device: torch.device) -> tuple:
+    """Per degree k >= 2: ``(dst_start, dst_stop, parents, coords)`` (index tensors on
+    ``device``): the rows ``dst_start:dst_stop`` are ``out[parents] * xt[coords]``, i.e. all of
+    :attr:`FeaturePlan.steps` of that degree in one product (the same products, bit-identical)."""
+    key = (plan.d, plan.degree, plan.scale, str(device))
+    got = _GATHER_CACHE.get(key)
+    if got is None:
+        got = []
+        for k in range(2, plan.degree + 1):
+            steps = [step for step in plan.steps if plan.degrees[step[0]] == k]
+            parents = [src + j for _, src, length, _ in steps for j in range(length)]
+            coords = [i for _, _, length, i in steps for _ in range(length)]
+            got.append((steps[0][0], steps[-1][0] + steps[-1][2],
+                        torch.tensor(parents, dtype=torch.long, device=device),
+                        torch.tensor(coords, dtype=torch.long, device=device)))
+        got = tuple(got)
+        if len(_GATHER_CACHE) > 512:
+            _GATHER_CACHE.clear()
+        _GATHER_CACHE[key] = got
+    return got
+
+
+def _fill_gathered(out: torch.Tensor, xt: torch.Tensor, plan: FeaturePlan) -> None:
+    """:func:`_fill` with one gathered product per degree instead of d (few large ops: what a
+    query of m tokens needs; bit-identical to :func:`_fill`). Temporaries: two (block, c)
+    gathers, so the build's memory-bounded chunks use :func:`_fill` instead."""
+    out[0].fill_(1.0)
+    if plan.degree >= 1:
+        out[1:1 + plan.d].copy_(xt)
+    for dst, stop, parents, coords in _gathers(plan, out.device):
+        torch.mul(out.index_select(0, parents), xt.index_select(0, coords), out=out[dst:stop])
+    out.mul_(_coef(plan, out.dtype, out.device).unsqueeze(1))
+
+
 def _differentiable(xt: torch.Tensor, plan: FeaturePlan) -> torch.Tensor:
     """P of the columns of ``xt`` (d, c) as a new (r, c) tensor through autograd-friendly ops
     (the same products as :func:`_fill`, one ``cat`` per degree; used when ``xt`` requires grad)."""
@@ -246,7 +283,7 @@ def features_t(X: torch.Tensor, degree: int, *, scale=None, out: torch.Tensor | 
     rows = chunk_rows(plan.r) if rows is None else int(rows)
     for start in range(0, n, rows):
         stop = min(n, start + rows)
-        _fill(out[:, start:stop], X[start:stop].t().contiguous(), plan)
+        _fill_gathered(out[:, start:stop], X[start:stop].t().contiguous(), plan)
     return out
 
 
