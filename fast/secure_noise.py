@@ -56,6 +56,7 @@ from dpxattn.reference.discrete_laplace import (
 __all__ = [
     "MIN_BLOCK",
     "CHUNK",
+    "ROUND_BLOCK",
     "WORDS_PER_DRAW",
     "SECURE_NUMERICS",
     "SecureRelease",
@@ -382,8 +383,6 @@ _FRAC_MASK = (1 << _MANT_BITS) - 1
 
 #: elements rounded together (the temporaries of one block stay in cache)
 ROUND_BLOCK = 1 << 15
-#: magnitude above every exact lattice integer: entries that do not fit get at least this
-_NO_FIT = _U64(1) << _U64(63)
 
 
 def _lattice_magnitudes(bits: np.ndarray, exponent: int) -> np.ndarray:
