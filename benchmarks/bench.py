@@ -270,7 +270,7 @@ def run(args: argparse.Namespace, out=None) -> int:
     else:
         rep.print("(not run)" if not fast_why else f"SKIPPED: {fast_why}")
 
-    rep.section(f"Crossover: n at which build + m query tokens is cheaper than exact SDPA (f32)")
+    rep.section("Crossover: n at which build + m query tokens is cheaper than exact SDPA (f32)")
     if rep.doc["crossover"]:
         rep.print(table(("config", "mechanism", "r", "m", "crossover n", "private per key", "SDPA per key",
                          "fitted on n"), [

@@ -41,7 +41,7 @@ import torch
 from dpxattn.errors import ParameterError
 from dpxattn.fast.noise import NOISE_CHUNK, TLapConstants, ppf_from_constants, tlap_constants
 from dpxattn.fast.secure_noise import secure_release_flat, secure_parameters, secure_words_label
-from dpxattn.fast.uniforms import UniformStream, uniform_stream
+from dpxattn.fast.uniforms import uniform_stream
 
 __all__ = ["NoiseLaw", "noise_law", "secure_law", "SecureWords", "noise_stream", "release_",
            "SECURE_CHUNK", "NOISE_MODES"]
