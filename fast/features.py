@@ -250,7 +250,7 @@ def feature_chunks(X: torch.Tensor, degree: int, *, scale=None, rows: int | None
     for start in range(0, n, rows):
         stop = min(n, start + rows)
         F = buf[:, : stop - start]
-        _fill(F, X[start:stop].t().contiguous(), plan)
+        _fill(F, X[start:stop].t(), plan)
         yield start, stop, F
 
 
