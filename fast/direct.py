@@ -105,12 +105,9 @@ class DirectRelease:
         U = features_t(Q, self.degree, scale=self.scale, plan=plan)  # (r, m), Q's dtype
         NS = self._S_as(Q.dtype).t() @ U  # (d_v + 1, m)
         D = torch.clamp(NS[-1], min=float(self.n))
-        if NS.requires_grad:
-            return (NS[:-1] / D).t().contiguous(), D
-        # same quotients, written straight into the contiguous (m, d_v) answer (one pass)
-        out = torch.empty((NS.shape[1], NS.shape[0] - 1), dtype=NS.dtype, device=NS.device)
-        torch.div(NS[:-1].t(), D.unsqueeze(1), out=out)
-        return out, D
+        # plain division (no out=): the answer must also work under torch.func.vmap, which the
+        # privacy audit's batched sampler uses and which has no batching rule for div.out
+        return (NS[:-1] / D).t().contiguous(), D
 
     def envelope_terms(self, Q: torch.Tensor) -> DirectEnvelopeTerms:
         """The public quantities the envelopes need at Q (float64, no gradient)."""
