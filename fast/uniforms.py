@@ -7,11 +7,10 @@ in chunks, so that a structure with 1e8 noisy entries never holds 1e8 uniforms a
 Sources (labels from :mod:`dpxattn.randomness`, recorded in the privacy plan):
 
 * ``generator=None``: the OS CSPRNG through :func:`dpxattn.randomness.secure_uniforms`
-  (53-bit uniforms ``(k + 1/2) 2^-53``);
+  (uniforms ``(k + 1/2) 2^-52`` from the top 52 bits of each word: exact, never 0 or 1);
 * a ``torch.Generator``: ``u = k 2^-53`` with ``k`` uniform on ``{1, ..., 2^53 - 1}`` from
   ``torch.randint`` on the generator's device: exact in float64, strictly inside (0, 1), and
-  closed under ``u -> 1 - u`` (the half-offset map ``(k + 1/2) 2^-53`` is not representable for
-  ``k >= 2^52`` and rounds ``k = 2^53 - 1`` to exactly 1); reproducible, labelled seeded;
+  closed under ``u -> 1 - u``; reproducible, labelled seeded;
 * a ``numpy.random.Generator``: :func:`dpxattn.randomness.generator_uniforms`; labelled seeded;
 * ``uniforms=``: a 1-D array of exactly ``count`` values in (0, 1), validated by
   :func:`dpxattn.randomness.check_uniforms`; labelled given (conformance only).
