@@ -25,7 +25,6 @@ Shapes: ``features_t(X)`` is (r, n) (feature-major, what ``P(K)^T W`` needs); ``
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -38,6 +37,8 @@ from dpxattn.accounting import feature_dimension
 from dpxattn.errors import ParameterError, ShapeError
 from dpxattn.fast.directed import exact_fraction
 from dpxattn.params import check_degree, check_positive, check_positive_int
+from dpxattn.reference.kernel import default_scale
+from dpxattn.reference.kernel import multi_indices as _reference_multi_indices
 
 __all__ = [
     "FEATURE_CHUNK_ELEMENTS",
@@ -56,27 +57,9 @@ __all__ = [
 FEATURE_CHUNK_ELEMENTS = 1 << 18
 
 
-def default_scale(d: int) -> Fraction:
-    """The paper's scale ``1/d`` (``exp(Q K^T / d)``; PAPER §1.1), exactly."""
-    return Fraction(1, check_positive_int("d", d))
-
-
-@lru_cache(maxsize=256)
-def multi_indices(d: int, degree: int) -> tuple[tuple[int, ...], ...]:
-    """THE feature order: exponent tuples alpha (length d), degree 0..s, lexicographic multisets.
-
-    Identical to ``dpxattn.reference.kernel.multi_indices`` (tested); length ``C(d + s, s)``.
-    """
-    d = check_positive_int("d", d)
-    s = check_degree(degree)
-    out = []
-    for k in range(s + 1):
-        for combo in itertools.combinations_with_replacement(range(d), k):
-            alpha = [0] * d
-            for i in combo:
-                alpha[i] += 1
-            out.append(tuple(alpha))
-    return tuple(out)
+#: THE feature order and the paper's default scale: the reference's definitions (one per concept),
+#: the order memoised here because the fast path asks for it on every feature plan.
+multi_indices = lru_cache(maxsize=256)(_reference_multi_indices)
 
 
 def _sqrt_to_float(q: Fraction) -> float:

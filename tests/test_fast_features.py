@@ -128,7 +128,7 @@ def test_autograd_path_is_identical_and_differentiable(rng):
 def test_same_order_values_and_bounds_as_the_reference(d, s, scale, rng):
     from dpxattn.reference import kernel
 
-    assert multi_indices(d, s) == tuple(kernel.multi_indices(d, s))
+    assert multi_indices.__wrapped__ is kernel.multi_indices  # one definition of the order
     X = rng.random((4, d)) * 1.5
     got = features(torch.tensor(X), s, scale=scale).numpy()
     for i in range(4):
