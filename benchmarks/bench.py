@@ -64,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mem-budget-gib", type=float, default=None,
                         help="memory a tree structure may use (default: 85%% of MemAvailable)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--settle", type=float, default=0.25, metavar="SECONDS",
+                        help="pause after each interleaved timing block so other libraries' "
+                             "spinning threads go idle (default 0.25; 0 with --quick)")
     parser.add_argument("--noise", choices=("secure", "float"), default="secure",
                         help="noise mode of the timed builds: secure (hardened lattice release, the "
                              "library default) or float (float64 inversion)")
@@ -185,10 +188,11 @@ def run(args: argparse.Namespace, out=None) -> int:
         raise SystemExit("dpxattn bench: --mechanisms must be 'direct,tree' or 'direct'")
     ctx = RunContext(device=device, quick=args.quick, repetitions=max(1, reps), mechanisms=mechanisms,
                      min_rep_time=min_rep, seeded_noise=args.seeded_noise, seed=args.seed,
-                     noise_mode=args.noise,
+                     noise_mode=args.noise, settle_s=0.0 if args.quick else args.settle,
                      mem_budget=int(args.mem_budget_gib * 2**30) if args.mem_budget_gib else None)
     header = anchors_mod.header(device)
     settings = {"quick": args.quick, "repetitions": ctx.repetitions, "min_rep_time_s": min_rep,
+                "settle_s": ctx.settle_s,
                 "sections": list(sections), "configs": [c.name for c in configs],
                 "noise_source": ctx.noise_label(), "seed": args.seed, "mechanisms": list(mechanisms),
                 "memory_budget_bytes": ctx.memory_budget()}
@@ -209,6 +213,7 @@ def run(args: argparse.Namespace, out=None) -> int:
     rep.print(table(("setting", "value"), [
         ("repetitions (median reported)", str(ctx.repetitions)),
         ("min time per repetition", f"{min_rep:g} s"),
+        ("pause after each interleaved block (settle)", f"{ctx.settle_s:g} s"),
         ("noise source of timed builds", ctx.noise_label()),
         ("memory budget for tree structures", fmt_bytes(ctx.memory_budget())),
     ]))

@@ -53,6 +53,8 @@ class RunContext:
     quick: bool = False
     repetitions: int = 5
     min_rep_time: float = 0.05
+    #: pause after each interleaved block (``timing`` module docstring, "Settling"); 0 = none
+    settle_s: float = 0.25
     mem_budget: int | None = None
     seeded_noise: bool = False
     noise_mode: str = "secure"
@@ -75,7 +77,8 @@ class RunContext:
         """Interleaved timings of several functions (:func:`timing.measure_many`): the two
         sides of every ratio are measured this way."""
         return measure_many(fns, repetitions=self.repetitions, min_rep_time=self.min_rep_time,
-                            sync=device_sync(self.device), first_calls=first_calls)
+                            sync=device_sync(self.device), first_calls=first_calls,
+                            settle_s=self.settle_s)
 
     def sync(self) -> None:
         device_sync(self.device)()

@@ -7,6 +7,13 @@ reported time per call, and min / max are kept beside it. :func:`measure_many` d
 for several functions with their repetitions interleaved, for the two sides of a ratio. On CUDA the device is synchronised
 before the clock is read at both ends of a repetition (``sync``), so the time is the device's.
 
+Settling (``settle_s``): a thread pool that is not torch's (numpy's OpenBLAS, behind the numpy
+exact-softmax oracle) keeps its threads spinning for a while after a call returns; on this
+2-core machine the next torch function then ran about 2x slower (measured: a 135 us direct query
+took 260 us right after the oracle and 135 us after a 0.1-1 s pause). :func:`measure_many`
+therefore pauses ``settle_s`` seconds after each function's block, so every block starts on idle
+cores whatever ran before it. The pause is outside the timed region.
+
 Memory (:func:`measure_memory`), why not ``tracemalloc``: tracemalloc only sees allocations made
 through Python's allocator; torch and numpy buffers come from C ``malloc`` / ``mmap`` and are
 invisible to it. So:
@@ -135,7 +142,8 @@ def measure(fn: Callable[[], Any], *, repetitions: int = 5, min_rep_time: float 
 def measure_many(fns: Sequence[Callable[[], Any]], *, repetitions: int = 5,
                  min_rep_time: float = 0.05, max_inner: int = 1_000_000,
                  sync: Callable[[], None] | None = None, warmup: int = 1,
-                 first_calls: Sequence[float | None] | None = None) -> list[Timing]:
+                 first_calls: Sequence[float | None] | None = None,
+                 settle_s: float = 0.0) -> list[Timing]:
     """Time several functions **interleaved**: repetition k runs fn_0's inner loop, then fn_1's,
     and so on, before repetition k + 1 starts. A slow phase of the machine (PERF_ANCHORS §2.7:
     minutes in which cache-bound kernels run 2x slower) then hits every side of a ratio alike,
@@ -143,7 +151,8 @@ def measure_many(fns: Sequence[Callable[[], Any]], *, repetitions: int = 5,
 
     Each function is warmed up and gets its own ``inner`` (:func:`_calibrate`); where
     ``first_calls[i]`` gives the time of a call the caller has just made, fn_i's warm-up is
-    skipped.
+    skipped. ``settle_s``: seconds of pause after each function's calibration and after each of
+    its timed blocks (module docstring, "Settling"); never inside a timed block.
     """
     if repetitions < 1:
         raise ValueError(f"repetitions must be >= 1 (got {repetitions})")
@@ -151,13 +160,23 @@ def measure_many(fns: Sequence[Callable[[], Any]], *, repetitions: int = 5,
     firsts = list(first_calls) if first_calls is not None else [None] * len(fns)
     if len(firsts) != len(fns):
         raise ValueError("first_calls must have one entry per function")
-    inners = [_calibrate(fn, warmup=warmup if first is None else 0, first_call=first,
-                         min_rep_time=min_rep_time, max_inner=max_inner, sync=sync)
-              for fn, first in zip(fns, firsts)]
+    if settle_s < 0:
+        raise ValueError(f"settle_s must be >= 0 (got {settle_s})")
+
+    def settle() -> None:
+        if settle_s > 0:
+            time.sleep(settle_s)
+
+    inners = []
+    for fn, first in zip(fns, firsts):
+        inners.append(_calibrate(fn, warmup=warmup if first is None else 0, first_call=first,
+                                 min_rep_time=min_rep_time, max_inner=max_inner, sync=sync))
+        settle()
     per_call: list[list[float]] = [[] for _ in fns]
     for _ in range(repetitions):
         for i, (fn, inner) in enumerate(zip(fns, inners)):
             per_call[i].append(_timed(fn, inner, sync) / inner)
+            settle()
     return [Timing(statistics.median(p), min(p), max(p), repetitions, inner)
             for p, inner in zip(per_call, inners)]
 

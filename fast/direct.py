@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from dpxattn.fast.envelope import DirectEnvelopeTerms, gamma, hp_noise_bound, unit_roundoff
-from dpxattn.fast.features import feature_chunks, feature_plan, features_t
+from dpxattn.fast.features import chunk_rows, feature_chunks, feature_plan, features_t
 from dpxattn.fast.release import NoiseLaw, noise_law, release_, secure_law
 
 __all__ = ["DirectRelease", "direct_noise_count", "statistic"]
@@ -157,11 +157,18 @@ class DirectRelease:
 def statistic(K: torch.Tensor, V: torch.Tensor, *, degree: int, scale, r: int) -> torch.Tensor:
     """The computed (noiseless) S = P(K)^T [V, 1], (r, d_v + 1) float64: one GEMM per chunk of
     keys. Its float64 error is bounded by
-    ``dpxattn.reference.sensitivity.direct_statistic_float_error`` (``proofs_notes/17``)."""
+    ``dpxattn.reference.sensitivity.direct_statistic_float_error`` (``proofs_notes/17``), whatever
+    the chunking.
+
+    Temporaries: the (r, rows) feature chunk and one reused (rows, d_v + 1) ``[V_chunk, 1]``
+    buffer, with rows chosen so that the two together hold ``FEATURE_CHUNK_ELEMENTS`` entries
+    (2 MiB): at small r the value buffer is not negligible (r = 15, d_v = 8: sizing the chunk by
+    r alone put the build's peak 10 % over issue 3's "1.3 x payload + one chunk")."""
     n, d_v = V.shape
     S = torch.zeros((r, d_v + 1), dtype=torch.float64, device=K.device)
-    W = None  # one [V_chunk, 1] buffer, reused: the build's temporaries stay one chunk (G10)
-    for start, stop, F in feature_chunks(K, degree, scale=scale):
+    W = None
+    rows = chunk_rows(r + d_v + 1)
+    for start, stop, F in feature_chunks(K, degree, scale=scale, rows=rows):
         if W is None:
             W = torch.empty((stop - start, d_v + 1), dtype=torch.float64, device=K.device)
             W[:, d_v] = 1.0

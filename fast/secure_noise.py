@@ -253,6 +253,9 @@ class _BlockTable:
 
 
 _BUCKET_SHIFT = 48
+#: buckets indexed per slice while a table is built (its temporaries stay 2 x 64 KiB, not
+#: 2 x 512 KiB: the table is built inside a timed, memory-gated build)
+_TABLE_SLICE = 1 << 13
 
 
 @functools.lru_cache(maxsize=128)
@@ -262,10 +265,12 @@ def _block_table(t: int, K: int) -> _BlockTable:
     first = np.array(threshold_first_digits(step, t, a_stop), dtype=np.uint64)
     ascending = first[::-1].copy()
     top = np.sort((first >> _U64(_BUCKET_SHIFT)).astype(np.int64))
-    buckets = np.arange(1 << (64 - _BUCKET_SHIFT), dtype=np.int64)
-    counts = len(top) - np.searchsorted(top, buckets, side="right")
-    above = counts.astype(np.int16 if len(top) < (1 << 15) else np.int32)  # 128 KiB per table
-    mixed = np.zeros(len(buckets), dtype=bool)
+    n_buckets = 1 << (64 - _BUCKET_SHIFT)
+    above = np.empty(n_buckets, dtype=np.int16 if len(top) < (1 << 15) else np.int32)  # 128 KiB
+    for lo in range(0, n_buckets, _TABLE_SLICE):  # in slices: no full-size int64 temporaries
+        buckets = np.arange(lo, lo + _TABLE_SLICE, dtype=np.int64)
+        above[lo:lo + _TABLE_SLICE] = len(top) - np.searchsorted(top, buckets, side="right")
+    mixed = np.zeros(n_buckets, dtype=bool)
     mixed[top] = True
     padded = np.concatenate([first, np.zeros(1, dtype=np.uint64)])
     return _BlockTable(step, a_stop, first, ascending, padded, above, mixed)

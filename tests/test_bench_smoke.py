@@ -16,7 +16,7 @@ from dpxattn.benchmarks import baselines as bl
 from dpxattn.benchmarks.configs import DEFAULT_NAMES, NAMED, parse_configs
 from dpxattn.benchmarks.slopes import affine_fit, crossover_n, fit_loglog
 from dpxattn.benchmarks.targets import VERDICTS, judge
-from dpxattn.benchmarks.timing import measure, measure_memory
+from dpxattn.benchmarks.timing import measure, measure_many, measure_memory
 from dpxattn.cli import main
 
 ROW = re.compile(r"^\| (?P<id>[A-Z][A-Za-z0-9]*) +\|.*\| (?P<verdict>PASS|FAIL|INFO|SKIP) +\|")
@@ -205,3 +205,13 @@ def test_timing_and_memory_measurement():
         pytest.skip("no memory measurement method on this platform")
     assert mem.peak >= 0.95 * size and mem.retained >= 0.95 * size, mem
     del result
+
+
+def test_settle_pause_is_outside_the_timed_region_and_validated():
+    # a 0.05 s pause after each block must not show up in a ~microsecond function's time
+    calls = []
+    t_fast, t_other = measure_many([lambda: calls.append(1), lambda: None], repetitions=3,
+                                   min_rep_time=0.001, settle_s=0.05)
+    assert t_fast.median < 0.01 and t_other.median < 0.01
+    with pytest.raises(ValueError, match="settle_s"):
+        measure_many([lambda: None], settle_s=-1.0)
