@@ -33,6 +33,8 @@ group under that adjacency, taken from ``dpxattn.reference.sensitivity``.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,13 +46,26 @@ from dpxattn.fast.secure_noise import secure_release_flat, secure_parameters, se
 from dpxattn.fast.uniforms import uniform_stream
 
 __all__ = ["NoiseLaw", "noise_law", "secure_law", "SecureWords", "noise_stream", "release_",
-           "SECURE_CHUNK", "NOISE_MODES"]
+           "SECURE_CHUNK", "SECURE_PARALLEL_MIN", "NOISE_MODES", "secure_workers"]
 
 #: the two noise modes of the fast mechanisms
 NOISE_MODES = ("secure", "float")
 #: entries released per ``secure_release`` call at most (bounds the temporaries: a few arrays of
 #: this many 8-byte numbers)
 SECURE_CHUNK = 1 << 21
+#: a secure release with OS words is split over worker threads only above this many entries per
+#: worker (below it the thread start-up costs more than it saves)
+SECURE_PARALLEL_MIN = 1 << 16
+
+
+def secure_workers(words: "SecureWords") -> int:
+    """Threads for a secure release: 1 with a seeded generator (its words are consumed in one
+    documented order, so seeded structures stay reproducible), else ``torch.get_num_threads()``
+    capped by the CPU count. With OS words each chunk draws its own fresh words; numpy and
+    ``os.urandom`` release the GIL, so the chunks' sampling runs on separate cores."""
+    if words.generator is not None:
+        return 1
+    return max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -228,21 +243,42 @@ def _secure_release_(values: torch.Tensor, law: NoiseLaw, words: SecureWords) ->
             params = secure_parameters(sensitivity=p.sensitivity, eps=p.eps, delta=p.delta,
                                        changed=p.changed, value_bound=p.value_bound)
             groups.append((params, None if cols.size == width else cols))
-    for start in range(0, values.shape[0], rows):
-        stop = min(values.shape[0], start + rows)
+    total = values.shape[0]
+    workers = secure_workers(words)
+    if workers > 1:  # at least one chunk per worker when each still gets enough entries
+        per_worker = -(-total // workers)
+        if per_worker * width >= SECURE_PARALLEL_MIN:
+            rows = min(rows, per_worker)
+        else:
+            workers = 1
+
+    def release_rows(start: int) -> tuple[int, str]:
+        stop = min(total, start + rows)
         block = values[start:stop]
         table = np.ascontiguousarray(
             block.detach().to(device="cpu", dtype=torch.float64).reshape(stop - start, width).numpy())
+        label, count = words.label, 0
         for params, cols in groups:
             part = table if cols is None else table[:, cols]
-            released, words.label = secure_release_flat(np.ascontiguousarray(part).reshape(-1), params,
+            released, label = secure_release_flat(np.ascontiguousarray(part).reshape(-1), params,
                                                   words.generator)
             if cols is None:
                 table = released.reshape(stop - start, width)
             else:
                 table[:, cols] = released.reshape(stop - start, cols.size)
-            words.released += released.size
+            count += released.size
         block.copy_(torch.from_numpy(table).view(block.shape))
+        return count, label
+
+    starts = range(0, total, rows)
+    if workers > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(max_workers=min(workers, len(starts))) as pool:
+            done = list(pool.map(release_rows, starts))
+    else:
+        done = [release_rows(start) for start in starts]
+    for count, label in done:
+        words.released += count
+        words.label = label
     return values
 
 

@@ -272,6 +272,7 @@ def _block_table(t: int, K: int) -> _BlockTable:
         above[lo:lo + _TABLE_SLICE] = len(top) - np.searchsorted(top, buckets, side="right")
     mixed = np.zeros(n_buckets, dtype=bool)
     mixed[top] = True
+    mixed[0] = True  # w1 < 2^48 may tie with the zero digit past the last threshold
     padded = np.concatenate([first, np.zeros(1, dtype=np.uint64)])
     return _BlockTable(step, a_stop, first, ascending, padded, above, mixed)
 
@@ -285,19 +286,26 @@ def _element_words(src, gid: int):
 
 def _threshold_counts(src, gid: np.ndarray, table: _BlockTable, t: int) -> np.ndarray:
     """min(A, a_stop) per element, P(A >= a) = exp(-a 2^m / t): one word each, except on a tie
-    of the word with a threshold's first digit (then the reference, word by word)."""
+    of the word with a threshold's first digit (then the reference, word by word).
+
+    Only words in a "mixed" bucket (one sharing its top 16 bits with a first digit, or bucket 0)
+    are counted exactly and can tie: a tie ``w1 == first[j]`` shares w1's top 16 bits, and a tie
+    with the zero digit past the last threshold needs ``w1 == 0`` (bucket 0)."""
     w1 = src.take(gid)
-    bucket = (w1 >> _U64(_BUCKET_SHIFT)).astype(np.int64)
+    bucket = (w1 >> _U64(_BUCKET_SHIFT)).view(np.int64)  # < 2^16: the same values as int64
     count = table.above[bucket].astype(np.int64)  # digits certainly above w1 (their top 16 bits are larger)
+    np.minimum(count, table.a_stop, out=count)
     mixed = np.flatnonzero(table.mixed[bucket])
-    if mixed.size:  # a digit shares w1's top 16 bits: count exactly
-        count[mixed] = len(table.first) - np.searchsorted(table.ascending, w1[mixed], side="right")
-    count = np.minimum(count, table.a_stop)
-    tie = (count < table.a_stop) & (table.padded[np.minimum(count, len(table.first))] == w1)
-    for i in np.flatnonzero(tie):  # probability <= 2^-64 per draw
-        words = itertools.chain([int(w1[i])], _element_words(src, gid[i]))
-        count[i] = threshold_count(table.a_stop, table.step, t, words)
-    return count.astype(np.uint64)
+    if mixed.size:  # a digit shares w1's top 16 bits (or w1 < 2^48): count exactly
+        wm = w1[mixed]
+        exact = len(table.first) - np.searchsorted(table.ascending, wm, side="right")
+        np.minimum(exact, table.a_stop, out=exact)
+        count[mixed] = exact
+        tie = (exact < table.a_stop) & (table.padded[np.minimum(exact, len(table.first))] == wm)
+        for i in mixed[np.flatnonzero(tie)]:  # probability <= 2^-64 per draw
+            words = itertools.chain([int(w1[i])], _element_words(src, gid[i]))
+            count[i] = threshold_count(table.a_stop, table.step, t, words)
+    return count.view(np.uint64)
 
 
 def _blocks_accepted(src, gid, b, prefix, t: int, spare: int, range_limit: int) -> np.ndarray:
@@ -318,38 +326,59 @@ def _blocks_accepted(src, gid, b, prefix, t: int, spare: int, range_limit: int) 
 
 
 def _sample_block(src, ids: np.ndarray, t: int, K: int, range_limit: int) -> np.ndarray:
-    """One draw per element of ``ids`` (global element indices, for the tape's rows)."""
+    """One draw per element of ``ids`` (global element indices, for the tape's rows).
+
+    Index arrays that would be the identity (every element still pending, every candidate
+    accepted) are not materialised: the first pass over a block reads ``ids`` directly. The
+    words requested, and their order, are those of the plain loop (same ``take`` calls)."""
     table = _block_table(t, K)
     m = table.step.bit_length() - 1
     step, spare = _U64(table.step), 63 - m
     spare_mask = _U64((1 << spare) - 1)
     Kk = _U64(K)
-    out = np.zeros(len(ids), dtype=np.int64)
-    pending = np.arange(len(ids))
-    while pending.size:
-        a = _threshold_counts(src, ids[pending], table, t)
+    n = len(ids)
+    out = np.zeros(n, dtype=np.int64)
+    pending = None  # positions in ids still to draw; None = all of them
+    while pending is None or pending.size:
+        gid = ids if pending is None else ids[pending]
+        a = _threshold_counts(src, gid, table, t)
         rejected = a >= _U64(table.a_stop)
-        retry = [pending[rejected]]
-        cand, a = pending[~rejected], a[~rejected]
+        if rejected.any():
+            positions = np.arange(n) if pending is None else pending
+            retry = [positions[rejected]]
+            keep = ~rejected
+            cand, a, cgid = positions[keep], a[keep], gid[keep]
+        else:
+            retry, cand, cgid = [], pending, gid
         # B uniform on [0, 2^m) accepted with probability exp(-B/t); the sign is bit 63
-        b = np.zeros(len(cand), dtype=np.uint64)
-        negative = np.zeros(len(cand), dtype=bool)
-        todo = np.arange(len(cand))
-        while todo.size:
-            tid = ids[cand[todo]]
+        todo = None  # positions in cgid still to accept; None = all of them (the first pass)
+        while todo is None or todo.size:
+            tid = cgid if todo is None else cgid[todo]
             w = src.take(tid)
             bb = w & (step - _ONE)
             ok = _blocks_accepted(src, tid, bb, (w >> _U64(m)) & spare_mask, t, spare, range_limit)
+            if todo is None:  # first pass: keep every entry; the rejected ones are
+                # overwritten by the pass that accepts them (each position's last write wins)
+                b, negative = bb, (w >> _U64(63)) == _ONE
+                todo = np.flatnonzero(~ok)
+                continue
             b[todo[ok]] = bb[ok]
             negative[todo[ok]] = (w[ok] >> _U64(63)) == _ONE
             todo = todo[~ok]
         x = a * step + b
         bad = (x > Kk) | (negative & (x == 0))
-        retry.append(cand[bad])
-        good = ~bad
-        value = x[good].astype(np.int64)
-        out[cand[good]] = np.where(negative[good], -value, value)
-        pending = np.concatenate(retry)
+        value = x.view(np.int64)
+        signed = np.where(negative, -value, value)
+        if bad.any():
+            positions = np.arange(n) if cand is None else cand
+            good = ~bad
+            out[positions[good]] = signed[good]
+            retry.append(positions[bad])
+        elif cand is None:
+            out[:] = signed
+        else:
+            out[cand] = signed
+        pending = np.concatenate(retry) if retry else np.zeros(0, dtype=np.int64)
     return out
 
 
