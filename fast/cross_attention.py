@@ -62,8 +62,11 @@ class Tolerance:
 RTOL_F64 = 1e-10
 #: absolute part (in units of R_w) for entries that cancel to ~0
 ATOL_F64 = 1e-12
-#: float32 queries vs the float64 answer of the same structure (issue 3: <= 1e-4 relative);
-#: measured, not proven (the certified envelope is what is proven, in every dtype)
+#: float32 queries vs the float64 answer of the same structure at the same query values
+#: (``query(Q32)`` vs ``query(Q32.double())``; issue 3: <= 1e-4 relative); measured, not proven
+#: (the certified envelope is what is proven, in every dtype). Rounding the queries themselves to
+#: float32 is an input change, not an evaluation error: the tree's answer is ill-conditioned in Q
+#: (measured ~1e-2 relative at n = 1e5; ``proofs_notes/19-fast-path.md``)
 RTOL_F32 = 1e-4
 #: absolute part for float32 (in units of R_w), for entries that cancel to ~0
 ATOL_F32 = 1e-4
@@ -99,7 +102,8 @@ class DPCrossAttention:
 
     Dtypes: released numbers are float64; ``query`` accepts float64 (default) or float32
     queries and answers in the query's dtype within :data:`TOLERANCES` of the exact answer
-    (``ATOL``/``RTOL`` per dtype). ``direct`` evaluates float32 queries in float32 (one float32
+    (``ATOL``/``RTOL`` per dtype; for float32, against the float64 answer at the same query
+    values). ``direct`` evaluates float32 queries in float32 (one float32
     GEMM against a cached float32 copy of S~); ``tree`` evaluates every query in float64 and
     casts the answer (its law of cosines subtracts large noisy sums, PAPER §5 item 18).
     Envelopes are always float64 and cover the answer actually computed in that dtype

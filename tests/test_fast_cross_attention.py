@@ -115,6 +115,15 @@ def test_envelope_holds_for_float32_queries_and_tolerance(rng):
     assert DPCrossAttention.RTOL_F64 == 1e-10 and DPCrossAttention.RTOL_F32 == 1e-4
 
 
+def test_tree_float32_queries_are_evaluated_in_float64(rng):
+    # the tree's float32 answer is its float64 answer at the same (float32-valued) queries, cast
+    K, V, Q = _data(rng, 300, 8, 4, m=64)
+    att = DPCrossAttention.build(K, V, degree=3, mechanism="tree",
+                                 generator=torch.Generator().manual_seed(5), **KW)
+    Q32 = Q.float()
+    assert torch.equal(att.query(Q32), att.query(Q32.double()).float())
+
+
 def test_scale_R_and_grid_options(rng):
     K, V, Q = _data(rng, 50, 3, 2, R=2.0, R_w=0.5)
     for mechanism, extra in (("direct", {}), ("tree", {"grid_size": 7, "copies": 2})):
