@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import lru_cache
 
 from dpxattn.params import check_degree, check_positive_int, check_privacy
 
@@ -134,12 +135,14 @@ class PrivacyPlan:
         delta = sum((c.count * c.delta for c in self.components), Fraction(0))
         return eps, delta
 
-    def with_labels(self, *, randomness: str, clip: bool, numerics: str | None = None) -> "PrivacyPlan":
-        """The same plan with the run's randomness source, clip mode and numerics recorded."""
+    def with_labels(self, *, randomness: str, clip: bool, numerics: str | None = None,
+                    notes: tuple[str, ...] = ()) -> "PrivacyPlan":
+        """The same plan with the run's randomness source, clip mode and numerics recorded, and
+        ``notes`` appended to its notes."""
         return PrivacyPlan(
             self.mechanism, self.eps, self.delta, self.components, self.sizes, self.composition,
             self.numerics if numerics is None else numerics, randomness, clip,
-            self.paper_accounting, self.notes,
+            self.paper_accounting, self.notes + tuple(notes),
         )
 
     def to_dict(self) -> dict:
@@ -189,6 +192,37 @@ class PrivacyPlan:
         return "\n".join(lines)
 
 
+def _make_direct_component(eps, delta, r: int, d_v: int) -> Component:
+    """The one component of :func:`plan_direct`: the whole S, budget exactly (eps, delta)."""
+    e, dl = Fraction(eps), Fraction(delta)
+    return Component(
+        key="S",
+        name="S = P(K)^T [V, 1]",
+        count=1,
+        eps=e,
+        delta=dl,
+        sensitivity="(2 d_v R_w + 1) * sum_alpha M_alpha (l1, whole matrix)",
+        per=f"the whole {r} x {d_v + 1} matrix (iid noise per entry)",
+    )
+
+
+#: immutable number types that hash by value: the only ones a memo is keyed by
+_EXACT_TYPES = (int, float, Fraction)
+
+#: memo of the direct plan's one component (a frozen record of public parameters only: the exact
+#: shares of the given (eps, delta), r, d_v); keyed by argument TYPE and value, so 1, 1.0 and
+#: Fraction(1) are separate entries, each holding the Fraction its own value converts to exactly
+_direct_component_cached = lru_cache(maxsize=256, typed=True)(_make_direct_component)
+
+
+def _direct_component(eps, delta, r: int, d_v: int) -> Component:
+    """:class:`Component` "S" of :func:`plan_direct` (exact shares ``Fraction(eps)``,
+    ``Fraction(delta)``), memoised when eps and delta are int, float or Fraction."""
+    if type(eps) in _EXACT_TYPES and type(delta) in _EXACT_TYPES:
+        return _direct_component_cached(eps, delta, r, d_v)
+    return _make_direct_component(eps, delta, r, d_v)  # other types: converted without the memo
+
+
 def plan_direct(*, eps, delta, n: int, d: int, d_v: int, degree: int) -> PrivacyPlan:
     """Plan of the ``direct`` mechanism: one release of S = P(K)^T [V, 1] (r x (d_v + 1)).
 
@@ -199,19 +233,11 @@ def plan_direct(*, eps, delta, n: int, d: int, d_v: int, degree: int) -> Privacy
     n = check_positive_int("n", n)
     r = feature_dimension(d, degree)
     d_v = check_positive_int("d_v", d_v)
-    comp = Component(
-        key="S",
-        name="S = P(K)^T [V, 1]",
-        count=1,
-        eps=Fraction(eps),
-        delta=Fraction(delta),
-        sensitivity="(2 d_v R_w + 1) * sum_alpha M_alpha (l1, whole matrix)",
-        per=f"the whole {r} x {d_v + 1} matrix (iid noise per entry)",
-    )
+    comp = _direct_component(eps, delta, r, d_v)
     return PrivacyPlan(
         mechanism="direct",
-        eps=Fraction(eps),
-        delta=Fraction(delta),
+        eps=comp.eps,
+        delta=comp.delta,
         components=(comp,),
         sizes={"n": n, "d": d, "d_v": d_v, "degree": degree, "r": r},
         paper_accounting="not in the paper (our sufficient-statistics mechanism, PAPER §5 item 8)",

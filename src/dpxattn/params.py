@@ -46,6 +46,8 @@ def _as_float(name: str, value: object) -> float:
 
 def check_positive(name: str, value):
     """Finite and strictly positive (bounds R, R_w, sensitivities, scale)."""
+    if type(value) is float and 0.0 < value < math.inf:  # the common case, decided at once
+        return value
     x = _as_float(name, value)
     if not math.isfinite(x) or x <= 0:
         raise ParameterError(name, "must be finite and > 0", value)
@@ -59,6 +61,8 @@ def check_eps(eps):
 
 def check_delta(delta):
     """0 < delta <= 1/2 (exactly: compared as a Fraction when given as one)."""
+    if type(delta) is float and 0.0 < delta <= 0.5:  # the common case, decided at once
+        return delta
     x = _as_float("delta", delta)
     half = Fraction(1, 2)
     too_big = (Fraction(delta) > half) if isinstance(delta, (Fraction, int)) else x > 0.5
@@ -69,6 +73,8 @@ def check_delta(delta):
 
 def check_positive_int(name: str, value, minimum: int = 1) -> int:
     """An integer (not bool) >= minimum."""
+    if type(value) is int and value >= minimum:  # the common case (bool is a subclass, not int)
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ParameterError(name, f"must be an integer >= {minimum}", value)
     if value < minimum:
