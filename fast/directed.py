@@ -20,6 +20,7 @@ import numbers
 from fractions import Fraction
 
 import mpmath
+import numpy as np
 from mpmath.libmp import to_rational
 
 from dpxattn.errors import ParameterError
@@ -31,6 +32,7 @@ __all__ = [
     "float_down",
     "interval_context",
     "interval_bounds",
+    "memo_safe",
 ]
 
 #: bits of the private interval context (far beyond float64's 53; the result is rounded outward)
@@ -98,3 +100,19 @@ def interval_bounds(iv_value) -> tuple[float, float]:
     phi, qhi = to_rational(hi)
     return float_down(Fraction(plo, qlo)), float_up(Fraction(phi, qhi))
 
+
+
+#: exact scalar types whose instances are immutable and hash by value
+_VALUE_TYPES = (int, float, Fraction)
+
+
+def memo_safe(*values) -> bool:
+    """True when every value is None or an immutable scalar hashed by value (``int``, ``float``,
+    ``Fraction``, numpy scalars, ``mpmath.mpf``): what may key a memo of a pure function
+    of public parameters. False for anything else (a tensor hashes by identity and can change in
+    place; an array is unhashable): the caller then computes without the memo."""
+    for v in values:
+        if v is None or type(v) in _VALUE_TYPES or isinstance(v, (np.generic, mpmath.mpf)):
+            continue
+        return False
+    return True

@@ -35,7 +35,7 @@ from mpmath.libmp import from_rational, mpf_sqrt, to_float
 
 from dpxattn.accounting import feature_dimension
 from dpxattn.errors import ParameterError, ShapeError
-from dpxattn.fast.directed import exact_fraction
+from dpxattn.fast.directed import exact_fraction, memo_safe
 from dpxattn.params import check_degree, check_positive, check_positive_int
 from dpxattn.reference.kernel import default_scale
 from dpxattn.reference.kernel import multi_indices as _reference_multi_indices
@@ -113,13 +113,26 @@ def _plan(d: int, s: int, scale: Fraction) -> FeaturePlan:
 
 
 def feature_plan(d: int, degree: int, scale=None) -> FeaturePlan:
-    """The cached :class:`FeaturePlan` for ``(d, degree, scale)`` (scale default ``1/d``)."""
+    """The cached :class:`FeaturePlan` for ``(d, degree, scale)`` (scale default ``1/d``).
+
+    Memoised on the arguments as given (type and value; public parameters only), so a build or
+    a query asks for its plan without re-validating and re-converting them each time; invalid
+    arguments are never memoised and raise the same errors every time."""
+    if memo_safe(d, degree, scale):
+        return _feature_plan_memo(d, degree, scale)
+    return _feature_plan(d, degree, scale)
+
+
+def _feature_plan(d, degree, scale) -> FeaturePlan:
     d = check_positive_int("d", d)
     s = check_degree(degree)
     sc = default_scale(d) if scale is None else exact_fraction("scale", check_positive("scale", scale))
     plan = _plan(d, s, sc)
     assert plan.r == feature_dimension(d, s)
     return plan
+
+
+_feature_plan_memo = lru_cache(maxsize=256, typed=True)(_feature_plan)
 
 
 _COEF_CACHE: dict = {}
@@ -281,11 +294,24 @@ def feature_bounds(d: int, degree: int, R, *, scale=None, dtype=torch.float64,
 
     Shape (r,); float64 values rounded to nearest from the exact
     ``sqrt(R^(2|alpha|) scale^|alpha| / alpha!)``. Paper: feature bound (PAPER.md §2.3).
+    A new tensor on every call (a copy of a memoised float64 CPU tensor of public constants).
     """
+    if memo_safe(d, degree, R, scale):
+        base = _bounds_memo(d, degree, R, scale)
+    else:
+        base = _bounds_tensor(d, degree, R, scale)
+    return base.to(device=device, dtype=dtype, copy=True)
+
+
+def _bounds_tensor(d, degree, R, scale) -> torch.Tensor:
+    """The (r,) float64 CPU tensor of M_alpha for the arguments as given (validated here)."""
     plan = feature_plan(d, degree, scale)
     Rq = exact_fraction("R", check_positive("R", R))
-    vals = _bound_values(plan.d, plan.degree, plan.scale, Rq)
-    return torch.tensor(vals, dtype=torch.float64).to(device=device, dtype=dtype)
+    return torch.tensor(_bound_values(plan.d, plan.degree, plan.scale, Rq), dtype=torch.float64)
+
+
+#: keyed by argument type and value (public parameters only); never handed out, only copied
+_bounds_memo = lru_cache(maxsize=256, typed=True)(_bounds_tensor)
 
 
 @lru_cache(maxsize=256)

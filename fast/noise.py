@@ -36,7 +36,8 @@ from functools import lru_cache
 import torch
 
 from dpxattn.errors import ParameterError
-from dpxattn.fast.directed import float_down, float_up, interval_bounds, interval_context
+from dpxattn.fast.directed import (float_down, float_up, interval_bounds, interval_context,
+                                   memo_safe)
 from dpxattn.fast.uniforms import UniformStream, uniform_stream
 from dpxattn.params import check_delta, check_eps, check_positive
 
@@ -114,7 +115,16 @@ def tlap_constants(sensitivity, eps, delta) -> TLapConstants:
     Exact inputs (``Fraction``, ``mpf``, ``int``) are rounded once in the safe direction:
     sensitivity up, eps and delta down. Validates ``sensitivity > 0``, ``eps > 0``,
     ``0 < delta <= 1/2`` with :mod:`dpxattn.params` (typed errors naming the bound).
+    Memoised on the arguments as given (type and value: public parameters only; the result is a
+    frozen record), so the exact roundings run once per distinct triple; invalid arguments are
+    never memoised and raise the same errors every time.
     """
+    if memo_safe(sensitivity, eps, delta):
+        return _tlap_constants_memo(sensitivity, eps, delta)
+    return _tlap_constants(sensitivity, eps, delta)
+
+
+def _tlap_constants(sensitivity, eps, delta) -> TLapConstants:
     check_positive("sensitivity", sensitivity)
     check_eps(eps)
     check_delta(delta)
@@ -124,6 +134,9 @@ def tlap_constants(sensitivity, eps, delta) -> TLapConstants:
     if e <= 0.0 or dl <= 0.0:
         raise ParameterError("eps, delta", "must be representable as positive float64", (eps, delta))
     return _constants(sens, e, dl)
+
+
+_tlap_constants_memo = lru_cache(maxsize=4096, typed=True)(_tlap_constants)
 
 
 def ppf_from_constants(u: torch.Tensor, b, support_down, e_minus_a,

@@ -21,7 +21,7 @@ import numpy as np
 
 from fractions import Fraction
 
-from dpxattn.fast.directed import exact_fraction, float_up
+from dpxattn.fast.directed import exact_fraction, float_up, memo_safe
 
 __all__ = ["direct_sensitivity", "tree_sensitivities", "round_up", "direct_secure_constants",
            "tree_secure_constants"]
@@ -48,9 +48,19 @@ def _direct(d, degree, R, R_w, d_v, scale) -> float:
                     "Delta_S")
 
 
+def _direct_of(d, degree, R, R_w, d_v, scale) -> float:
+    return _direct(d, degree, _key(R), _key(R_w), d_v, _key(scale))
+
+
+#: keyed by the arguments as given (type and value): skips the exact conversions of a repeat
+_direct_memo = lru_cache(maxsize=256, typed=True)(_direct_of)
+
+
 def direct_sensitivity(*, d: int, degree: int, R, R_w, d_v: int, scale=None) -> float:
     """l1 sensitivity of S = P(K)^T [V, 1] (r x (d_v + 1)), float64 rounded up."""
-    return _direct(d, degree, _key(R), _key(R_w), d_v, _key(scale))
+    if memo_safe(d, degree, R, R_w, d_v, scale):
+        return _direct_memo(d, degree, R, R_w, d_v, scale)
+    return _direct_of(d, degree, R, R_w, d_v, scale)
 
 
 @lru_cache(maxsize=64)
@@ -109,7 +119,17 @@ def direct_secure_constants(*, n: int, d: int, degree: int, R, R_w, d_v: int, sc
     ``direct_statistic + 2 direct_statistic_float_error`` (an l1 sensitivity of the computed
     float64 S over all its r (d_v + 1) coordinates) and ``(1 + gamma) n max_alpha M_alpha
     max(R_w, 1)`` (a public bound on every |computed S entry|). ``proofs_notes/23-hardened-noise.md``."""
+    if memo_safe(n, d, degree, R, R_w, d_v, scale):
+        return _direct_secure_memo(n, d, degree, R, R_w, d_v, scale)
+    return _direct_secure_of(n, d, degree, R, R_w, d_v, scale)
+
+
+def _direct_secure_of(n, d, degree, R, R_w, d_v, scale):
     return _direct_secure(n, d, degree, _key(R), _key(R_w), d_v, _key(scale))
+
+
+#: keyed by the arguments as given (type and value): skips the exact conversions of a repeat
+_direct_secure_memo = lru_cache(maxsize=256, typed=True)(_direct_secure_of)
 
 
 @lru_cache(maxsize=64)

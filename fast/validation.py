@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from dpxattn.errors import BoundError, ParameterError, ShapeError
-from dpxattn.fast.directed import exact_fraction, float_down, float_up
+from dpxattn.fast.directed import exact_fraction, float_down, float_up, memo_safe
 
 __all__ = [
     "QUERY_DTYPES",
@@ -93,10 +93,10 @@ def check_matrix(X, name: str, *, cols: int | None = None, rows: int | None = No
 
 def _limit(value, dtype: torch.dtype, *, upper: bool) -> float:
     """The float of ``dtype`` nearest ``value`` on the inside: <= an upper, >= a lower bound."""
-    try:
+    if memo_safe(value):
         return _limit_cached(value, dtype, upper)
-    except TypeError:  # an unhashable bound (e.g. an mpf interval): no cache
-        return _limit_cached.__wrapped__(value, dtype, upper)
+    # anything else (e.g. an mpf interval, a tensor, which hashes by identity): no cache
+    return _limit_cached.__wrapped__(value, dtype, upper)
 
 
 @lru_cache(maxsize=256)
@@ -121,11 +121,11 @@ VALIDATION_CHUNK_ELEMENTS = 1 << 16
 def _row_chunks(data: torch.Tensor):
     """``(start, block)`` over leading-dimension slices of ``data`` holding about
     :data:`VALIDATION_CHUNK_ELEMENTS` entries each (views, no copies; row-major order)."""
-    if data.dim() == 0:
-        yield 0, data
+    if data.dim() == 0 or data.numel() <= VALIDATION_CHUNK_ELEMENTS:
+        yield 0, data  # one chunk: the whole tensor (no slicing)
         return
     rows = data.shape[0]
-    per_row = max(1, data[:1].numel()) if rows else 1
+    per_row = max(1, data[:1].numel())
     step = max(1, VALIDATION_CHUNK_ELEMENTS // per_row)
     for start in range(0, rows, step):
         yield start, data[start:start + step]
@@ -170,9 +170,16 @@ def check_range(X: torch.Tensor, name: str, low, high, bound_name: str, *,
     value. Checked in chunks of :data:`VALIDATION_CHUNK_ELEMENTS` entries: the temporaries are
     O(chunk), whatever the size of ``X`` (the clipped copy with ``clip=True`` is the output).
     """
-    data = X.detach()
     lo = _limit(low, X.dtype, upper=False)
     hi = _limit(high, X.dtype, upper=True)
+    return _check_limits(X, name, lo, hi, low, high, bound_name, clip=clip, private=private)
+
+
+def _check_limits(X: torch.Tensor, name: str, lo: float, hi: float, low, high, bound_name: str,
+                  *, clip: bool, private: bool) -> torch.Tensor:
+    """:func:`check_range` given the float limits ``lo = _limit(low)``, ``hi = _limit(high)``
+    of ``X.dtype`` (``low``, ``high`` only name the bound in the error)."""
+    data = X.detach()
     if _all_inside(data, lo, hi):
         return X
     bad = _first(data, lambda block: ~torch.isfinite(block))
@@ -203,9 +210,26 @@ def check_keys_values(K, V, *, R, R_w, clip: bool) -> tuple[torch.Tensor, torch.
     K = K.detach().to(torch.float64)
     V = V.detach().to(torch.float64)
     K = check_range(K, "K", 0, R, "[0, R]", clip=clip, private=True)
-    V = check_range(V, "V", -exact_fraction("R_w", R_w), R_w, "[-R_w, R_w]", clip=clip,
-                    private=True)
+    low, lo, hi = _value_limits(R_w)
+    V = _check_limits(V, "V", lo, hi, low, R_w, "[-R_w, R_w]", clip=clip, private=True)
     return K, V
+
+
+def _value_limits_of(R_w) -> tuple:
+    """``(-R_w exactly, its float64 limit, R_w's float64 limit)``: the bounds V is checked
+    against (float64, as :func:`check_keys_values` makes V)."""
+    low = -exact_fraction("R_w", R_w)
+    return low, _limit(low, torch.float64, upper=False), _limit(R_w, torch.float64, upper=True)
+
+
+#: keyed by R_w's type and value (a public bound): one exact conversion per distinct R_w
+_value_limits_memo = lru_cache(maxsize=256, typed=True)(_value_limits_of)
+
+
+def _value_limits(R_w) -> tuple:
+    if memo_safe(R_w):
+        return _value_limits_memo(R_w)
+    return _value_limits_of(R_w)
 
 
 def check_queries(Q, *, d: int, R, device: torch.device, clip: bool) -> torch.Tensor:
