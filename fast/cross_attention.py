@@ -25,8 +25,8 @@ is (eps, delta)-DP end to end (``privacy``). Noise modes (``build(noise=...)``; 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
@@ -34,7 +34,7 @@ from dpxattn.accounting import (NUMERICS_FLOAT, feature_dimension, plan_direct, 
                                 tree_height)
 from dpxattn.errors import ParameterError
 from dpxattn.fast.direct import DirectRelease, direct_noise_count
-from dpxattn.fast.directed import float_up
+from dpxattn.fast.directed import float_up, memo_safe
 from dpxattn.fast.envelope import finalize, hp_ratio_bound, median_copy_failure, ratio_bound
 from dpxattn.fast.features import feature_bounds
 from dpxattn.fast.release import NOISE_MODES, noise_stream
@@ -130,7 +130,7 @@ class DPCrossAttention:
         self.r = feature_dimension(d, degree)
         self.R = R
         self.R_w = R_w
-        self._R_w_up = float_up(R_w, "R_w")
+        self._R_w_up = _public_float_up(R_w, "R_w")
         self.scale = scale
         self.clip = clip
         self.copies = copies
@@ -175,8 +175,8 @@ class DPCrossAttention:
             n, d = K.shape
             d_v = V.shape[1]
             device = K.device
-            count = cls.noise_count(n=n, d=d, d_v=d_v, degree=degree, mechanism=mechanism,
-                                    copies=copies, grid_size=grid_size)
+            count = _noise_count(n=n, d=d, d_v=d_v, degree=degree, mechanism=mechanism,
+                                 copies=copies, grid_size=grid_size)
             stream = noise_stream(count, noise=noise, generator=generator, uniforms=uniforms,
                                   device=device)
             bounds = feature_bounds(d, degree, R, scale=scale, device=device)
@@ -200,16 +200,15 @@ class DPCrossAttention:
                          if secure else None)
                 release = TreeRelease.build(
                     K, V, degree=degree, scale=scale, grid=grid, copies=copies, bounds=bounds,
-                    norm_bound=_norm_bound(d, degree, R, scale), R_w=float_up(R_w, "R_w"),
+                    norm_bound=_norm_bound(d, degree, R, scale), R_w=_public_float_up(R_w, "R_w"),
                     scalar_sens=scalar_sens, node_sens=node_sens,
                     shares={key: plan.share(key) for key in ("c0", "c1", "tree_level")},
                     stream=stream, secure=extra)
             stream.finish()
             del K, V
         plan = plan.with_labels(randomness=stream.label, clip=clip,
-                                numerics=SECURE_NUMERICS if secure else NUMERICS_FLOAT)
-        if secure:
-            plan = dataclasses.replace(plan, notes=plan.notes + (_secure_note(release),))
+                                numerics=SECURE_NUMERICS if secure else NUMERICS_FLOAT,
+                                notes=(_secure_note(release),) if secure else ())
         return cls(mechanism=mechanism, release=release, plan=plan, n=n, d=d, d_v=d_v,
                    degree=degree, R=R, R_w=R_w, scale=scale, clip=clip, copies=copies,
                    grid_size=(n if grid_size is None else grid_size) if mechanism == "tree"
@@ -226,11 +225,8 @@ class DPCrossAttention:
         d_v = check_positive_int("d_v", d_v)
         degree = check_degree(degree)
         copies, grid_size = check_mechanism_options(mechanism, copies, grid_size)
-        r = feature_dimension(d, degree)
-        if mechanism == "direct":
-            return direct_noise_count(r, d_v)
-        return tree_noise_count(r=r, d_v=d_v, copies=copies,
-                                grid=n if grid_size is None else grid_size)
+        return _noise_count(n=n, d=d, d_v=d_v, degree=degree, mechanism=mechanism, copies=copies,
+                            grid_size=grid_size)
 
     # -- released data, public ---------------------------------------------------------------------
 
@@ -354,11 +350,51 @@ class DPCrossAttention:
                 f"eps={float(eps):g}, delta={float(delta):g}, device={self.device})")
 
 
+#: float_up of a public bound, memoised by the bound's type and value (R_w, once per distinct R_w)
+_float_up_memo = lru_cache(maxsize=256, typed=True)(float_up)
+
+
+def _public_float_up(value, name: str) -> float:
+    """``float_up(value, name)`` of a public parameter (memoised when :func:`memo_safe`)."""
+    return _float_up_memo(value, name) if memo_safe(value) else float_up(value, name)
+
+
+def _noise_count(*, n: int, d: int, d_v: int, degree: int, mechanism: str, copies: int,
+                 grid_size: int | None) -> int:
+    """:meth:`DPCrossAttention.noise_count` of arguments already validated (by it, or by
+    :meth:`DPCrossAttention.build`, whose n, d, d_v come from validated shapes)."""
+    r = feature_dimension(d, degree)
+    if mechanism == "direct":
+        return direct_noise_count(r, d_v)
+    return tree_noise_count(r=r, d_v=d_v, copies=copies,
+                            grid=n if grid_size is None else grid_size)
+
+
+#: memo of :func:`_secure_note` by the identity of the law constants it reads (frozen records from
+#: the lattice-parameter cache; each entry keeps its records alive, so an id is never reused while
+#: its entry exists); bounded: cleared past :data:`_NOTE_MEMO_SIZE` entries
+_NOTE_MEMO: dict = {}
+_NOTE_MEMO_SIZE = 256
+
+
 def _secure_note(release) -> str:
     """One line for the privacy plan: the lattice laws of a secure build."""
     laws = ((release.law,) if isinstance(release, DirectRelease)
             else (release.scalar_law, release.node_law))
-    params = [p for law in laws for p in law.constants]
+    params = tuple(p for law in laws for p in law.constants)
+    key = tuple(map(id, params))
+    hit = _NOTE_MEMO.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], params)):
+        return hit[1]
+    text = _secure_note_text(params)
+    if len(_NOTE_MEMO) >= _NOTE_MEMO_SIZE:
+        _NOTE_MEMO.clear()
+    _NOTE_MEMO[key] = (params, text)
+    return text
+
+
+def _secure_note_text(params) -> str:
+    """:func:`_secure_note` of the lattice parameters ``params`` (public constants only)."""
     ks = [p.exponent for p in params]
     infl = max(float(p.sensitivity_units * p.granularity / p.sensitivity) for p in params)
     eps_ratio = min(float(p.eps_used / p.eps) for p in params)
