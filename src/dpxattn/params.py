@@ -34,6 +34,9 @@ __all__ = [
 
 MECHANISMS = ("direct", "tree")
 
+#: the largest admissible delta (the truncated Laplace needs A >= Delta), exactly
+_HALF = Fraction(1, 2)
+
 
 def _as_float(name: str, value: object) -> float:
     if isinstance(value, bool) or value is None:
@@ -64,8 +67,10 @@ def check_delta(delta):
     if type(delta) is float and 0.0 < delta <= 0.5:  # the common case, decided at once
         return delta
     x = _as_float("delta", delta)
-    half = Fraction(1, 2)
-    too_big = (Fraction(delta) > half) if isinstance(delta, (Fraction, int)) else x > 0.5
+    if type(delta) is Fraction:
+        too_big = delta > _HALF
+    else:
+        too_big = (Fraction(delta) > _HALF) if isinstance(delta, (Fraction, int)) else x > 0.5
     if not math.isfinite(x) or x <= 0 or too_big:
         raise ParameterError("delta", "must satisfy 0 < delta <= 1/2", delta)
     return delta
