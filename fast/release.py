@@ -129,6 +129,11 @@ def _exact_variance(k: TLapConstants) -> float:
     return min(2.0 * k.b * k.b, 2.0 * k.b * k.b * factor * (1.0 + 1e-12))
 
 
+def _is_scalar(x) -> bool:
+    """A single number (int, float, Fraction, mpf, numpy scalar), not an array or tensor."""
+    return not isinstance(x, (np.ndarray, torch.Tensor, list, tuple)) and np.ndim(x) == 0
+
+
 def noise_law(shape, sensitivity, eps, delta, *, device=None) -> NoiseLaw:
     """The constants of TLap(sensitivity, eps, delta) per entry of ``shape``.
 
@@ -136,6 +141,12 @@ def noise_law(shape, sensitivity, eps, delta, *, device=None) -> NoiseLaw:
     ``shape`` (exact values allowed: ``Fraction``, ``mpf``; they are rounded safely once).
     """
     shape = tuple(int(s) for s in shape)
+    if all(_is_scalar(x) for x in (sensitivity, eps, delta)):  # one law for every entry
+        k = tlap_constants(sensitivity, eps, delta)
+        row = torch.tensor((k.b, k.e_minus_a, k.one_minus_e_minus_a, k.support_down,
+                            k.support_up, _exact_variance(k)), dtype=torch.float64)
+        t = row[:, None].expand(6, math.prod(shape)).contiguous().to(device)
+        return NoiseLaw(shape, *(t[i].reshape(shape) for i in range(6)), constants=(k,))
     arrays = [np.asarray(x, dtype=object) for x in (sensitivity, eps, delta)]
     bs = np.broadcast_arrays(*[np.broadcast_to(a, shape) for a in arrays]) if shape else arrays
     flat = [a.reshape(-1) for a in bs]
@@ -297,9 +308,13 @@ def release_(values: torch.Tensor, law: NoiseLaw, stream) -> torch.Tensor:
         return _secure_release_(values, law, stream)
     if isinstance(stream, SecureWords):
         raise ValueError("release_: a float law needs a stream of uniforms, not SecureWords")
-    width = max(1, int(np.prod(law.shape)) if law.shape else 1)
+    width = max(1, math.prod(law.shape))
     rows = max(1, NOISE_CHUNK // width)
     args = (law.b, law.support_down, law.e_minus_a, law.one_minus_e_minus_a)
+    if values.shape[0] <= rows:  # one chunk: no slicing
+        u = stream.take(values.shape[0] * width).view(values.shape[0], *law.shape)
+        values += ppf_from_constants(u, *args)
+        return values
     for start in range(0, values.shape[0], rows):
         stop = min(values.shape[0], start + rows)
         u = stream.take((stop - start) * width).view(stop - start, *law.shape)
