@@ -28,6 +28,7 @@ CHECKS: list[CheckSpec] = [
     CheckSpec("noise-distribution", "dpxattn.verification.checks_noise", "check_noise",
               summary="fast TLap sampler vs the exact law: KS, chi-square, moments, support, "
                       "delta region; power vs scale x0.7 / x1.3"),
+    CheckSpec("secure-noise-distribution", "dpxattn.verification.checks_secure_noise", "check_secure_noise", summary="hardened (secure-mode) sampler vs the exact discrete truncated Laplace: chi-square, moments, support, delta region, far tail, tape conformance; power vs t x0.7 / x1.3 / x0.5"),
     # check 2 (H5a): tree noise
     CheckSpec("tree-noise", "dpxattn.verification.checks_tree", "check_tree",
               summary="DPTree node noise per level vs the exact variance, range-query error = "

@@ -1,0 +1,163 @@
+"""Harness check of the hardened sampler (issue 5): passes on the fast discrete truncated Laplace,
+rejects the wrong-scale mutants, and its exact pieces agree with the reference.
+
+verification/checks_secure_noise.py; dpxattn.fast.secure_noise vs
+dpxattn.reference.discrete_laplace; DESIGN §6 (alpha = 1e-6, power); proofs_notes/23.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from dpxattn.reference import discrete_laplace as dl
+from dpxattn.reference._mp import context
+from dpxattn.verification import checks_secure_noise as cs
+from dpxattn.verification.records import CheckContext
+from dpxattn.verification.registry import CHECKS
+
+#: a delta region with counts at 1.2e5 draws: every test, the region included, has power here
+VISIBLE = cs.config_from_parameters(1.0, 1.0, 0.02)
+
+
+@pytest.fixture(scope="module")
+def visible_law():
+    return cs.exact_lattice_law(VISIBLE, 128)
+
+
+@pytest.mark.statistical
+def test_quick_level_passes_every_record(seed):
+    records = cs.check_secure_noise(CheckContext(level="quick", seed=seed))
+    failed = [(r.name, r.statistic, r.threshold) for r in records if not r.passed]
+    assert not failed, failed
+    kinds = {r.kind for r in records}
+    assert {"statistical", "exact", "power"} <= kinds
+    for r in records:
+        assert (r.alpha == cs.ALPHA) == (r.kind == "statistical")
+    configs = cs.quick_configs()
+    assert {c.t for c in configs} >= {1, 3, 1_000_000} and max(c.t for c in configs) > 7e11
+    for c in configs:
+        mine = [r.name.split(" [")[0] for r in records if r.name.endswith(f"[{c.label}]")]
+        assert {"reference: exact law", "conformance", "chi-square", "moments", "support",
+                "delta region"} <= set(mine), (c.label, mine)
+        expected_power = sum(m.law(c.t, c.K) is not None for m in cs.SECURE_MUTANTS)
+        assert sum(n.startswith("power: ") for n in mine) == expected_power
+    # t = 1 has no smaller integer scale: only the x1.3 mutant (t' = 2) exists there
+    assert sum(r.kind == "power" for r in records) == 3 * len(configs) - 2
+
+
+def test_registered_right_after_the_float_noise_check():
+    names = [spec.name for spec in CHECKS]
+    assert names[names.index("noise-distribution") + 1] == "secure-noise-distribution"
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize("mutant", cs.SECURE_MUTANTS, ids=lambda m: m.label)
+def test_each_mutant_is_rejected_where_the_correct_sampler_passes(visible_law, seed, mutant):
+    sizes = cs.sizes_for("quick")
+    good, _ = cs.evaluate_law(VISIBLE.law, visible_law, sizes, seed)
+    assert not any(o.rejected for o in good.values()), {k: o.statistic for k, o in good.items()}
+    wrong = mutant.law(VISIBLE.t, VISIBLE.K)
+    bad, _ = cs.evaluate_law(wrong, visible_law, sizes, seed + 1)
+    required, info = cs.required_power_tests(visible_law, wrong, sizes)
+    assert set(required) == {"chi-square", "moments", "delta region", "far tail"}, info
+    for test in required:
+        assert bad[test].rejected, (mutant.label, test, bad[test].statistic, bad[test].threshold)
+    assert not bad["support"].rejected  # same K: a narrower or wider law never leaves [-K, K]
+
+
+def test_mutant_scales():
+    x07, x13 = cs.SECURE_SCALE_MUTANTS
+    half = cs.SECURE_UNDER_NOISED_MUTANT
+    assert x07.law(1, 14) is None and half.law(1, 14) is None
+    assert x13.law(1, 14) == cs.LatticeLaw(2, 14)  # round(1.3) = 1 = t: moved one unit up
+    assert [m.law(3, 12).scale_units for m in (x07, x13, half)] == [2, 4, 2]
+    t = 758663023166
+    assert [m.law(t, 5).scale_units for m in (x07, x13, half)] == [round(0.7 * t), round(1.3 * t), t // 2]
+
+
+@pytest.mark.parametrize("t,K", [(1, 0), (1, 3), (2, 1), (3, 12), (7, 100), (40, 25), (5, 400)])
+def test_closed_form_moments_equal_the_reference_pmf_sums(t, K):
+    ctx = context(cs.REFERENCE_PREC)
+    N, m2, m4 = cs.exact_even_moments(t, K)
+    pm = [dl.pmf(z, t, K, prec=cs.REFERENCE_PREC) for z in range(K + 1)]
+    assert abs(N - dl.normaliser(t, K, prec=cs.REFERENCE_PREC)) <= 1e-60 * N
+    assert abs(m2 - 2 * ctx.fsum(z**2 * pm[z] for z in range(1, K + 1))) <= 1e-60 * (1 + m2)
+    assert abs(m4 - 2 * ctx.fsum(z**4 * pm[z] for z in range(1, K + 1))) <= 1e-60 * (1 + m4)
+
+
+def test_closed_form_moments_at_huge_scale_match_the_laplace_limit():
+    """t ~ 1.1e12, K ~ 13.7 t: E Z^2 / t^2 and E Z^4 / t^4 equal the moments of the continuous
+    Laplace truncated at a = K/t (2! G(3, a) / G(1, a) and 4! G(5, a) / G(1, a), G the
+    regularised lower incomplete gamma) up to O(1/t): an independent check where the pmf cannot
+    be summed term by term."""
+    t, K = 1_099_511_627_777, 15_023_385_369_202
+    _, m2, m4 = cs.exact_even_moments(t, K)
+    a = K / t
+    mass = -math.expm1(-a)
+    cont2 = 2 * stats.gamma.cdf(a, 3) / mass  # int_0^a x^2 e^-x dx / int_0^a e^-x dx
+    cont4 = 24 * stats.gamma.cdf(a, 5) / mass
+    assert float(m2) / t**2 == pytest.approx(cont2, rel=1e-9)
+    assert float(m4) / t**4 == pytest.approx(cont4, rel=1e-9)
+
+
+def test_bins_cover_the_support_with_exact_masses(visible_law):
+    upper, prob = visible_law.bin_upper, visible_law.bin_prob
+    assert upper[-1] == VISIBLE.K and np.all(np.diff(upper) > 0) and upper[0] >= -VISIBLE.K
+    assert prob.sum() == pytest.approx(1.0, abs=1e-12) and prob.min() > 0
+    assert 100 <= len(prob) <= 128 and prob.max() < 2.5 / 128  # equiprobable-ish
+    cdf = float(dl.cdf(int(upper[3]), VISIBLE.t, VISIBLE.K))
+    assert prob[:4].sum() == pytest.approx(cdf, rel=1e-12)
+    tiny = cs.exact_lattice_law(cs.config_from_law(1, 1, K=14), 128)
+    merged_upper, merged = tiny.merged_bins(1000)
+    assert merged.min() * 1000 >= cs.MIN_EXPECTED and merged.sum() == pytest.approx(1.0)
+    assert merged_upper[-1] == 14 and len(merged) < len(tiny.bin_prob)
+
+
+def test_region_p_value_agrees_with_clopper_pearson(visible_law, rng):
+    """The region test passes iff the exact mass lies in both Clopper-Pearson intervals at
+    confidence 1 - alpha/2; checked on synthetic counts around and far from the expectation."""
+    n = 200_000
+    _, mass = visible_law.regions["delta region"]
+    for low in [int(n * mass), int(n * mass) + 4 * int(math.sqrt(n * mass)), int(1.3 * n * mass), 0,
+                int(n * mass) + int(rng.integers(-50, 50))]:
+        s = cs.DrawSummary(gof=np.zeros(1, dtype=np.int64), n_region=n, max_abs=0,
+                           region_counts={"delta region": (low, int(n * mass))})
+        o = cs.region_test(s, visible_law, "delta region")
+        inside = all(ci[0] <= mass <= ci[1] for ci in (o.details["clopper_pearson_low"],
+                                                       o.details["clopper_pearson_high"]))
+        assert inside == (not o.rejected), (low, o.statistic, o.details)
+
+
+def test_region_power_is_the_exact_binomial_rejection_probability(visible_law):
+    n = 120_000
+    _, mass = visible_law.regions["delta region"]
+    assert cs.region_power(n, mass, mass) <= cs.ALPHA / 2  # the null: at most its level
+    assert cs.region_power(n, mass, 0.7 * mass) > 1 - 1e-6
+    assert 0.0 < cs.region_power(n, mass, 0.98 * mass) < 0.5
+
+
+def test_conformance_record_catches_a_differing_sampler(monkeypatch):
+    config = cs.config_from_law(3, 3, K=12)
+    assert not cs.conformance_test(config, 300, 11).rejected
+    real = dl.sample_from_tape
+
+    def off_by_one(tape, t, K, **kw):
+        out = real(tape, t, K, **kw)
+        return [z + (i == 17) for i, z in enumerate(out)]
+
+    monkeypatch.setattr(cs.dl, "sample_from_tape", off_by_one)
+    o = cs.conformance_test(config, 300, 11)
+    assert o.rejected and o.statistic == 1.0
+
+
+def test_support_and_chi_square_flag_draws_outside_the_support(visible_law):
+    K = VISIBLE.K
+    x = np.zeros(1000, dtype=np.int64)
+    x[5] = K + 1
+    s = cs.DrawSummary(gof=x, n_region=1000, max_abs=K + 1, region_counts={})
+    assert cs.support_test(s, visible_law).rejected
+    assert math.isinf(cs.chi_square_test(s, visible_law).statistic)
