@@ -314,3 +314,20 @@ def test_bernoulli_exp_rate_with_power(rng, num, den):
     p = math.exp(-num / den)
     assert stats.binomtest(hits, n, p).pvalue > ALPHA
     assert stats.binomtest(hits, n, math.exp(-(num / den + 0.15))).pvalue < ALPHA
+
+
+@pytest.mark.parametrize("t, K", [(1, 0), (1, 3), (3, 12), (7, 40), (2, 200)])
+def test_even_moments_match_the_pmf_summed_term_by_term(t, K):
+    ctx = mpmath.MPContext()
+    ctx.prec = 200  # the sums below at the moments' precision (not mpmath's global 53 bits)
+    N, m2, m4 = dl.even_moments(t, K, prec=200)
+    probs = [dl.pmf(z, t, K, prec=200) for z in range(-K, K + 1)]
+    assert abs(N - dl.normaliser(t, K, prec=200)) < ctx.mpf(10) ** -50
+    s2 = ctx.fsum(p * z * z for p, z in zip(probs, range(-K, K + 1)))
+    s4 = ctx.fsum(p * z**4 for p, z in zip(probs, range(-K, K + 1)))
+    assert abs(m2 - s2) <= ctx.mpf(10) ** -45 * max(1, s2)
+    assert abs(m4 - s4) <= ctx.mpf(10) ** -45 * max(1, s4)
+    # power: the variance of the untruncated law (K -> infinity) differs where the truncation
+    # matters (K <= 20 t; at t = 2, K = 200 the two agree to e^-100)
+    if K <= 20 * t:
+        assert abs(m2 - 2 * ctx.exp(-1 / ctx.mpf(t)) / ctx.expm1(-1 / ctx.mpf(t)) ** 2) > ctx.mpf(10) ** -30

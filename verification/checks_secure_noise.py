@@ -19,8 +19,8 @@ audit, labelled so) is compared with the exact law of the reference
    bins merged until every expected count is >= 5; rejects above ``chi2.isf(alpha, bins - 1)``.
 2. **moments**: the sample mean against 0 and the sample second moment against the exact
    variance, each with Bernstein's inequality at alpha/2 (non-asymptotic: |Z| <= K). The exact
-   E Z^2 and E Z^4 come from :func:`exact_even_moments` (closed-form geometric sums at 256 bits;
-   the reference has no moment function), whose normaliser must equal the reference's
+   E Z^2 and E Z^4 come from the reference's ``even_moments`` (closed-form geometric sums at
+   256 bits; :func:`exact_even_moments`), whose normaliser must equal the reference's
    ``normaliser`` and whose moments must equal the reference's ``pmf`` summed term by term
    wherever K <= :data:`SMALL_SUPPORT` (record ``reference: exact law``).
 3. **support** (exact, a sure property): every draw lies in [-K, K].
@@ -272,41 +272,10 @@ SECURE_MUTANTS = (*SECURE_SCALE_MUTANTS, SECURE_UNDER_NOISED_MUTANT)
 # The exact law
 # ---------------------------------------------------------------------------------------------
 
-def _eulerian(m: int) -> list[int]:
-    """Eulerian numbers A(m, 0..m-1): sum_{k>=0} k^m x^k = x A_m(x) / (1 - x)^(m+1), m >= 1."""
-    row = [1]
-    for n in range(2, m + 1):
-        row = [(j + 1) * (row[j] if j < len(row) else 0) + (n - j) * (row[j - 1] if j >= 1 else 0)
-               for j in range(n)]
-    return row
-
-
 def exact_even_moments(t: int, K: int, *, prec: int = REFERENCE_PREC):
-    """(N, E Z^2, E Z^4) of P(Z = z) = q^|z| / N on |z| <= K, q = exp(-1/t), as mpf.
-
-    Closed forms: with S_i = sum_{j>=0} j^i q^j (S_0 = 1/(1-q), S_i = q A_i(q) / (1-q)^(i+1)
-    with the Eulerian polynomials A_i), the finite sums are
-    G_m = sum_{k=0}^{K} k^m q^k = S_m - q^(K+1) sum_i C(m, i) (K+1)^(m-i) S_i, and
-    N = 2 G_0 - 1, E Z^2 = 2 G_2 / N, E Z^4 = 2 G_4 / N (E Z = E Z^3 = 0). 1 - q is
-    -expm1(-1/t), exact at ``prec`` bits; the one subtraction loses about log10 of
-    S_4 / G_4 digits (3 for K ~ 13.7 t, of 77). Checked against the reference's ``normaliser``
-    and its ``pmf`` summed term by term (record ``reference: exact law``).
-    """
-    ctx = context(prec)
-    tt = ctx.mpf(int(t))
-    q = ctx.exp(-1 / tt)
-    omq = -ctx.expm1(-1 / tt)
-    S = [1 / omq]
-    for i in range(1, 5):
-        S.append(q * ctx.fsum(c * q**j for j, c in enumerate(_eulerian(i))) / omq ** (i + 1))
-    tail = ctx.exp(-(int(K) + 1) / tt)
-    k1 = ctx.mpf(int(K) + 1)
-
-    def finite(m: int):
-        return S[m] - tail * ctx.fsum(math.comb(m, i) * k1 ** (m - i) * S[i] for i in range(m + 1))
-
-    N = 2 * finite(0) - 1
-    return N, 2 * finite(2) / N, 2 * finite(4) / N
+    """(N, E Z^2, E Z^4) of the lattice law, as mpf: the reference's
+    :func:`dpxattn.reference.discrete_laplace.even_moments` at ``prec`` bits."""
+    return dl.even_moments(t, K, prec=prec)
 
 
 def _upper_point(u: float, t: int, K: int) -> int:
