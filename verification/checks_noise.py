@@ -72,6 +72,7 @@ __all__ = [
     "support_test",
     "region_test",
     "bernstein_radius",
+    "bernstein_moments",
     "exact_fourth_moment",
     "region_acceptance",
     "evaluate_sampler",
@@ -314,7 +315,7 @@ class TestOutcome:
     rejected: bool
     alpha: float | None
     sample_size: int
-    details: dict
+    details: dict = field(default_factory=dict)
 
 
 def ks_test(s: SampleSummary, law: ExactLaw, alpha: float = ALPHA) -> TestOutcome:
@@ -387,26 +388,34 @@ def bernstein_radius(n: int, variance: float, bound: float, alpha: float) -> flo
 
 def moments_test(s: SampleSummary, law: ExactLaw, alpha: float = ALPHA) -> TestOutcome:
     """Sample mean against 0 and sample second moment against the exact variance (Bernstein)."""
-    x = s.gof
+    return bernstein_moments(s.gof, variance=law.variance, fourth_moment=law.fourth_moment,
+                             bound=law.A_float, alpha=alpha, noise="bounded noise")
+
+
+def bernstein_moments(x: np.ndarray, *, variance: float, fourth_moment: float, bound: float,
+                      alpha: float, noise: str) -> TestOutcome:
+    """The moments test on draws ``x`` (1-D) of a symmetric law bounded by ``bound``: the sample
+    mean within the Bernstein radius of 0 and the sample second moment within that of the exact
+    ``variance`` (the variance of Z^2 from the exact ``fourth_moment``), alpha/2 each. Shared by
+    the float sampler's check and the hardened sampler's (``checks_secure_noise``)."""
     n = x.size
-    A2 = law.A_float**2
-    var = law.variance
-    t_mean = bernstein_radius(n, var, law.A_float, alpha / 2)
-    var_of_sq = max(law.fourth_moment - var * var, 0.0)
-    t_var = bernstein_radius(n, var_of_sq, max(var, A2 - var), alpha / 2)
+    var = variance
+    t_mean = bernstein_radius(n, var, bound, alpha / 2)
+    var_of_sq = max(fourth_moment - var * var, 0.0)
+    t_var = bernstein_radius(n, var_of_sq, max(var, bound * bound - var), alpha / 2)
     mean = float(np.mean(x))
     m2 = float(np.mean(x * x))
     ratio = max(abs(mean) / t_mean, abs(m2 - var) / t_var)
     return TestOutcome(
         test="moments", kind="statistical",
         tests=("sample mean within the Bernstein radius of 0 and sample second moment within the "
-               "Bernstein radius of the reference's exact variance (alpha/2 each; bounded noise, "
+               f"Bernstein radius of the reference's exact variance (alpha/2 each; {noise}, "
                "exact fourth moment); the statistic is the larger deviation in radius units"),
         statistic=ratio, threshold=1.0, comparison="<=", rejected=not ratio <= 1.0, alpha=alpha,
         sample_size=n,
         details={"mean": mean, "mean_radius": t_mean, "second_moment": m2, "exact_variance": var,
                  "variance_radius": t_var, "relative_variance_error": (m2 - var) / var,
-                 "exact_fourth_moment": law.fourth_moment},
+                 "exact_fourth_moment": fourth_moment},
     )
 
 

@@ -55,7 +55,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
@@ -64,7 +64,7 @@ from dpxattn.fast.secure_noise import sample_noise_units, secure_parameters
 from dpxattn.randomness import derive_seed
 from dpxattn.reference import discrete_laplace as dl
 from dpxattn.reference._mp import context
-from dpxattn.verification.checks_noise import bernstein_radius, region_acceptance
+from dpxattn.verification.checks_noise import TestOutcome, bernstein_moments, region_acceptance
 from dpxattn.verification.records import CheckContext, CheckRecord
 
 __all__ = [
@@ -95,7 +95,6 @@ __all__ = [
     "exact_lattice_law",
     "DrawSummary",
     "draw_summary",
-    "TestOutcome",
     "chi_square_test",
     "moments_test",
     "support_test",
@@ -437,22 +436,6 @@ def draw_summary(law: LatticeLaw, exact: ExactLatticeLaw, sizes: SecureNoiseSize
 # The tests
 # ---------------------------------------------------------------------------------------------
 
-@dataclass
-class TestOutcome:
-    """One test's verdict on one sampler at one law (turned into a ``CheckRecord``)."""
-
-    test: str
-    kind: str
-    tests: str
-    statistic: float
-    threshold: float
-    comparison: str
-    rejected: bool
-    alpha: float | None
-    sample_size: int
-    details: dict = field(default_factory=dict)
-
-
 def chi_square_test(s: DrawSummary, exact: ExactLatticeLaw, alpha: float = ALPHA) -> TestOutcome:
     """Pearson chi-square on the law's merged bins; a draw outside [-K, K] makes it infinite."""
     x = s.gof
@@ -479,28 +462,12 @@ def chi_square_test(s: DrawSummary, exact: ExactLatticeLaw, alpha: float = ALPHA
 
 
 def moments_test(s: DrawSummary, exact: ExactLatticeLaw, alpha: float = ALPHA) -> TestOutcome:
-    """Mean against 0 and second moment against the exact variance, Bernstein at alpha/2 each."""
-    x = s.gof.astype(np.float64)  # |z| <= 2^53: exact; the sums' float error is ~1e-13 relative
-    n = x.size
-    K = float(exact.config.K)
-    var = exact.variance
-    t_mean = bernstein_radius(n, var, K, alpha / 2)
-    var_of_sq = max(exact.fourth_moment - var * var, 0.0)
-    t_var = bernstein_radius(n, var_of_sq, max(var, K * K - var), alpha / 2)
-    mean = float(np.mean(x))
-    m2 = float(np.mean(x * x))
-    ratio = max(abs(mean) / t_mean, abs(m2 - var) / t_var)
-    return TestOutcome(
-        test="moments", kind="statistical",
-        tests=("sample mean within the Bernstein radius of 0 and sample second moment within the "
-               "Bernstein radius of the exact variance (alpha/2 each; |Z| <= K, exact fourth "
-               "moment); the statistic is the larger deviation in radius units"),
-        statistic=ratio, threshold=1.0, comparison="<=", rejected=not ratio <= 1.0, alpha=alpha,
-        sample_size=n,
-        details={"mean": mean, "mean_radius": t_mean, "second_moment": m2, "exact_variance": var,
-                 "variance_radius": t_var, "relative_variance_error": (m2 - var) / var,
-                 "exact_fourth_moment": exact.fourth_moment},
-    )
+    """Mean against 0 and second moment against the exact variance, Bernstein at alpha/2 each
+    (``checks_noise.bernstein_moments``; |Z| <= K)."""
+    # |z| <= 2^53: exact as float64; the sums' float error is ~1e-13 relative
+    return bernstein_moments(s.gof.astype(np.float64), variance=exact.variance,
+                             fourth_moment=exact.fourth_moment, bound=float(exact.config.K),
+                             alpha=alpha, noise="|Z| <= K")
 
 
 def support_test(s: DrawSummary, exact: ExactLatticeLaw) -> TestOutcome:
