@@ -244,15 +244,13 @@ def _secure_release_(values: torch.Tensor, law: NoiseLaw, words: SecureWords) ->
     width = max(1, int(np.prod(law.shape)) if law.shape else 1)
     rows = max(1, SECURE_CHUNK // width)
     index = law.index.reshape(-1).cpu().numpy()
-    # per law: its public constants (the same cached computation secure_release makes) and the
-    # flattened trailing positions it covers, ascending (block[:, mask] order); a single law
-    # covering everything releases the block as is
+    # per law: its public constants (``secure_law`` computed them with ``secure_parameters``, as
+    # ``secure_release`` would) and the flattened trailing positions it covers, ascending
+    # (block[:, mask] order); a single law covering everything releases the block as is
     groups = []
-    for j, p in enumerate(law.constants):
+    for j, params in enumerate(law.constants):
         cols = np.flatnonzero(index == j)
         if cols.size:
-            params = secure_parameters(sensitivity=p.sensitivity, eps=p.eps, delta=p.delta,
-                                       changed=p.changed, value_bound=p.value_bound)
             groups.append((params, None if cols.size == width else cols))
     total = values.shape[0]
     workers = secure_workers(words)
