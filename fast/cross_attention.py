@@ -370,31 +370,17 @@ def _noise_count(*, n: int, d: int, d_v: int, degree: int, mechanism: str, copie
                             grid=n if grid_size is None else grid_size)
 
 
-#: memo of :func:`_secure_note` by the identity of the law constants it reads (frozen records from
-#: the lattice-parameter cache; each entry keeps its records alive, so an id is never reused while
-#: its entry exists); bounded: cleared past :data:`_NOTE_MEMO_SIZE` entries
-_NOTE_MEMO: dict = {}
-_NOTE_MEMO_SIZE = 256
-
-
 def _secure_note(release) -> str:
     """One line for the privacy plan: the lattice laws of a secure build."""
     laws = ((release.law,) if isinstance(release, DirectRelease)
             else (release.scalar_law, release.node_law))
-    params = tuple(p for law in laws for p in law.constants)
-    key = tuple(map(id, params))
-    hit = _NOTE_MEMO.get(key)
-    if hit is not None and all(a is b for a, b in zip(hit[0], params)):
-        return hit[1]
-    text = _secure_note_text(params)
-    if len(_NOTE_MEMO) >= _NOTE_MEMO_SIZE:
-        _NOTE_MEMO.clear()
-    _NOTE_MEMO[key] = (params, text)
-    return text
+    return _secure_note_text(tuple(p for law in laws for p in law.constants))
 
 
-def _secure_note_text(params) -> str:
-    """:func:`_secure_note` of the lattice parameters ``params`` (public constants only)."""
+@lru_cache(maxsize=256)
+def _secure_note_text(params: tuple) -> str:
+    """:func:`_secure_note` of the lattice parameters ``params`` (a tuple of frozen, hashable
+    public records), memoised."""
     ks = [p.exponent for p in params]
     infl = max(float(p.sensitivity_units * p.granularity / p.sensitivity) for p in params)
     eps_ratio = min(float(p.eps_used / p.eps) for p in params)

@@ -74,10 +74,10 @@ def test_memoised_results_equal_fresh_ones():
 def test_every_memo_is_bounded():
     memos = [noise._tlap_constants_memo, features._feature_plan_memo, features._bounds_memo,
              sensitivities._direct_memo, sensitivities._direct_secure_memo,
-             validation._value_limits_memo, validation._limit_cached, cross_attention._float_up_memo]
+             validation._value_limits_memo, validation._limit_cached, cross_attention._float_up_memo,
+             cross_attention._secure_note_text]
     for m in memos:
         assert m.cache_info().maxsize is not None and m.cache_info().maxsize <= 4096
-    assert cross_attention._NOTE_MEMO_SIZE <= 4096
 
 
 def test_secure_note_memo_returns_the_same_text():
@@ -86,7 +86,7 @@ def test_secure_note_memo_returns_the_same_text():
     V = torch.rand((30, 2), generator=g, dtype=torch.float64) * 2 - 1
     kw = dict(eps=1.0, delta=1e-6, R=1.0, R_w=1.0, degree=2, noise="secure")
     a = cross_attention.DPCrossAttention.build(K, V, generator=torch.Generator().manual_seed(1), **kw)
-    cross_attention._NOTE_MEMO.clear()
+    cross_attention._secure_note_text.cache_clear()
     b = cross_attention.DPCrossAttention.build(K, V, generator=torch.Generator().manual_seed(1), **kw)
     assert str(a.privacy) == str(b.privacy) and torch.equal(a.release.S, b.release.S)
     params = a.release.law.constants
