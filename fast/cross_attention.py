@@ -43,8 +43,8 @@ from dpxattn.fast.sensitivities import (direct_secure_constants, direct_sensitiv
                                         tree_secure_constants, tree_sensitivities)
 from dpxattn.fast.tree_mechanism import TreeRelease, median_over_copies, tree_noise_count
 from dpxattn.fast.validation import check_failure_prob, check_keys_values, check_queries
-from dpxattn.params import (check_clip, check_degree, check_mechanism, check_mechanism_options,
-                            check_positive, check_positive_int, check_privacy)
+from dpxattn.params import (check_build_arguments, check_clip, check_degree, check_mechanism,
+                            check_mechanism_options, check_positive_int)
 
 __all__ = ["DPCrossAttention", "resolve_noise", "Tolerance", "TOLERANCES", "ATOL_F64", "RTOL_F64", "ATOL_F32",
            "RTOL_F32"]
@@ -159,15 +159,9 @@ class DPCrossAttention:
         (float64 inversion, idealised numerics). Paper: DPTreeCrossAttention.Init (v2 §3, App. I; v3: unverified); PAPER.md
         §3.5-3.7, §5 item 8.
         """
-        mechanism = check_mechanism(mechanism)
-        check_privacy(eps, delta)
-        check_positive("R", R)
-        check_positive("R_w", R_w)
-        degree = check_degree(degree)
-        if scale is not None:
-            check_positive("scale", scale)
-        copies, grid_size = check_mechanism_options(mechanism, copies, grid_size)
-        clip = check_clip(clip)
+        mechanism, degree, copies, grid_size, clip = check_build_arguments(
+            mechanism=mechanism, eps=eps, delta=delta, R=R, R_w=R_w, degree=degree, scale=scale,
+            copies=copies, grid_size=grid_size, clip=clip)
         noise = resolve_noise(noise, generator, uniforms)
         secure = noise == "secure"
         with torch.no_grad():

@@ -32,8 +32,8 @@ from fractions import Fraction
 
 from dpxattn.accounting import TREE_MOMENTS, feature_dimension, plan_direct, plan_tree, tree_levels
 from dpxattn.errors import ShapeError
-from dpxattn.params import (check_clip, check_degree, check_mechanism, check_mechanism_options,
-                            check_positive, check_positive_int, check_privacy)
+from dpxattn.params import (check_build_arguments, check_degree, check_mechanism,
+                            check_mechanism_options, check_positive_int)
 from dpxattn.reference._mp import (DEFAULT_PREC, check_entries, context, resolve_prec,
                                    to_matrix)
 from dpxattn.reference.direct import DirectRelease, direct_noise_count
@@ -98,15 +98,9 @@ class DPCrossAttention:
         (:attr:`privacy`), in idealised real arithmetic.
         Paper: DPTreeCrossAttention.Init (v2 §3, App. I; v3: unverified); spec PAPER.md §3.5-3.7.
         """
-        mechanism = check_mechanism(mechanism)
-        check_privacy(eps, delta)
-        check_positive("R", R)
-        check_positive("R_w", R_w)
-        degree = check_degree(degree)
-        if scale is not None:
-            check_positive("scale", scale)
-        copies, grid_size = check_mechanism_options(mechanism, copies, grid_size)
-        clip = check_clip(clip)
+        mechanism, degree, copies, grid_size, clip = check_build_arguments(
+            mechanism=mechanism, eps=eps, delta=delta, R=R, R_w=R_w, degree=degree, scale=scale,
+            copies=copies, grid_size=grid_size, clip=clip)
         p = resolve_prec(prec)
         ctx = context(p)
 

@@ -30,6 +30,7 @@ __all__ = [
     "check_mechanism_options",
     "check_clip",
     "check_privacy",
+    "check_build_arguments",
 ]
 
 MECHANISMS = ("direct", "tree")
@@ -67,10 +68,8 @@ def check_delta(delta):
     if type(delta) is float and 0.0 < delta <= 0.5:  # the common case, decided at once
         return delta
     x = _as_float("delta", delta)
-    if type(delta) is Fraction:
-        too_big = delta > _HALF
-    else:
-        too_big = (Fraction(delta) > _HALF) if isinstance(delta, (Fraction, int)) else x > 0.5
+    # exact for Fraction and int (a comparison with a Fraction is exact); float compares as float
+    too_big = delta > _HALF if isinstance(delta, (Fraction, int)) else x > 0.5
     if not math.isfinite(x) or x <= 0 or too_big:
         raise ParameterError("delta", "must satisfy 0 < delta <= 1/2", delta)
     return delta
@@ -123,3 +122,20 @@ def check_clip(clip) -> bool:
     if not isinstance(clip, bool):
         raise ParameterError("clip", "must be True or False (given explicitly; never implied)", clip)
     return clip
+
+
+def check_build_arguments(*, mechanism, eps, delta, R, R_w, degree, scale, copies, grid_size,
+                          clip) -> tuple[str, int, int, int | None, bool]:
+    """The public arguments of ``DPCrossAttention.build`` (DESIGN §4), shared by the reference and
+    the fast implementation, checked in one order: mechanism, (eps, delta), R, R_w, degree,
+    scale (None or > 0), copies and grid_size, clip. Returns ``(mechanism, degree, copies,
+    grid_size, clip)`` as normalised by their checks."""
+    mechanism = check_mechanism(mechanism)
+    check_privacy(eps, delta)
+    check_positive("R", R)
+    check_positive("R_w", R_w)
+    degree = check_degree(degree)
+    if scale is not None:
+        check_positive("scale", scale)
+    copies, grid_size = check_mechanism_options(mechanism, copies, grid_size)
+    return mechanism, degree, copies, grid_size, check_clip(clip)
