@@ -20,7 +20,7 @@ audit, labelled so) is compared with the exact law of the reference
 2. **moments**: the sample mean against 0 and the sample second moment against the exact
    variance, each with Bernstein's inequality at alpha/2 (non-asymptotic: |Z| <= K). The exact
    E Z^2 and E Z^4 come from the reference's ``even_moments`` (closed-form geometric sums at
-   256 bits; :func:`exact_even_moments`), whose normaliser must equal the reference's
+   256 bits), whose normaliser must equal the reference's
    ``normaliser`` and whose moments must equal the reference's ``pmf`` summed term by term
    wherever K <= :data:`SMALL_SUPPORT` (record ``reference: exact law``).
 3. **support** (exact, a sure property): every draw lies in [-K, K].
@@ -90,7 +90,6 @@ __all__ = [
     "SECURE_SCALE_MUTANTS",
     "SECURE_UNDER_NOISED_MUTANT",
     "SECURE_MUTANTS",
-    "exact_even_moments",
     "ExactLatticeLaw",
     "exact_lattice_law",
     "DrawSummary",
@@ -271,12 +270,6 @@ SECURE_MUTANTS = (*SECURE_SCALE_MUTANTS, SECURE_UNDER_NOISED_MUTANT)
 # The exact law
 # ---------------------------------------------------------------------------------------------
 
-def exact_even_moments(t: int, K: int, *, prec: int = REFERENCE_PREC):
-    """(N, E Z^2, E Z^4) of the lattice law, as mpf: the reference's
-    :func:`dpxattn.reference.discrete_laplace.even_moments` at ``prec`` bits."""
-    return dl.even_moments(t, K, prec=prec)
-
-
 def _upper_point(u: float, t: int, K: int) -> int:
     """An integer c >= 0 with P(Z > c) close to u (float64 inversion of the closed form; only
     chooses cut points, whose probabilities then come from the reference)."""
@@ -353,7 +346,7 @@ def exact_lattice_law(config: SecureNoiseConfig, bins: int) -> ExactLatticeLaw:
     upper = sorted(cuts) + [K]
     cdf = [dl.cdf(c, t, K, prec=p) for c in upper]
     prob = [cdf[0]] + [cdf[i] - cdf[i - 1] for i in range(1, len(cdf))]
-    N, m2, m4 = exact_even_moments(t, K, prec=p)
+    N, m2, m4 = dl.even_moments(t, K, prec=p)
     ref_N = dl.normaliser(t, K, prec=p)
     errors = {"closed-form normaliser vs reference normaliser": float(abs(N - ref_N) / ref_N),
               "sum of bin masses - 1": float(abs(ctx.fsum(prob) - 1))}
