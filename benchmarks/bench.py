@@ -64,9 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mem-budget-gib", type=float, default=None,
                         help="memory a tree structure may use (default: 85%% of MemAvailable)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    parser.add_argument("--settle", type=float, default=0.25, metavar="SECONDS",
+    parser.add_argument("--settle", type=float, default=RunContext.settle_s, metavar="SECONDS",
                         help="pause after each interleaved timing block so other libraries' "
-                             "spinning threads go idle (default 0.25; 0 with --quick)")
+                             f"spinning threads go idle (default {RunContext.settle_s:g}; 0 with "
+                             "--quick)")
     parser.add_argument("--noise", choices=("secure", "float"), default="secure",
                         help="noise mode of the timed builds: secure (hardened lattice release, the "
                              "library default) or float (float64 inversion)")
