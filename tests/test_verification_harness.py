@@ -17,7 +17,7 @@ from dpxattn.verification.harness import (DEFAULT_ROOT_SEED, ProgressBar, record
 from dpxattn.verification.plots import Curve, plot_curves
 from dpxattn.verification.records import CheckContext, CheckRecord
 from dpxattn.verification.registry import CheckSpec
-from dpxattn.verification.report import family_false_alarm, jsonable, write_report
+from dpxattn.verification.report import jsonable, write_report
 
 THIS = __name__
 
@@ -153,7 +153,40 @@ def test_json_is_strict_and_false_alarm_sum():
     assert jsonable({"a": np.float64("inf"), "b": np.arange(2), 3: np.bool_(True)}) == {
         "a": "inf", "b": [0, 1], "3": True}
     run = run_harness("quick", checks=GOOD * 1, progress=False)
-    assert family_false_alarm(run) == pytest.approx(1e-7)
+    assert run.budget.total == pytest.approx(1e-7) and run.budget.met
+    assert run.metadata()["false_alarm_budget"]["total"] == pytest.approx(1e-7)
+
+
+def tiny_undeclared_check(ctx: CheckContext) -> list[CheckRecord]:
+    """A statistical record and a power record that state no false-alarm rate, and an info one."""
+    return [CheckRecord(name="no alpha", kind="statistical", tests="-", statistic=0.0,
+                        threshold=1.0, comparison="<=", passed=True),
+            CheckRecord(name="no beta", kind="power", tests="-", statistic=2.0, threshold=1.0,
+                        comparison=">=", passed=True),
+            CheckRecord(name="a figure", kind="info", tests="-", statistic=5.0, threshold=1.0,
+                        comparison="<=", passed=True),
+            CheckRecord(name="power with beta", kind="power", tests="-", statistic=2.0,
+                        threshold=1.0, comparison=">=", passed=True, beta=2e-7)]
+
+
+def test_records_that_can_fail_by_chance_must_state_their_rate():
+    run = run_harness("quick", checks=GOOD + [_spec(tiny_undeclared_check)], progress=False)
+    recs = {r.name: r for r in run.records}
+    assert not recs["no alpha"].passed and "states no rate" in recs["no alpha"].details["harness_note"]
+    assert not recs["no beta"].passed
+    assert recs["a figure"].passed and recs["power with beta"].passed  # info: no verdict
+    b = run.budget
+    assert not b.met and len(b.undeclared) == 2
+    assert b.total == pytest.approx(2.0 + 1e-7 + 2e-7) and b.by_kind["power"] == pytest.approx(1 + 2e-7)
+    assert "NOT MET" in summary_table(run)
+
+
+def test_record_kinds_are_validated():
+    with pytest.raises(ValueError, match="kind must be one of"):
+        CheckRecord("r", "utility", "", 1.0, 1.0, "<=", True)
+    with pytest.raises(ValueError, match="info record"):
+        CheckRecord("r", "info", "", 1.0, 1.0, "<=", False)
+    assert CheckRecord("r", "power", "", 1.0, 1.0, "<=", True, beta=1.5).false_failure_rate() is None
 
 
 def _cli(argv: list[str], monkeypatch, specs) -> int:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable, Sequence, TextIO
 
 from dpxattn.randomness import derive_seed
-from dpxattn.verification.records import LEVELS, CheckContext, CheckRecord
+from dpxattn.verification.records import FAMILY_FALSE_ALARM, LEVELS, CheckContext, CheckRecord
 from dpxattn.verification.registry import CHECKS, CheckSpec, load
 
 __all__ = [
@@ -45,6 +45,8 @@ __all__ = [
     "run_check",
     "run_harness",
     "record_consistent",
+    "FalseAlarmBudget",
+    "false_alarm_budget",
     "environment",
     "summary_table",
     "format_number",
@@ -71,8 +73,11 @@ def record_consistent(record: CheckRecord) -> bool:
     """True unless the record claims to pass while its statistic breaks its own threshold.
 
     A statistic or threshold that is NaN or not a number cannot be compared: such a record is
-    consistent only when it failed. Infinite values compare as usual.
+    consistent only when it failed. Infinite values compare as usual. An ``info`` record has no
+    verdict: it is consistent when it passed (its constructor refuses anything else).
     """
+    if record.kind == "info":
+        return record.passed
     try:
         s, t = float(record.statistic), float(record.threshold)
     except (TypeError, ValueError):
@@ -133,6 +138,11 @@ class HarnessRun:
         return bool(self.runs) and all(run.passed for run in self.runs)
 
     @property
+    def budget(self) -> "FalseAlarmBudget":
+        """The report's false-alarm budget (union bound over its records)."""
+        return false_alarm_budget(self.runs)
+
+    @property
     def exit_status(self) -> int:
         """0 only if every record of every check passed; 1 otherwise."""
         return 0 if self.passed else 1
@@ -159,6 +169,7 @@ class HarnessRun:
             "checks": len(self.runs),
             "records": sum(counts),
             "records_failed": sum(1 for r in self.records if not r.passed),
+            "false_alarm_budget": self.budget.to_dict(),
             "replay": self.replay_command(),
             "seed_derivation": "check seed = dpxattn.randomness.derive_seed(root_seed, check name)",
             "environment": self.environment,
@@ -232,6 +243,71 @@ def _failure_record(spec: CheckSpec, what: str, details: dict) -> CheckRecord:
     )
 
 
+def _mark_failed(record: CheckRecord, why: str) -> None:
+    record.passed = False
+    record.details = dict(record.details)
+    note = f"marked failed by the harness: {why}"
+    old = record.details.get("harness_note")
+    record.details["harness_note"] = note if old is None else f"{old}; {note}"
+
+
+@dataclass(frozen=True)
+class FalseAlarmBudget:
+    """How the per-record false-alarm rates of a report add up (the union bound).
+
+    ``total`` = sum over records of :meth:`CheckRecord.false_failure_rate`: the probability
+    that a correct implementation fails any record of the report is at most ``total``.
+    ``by_check`` and ``by_kind`` split that sum; ``chance_records`` counts the records that can
+    fail by chance (rate > 0); ``undeclared`` names the records that state no rate (each is
+    failed by the harness and counted as 1 in ``total``).
+    """
+
+    total: float
+    by_check: dict
+    by_kind: dict
+    chance_records: int
+    undeclared: tuple[str, ...]
+    target: float = FAMILY_FALSE_ALARM
+
+    @property
+    def met(self) -> bool:
+        return not self.undeclared and self.total <= self.target
+
+    def to_dict(self) -> dict:
+        return {"total": self.total, "target": self.target, "met": self.met,
+                "chance_records": self.chance_records, "by_check": self.by_check,
+                "by_kind": self.by_kind, "undeclared": list(self.undeclared),
+                "rule": "union bound: P(a correct implementation fails any record) <= the sum "
+                        "over records of alpha (statistical, audit), beta (power: the mutant "
+                        "escapes) and 0 (exact, search, info)"}
+
+    def sentence(self) -> str:
+        head = (f"false-alarm budget (union bound over {self.chance_records} records that can fail "
+                f"by chance: sum of alpha and of power beta) {format_number(self.total)}, target "
+                f"<= {format_number(self.target)}: {'met' if self.met else 'NOT MET'}")
+        if self.undeclared:
+            head += f"; {len(self.undeclared)} record(s) state no rate and were failed"
+        return head
+
+
+def false_alarm_budget(runs: Sequence[CheckRun]) -> FalseAlarmBudget:
+    """The union bound on a false alarm anywhere in ``runs`` (see :class:`FalseAlarmBudget`)."""
+    total, by_check, by_kind, chance, undeclared = 0.0, {}, {}, 0, []
+    for run in runs:
+        for r in run.records:
+            rate = r.false_failure_rate()
+            if rate is None:
+                undeclared.append(f"{run.spec.name}: {r.name}")
+                rate = 1.0
+            if rate > 0:
+                chance += 1
+            total += rate
+            by_check[run.spec.name] = by_check.get(run.spec.name, 0.0) + rate
+            by_kind[r.kind] = by_kind.get(r.kind, 0.0) + rate
+    return FalseAlarmBudget(total=total, by_check=by_check, by_kind=by_kind,
+                            chance_records=chance, undeclared=tuple(undeclared))
+
+
 def run_check(spec: CheckSpec, ctx: CheckContext) -> CheckRun:
     """Run one check; never raises (an exception becomes a failed record with its traceback)."""
     t0 = time.perf_counter()
@@ -250,12 +326,11 @@ def run_check(spec: CheckSpec, ctx: CheckContext) -> CheckRun:
         records = [_failure_record(spec, "raised an exception", {"traceback": error})]
     for r in records:
         if not record_consistent(r):
-            r.passed = False
-            r.details = dict(r.details)
-            r.details["harness_note"] = (
-                "marked failed by the harness: the record claimed to pass but its statistic "
-                f"{r.statistic!r} {r.comparison} threshold {r.threshold!r} does not hold"
-            )
+            _mark_failed(r, "the record claimed to pass but its statistic "
+                            f"{r.statistic!r} {r.comparison} threshold {r.threshold!r} does not hold")
+        if r.false_failure_rate() is None:
+            _mark_failed(r, f"a {r.kind!r} record can fail by chance but states no rate in [0, 1] "
+                            "(alpha for statistical and audit records, beta for power records)")
     return CheckRun(spec, ctx.seed, time.perf_counter() - t0, records, error)
 
 
@@ -391,5 +466,6 @@ def summary_table(run: HarnessRun, *, width: int = 100) -> str:
     lines.append("")
     lines.append(f"{total - len(failed)} of {total} records passed in {len(run.runs)} checks, "
                  f"{run.seconds:.1f}s: {'PASS' if run.passed else 'FAIL'}")
+    lines.append(run.budget.sentence())
     lines.append(f"replay: {run.replay_command()}")
     return "\n".join(lines)

@@ -13,10 +13,34 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["LEVELS", "CheckContext", "CheckRecord"]
+__all__ = [
+    "LEVELS",
+    "SURE_KINDS",
+    "ALPHA_KINDS",
+    "POWER_KIND",
+    "KINDS",
+    "FAMILY_FALSE_ALARM",
+    "CheckContext",
+    "CheckRecord",
+]
 
 #: harness levels: quick (CI, about 2 minutes), standard (DESIGN §6 sample sizes), full
 LEVELS = ("quick", "standard", "full")
+
+#: kinds of record that a correct implementation cannot fail: a deterministic fact (``exact``),
+#: an adversarial search that must not beat a proven bound (``search``), a figure shown for
+#: reading that has no verdict (``info``, always passes)
+SURE_KINDS = ("exact", "search", "info")
+#: kinds that fail a correct implementation only by bad luck, at their stated ``alpha``
+ALPHA_KINDS = ("statistical", "audit")
+#: a record that plants a wrong variant (a mutant) and passes when the mutant is caught; it fails
+#: a correct implementation only when the mutant escapes, at most at its stated ``beta``
+POWER_KIND = "power"
+KINDS = SURE_KINDS + ALPHA_KINDS + (POWER_KIND,)
+
+#: the most a report may lose to bad luck: every level is sized so that the union bound (sum
+#: over records) of the chance that a correct implementation fails a record is at most this
+FAMILY_FALSE_ALARM = 1e-3
 
 
 @dataclass
@@ -52,19 +76,24 @@ class CheckContext:
 class CheckRecord:
     """One assertion of the harness, with everything a reviewer needs to judge it.
 
-    ``statistic`` is compared with ``threshold`` by ``comparison`` ("<=" or ">="); ``alpha`` is
-    the false-alarm rate of a statistical assertion (None for exact ones); ``confidence`` the
-    confidence of an interval or bound; ``sample_size`` the number of draws it rests on.
+    ``statistic`` is compared with ``threshold`` by ``comparison`` ("<=" or ">="); ``kind`` is
+    one of :data:`KINDS`; ``alpha`` is the false-alarm rate of a ``statistical`` or ``audit``
+    record (None for the sure kinds); ``beta`` is, for a ``power`` record, an upper bound on the
+    probability that its planted wrong variant escapes at this sample size (derived from the
+    mutant's exact law; how, in ``details["beta_terms"]``); ``confidence`` the confidence of an
+    interval or bound; ``sample_size`` the number of draws it rests on. An ``info`` record is a
+    figure without a verdict: it always passes.
     """
 
     name: str
-    kind: str  # "exact" | "statistical" | "search" | "audit" | "benchmark-free utility"
+    kind: str  # one of KINDS
     tests: str
     statistic: float
     threshold: float
     comparison: str
     passed: bool
     alpha: float | None = None
+    beta: float | None = None
     confidence: float | None = None
     sample_size: int = 0
     details: dict = field(default_factory=dict)
@@ -73,6 +102,28 @@ class CheckRecord:
     def __post_init__(self) -> None:
         if self.comparison not in ("<=", ">=", "=="):
             raise ValueError(f"comparison must be '<=', '>=' or '==' (got {self.comparison!r})")
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS} (got {self.kind!r})")
+        if self.kind == "info" and not self.passed:
+            raise ValueError(f"an info record has no verdict and always passes ({self.name!r})")
+
+    def false_failure_rate(self) -> float | None:
+        """The chance that a correct implementation fails this record, or None if not stated.
+
+        0 for the sure kinds; ``alpha`` for ``statistical`` and ``audit``; ``beta`` for
+        ``power`` (the mutant escaping). The harness fails a record whose rate is missing or is
+        not a probability, and adds the rates up into the report's false-alarm budget.
+        """
+        if self.kind in SURE_KINDS:
+            return 0.0
+        rate = self.alpha if self.kind in ALPHA_KINDS else self.beta
+        if rate is None:
+            return None
+        try:
+            rate = float(rate)
+        except (TypeError, ValueError):
+            return None
+        return rate if 0.0 <= rate <= 1.0 else None
 
     def to_dict(self) -> dict:
         d = asdict(self)

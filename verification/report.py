@@ -22,7 +22,7 @@ import numpy as np
 from dpxattn.verification.harness import HarnessRun, format_number
 from dpxattn.verification.registry import load
 
-__all__ = ["write_report", "render_markdown", "report_dict", "jsonable", "family_false_alarm"]
+__all__ = ["write_report", "render_markdown", "report_dict", "jsonable"]
 
 _HOW_TO_READ = """\
 ## How to read this report
@@ -39,10 +39,16 @@ a record is one assertion:
   never leaves its support), `statistical` (a hypothesis test on random draws), `search` (an
   adversarial search that must not beat an analytic bound), `audit` (an empirical lower bound on
   eps), `power` (a deliberately wrong variant, a *mutant*, that the same tests must reject: a
-  power record **passes when the wrong variant is caught**), `utility` (accuracy experiments).
-* **alpha** is the false-alarm rate of a statistical record: the probability that a correct
-  implementation fails it by bad luck. DESIGN §6 asks alpha <= 1e-6 per distribution test.
-  **confidence** is the level of an interval or a lower bound.
+  power record **passes when the wrong variant is caught**), `info` (a figure shown for reading,
+  e.g. an accuracy trend; it has no verdict and cannot fail).
+* **alpha** is the false-alarm rate of a statistical or audit record: the probability that a
+  correct implementation fails it by bad luck. DESIGN §6 asks alpha <= 1e-6 per distribution
+  test. **beta** is, for a power record, an upper bound on the probability that its mutant
+  escapes at this sample size (derived from the mutant's exact law), which is the only way a
+  power record can fail a correct implementation. **confidence** is the level of an interval or
+  a lower bound. The header's **false-alarm budget** adds every alpha and beta of the report
+  (the union bound): the probability that a correct implementation fails any record anywhere in
+  the report is at most that sum, and each level is sized to keep it <= 1e-3.
 * **n** is the number of random draws (or search points) the record rests on.
 
 Every statistical test is shown to have **power**: it is run again on a mutant (e.g. the noise
@@ -82,23 +88,6 @@ def jsonable(x):
     return str(x)
 
 
-def family_false_alarm(run: HarnessRun) -> float:
-    """Union bound on the chance that a correct implementation fails any record by bad luck.
-
-    The sum of every statistical record's alpha and of (1 - confidence) of every record resting
-    on a confidence bound (power records excluded: they are about the mutants).
-    """
-    total = 0.0
-    for r in run.records:
-        if r.kind == "power":
-            continue
-        if r.alpha is not None:
-            total += float(r.alpha)
-        elif r.confidence is not None:
-            total += 1.0 - float(r.confidence)
-    return total
-
-
 def _relative_plot(path: str, out_dir: Path) -> str:
     p = Path(path)
     if p.is_absolute():
@@ -128,7 +117,6 @@ def report_dict(run: HarnessRun, out_dir: Path | str | None = None) -> dict:
         d["records_failed"] = sum(1 for r in cr.records if not r.passed)
         checks.append(d)
     meta = run.metadata()
-    meta["family_false_alarm_union_bound"] = family_false_alarm(run)
     return jsonable({"metadata": meta, "checks": checks, "records": records})
 
 
@@ -175,8 +163,9 @@ def render_markdown(run: HarnessRun, out_dir: Path | str) -> str:
                 if run.fresh_entropy else "(fixed; the default reproducible report)"))
     L.append(f"* replay: `{run.replay_command()}`")
     L.append(f"* started (UTC): {run.started}; wall time {run.seconds:.1f} s")
-    L.append(f"* union bound on a false alarm anywhere in this report (sum of alphas and of "
-             f"1 - confidence over non-power records): {format_number(family_false_alarm(run))}")
+    budget = run.budget
+    L.append(f"* {budget.sentence()}; by check: "
+             + ", ".join(f"{k} {format_number(v)}" for k, v in budget.by_check.items() if v > 0))
     if run.only:
         L.append(f"* restricted to the checks: {', '.join(run.only)}")
     L.append("")
@@ -207,15 +196,17 @@ def render_markdown(run: HarnessRun, out_dir: Path | str) -> str:
         L.append(f"Seed `{cr.seed}` (derived from the root), `{cr.spec.module}.{cr.spec.function}`, "
                  f"{cr.seconds:.1f} s.")
         L.append("")
-        L.append("| record | kind | statistic | | threshold | alpha / confidence | n | verdict |")
+        L.append("| record | kind | statistic | | threshold | false-alarm rate | n | verdict |")
         L.append("|---|---|---:|:-:|---:|---:|---:|---|")
         for r in cr.records:
-            conf = (f"alpha {format_number(r.alpha)}" if r.alpha is not None
-                    else (f"conf {format_number(r.confidence)}" if r.confidence is not None else "-"))
+            rate = r.false_failure_rate()
+            conf = ("none stated" if rate is None
+                    else ("-" if r.kind in ("exact", "search", "info")
+                          else f"{'beta' if r.kind == 'power' else 'alpha'} {format_number(rate)}"))
             L.append(f"| {_cell(r.name)} | {r.kind} | {format_number(r.statistic)} | {r.comparison} | "
                      f"{format_number(r.threshold)} | {conf} | "
                      f"{format_number(r.sample_size) if r.sample_size else '-'} | "
-                     f"{'pass' if r.passed else '**FAIL**'} |")
+                     f"{('info' if r.kind == 'info' else 'pass') if r.passed else '**FAIL**'} |")
         L.append("")
         L.append("What each record asserts:")
         L.append("")
