@@ -1,7 +1,7 @@
 """``dpxattn verify``: run the verification harness and write its report (issue 4; DESIGN §4, §6).
 
     dpxattn verify [--level quick|standard|full] [--out DIR] [--seed N | --fresh-entropy]
-                   [--only CHECK ...] [--scale F] [--list] [--quiet]
+                   [--only CHECK ...] [--scale F] [--sweep K] [--list] [--quiet]
 
 Runs the checks of the level with a progress bar on stderr, prints the summary table on stdout,
 writes ``DIR/report.md``, ``DIR/report.json`` and ``DIR/plots/*.png``, and exits 0 only if every
@@ -11,6 +11,11 @@ record of every check passed (1 otherwise; 2 for a usage error).
   still at its stated alpha and still shown to have power);
 * ``standard``: the sample sizes of DESIGN §6, within 30 minutes;
 * ``full``: ``standard`` with sample sizes multiplied by ``--scale`` (default 4).
+
+``--sweep K`` runs the level K times, under the root seeds N, N+1, ..., N+K-1 (``--seed N``;
+default the fixed root) or under K fresh OS roots (``--fresh-entropy``), prints a row per run
+and writes ``DIR/sweep.md`` and ``DIR/sweep.json`` (``dpxattn.verification.sweep``); it exits 0
+only if every run passed. That is how the false-alarm figures in the README were measured.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run only this check (repeatable); see --list")
     parser.add_argument("--scale", metavar="F", type=float, default=None,
                         help=f"level full only: multiply sample sizes by F (default {DEFAULT_FULL_SCALE:g})")
+    parser.add_argument("--sweep", metavar="K", type=int, default=None,
+                        help="run the level K times (root seeds N..N+K-1 from --seed, or K fresh "
+                             "roots with --fresh-entropy) and write DIR/sweep.md, DIR/sweep.json")
     parser.add_argument("--list", action="store_true", help="list the checks of the level and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -71,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"dpxattn verify: no checks registered for level {args.level}", file=sys.stderr)
         return 1
     out = Path(args.out)
+    if args.sweep is not None:
+        return _sweep(args, out, scale)
     result = run_harness(args.level, out_dir=out, root_seed=args.seed, fresh_entropy=args.fresh_entropy,
                          only=args.only, scale=scale, progress=not args.quiet)
     if result.fresh_entropy:
@@ -80,3 +90,18 @@ def run(args: argparse.Namespace) -> int:
     print(summary_table(result))
     print(f"report: {md}  {js}  plots: {out / 'plots'}")
     return result.exit_status
+
+
+def _sweep(args: argparse.Namespace, out: Path, scale: float) -> int:
+    from dpxattn.verification.sweep import render_sweep, run_sweep, write_sweep
+
+    if args.sweep < 1:
+        print(f"dpxattn verify: --sweep needs K >= 1 (got {args.sweep})", file=sys.stderr)
+        return 2
+    result = run_sweep(args.level, runs=args.sweep, first_seed=args.seed,
+                       fresh_entropy=args.fresh_entropy, out_dir=out, only=args.only, scale=scale,
+                       stream=None if args.quiet else sys.stderr)
+    md, js = write_sweep(result, out)
+    print(render_sweep(result))
+    print(f"sweep: {md}  {js}")
+    return 0 if result.passed else 1
