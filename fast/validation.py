@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from dpxattn.errors import BoundError, ParameterError, ShapeError
+from dpxattn.params import check_real
 from dpxattn.fast.directed import exact_fraction, float_down, float_up, memo_safe
 
 __all__ = [
@@ -241,14 +242,8 @@ def check_queries(Q, *, d: int, R, device: torch.device, clip: bool) -> torch.Te
 
 
 def check_failure_prob(failure_prob) -> float:
-    """0 < failure_prob < 1 as a float (ParameterError otherwise)."""
-    if isinstance(failure_prob, bool):
-        raise ParameterError("failure_prob", "must satisfy 0 < failure_prob < 1", failure_prob)
-    try:
-        p = float(failure_prob)
-    except (TypeError, ValueError):
-        raise ParameterError("failure_prob", "must satisfy 0 < failure_prob < 1",
-                             failure_prob) from None
+    """0 < failure_prob < 1 as a float (ParameterError otherwise; a real number only)."""
+    p = float(check_real("failure_prob", failure_prob))
     if not 0.0 < p < 1.0:
         raise ParameterError("failure_prob", "must satisfy 0 < failure_prob < 1", failure_prob)
     return p

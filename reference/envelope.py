@@ -41,6 +41,7 @@ import mpmath
 import numpy as np
 
 from dpxattn.errors import ParameterError
+from dpxattn.params import check_real
 from dpxattn.reference._mp import context, to_mpf
 from dpxattn.reference.dptree import hoeffding_bound
 from dpxattn.reference.dptree_distance import exact_fraction
@@ -114,8 +115,7 @@ def check_failure_prob(failure_prob, *, prec=None):
 def _prob(failure_prob, ctx: mpmath.MPContext):
     """failure_prob as an mpf of ctx, checked to lie in (0, 1) exactly (mpf inputs are not
     squeezed through float, so tiny per-copy probabilities stay valid)."""
-    if isinstance(failure_prob, bool):
-        raise ParameterError("failure_prob", "must satisfy 0 < failure_prob < 1", failure_prob)
+    check_real("failure_prob", failure_prob)
     try:
         p = to_mpf(failure_prob, ctx, "failure_prob")
     except ValueError:

@@ -29,7 +29,7 @@ import mpmath
 import numpy as np
 
 from dpxattn.errors import ParameterError, UniformsError
-from dpxattn.params import check_delta, check_eps, check_positive
+from dpxattn.params import check_delta, check_eps, check_positive, check_real
 from dpxattn.reference._mp import context, to_fraction, to_mpf, to_vector
 
 __all__ = [
@@ -246,7 +246,7 @@ def sample(uniforms, sensitivity, eps, delta, *, prec=None) -> list:
 # --------------------------------------------------------------------------------------------
 
 def _check_real(name: str, value, ctx):
-    v = to_mpf(value, ctx, name)
+    v = to_mpf(check_real(name, value), ctx, name)
     if not ctx.isfinite(v):
         raise ParameterError(name, "must be a finite real number", value)
     return v

@@ -163,7 +163,8 @@ APPENDIX_B = {
 
 @pytest.mark.parametrize("R", sorted(APPENDIX_B))
 def test_select_degree_matches_appendix_B(R):
-    for target, (s_nonneg, s_signed) in zip(("1e-1", "1e-2", "1e-3", "1e-6"), APPENDIX_B[R]):
+    for target, (s_nonneg, s_signed) in zip(map(Fraction, ("1e-1", "1e-2", "1e-3", "1e-6")),
+                                           APPENDIX_B[R]):
         for signed, s in ((False, s_nonneg), (True, s_signed)):
             assert kernel.select_degree(target, R, 4, signed=signed) == s
             assert kernel.certified_eps_s(R, s, 4, signed=signed) <= to_mpf(target, CTX)

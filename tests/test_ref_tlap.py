@@ -119,6 +119,7 @@ GOLDEN = [
 @pytest.mark.parametrize("params,A_gold,var_gold", GOLDEN)
 def test_golden_values(params, A_gold, var_gold):
     ctx = context(PREC)
+    params = tuple(Fraction(p) for p in params)  # exact decimals (strings are refused as parameters)
     A = tl.support_bound(*params)
     var = tl.variance(*params)
     if A_gold is not None:

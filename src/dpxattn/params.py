@@ -9,6 +9,13 @@ Admissible ranges (DESIGN §4, PAPER §2.1):
 * ``degree``: integer >= 0;
 * bounds ``R``, ``R_w``, ``sensitivity``, ``scale``: finite, > 0;
 * ``copies``: integer >= 1; ``mechanism`` in :data:`MECHANISMS`.
+
+Every real-valued parameter must *be* a real number: ``int``, ``float``, ``Fraction``, ``mpf``,
+a numpy real scalar, or a 0-d numpy array / torch tensor of a real dtype. Strings (``"1e-6"``),
+``Decimal``, complex numbers, ``bool`` and ``None`` are refused with a
+:class:`~dpxattn.errors.ParameterError` naming the parameter, in the reference and the fast path
+alike (both validate through this module): a parameter that only looks like a number is a caller
+error, never converted silently.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from dpxattn.errors import ParameterError
 
 __all__ = [
     "MECHANISMS",
+    "check_real",
     "check_eps",
     "check_delta",
     "check_degree",
@@ -39,11 +47,36 @@ MECHANISMS = ("direct", "tree")
 _HALF = Fraction(1, 2)
 
 
+_REAL_TYPES = "int, float, Fraction, mpf, a numpy real scalar or a 0-d real array/tensor"
+
+
+def _real_scalar(name: str, value: object):
+    """``value`` itself if it is a real number (see the module docstring), or its Python scalar
+    when it is a 0-d numpy array or torch tensor of a real dtype; else :class:`ParameterError`."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return value
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "dtype") and hasattr(value, "item"):
+        dtype = str(value.dtype)
+        if not ("bool" in dtype or "complex" in dtype or dtype in ("object", "O")
+                or dtype.startswith(("<U", "<S", "|S", "|U"))):
+            item = value.item()
+            if isinstance(item, numbers.Real) and not isinstance(item, bool):
+                return item
+    raise ParameterError(name, f"must be a real number ({_REAL_TYPES}); strings and other "
+                               "types are refused", value)
+
+
+def check_real(name: str, value):
+    """``value`` if it is a real number of an accepted type (see the module docstring); a 0-d
+    numpy array or tensor becomes its Python scalar. Strings, ``Decimal``, complex, ``bool``,
+    ``None`` and anything else raise :class:`ParameterError` naming ``name``."""
+    return _real_scalar(name, value)
+
+
 def _as_float(name: str, value: object) -> float:
-    if isinstance(value, bool) or value is None:
-        raise ParameterError(name, "must be a real number", value)
+    x = _real_scalar(name, value)
     try:
-        return float(value)  # type: ignore[arg-type]
+        return float(x)  # type: ignore[arg-type]
     except (TypeError, ValueError, OverflowError):
         raise ParameterError(name, "must be a real number", value) from None
 
@@ -69,7 +102,7 @@ def check_delta(delta):
         return delta
     x = _as_float("delta", delta)
     # exact for Fraction and int (a comparison with a Fraction is exact); float compares as float
-    too_big = delta > _HALF if isinstance(delta, (Fraction, int)) else x > 0.5
+    too_big = delta > _HALF if isinstance(delta, (Fraction, numbers.Integral)) else x > 0.5
     if not math.isfinite(x) or x <= 0 or too_big:
         raise ParameterError("delta", "must satisfy 0 < delta <= 1/2", delta)
     return delta
