@@ -1,6 +1,6 @@
 """DPCrossAttention in torch: build once from private (K, V), answer any queries, certify them.
 
-Paper: DPTreeCrossAttention (v2 §3, App. D-I; v3: unverified); spec PAPER.md §3.5-3.7 (the
+Paper: DPTreeCrossAttention (v2 §3, App. D-I); spec PAPER.md §3.5-3.7 (the
 ``tree`` mechanism, sound reading) and §5 item 8 (the ``direct`` mechanism); DESIGN §2 and §4 (the
 public contract); conventions ``proofs_notes/01-conventions.md``; how the fast path mirrors the
 exact reference (``dpxattn.reference.DPCrossAttention``), its dtypes, tolerances and the
@@ -11,7 +11,7 @@ Shapes: K (n, d) in [0, R]^d, V (n, d_v) in [-R_w, R_w], Q (m, d) in [0, R]^d; `
 
 Privacy unit: replace one row of (K, V) (entries inside the public bounds). The whole released
 structure (every value column, the denominator, every copy, coordinate, moment and tree level)
-is (eps, delta)-DP end to end (``privacy``). Noise modes (``build(noise=...)``; issue 5):
+is (eps, delta)-DP end to end (``privacy``). Noise modes (``build(noise=...)``; proofs_notes/23-hardened-noise.md):
 
 * ``"secure"`` (the default when neither a generator nor uniforms is given): every released
   number is a lattice point, the exact float sum rounded to a public power of two plus exact
@@ -63,7 +63,7 @@ RTOL_F64 = 1e-10
 #: absolute part (in units of R_w) for entries that cancel to ~0
 ATOL_F64 = 1e-12
 #: float32 queries vs the float64 answer of the same structure at the same query values
-#: (``query(Q32)`` vs ``query(Q32.double())``; issue 3: <= 1e-4 relative); measured, not proven
+#: (``query(Q32)`` vs ``query(Q32.double())``; benchmark target G11e: <= 1e-4 relative); measured, not proven
 #: (the certified envelope is what is proven, in every dtype). Rounding the queries themselves to
 #: float32 is an input change, not an evaluation error: the tree's answer is ill-conditioned in Q
 #: (measured ~1e-2 relative at n = 1e5; ``proofs_notes/19-fast-path.md``)
@@ -98,7 +98,7 @@ class DPCrossAttention:
     ``mechanism``, ``n``, ``d``, ``d_v``, ``degree``, ``r``, ``R``, ``R_w``, ``scale``, ``clip``,
     ``copies``, ``grid_size``, ``device``, ``release`` (the noisy structure: ``S`` for direct,
     ``payload``/``scalars`` for tree). Nothing private is kept: not K, V, a row, a feature or an
-    exact sum. Paper: DPTreeCrossAttention (v2 §3; v3: unverified); PAPER.md §3.5-3.7.
+    exact sum. Paper: DPTreeCrossAttention (v2 §3); PAPER.md §3.5-3.7.
 
     Dtypes: released numbers are float64; ``query`` accepts float64 (default) or float32
     queries and answers in the query's dtype within :data:`TOLERANCES` of the exact answer
@@ -156,7 +156,7 @@ class DPCrossAttention:
         device. ``noise``: None (default: "secure" when ``generator is None and uniforms is
         None``, else "float"), "secure" (hardened lattice release; with a seeded generator it is
         reproducible and labelled seeded; with ``uniforms`` it raises ParameterError) or "float"
-        (float64 inversion, idealised numerics). Paper: DPTreeCrossAttention.Init (v2 §3, App. I; v3: unverified); PAPER.md
+        (float64 inversion, idealised numerics). Paper: DPTreeCrossAttention.Init (v2 §3, App. I); PAPER.md
         §3.5-3.7, §5 item 8.
         """
         mechanism, degree, copies, grid_size, clip = check_build_arguments(
@@ -257,7 +257,7 @@ class DPCrossAttention:
 
         Differentiable with respect to Q (for adversarial searches); nothing flows into the
         released structure. Queries are clipped to [0, R] iff the structure was built with
-        ``clip=True``. Paper: DPTreeCrossAttention.Query (v2 §3; v3: unverified); PAPER.md §3.5.
+        ``clip=True``. Paper: DPTreeCrossAttention.Query (v2 §3); PAPER.md §3.5.
         """
         Qv = self._queries(Q)
         return self.release.answer(Qv)[0]
@@ -298,7 +298,7 @@ class DPCrossAttention:
         """Sure envelope (m, d_v), float64: |query(Q) - taylor_attention(Q, K, V)| <= it, for
         every noise draw and every query (adaptive ones included), including the floating-point
         allowance of the computed answer. Paper: main theorem's additive error, deterministic
-        form (v2 §3, App. H; v3: unverified); PAPER.md §4.1, §5 item 10; DESIGN §4."""
+        form (v2 §3, App. H); PAPER.md §4.1, §5 item 10; DESIGN §4."""
         return self._bound(Q, None)
 
     def hp_error_bound(self, Q, failure_prob) -> torch.Tensor:
@@ -307,7 +307,7 @@ class DPCrossAttention:
         p/2 each; copies: the median's per-copy probability from the exact binomial tail;
         min(sure, Hoeffding, Bernstein, Chernoff with the exact TLap MGF), then the ratio step
         min((t_N + R_w t_D)/D~, (t_N + |a| t_D)/(D~ - t_D)) with a the copy's answer). Paper: "with probability 1 - p_f" (ICLR Thm 1.2; v2
-        §3; v3: unverified); PAPER.md §4.1, §2.6; DESIGN §9(c)."""
+        §3); PAPER.md §4.1, §2.6; DESIGN §9(c)."""
         return self._bound(Q, check_failure_prob(failure_prob))
 
     def kernel_error_bound(self) -> float:
@@ -315,7 +315,7 @@ class DPCrossAttention:
         ``kernel.certified_eps_s`` and ``theorem_bounds.kernel_additive_error``, rounded up):
         surely |taylor_attention - attention| <= this, entrywise, for every query in the box;
         ``inf`` when eps_s >= 1. A public constant. Paper: main theorem's relative error
-        2 eps_s/(1 - eps_s) read for signed values (ICLR Thm 1.2; v2 §3; v3: unverified);
+        2 eps_s/(1 - eps_s) read for signed values (ICLR Thm 1.2; v2 §3);
         PAPER.md §4.1, §5 item 12."""
         if self._kernel_bound is None:
             from dpxattn.reference.kernel import certified_eps_s
@@ -332,7 +332,7 @@ class DPCrossAttention:
     def attention_error_bound(self, Q) -> torch.Tensor:
         """Sure envelope (m, d_v) against EXACT softmax attention:
         |query(Q) - attention(Q, K, V)| <= error_bound(Q) + kernel_error_bound() (float64).
-        Paper: main theorem, additive plus relative error (v2 §3; v3: unverified); PAPER.md
+        Paper: main theorem, additive plus relative error (v2 §3); PAPER.md
         §4.1."""
         return self.error_bound(Q) + self.kernel_error_bound()
 

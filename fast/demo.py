@@ -1,7 +1,7 @@
 """``dpxattn demo``: the main job on a built-in synthetic private "RAG" set, in seconds.
 
 Paper: private cross-attention over a private context (system prompt / RAG documents) answering
-public user queries (v2 §1, §3; v3: unverified); spec PAPER.md §1.1-1.2; DESIGN §1, §4 (command
+public user queries (v2 §1, §3); spec PAPER.md §1.1-1.2; DESIGN §1, §4 (command
 line), §9 (what to expect). A reviewer runs this first.
 
 What it does, for each mechanism (``direct``, ``tree``):

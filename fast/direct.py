@@ -163,7 +163,7 @@ def statistic(K: torch.Tensor, V: torch.Tensor, *, degree: int, scale, r: int) -
     Temporaries: the (r, rows) feature chunk and one reused (rows, d_v + 1) ``[V_chunk, 1]``
     buffer, with rows chosen so that the two together hold ``FEATURE_CHUNK_ELEMENTS`` entries
     (2 MiB): at small r the value buffer is not negligible (r = 15, d_v = 8: sizing the chunk by
-    r alone put the build's peak 10 % over issue 3's "1.3 x payload + one chunk")."""
+    r alone put the build's peak 10 % over benchmark target G10's "1.3 x payload + one chunk")."""
     n, d_v = V.shape
     S = torch.zeros((r, d_v + 1), dtype=torch.float64, device=K.device)
     W = None

@@ -1,7 +1,7 @@
 """Certified and high-probability envelopes of the fast path, with a floating-point allowance.
 
 Paper: the main theorem's additive error and the adaptive-query guarantee (ICLR Theorem 1.2;
-v2 §3, App. H; v3: unverified); spec PAPER.md §4.1, §2.6, §5 item 10; DESIGN §4 and §9(c).
+v2 §3, App. H); spec PAPER.md §4.1, §2.6, §5 item 10; DESIGN §4 and §9(c).
 Exact counterpart: ``dpxattn.reference.envelope`` (proof note
 ``proofs_notes/16-certified-envelope.md``); the fast path's floating-point allowance is derived
 in ``proofs_notes/19-fast-path.md``.

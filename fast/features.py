@@ -1,7 +1,7 @@
 """Polynomial (truncated Taylor) features P(X) in batch, feature-major (PAPER.md §2.3).
 
 Paper: the polynomial kernel approximation of exp(<q, k>/d) ("Lemma I.5" in the ICLR version;
-v2 App. I; v3: unverified); spec PAPER.md §2.3; order and scaling proofs_notes/01-conventions.md.
+v2 App. I); spec PAPER.md §2.3; order and scaling proofs_notes/01-conventions.md.
 
 For x in R^d and the multi-indices alpha with |alpha| <= s (``degree``), in THE order of the
 conventions (degree k = 0..s; within degree k the multisets of
@@ -261,7 +261,7 @@ def features_t(X: torch.Tensor, degree: int, *, scale=None, out: torch.Tensor | 
                rows: int | None = None, plan: FeaturePlan | None = None) -> torch.Tensor:
     """P(X) feature-major: shape (r, n), dtype/device of ``X`` (float64 or float32).
 
-    Paper: polynomial kernel features (v2 App. I; v3: unverified); PAPER.md §2.3.
+    Paper: polynomial kernel features (v2 App. I); PAPER.md §2.3.
     Written chunk by chunk into ``out`` (allocated if None); no temporaries beyond one chunk
     (each chunk's (d, rows) transposed input is made contiguous: the broadcast products then
     read unit-stride rows). ``plan``: the :func:`feature_plan` of ``(X.shape[1], degree,

@@ -1,6 +1,6 @@
 """``PrivateCrossAttention``: an ``nn.Module`` that answers queries from a built DP structure.
 
-Paper: DPTreeCrossAttention.Query (v2 §3; v3: unverified); spec PAPER.md §3.5 (queries are
+Paper: DPTreeCrossAttention.Query (v2 §3); spec PAPER.md §3.5 (queries are
 post-processing of the released structure, so any number of forward passes, adaptive ones
 included, cost no privacy); DESIGN §2, §4.
 

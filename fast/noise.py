@@ -1,7 +1,7 @@
 """Truncated Laplace noise in torch by exact-CDF inversion in float64 (PAPER.md §2.1).
 
 Paper: TLap(Delta, eps, delta), the truncated Laplace mechanism the DPTree adds to every node
-(v2 §2 / App. B; v3: unverified); spec PAPER.md §2.1; conventions proofs_notes/01-conventions.md;
+(v2 §2 / App. B); spec PAPER.md §2.1; conventions proofs_notes/01-conventions.md;
 fast-path numerics proofs_notes/19-fast-path.md.
 
 Law: ``b = Delta/eps``, ``a = ln(1 + (e^eps - 1)/(2 delta))``, ``A = b a``; density proportional
@@ -163,7 +163,7 @@ def tlap_ppf(u, sensitivity, eps, delta) -> torch.Tensor:
     """The inverse CDF of TLap(sensitivity, eps, delta) at ``u`` (float64 tensor, any shape).
 
     ``u`` must lie strictly inside (0, 1); ``ppf(1/2) = 0`` exactly; the result never leaves the
-    exact support ``[-A, A]``. Paper: TLap (v2 §2 / App. B; v3: unverified); PAPER.md §2.1.
+    exact support ``[-A, A]``. Paper: TLap (v2 §2 / App. B); PAPER.md §2.1.
     """
     u = torch.as_tensor(u, dtype=torch.float64)
     k = tlap_constants(sensitivity, eps, delta)
@@ -185,7 +185,7 @@ def truncated_laplace(shape, sensitivity, eps, delta, *, generator=None, uniform
                       dtype=torch.float64, device=None) -> torch.Tensor:
     """iid TLap(sensitivity, eps, delta) draws of the given ``shape`` (PAPER §2.1).
 
-    Paper: truncated Laplace (v2 §2 / App. B; v3: unverified); spec PAPER.md §2.1.
+    Paper: truncated Laplace (v2 §2 / App. B); spec PAPER.md §2.1.
     Uniforms: ``generator=None`` secure (OS CSPRNG), a ``torch.Generator`` or
     ``numpy.random.Generator`` (seeded: tests only), or ``uniforms`` (1-D, length
     ``prod(shape)``, consumed in row-major order of ``shape``). Inversion runs in float64 whatever

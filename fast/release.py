@@ -9,7 +9,7 @@ are given as arrays broadcastable to ``values.shape[1:]`` (e.g. one sensitivity 
 each distinct (sensitivity, eps, delta) gets its constants from
 :func:`dpxattn.fast.noise.tlap_constants` (sensitivity rounded up, eps and delta down).
 
-Two noise modes (``DPCrossAttention.build(noise=...)``; issue 5), both through :func:`release_`:
+Two noise modes (``DPCrossAttention.build(noise=...)``; proofs_notes/23-hardened-noise.md), both through :func:`release_`:
 
 * ``"float"`` (:func:`noise_law`): the float64 inversion above, idealised real arithmetic
   (``NUMERICS_FLOAT``); reproducible from a seeded generator or given uniforms (conformance with

@@ -1,7 +1,7 @@
 """Hardened noise: the lattice release with exact discrete truncated Laplace noise, vectorised.
 
-TLap, hardened release -- paper: truncated Laplace mechanism (v2 §2 / App. B; v3: unverified);
-spec PAPER.md §2.1 and §5 item 18; issue 5; proofs_notes/23-hardened-noise.md.
+TLap, hardened release -- paper: truncated Laplace mechanism (v2 §2 / App. B);
+spec PAPER.md §2.1 and §5 item 18; proofs_notes/23-hardened-noise.md.
 
 :func:`secure_release` is the release path of ``noise="secure"``: it rounds every coordinate of
 a float64 vector to the public lattice ``g Z`` (integer operations on the float's bits, ties to

@@ -1,7 +1,7 @@
 """DPTree in torch: flat level-order node arrays, batched canonical decompositions, grid cells.
 
-Paper: DPTree (v2 §4 and App. D; v3: unverified), DPTreeDistance over a public grid (v2 App. F,
-sound variant; v3: unverified); spec PAPER.md §3.1-3.2; layout and order
+Paper: DPTree (v2 §4 and App. D), DPTreeDistance over a public grid (v2 App. F,
+sound variant); spec PAPER.md §3.1-3.2; layout and order
 proofs_notes/01-conventions.md ("Mechanism tree").
 
 Layout. A tree over ``G`` leaves is padded to ``N = 2^h`` leaves, ``h = ceil(log2 G)``, and stored
@@ -293,7 +293,7 @@ def range_sums(nodes: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch
 class DPTree:
     """DPTree.Init / Query in torch: ``width`` trees at once, one per payload column.
 
-    Paper: Alg. 'DPTree' (v2 §4 / App. D; v3: unverified); spec PAPER.md §3.1; conventions
+    Paper: Alg. 'DPTree' (v2 §4 / App. D); spec PAPER.md §3.1; conventions
     ``proofs_notes/01-conventions.md``. Every one of the ``2N - 1`` nodes of each column holds its
     exact subtree sum plus iid TLap(Delta_col, eps/L, delta/L), (eps/L, delta/L) from
     :func:`dpxattn.accounting.plan_dptree`; each column is (eps, delta)-DP for arrays that differ

@@ -2,7 +2,7 @@
 
 Paper: DPTreeSoftmax (law of cosines over DPTreeHighDim of DPTreeDistance, p = 2) and
 DPTreeCrossAttention with the privatized denominator and optional median of copies (v2 §3,
-App. D-I; v3: unverified); spec PAPER.md §3.2-3.7 and §5 items 5-7. Exact counterpart:
+App. D-I); spec PAPER.md §3.2-3.7 and §5 items 5-7. Exact counterpart:
 ``dpxattn.reference.dptree_softmax``; conventions ``proofs_notes/01-conventions.md`` (mechanism
 ``tree``); fast-path numerics ``proofs_notes/19-fast-path.md``.
 

@@ -115,7 +115,7 @@ def _limit_cached(value, dtype: torch.dtype, upper: bool) -> float:
 
 
 #: entries per validation chunk: the temporaries of :func:`check_range` stay O(this), never
-#: O(n d) (issue 3, G10: peak build memory <= 1.3 x payload + one chunk)
+#: O(n d) (benchmark target G10: peak build memory <= 1.3 x payload + one chunk)
 VALIDATION_CHUNK_ELEMENTS = 1 << 16
 
 

@@ -1,6 +1,6 @@
 """Composition of (eps, delta)-DP mechanisms: basic and advanced (Dwork-Roth 2014), certified.
 
-Paper: composition preliminaries (v2 §2 / App. B; v3: unverified); v1/v2 Init signatures with
+Paper: composition preliminaries (v2 §2 / App. B); v1/v2 Init signatures with
 (delta', c) suggest advanced composition across dimensions, v3's plain (eps, delta) basic
 composition. Spec PAPER.md §2.2, §3.3, §3.7, App. A.5. Proof note: ``proofs_notes/05-composition.md``.
 
@@ -31,7 +31,7 @@ __all__ = ["Composed", "basic", "advanced", "advanced_step_eps", "dr14_step_eps"
 class Composed:
     """A composed guarantee: the composition is (eps, delta)-DP.
 
-    Paper: composition (v2 §2 / App. B; v3: unverified); PAPER.md §2.2.
+    Paper: composition (v2 §2 / App. B); PAPER.md §2.2.
     Proof note: ``proofs_notes/05-composition.md``.
     """
 
@@ -66,7 +66,7 @@ def basic(components) -> tuple[Fraction, Fraction]:
 
     ``components``: an iterable of (eps_i, delta_i) pairs with eps_i >= 0 and
     0 <= delta_i <= 1. Returns ``(eps, delta)`` as Fractions.
-    Paper: basic composition (v2 §2 / App. B; v3: unverified); spec PAPER.md §2.2; DR14 Thm 3.16.
+    Paper: basic composition (v2 §2 / App. B); spec PAPER.md §2.2; DR14 Thm 3.16.
     Proof note: ``proofs_notes/05-composition.md``.
     """
     eps, delta = Fraction(0), Fraction(0)
@@ -103,7 +103,7 @@ def advanced(k: int, eps, delta, delta_prime, *, prec=None) -> Composed:
 
     Returns :class:`Composed` with ``eps`` an mpf upper bound on eps' (interval arithmetic,
     rounded up at ``prec`` bits: never optimistic) and ``delta = k delta + delta'`` exactly.
-    Paper: advanced composition, v1/v2 (delta', c) parameters (v2 §2 / App. B; v3: unverified);
+    Paper: advanced composition, v1/v2 (delta', c) parameters (v2 §2 / App. B);
     spec PAPER.md §2.2. Proof note: ``proofs_notes/05-composition.md``.
     """
     k = check_positive_int("k", k)
@@ -127,7 +127,7 @@ def advanced_step_eps(k: int, eps_total, delta_prime, *, prec=None):
     "certified F(lo) <= eps_total" (interval upper bound), so the returned eps is always safe:
     ``advanced(k, result, ...).eps <= eps_total``. Within 2^-(prec - 8) relative of the root.
     Paper: the per-coordinate eps_t of DPTreeHighDim under advanced composition ("solve for
-    eps_t numerically rather than trusting c", PAPER §3.3, §5 item 16; v2 App. G; v3: unverified).
+    eps_t numerically rather than trusting c", PAPER §3.3, §5 item 16; v2 App. G).
     Proof note: ``proofs_notes/05-composition.md``.
     """
     k = check_positive_int("k", k)

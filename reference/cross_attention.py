@@ -1,7 +1,7 @@
 """DPCrossAttention (exact reference): build once from private (K, V), answer any queries.
 
 Paper: the cross-attention structure, its Init/Query, the median of copies and the main theorem
-(v2 §3 and App. H, I; ICLR Theorem 1.2; v3: unverified); spec PAPER.md §3.5-3.7, §4.1, §5
+(v2 §3 and App. H, I; ICLR Theorem 1.2); spec PAPER.md §3.5-3.7, §4.1, §5
 items 5-10; DESIGN §2 and §4 (the public contract). Proof notes:
 ``proofs_notes/13-cross-attention-accounting.md`` (end-to-end accounting vs the paper's),
 ``proofs_notes/14-adaptive-queries.md``, ``proofs_notes/15-direct-mechanism.md``,
@@ -55,7 +55,7 @@ class DPCrossAttention:
     :meth:`hp_error_bound`, :attr:`privacy`, :meth:`noise_count`. Attributes (all public):
     ``mechanism``, ``release`` (the noisy structure), ``n``, ``d``, ``d_v``, ``degree``, ``R``,
     ``R_w``, ``scale`` (None = 1/d), ``clip``, ``copies``, ``grid_size`` (tree: the grid G used),
-    ``prec``. Paper: DPTreeCrossAttention (v2 §3; v3: unverified); spec PAPER.md §3.5-3.7.
+    ``prec``. Paper: DPTreeCrossAttention (v2 §3); spec PAPER.md §3.5-3.7.
     """
 
     __slots__ = ("mechanism", "release", "_plan", "n", "d", "d_v", "degree", "R", "R_w",
@@ -96,7 +96,7 @@ class DPCrossAttention:
         CSPRNG). ``copies`` (l) and ``grid_size`` (G, default n) are for ``tree`` only.
         The whole released structure is (eps, delta)-DP under replace-one-row adjacency
         (:attr:`privacy`), in idealised real arithmetic.
-        Paper: DPTreeCrossAttention.Init (v2 §3, App. I; v3: unverified); spec PAPER.md §3.5-3.7.
+        Paper: DPTreeCrossAttention.Init (v2 §3, App. I); spec PAPER.md §3.5-3.7.
         """
         mechanism, degree, copies, grid_size, clip = check_build_arguments(
             mechanism=mechanism, eps=eps, delta=delta, R=R, R_w=R_w, degree=degree, scale=scale,
@@ -177,7 +177,7 @@ class DPCrossAttention:
         """The private answers, one row per query token: m rows of d_v mpf.
 
         Deterministic given the released structure (repeated queries are identical).
-        Paper: DPTreeCrossAttention.Query (v2 §3; v3: unverified); spec PAPER.md §3.5, §3.6.
+        Paper: DPTreeCrossAttention.Query (v2 §3); spec PAPER.md §3.5, §3.6.
         """
         return [self.release.answer(u) for u in self._queries(Q)]
 
@@ -185,8 +185,7 @@ class DPCrossAttention:
         """Sure envelope (m x d_v): |query(Q) - taylor_attention(Q, K, V)| <= error_bound(Q),
         entrywise, for every noise draw and every query however chosen (no probability).
 
-        Paper: main theorem's additive error, here deterministic (v2 §3, App. H; v3:
-        unverified); spec PAPER.md §4.1, §4.3 row "Adaptive", §5 item 10; DESIGN §4.
+        Paper: main theorem's additive error, here deterministic (v2 §3, App. H); spec PAPER.md §4.1, §4.3 row "Adaptive", §5 item 10; DESIGN §4.
         Proof note: ``proofs_notes/16-certified-envelope.md``.
         """
         return [certified_envelope(self.release.error_terms(u), self.R_w, prec=self.prec)
@@ -199,7 +198,7 @@ class DPCrossAttention:
         combination of independent bounded draws; median copies through the exact binomial
         tail). For all m d_v entries at once pass
         failure_prob / (m d_v). Never larger than :meth:`error_bound`.
-        Paper: "with probability 1 - p_f" (ICLR Theorem 1.2; v2 §3; v3: unverified); spec
+        Paper: "with probability 1 - p_f" (ICLR Theorem 1.2; v2 §3); spec
         PAPER.md §4.1, §2.6; DESIGN §9(c). Proof note: ``proofs_notes/16-certified-envelope.md``.
         """
         check_failure_prob(failure_prob, prec=self.prec)
@@ -212,7 +211,7 @@ class DPCrossAttention:
 
         A public constant (no private data): the additive form of the kernel's relative error,
         valid for signed values. Paper: main theorem, relative error 2 eps_s/(1 - eps_s) (ICLR
-        Thm 1.2; v2 §3; v3: unverified); spec PAPER.md §4.1, §5 item 12. Proof note:
+        Thm 1.2; v2 §3); spec PAPER.md §4.1, §5 item 12. Proof note:
         ``proofs_notes/18-kernel-error-theorem.md``.
         """
         e = certified_eps_s(self.R, self.degree, self.d, scale=self.scale, prec=self.prec)
@@ -223,7 +222,7 @@ class DPCrossAttention:
         """Sure envelope (m x d_v) against EXACT softmax attention:
         |query(Q) - attention(Q, K, V)| <= error_bound(Q) + kernel_error_bound().
 
-        Paper: main theorem, additive plus relative error (v2 §3; v3: unverified); spec
+        Paper: main theorem, additive plus relative error (v2 §3); spec
         PAPER.md §4.1; DESIGN §1 item 3. Proof note: ``proofs_notes/16-certified-envelope.md``.
         """
         k = self.kernel_error_bound()
@@ -248,7 +247,7 @@ def accounting_comparison(*, eps, delta, n: int, d: int, d_v: int, degree: int,
     levels, honestly composed over every released part (c0, c1 and the denominator noised like
     a column), would certify only ``paper_noise_end_to_end_eps`` = noise_ratio * eps. As
     published the paper's release is not DP at all (exact c0, c1, denominator). Exact Fractions.
-    Paper: v2 §3 and App. D-I (v3: unverified); spec PAPER.md §3.7, §5 items 5, 6, 9.
+    Paper: v2 §3 and App. D-I; spec PAPER.md §3.7, §5 items 5, 6, 9.
     Proof note: ``proofs_notes/13-cross-attention-accounting.md``.
     """
     plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree, copies=copies,

@@ -1,7 +1,7 @@
 """Discrete truncated Laplace on a power-of-two lattice: the exact law and an exact sampler.
 
-TLap, hardened release -- paper: truncated Laplace mechanism (v2 §2 / App. B; v3: unverified);
-spec PAPER.md §2.1 (law, vector extension) and §5 item 18 (floating point); issue 5;
+TLap, hardened release -- paper: truncated Laplace mechanism (v2 §2 / App. B);
+spec PAPER.md §2.1 (law, vector extension) and §5 item 18 (floating point);
 proofs_notes/23-hardened-noise.md (the proof this module's constants come from).
 
 The float path adds ``ppf(u)`` of a float64 uniform to a float64 sum. Its output bits depend on
@@ -203,7 +203,7 @@ def rounded_sensitivity_units(sensitivity, changed: int, exponent: int) -> int:
     units, hence <= floor(Delta/g + changed) = floor(Delta/g) + changed
     (proofs_notes/23-hardened-noise.md, Lemma 1).
 
-    Paper: none (hardened noise is ours; issue 5, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
+    Paper: none (hardened noise is ours, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
     """
     sens = _exact("sensitivity", check_positive("sensitivity", sensitivity))
     changed = check_positive_int("changed", changed)
@@ -217,7 +217,7 @@ def lattice_scale_units(sensitivity_units: int, eps) -> int:
     the two laws on the overlap of their supports is <= exp(Delta_int / t) <= e^eps. An integer
     scale keeps every Bernoulli in the sampler a ratio of integers (CKS20 with s = 1).
 
-    Paper: none (hardened noise is ours; issue 5, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
+    Paper: none (hardened noise is ours, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
     """
     units = check_positive_int("sensitivity_units", sensitivity_units)
     e = _exact("eps", check_positive("eps", eps))
@@ -263,7 +263,7 @@ def _normaliser(ctx, t: int, K: int):
 def normaliser(t: int, K: int, *, prec=None):
     """N = sum_{|z| <= K} exp(-|z|/t) = 1 + 2 q (1 - q^K) / (1 - q) (mpf at ``prec`` bits).
 
-    Paper: none (hardened noise is ours; issue 5, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
+    Paper: none (hardened noise is ours, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
     """
     t, K = _check_law(t, K)
     return _normaliser(context(prec), t, K)
@@ -272,7 +272,7 @@ def normaliser(t: int, K: int, *, prec=None):
 def pmf(z: int, t: int, K: int, *, prec=None):
     """P(Z = z) = exp(-|z|/t) / N for |z| <= K, else 0 (mpf).
 
-    Paper: none (hardened noise is ours; issue 5, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
+    Paper: none (hardened noise is ours, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
     """
     t, K = _check_law(t, K)
     ctx = context(prec)
@@ -285,7 +285,7 @@ def pmf(z: int, t: int, K: int, *, prec=None):
 def cdf(z: int, t: int, K: int, *, prec=None):
     """P(Z <= z) (mpf): 0 below -K, 1 from K on.
 
-    Paper: none (hardened noise is ours; issue 5, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
+    Paper: none (hardened noise is ours, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
     """
     t, K = _check_law(t, K)
     ctx = context(prec)
@@ -316,7 +316,7 @@ def even_moments(t: int, K: int, *, prec=None):
     -expm1(-1/t), exact at ``prec`` bits; the one subtraction loses about log10(S_4 / G_4) digits
     (3 for K ~ 13.7 t). Tested against :func:`normaliser` and :func:`pmf` summed term by term.
 
-    Paper: none (hardened noise is ours; issue 5, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
+    Paper: none (hardened noise is ours, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
     """
     t, K = _check_law(t, K)
     ctx = context(prec)
@@ -349,7 +349,7 @@ def tail_delta(shift: int, t: int, K: int, *, prec=None):
     For ``|shift| / t <= eps`` this is the exact hockey-stick divergence at eps of
     m + Z against m + shift + Z (the ratio is <= e^eps on the overlap); symmetric in the sign.
 
-    Paper: none (hardened noise is ours; issue 5, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
+    Paper: none (hardened noise is ours, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
     """
     t, K = _check_law(t, K)
     return _tail(context(prec), t, K, abs(int(shift)))
@@ -388,7 +388,7 @@ def hockey_stick(shift: int, eps_prime, t: int, K: int, *, prec=None):
     (q^k - e^{eps'} q^{shift-k}) / N; (iv) k >= shift: ratio <= 1, nothing. ``eps_prime >= 0``;
     symmetric in the sign of ``shift``.
 
-    Paper: none (hardened noise is ours; issue 5, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
+    Paper: none (hardened noise is ours, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
     """
     t, K = _check_law(t, K)
     e = _exact("eps_prime", eps_prime)
@@ -405,7 +405,7 @@ def _as_fraction(x) -> Fraction:
 def delta_enclosure(shift: int, t: int, K: int, *, prec: int = DECISION_PREC) -> tuple[Fraction, Fraction]:
     """A certified enclosure [lo, hi] of :func:`tail_delta` (interval arithmetic, exact Fractions).
 
-    Paper: none (hardened noise is ours; issue 5, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
+    Paper: none (hardened noise is ours, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
     """
     t, K = _check_law(t, K)
     iv = interval_context(prec)
@@ -435,7 +435,7 @@ def support_units(shift: int, t: int, delta) -> int:
     Start from the closed-form solution of q^(K+1) (q^-shift - 1 + 2 delta) = delta (1 + q),
     then gallop and bisect with certified comparisons.
 
-    Paper: none (hardened noise is ours; issue 5, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
+    Paper: none (hardened noise is ours, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
     """
     shift = check_positive_int("shift", shift)
     t = check_positive_int("t", t)
@@ -487,7 +487,7 @@ class LatticeParameters:
     the exact delta achieved, <= the target delta). ``delta_achieved`` is ``delta_upper`` rounded
     up to a float64.
 
-    Paper: none (hardened noise is ours; issue 5, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
+    Paper: none (hardened noise is ours, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
     """
 
     sensitivity: Fraction
@@ -599,7 +599,7 @@ def lattice_parameters(sensitivity, eps, delta, changed: int, *, value_bound=Non
     Without ``value_bound`` the release accepts |round(x/g)| <= 2^53 - K and raises beyond.
     Cached: a pure function of its (exact) arguments.
 
-    Paper: none (hardened noise is ours; issue 5, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
+    Paper: none (hardened noise is ours, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
     """
     check_privacy(eps, delta)
     sens = _exact("sensitivity", check_positive("sensitivity", sensitivity))
@@ -618,7 +618,7 @@ def lattice_parameters(sensitivity, eps, delta, changed: int, *, value_bound=Non
 def round_to_lattice_units(x, exponent: int) -> int:
     """round(x / 2^k) to the nearest integer, ties to even, exactly (x: a finite real number).
 
-    Paper: none (hardened noise is ours; issue 5, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
+    Paper: none (hardened noise is ours, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
     """
     v = _exact("x", x)
     return round(v / (Fraction(2) ** int(exponent)))  # Fraction.__round__: half to even
@@ -649,7 +649,7 @@ def uniform_below(n: int, words: Iterator[int]) -> int:
     is exactly uniform; a word is rejected with probability < n / 2^64 <= 1/4. ``n = 1``
     consumes no word.
 
-    Paper: none (hardened noise is ours; issue 5, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
+    Paper: none (hardened noise is ours, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
     """
     if n == 1:
         return 0
@@ -677,7 +677,7 @@ def bernoulli_exp(num: int, den: int, words: Iterator[int], *, range_limit: int 
     Steps k = 1, 2, ... draw Bernoulli(gamma / k), gamma = num/den, until one is false; the
     result is true iff that k is odd: P = sum_k odd (gamma^(k-1)/(k-1)! - gamma^k/k!) = e^-gamma.
 
-    Paper: none (hardened noise is ours; issue 5, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
+    Paper: none (hardened noise is ours, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
     """
     k = 1
     while _bernoulli_step(num, den, k, words, range_limit):
@@ -689,7 +689,7 @@ def block_exponent(t: int, K: int) -> int:
     """m of the block 2^m splitting X = A 2^m + B: the largest m with 2^m <= t (so B/t < 1) and
     K / 2^m < 2^10 (at most about a thousand thresholds for A), and m >= 0.
 
-    Paper: none (hardened noise is ours; issue 5, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
+    Paper: none (hardened noise is ours, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
     """
     t, K = _check_law(t, K)
     return max(0, min(t.bit_length() - 1, K.bit_length() - 10))
@@ -703,7 +703,7 @@ def rate_digit(num: int, den: int, j: int) -> int:
     Certified: interval arithmetic at increasing precision until both ends have the same floor
     (e^(-num/den) 2^(64 j) is irrational, so this terminates).
 
-    Paper: none (hardened noise is ours; issue 5, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
+    Paper: none (hardened noise is ours, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
     """
     num = check_positive_int("num", num)
     den = check_positive_int("den", den)
@@ -727,7 +727,7 @@ def threshold_first_digits(step: int, t: int, a_stop: int) -> list[int]:
     successive interval products of e^(-step/t) at 192 bits; an entry whose enclosure straddles
     an integer is recomputed by :func:`rate_digit`.
 
-    Paper: none (hardened noise is ours; issue 5, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
+    Paper: none (hardened noise is ours, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
     """
     step = check_positive_int("step", step)
     t = check_positive_int("t", t)
@@ -752,7 +752,7 @@ def threshold_count(a_stop: int, step: int, t: int, words: Iterator[int]) -> int
     """min(A, a_stop) for P(A >= a) = exp(-a step / t), by inversion: A >= a iff W < that
     threshold, for one uniform real W whose 64-bit digits are drawn only when needed.
 
-    Paper: none (hardened noise is ours; issue 5, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
+    Paper: none (hardened noise is ours, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
     """
     digits: list[int] = []
 
@@ -779,7 +779,7 @@ def bernoulli_ratio_from_prefix(num: int, den: int, prefix: int, bits: int, word
     they agree with those of num/den (then V < num/den is decided at the first difference).
     num = 0 is false without a word. Requires num 2^bits < 2^64.
 
-    Paper: none (hardened noise is ours; issue 5, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
+    Paper: none (hardened noise is ours, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
     """
     if num == 0:
         return False
@@ -810,7 +810,7 @@ def sample_from_words(t: int, K: int, words: Iterable[int], *, range_limit: int 
     independent, so P(X = x) prop. e^(-x/t) for every x >= 0; restarting when A reaches a_stop or
     X > K conditions on X <= K; a fair sign with (-, 0) rejected gives P(z) prop. e^(-|z|/t).
 
-    Paper: none (hardened noise is ours; issue 5, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
+    Paper: none (hardened noise is ours, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
     """
     t, K = _check_law(t, K)
     if t > range_limit:
@@ -846,7 +846,7 @@ def _check_tape(tape) -> np.ndarray:
 def sample_from_tape(tape, t: int, K: int, *, range_limit: int = RANGE_LIMIT) -> list[int]:
     """One draw per row of a (n, T) uint64 tape: row i's words, in order, feed draw i.
 
-    Paper: none (hardened noise is ours; issue 5, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
+    Paper: none (hardened noise is ours, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
     """
     arr = _check_tape(tape)
     return [sample_from_words(t, K, iter(row.tolist()), range_limit=range_limit) for row in arr]
@@ -860,7 +860,7 @@ def release_from_tape(values, tape, *, sensitivity, eps, delta, changed: int, va
     :class:`BoundError` for NaN/inf, for |x| > value_bound, or for a lattice integer beyond the
     exact float64 range.
 
-    Paper: none (hardened noise is ours; issue 5, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
+    Paper: none (hardened noise is ours, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
     """
     params = lattice_parameters(sensitivity, eps, delta, changed, value_bound=value_bound)
     xs = [_exact_value(v, i) for i, v in enumerate(values)]

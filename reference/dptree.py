@@ -1,6 +1,6 @@
 """DPTree: private range sums over a fixed-index array, exactly (mpmath, explicit ``prec``).
 
-Paper: Alg. 'DPTree' Init/Query and its error lemma (v2 §4 / App. D; v3: unverified); spec
+Paper: Alg. 'DPTree' Init/Query and its error lemma (v2 §4 / App. D); spec
 PAPER.md §3.1 (and §5 items 14, 15). Proof note: ``proofs_notes/06-dptree.md``.
 
 Conventions (``proofs_notes/01-conventions.md``):
@@ -76,7 +76,7 @@ def _check_leaf_count(N) -> int:
 def node_level(i: int) -> int:
     """Level of node i in level order (root 0 is level 0).
 
-    Paper: DPTree (v2 §4 / App. D; v3: unverified); spec PAPER.md §3.1.
+    Paper: DPTree (v2 §4 / App. D); spec PAPER.md §3.1.
     """
     i = check_positive_int("node", i, minimum=0)
     return (i + 1).bit_length() - 1
@@ -86,7 +86,7 @@ def node_interval(i: int, N: int) -> tuple[int, int]:
     """The 0-based inclusive leaf range [lo, hi] that node i covers in a tree of N = 2^h leaves.
 
     Paper: DPTree, node (l, k) covers leaves [k 2^(h-l) + 1, (k+1) 2^(h-l)] 1-based (v2 §4 /
-    App. D; v3: unverified); spec PAPER.md §3 conventions.
+    App. D); spec PAPER.md §3 conventions.
     """
     N = _check_leaf_count(N)
     i = check_positive_int("node", i, minimum=0)
@@ -101,7 +101,7 @@ def node_interval(i: int, N: int) -> tuple[int, int]:
 def leaf_node(g: int, N: int) -> int:
     """Node index of leaf g (0-based) in level order: N - 1 + g.
 
-    Paper: DPTree (v2 §4 / App. D; v3: unverified); spec PAPER.md §3.1; order of
+    Paper: DPTree (v2 §4 / App. D); spec PAPER.md §3.1; order of
     ``proofs_notes/01-conventions.md``.
     """
     N = _check_leaf_count(N)
@@ -115,7 +115,7 @@ def covering_nodes(g: int, N: int) -> tuple[int, ...]:
     """The L = h + 1 nodes whose interval contains leaf g, root first (one per level).
 
     This is why one changed entry touches exactly one node per level (PAPER §3.1, "noise scale
-    and why"; v2 §4 / App. D; v3: unverified).
+    and why"; v2 §4 / App. D).
     """
     i = leaf_node(g, N)
     path = [i]
@@ -131,8 +131,7 @@ def canonical_decomposition(lo: int, hi: int, N: int) -> tuple[int, ...]:
     Returns the node indices (level order numbering), left to right: the unique minimal set of
     maximal dyadic nodes whose intervals partition [lo, hi]. Its size is <= max(1, 2h - 2); a
     prefix [0, j] uses popcount(j + 1) nodes when j + 1 < N and the root alone when j = N - 1.
-    Paper: DPTree.Query, "maximal nodes whose interval lies inside [x, y]" (v2 §4 / App. D;
-    v3: unverified); spec PAPER.md §3.1. Proof note: ``proofs_notes/06-dptree.md``.
+    Paper: DPTree.Query, "maximal nodes whose interval lies inside [x, y]" (v2 §4 / App. D); spec PAPER.md §3.1. Proof note: ``proofs_notes/06-dptree.md``.
     """
     N = _check_leaf_count(N)
     lo = check_positive_int("lo", lo, minimum=0)
@@ -160,7 +159,7 @@ def canonical_decomposition(lo: int, hi: int, N: int) -> tuple[int, ...]:
 def noise_count(n: int) -> int:
     """Uniforms (= noise draws) a DPTree over n entries consumes: 2N - 1, N = 2^ceil(log2 n).
 
-    One per node, every node noised: DPTree.Init (v2 §4 / App. D; v3: unverified); spec
+    One per node, every node noised: DPTree.Init (v2 §4 / App. D); spec
     PAPER.md §3.1.
     """
     return 2 * padded_size(n) - 1
@@ -184,8 +183,7 @@ def exact_node_sums(values, *, prec=None) -> list:
     Sums are formed with exact addition (no rounding at any precision), so a node's value is
     exactly the sum of its leaves' values as converted by :func:`dpxattn.reference._mp.to_mpf`
     (exact for int, float, mpf; ``Fraction`` rounded once). Private: never stored by a DPTree.
-    Paper: DPTree.Init "c[v] = sum of a over v's leaf interval" (v2 §4 / App. D; v3:
-    unverified); spec PAPER.md §3.1.
+    Paper: DPTree.Init "c[v] = sum of a over v's leaf interval" (v2 §4 / App. D); spec PAPER.md §3.1.
     """
     ctx = context(prec)
     vals = _values(values, ctx)
@@ -201,7 +199,7 @@ def range_sum_from_nodes(node_values, lo: int, hi: int) -> object:
     """Sum of ``node_values`` over the canonical decomposition of [lo, hi] (N from the length).
 
     With exact node sums this is the exact range sum; with noisy ones it is DPTree.Query.
-    Paper: DPTree.Query (v2 §4 / App. D; v3: unverified); spec PAPER.md §3.1.
+    Paper: DPTree.Query (v2 §4 / App. D); spec PAPER.md §3.1.
     """
     count = len(node_values)
     N = (count + 1) // 2
@@ -223,7 +221,7 @@ def certified_upper(fn, *args, prec=None):
     relatively; the result is then multiplied by 1 + 2^-prec with upward rounding. The margin
     exceeds that rounding error by a factor > 2^20, so the returned value is never below the
     true constant (DESIGN §5: bounds the reference claims are never optimistic). Not a paper
-    construct: it serves the paper's error bounds (v2 §4 / App. D; v3: unverified; PAPER.md §3.1).
+    construct: it serves the paper's error bounds (v2 §4 / App. D; PAPER.md §3.1).
     """
     p = resolve_prec(prec)
     ctx = context(p)
@@ -241,8 +239,7 @@ def level_support_bound(*, n: int, sensitivity, eps, delta, prec=None):
     """A_L: the per-node truncation bound, TLap(Delta, eps/L, delta/L) support half-width.
 
     A_L = (Delta L/eps) ln(1 + L (e^(eps/L) - 1)/(2 delta)) (PAPER §5 item 15), certified
-    (rounded up, :func:`certified_upper`). Paper: DPTree error lemma (v2 §4 / App. D; v3:
-    unverified); spec PAPER.md §3.1.
+    (rounded up, :func:`certified_upper`). Paper: DPTree error lemma (v2 §4 / App. D); spec PAPER.md §3.1.
     """
     eps_l, delta_l = _level_budget(eps, delta, n)
     return certified_upper(tl.support_bound, sensitivity, eps_l, delta_l, prec=prec)
@@ -313,7 +310,7 @@ def sure_error_bound(lo: int, hi: int, *, n: int, sensitivity, eps, delta, prec=
     C is the canonical decomposition of [lo, hi]; (eps, delta) is the whole tree's budget.
     Holds for every noise draw, hence for all queries at once, adaptive ones included (in exact
     arithmetic; the reference's own rounding is ~2^-prec relative to the node values).
-    Paper: DPTree error lemma, deterministic form (v2 §4 / App. D; v3: unverified); spec
+    Paper: DPTree error lemma, deterministic form (v2 §4 / App. D); spec
     PAPER.md §3.1 "Error [D]". Proof note: ``proofs_notes/06-dptree.md``.
     """
     size = _decomposition_size(lo, hi, n)
@@ -327,7 +324,7 @@ def chebyshev_error_bound(lo: int, hi: int, *, n: int, sensitivity, eps, delta,
 
     At the paper's failure = 0.01 this is 10 sqrt(|C|) sigma_L (Chebyshev; PAPER §3.1, the
     "with probability 0.99" form that feeds the median trick), <= 20 Delta (h+1) sqrt(h)/eps.
-    Paper: DPTree error lemma (v2 §4 / App. D; v3: unverified); spec PAPER.md §3.1.
+    Paper: DPTree error lemma (v2 §4 / App. D); spec PAPER.md §3.1.
     """
     size = _decomposition_size(lo, hi, n)
     return _chebyshev(size, level_variance(n=n, sensitivity=sensitivity, eps=eps, delta=delta,
@@ -340,7 +337,7 @@ def hoeffding_error_bound(lo: int, hi: int, *, n: int, sensitivity, eps, delta,
 
     The error is a sum of |C| independent, mean-zero draws in [-A_L, A_L], so
     P[|error| > t] <= 2 exp(-t^2 / (2 |C| A_L^2)) (PAPER §3.1, sub-Gaussian form).
-    Paper: DPTree error lemma (v2 §4 / App. D; v3: unverified); spec PAPER.md §3.1.
+    Paper: DPTree error lemma (v2 §4 / App. D); spec PAPER.md §3.1.
     """
     size = _decomposition_size(lo, hi, n)
     return _hoeffding(size, level_support_bound(n=n, sensitivity=sensitivity, eps=eps,
@@ -397,7 +394,7 @@ def draw_uniforms(count: int, *, uniforms=None, generator=None) -> tuple[np.ndar
 class DPTree:
     """A built DPTree: the 2N - 1 noisy node values and the public parameters, nothing else.
 
-    Paper: Alg. 'DPTree' (v2 §4 / App. D; v3: unverified); spec PAPER.md §3.1. Attributes:
+    Paper: Alg. 'DPTree' (v2 §4 / App. D); spec PAPER.md §3.1. Attributes:
     ``n``, ``N``, ``levels`` (L), ``sensitivity`` (mpf), ``eps_level``/``delta_level`` (exact
     Fractions from the plan), ``prec``, ``noisy`` (tuple of 2N - 1 mpf, level order),
     ``support_bound`` (A_L, certified), ``plan`` (the :class:`dpxattn.accounting.PrivacyPlan`,
@@ -435,7 +432,7 @@ class DPTree:
         delta/L) is ``plan_dptree(eps, delta, n).share("tree_level")``. The result is
         (eps, delta)-DP for neighbouring arrays that differ in one entry by at most
         ``sensitivity`` (vector extension per level, basic composition over the L levels).
-        Paper: DPTree.Init (v2 §4 / App. D; v3: unverified); spec PAPER.md §3.1.
+        Paper: DPTree.Init (v2 §4 / App. D); spec PAPER.md §3.1.
         """
         p = resolve_prec(prec)
         check_positive("sensitivity", sensitivity)
@@ -484,7 +481,7 @@ class DPTree:
     def query(self, lo: int, hi: int):
         """DPTree.Query: sum of the noisy nodes of the canonical decomposition of [lo, hi].
 
-        Paper: DPTree.Query (v2 §4 / App. D; v3: unverified); spec PAPER.md §3.1.
+        Paper: DPTree.Query (v2 §4 / App. D); spec PAPER.md §3.1.
         """
         return range_sum_from_nodes(self.noisy, *self._check_range(lo, hi))
 

@@ -1,7 +1,6 @@
 """DPTreeDistance on a PUBLIC GRID: weighted l1 and squared l2 distance queries, exactly.
 
-Paper: Alg. 'DPTreeDistance' Init/Query and the 1-D weighted distance lemma (v2 App. E-F;
-v3: unverified; the ICLR version's "Algorithms 5 and 6"); spec PAPER.md §2.4, §3.2 (sound
+Paper: Alg. 'DPTreeDistance' Init/Query and the 1-D weighted distance lemma (v2 App. E-F; the ICLR version's "Algorithms 5 and 6"); spec PAPER.md §2.4, §3.2 (sound
 variant), §5 item 7. Proof notes: ``proofs_notes/07-dptree-distance-l1.md`` (p = 1),
 ``proofs_notes/08-dptree-distance-l2sq.md`` (p = 2).
 
@@ -89,8 +88,7 @@ FORMS = {1: ("split", "prefix_total"), 2: ("split", "totals")}
 def exact_fraction(x, name: str = "value") -> Fraction:
     """The exact rational value of an int, float, Fraction, numpy scalar or finite mpf.
 
-    Used to evaluate the public-grid cell rule exactly (PAPER.md §3.2 sound variant; v2 App. F;
-    v3: unverified).
+    Used to evaluate the public-grid cell rule exactly (PAPER.md §3.2 sound variant; v2 App. F).
     """
     if isinstance(x, Fraction):
         return x
@@ -110,7 +108,7 @@ def working_bound(upper, ctx):
     Every structure and query of this module works with the bound, the points and the query at
     the working precision: points are validated against this value and the cell rule is then
     applied exactly to these values, so validation, cells and sensitivities agree.
-    Paper: the public bound R_x of DPTreeDistance (v2 App. F; v3: unverified); PAPER.md §3.2.
+    Paper: the public bound R_x of DPTreeDistance (v2 App. F); PAPER.md §3.2.
     """
     check_positive("upper", upper)
     return to_mpf(upper, ctx, "upper")
@@ -128,7 +126,7 @@ def grid_cell(x, upper, G: int) -> int:
     locating a point or a query uses no private data (PAPER §3.2 sound variant, §5 item 7).
     The floor is taken of the exact rational x G / upper of the given numbers (no rounding);
     the structures call it on values already at their working precision.
-    Paper: DPTreeDistance, sound variant (v2 App. F; v3: unverified); spec PAPER.md §3.2.
+    Paper: DPTreeDistance, sound variant (v2 App. F); spec PAPER.md §3.2.
     """
     up, G = _check_grid(upper, G)
     v = exact_fraction(x, "x")
@@ -140,7 +138,7 @@ def grid_cell(x, upper, G: int) -> int:
 def cell_bounds(g: int, upper, G: int) -> tuple[Fraction, Fraction]:
     """The exact endpoints [g upper/G, (g + 1) upper/G] of cell g of the public grid.
 
-    Paper: DPTreeDistance, sound variant (v2 App. F; v3: unverified); spec PAPER.md §3.2.
+    Paper: DPTreeDistance, sound variant (v2 App. F); spec PAPER.md §3.2.
     """
     up, G = _check_grid(upper, G)
     g = check_positive_int("cell", g, minimum=0)
@@ -154,7 +152,7 @@ def l1_prefix_end(y, upper, G: int) -> int:
 
     Putting y's cell on the side of its boundary nearest to y bounds the discretisation error
     by (upper/G) sum_{i in cell j} |w_i| (always the same side would double it). Returns -1 for
-    an empty prefix. Paper: sound variant (v2 App. F; v3: unverified); spec PAPER.md §3.2.
+    an empty prefix. Paper: sound variant (v2 App. F); spec PAPER.md §3.2.
     """
     j = grid_cell(y, upper, G)
     a, b = cell_bounds(j, upper, G)
@@ -164,7 +162,7 @@ def l1_prefix_end(y, upper, G: int) -> int:
 def split_ranges(prefix_end: int, G: int) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
     """(prefix, suffix) leaf ranges [0, e] and [e + 1, G - 1]; ``None`` where a range is empty.
 
-    Paper: DPTreeDistance.Query, prefix and suffix sums (v2 App. F; v3: unverified); spec
+    Paper: DPTreeDistance.Query, prefix and suffix sums (v2 App. F); spec
     PAPER.md §3.2; ``proofs_notes/01-conventions.md`` (split).
     """
     G = check_positive_int("grid_size", G)
@@ -184,8 +182,7 @@ def moment_sensitivity(k: int, *, upper, R_w, prec=None):
 
     Replace one pair (x, w) -> (x', w'): leaf cell(x) loses w x^k and leaf cell(x') gains
     w' x'^k (the same leaf when the cells agree), so at most two nodes per level change, by
-    |w x^k| + |w' x'^k| <= 2 R_w upper^k in l1. Paper: DPTreeDistance sensitivity (v2 App. F;
-    v3: unverified); spec PAPER.md §3.2 ("Delta_k = 2 R_w R_x^k"), §5 item 13.
+    |w x^k| + |w' x'^k| <= 2 R_w upper^k in l1. Paper: DPTreeDistance sensitivity (v2 App. F); spec PAPER.md §3.2 ("Delta_k = 2 R_w R_x^k"), §5 item 13.
     """
     ctx = context(prec)
     k = check_positive_int("k", k, minimum=0)
@@ -218,7 +215,7 @@ def moment_leaves(points, weights, *, upper, grid_size: int, k: int, prec=None) 
     """The G leaves of moment tree k, exactly: leaf g = sum_{cell(x_i) = g} w_i x_i^k (mpf).
 
     Private (used inside the build and by the tests). Exact products and sums.
-    Paper: DPTreeDistance.Init, b^(k) = w x^k (v2 App. F; v3: unverified); spec PAPER.md §3.2
+    Paper: DPTreeDistance.Init, b^(k) = w x^k (v2 App. F); spec PAPER.md §3.2
     (sound variant: leaves are public grid cells, not sorted positions).
     """
     ctx = context(prec)
@@ -256,7 +253,7 @@ def answer_coefficients(y, *, upper, grid_size: int, p: int, form=None, prec=Non
     The answer is ``sum coef * node value`` over the p + 1 moment trees; with noisy nodes it is
     DPTreeDistance.Query, with exact node sums the noiseless grid answer, and their difference
     is ``sum coef * node noise``. Forms: see the module docstring.
-    Paper: DPTreeDistance.Query (v2 App. F; v3: unverified); spec PAPER.md §3.2.
+    Paper: DPTreeDistance.Query (v2 App. F); spec PAPER.md §3.2.
     """
     form = _check_form(p, form)
     ctx = context(prec)
@@ -308,7 +305,7 @@ def noiseless_answer(points, weights, y, *, upper, grid_size: int, p: int, form=
 
     For p = 2 it equals :func:`weighted_distance` (any form); for p = 1 it differs from it by
     at most :func:`discretisation_error_bound`. Used by the tests (zero-noise check).
-    Paper: DPTreeDistance.Query without noise (v2 App. F; v3: unverified); PAPER.md §3.2.
+    Paper: DPTreeDistance.Query without noise (v2 App. F); PAPER.md §3.2.
     """
     ctx = context(prec)
     coef = answer_coefficients(y, upper=upper, grid_size=grid_size, p=p, form=form, prec=prec)
@@ -320,7 +317,7 @@ def noiseless_answer(points, weights, y, *, upper, grid_size: int, p: int, form=
 def weighted_distance(points, weights, y, *, p: int, prec=None):
     """Brute force sum_i w_i |y - x_i|^p (exact products and sum, rounded once at ``prec``).
 
-    Paper: weighted l_p^p distance query (v2 App. E; v3: unverified); spec PAPER.md §2.4.
+    Paper: weighted l_p^p distance query (v2 App. E); spec PAPER.md §2.4.
     """
     ctx = context(prec)
     if p not in FORMS:
@@ -339,7 +336,7 @@ def discretisation_error_bound(points, weights, y, *, upper, grid_size: int, pre
     With y's cell j on the side nearest y (:func:`l1_prefix_end`), only points of cell j can be
     on the wrong side, each at distance <= half a cell from y, contributing 2 |w_i| |x_i - y|
     <= |w_i| upper/G. Private (it reads the weights of y's cell); the public worst case is
-    n R_w upper/G. Rounded up. Paper: sound variant (v2 App. F; v3: unverified); spec PAPER.md
+    n R_w upper/G. Rounded up. Paper: sound variant (v2 App. F); spec PAPER.md
     §3.2.
     """
     ctx = context(prec)
@@ -356,7 +353,7 @@ def discretisation_error_bound(points, weights, y, *, upper, grid_size: int, pre
 def noise_count(grid_size: int, p: int) -> int:
     """Uniforms one DPTreeDistance consumes: (2N - 1)(p + 1), N = 2^ceil(log2 G).
 
-    p + 1 moment trees, every node noised (v2 App. F; v3: unverified); spec PAPER.md §3.2.
+    p + 1 moment trees, every node noised (v2 App. F); spec PAPER.md §3.2.
     """
     if p not in FORMS:
         raise ParameterError("p", "must be 1 (weighted l1) or 2 (weighted squared l2)", p)
@@ -370,7 +367,7 @@ def noise_count(grid_size: int, p: int) -> int:
 class DPTreeDistance:
     """A built DPTreeDistance: p + 1 noisy moment trees over a public grid, nothing private.
 
-    Paper: Alg. 'DPTreeDistance' (v2 App. F; v3: unverified), sound variant of PAPER.md §3.2.
+    Paper: Alg. 'DPTreeDistance' (v2 App. F), sound variant of PAPER.md §3.2.
     Attributes: ``p``, ``upper`` (R_x), ``R_w``, ``grid_size`` (G), ``n``, ``prec``, ``trees``
     (tuple of p + 1 :class:`DPTree`, moment k at index k), ``plan`` (labelled
     :class:`dpxattn.accounting.PrivacyPlan`; ``None`` when part of a larger structure).
@@ -400,8 +397,7 @@ class DPTreeDistance:
 
         ``points``: x (n,) in [0, upper]; ``weights``: w (n,) in [-R_w, R_w] (both checked,
         :class:`BoundError` naming the bound); ``grid_size`` G (default n). (eps, delta)-DP
-        under replace-one-(x, w)-pair adjacency. Paper: DPTreeDistance.Init (v2 App. F; v3:
-        unverified); spec PAPER.md §3.2.
+        under replace-one-(x, w)-pair adjacency. Paper: DPTreeDistance.Init (v2 App. F); spec PAPER.md §3.2.
         """
         p_bits = resolve_prec(prec)
         check_positive("upper", upper)
@@ -446,7 +442,7 @@ class DPTreeDistance:
     def query(self, y, *, form=None):
         """DPTreeDistance.Query(y): the noisy weighted distance sum_i w_i |y - x_i|^p.
 
-        Paper: DPTreeDistance.Query (v2 App. F; v3: unverified); spec PAPER.md §3.2.
+        Paper: DPTreeDistance.Query (v2 App. F); spec PAPER.md §3.2.
         """
         coef = self.error_coefficients(y, form=form)
         return _apply(coef, [t.noisy for t in self.trees], context(self.prec))
@@ -460,7 +456,7 @@ class DPTreeDistance:
 
         For p = 2 the noiseless answer is the exact weighted distance; for p = 1 add
         :func:`discretisation_error_bound`. Rounded up. Paper: DPTreeDistance error lemma,
-        deterministic form (v2 App. F; v3: unverified); spec PAPER.md §3.2.
+        deterministic form (v2 App. F); spec PAPER.md §3.2.
         """
         ctx = context(self.prec)
         total = ctx.zero

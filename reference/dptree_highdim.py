@@ -1,6 +1,6 @@
 """DPTreeHighDim: weighted distance queries in D dimensions, one DPTreeDistance per coordinate.
 
-Paper: Alg. 'DPTreeHighDim' Init/Query and its lemma (v2 App. G; v3: unverified); spec PAPER.md
+Paper: Alg. 'DPTreeHighDim' Init/Query and its lemma (v2 App. G); spec PAPER.md
 §2.4 (the distance splits exactly over coordinates), §3.3, §3.7. Proof note:
 ``proofs_notes/09-highdim.md``.
 
@@ -57,7 +57,7 @@ __all__ = [
 def noise_count(grid_size: int, D: int, p: int) -> int:
     """Uniforms one DPTreeHighDim consumes: (2N - 1) D (p + 1), N = 2^ceil(log2 G).
 
-    D DPTreeDistance structures (v2 App. G; v3: unverified); spec PAPER.md §3.3.
+    D DPTreeDistance structures (v2 App. G); spec PAPER.md §3.3.
     """
     D = check_positive_int("D", D)
     return dd.noise_count(grid_size, p) * D
@@ -68,7 +68,7 @@ def coordinate_uniforms(uniforms, *, grid_size: int, D: int, p: int, t: int) -> 
 
     ``uniforms`` is the structure's array in the order of the module docstring; the result is
     ``uniforms.reshape(2N - 1, D, p + 1)[:, t, :].ravel()``. Paper: DPTreeHighDim.Init, one
-    structure per coordinate (v2 App. G; v3: unverified); spec PAPER.md §3.3.
+    structure per coordinate (v2 App. G); spec PAPER.md §3.3.
     """
     u = np.asarray(uniforms, dtype=np.float64)
     nodes = 2 * padded_size(grid_size) - 1
@@ -82,7 +82,7 @@ def coordinate_uppers(upper, D: int) -> list:
     """The D per-coordinate public bounds: ``upper`` repeated, or ``upper`` itself (length D).
 
     Per-coordinate bounds (e.g. the features' M_t) are a stated improvement on one R for all
-    coordinates (PAPER.md §5 item 11); DPTreeHighDim (v2 App. G; v3: unverified), §3.3.
+    coordinates (PAPER.md §5 item 11); DPTreeHighDim (v2 App. G), §3.3.
     """
     if isinstance(upper, (list, tuple, np.ndarray)):
         ups = (list(np.asarray(upper, dtype=object).ravel()) if isinstance(upper, np.ndarray)
@@ -103,7 +103,7 @@ def coordinate_eps(eps, D: int, delta_prime, *, prec=None) -> Fraction:
     sqrt(2 D ln(1/delta')) eps_t + D eps_t (e^eps_t - 1) <= eps
     (:func:`dpxattn.reference.composition.advanced_step_eps`, Dwork-Roth Thm 3.20), returned as
     the exact Fraction of that (dyadic) value, so the plan records exactly what the trees use.
-    Paper: DPTreeHighDim with (delta', c) (v1/v2, App. G; v3: unverified); spec PAPER.md §2.2,
+    Paper: DPTreeHighDim with (delta', c) (v1/v2, App. G); spec PAPER.md §2.2,
     §3.3, §5 item 16 (solve for eps_t rather than trusting c).
     """
     D = check_positive_int("D", D)
@@ -137,7 +137,7 @@ def weighted_distance(points, weights, y, *, p: int, prec=None):
 def discretisation_error_bound(points, weights, y, *, upper, grid_size: int, prec=None):
     """sum_t (upper_t/G) sum_{cell(x_it) = cell(y_t)} |w_i|: the p = 1 grid error (private).
 
-    Paper: DPTreeHighDim over the sound DPTreeDistance (v2 App. F-G; v3: unverified); spec
+    Paper: DPTreeHighDim over the sound DPTreeDistance (v2 App. F-G); spec
     PAPER.md §3.2, §3.3.
     """
     ctx = context(prec)
@@ -156,7 +156,7 @@ def discretisation_error_bound(points, weights, y, *, upper, grid_size: int, pre
 class DPTreeHighDim:
     """A built DPTreeHighDim: D noisy DPTreeDistance structures, nothing private.
 
-    Paper: Alg. 'DPTreeHighDim' (v2 App. G; v3: unverified); spec PAPER.md §3.3. Attributes:
+    Paper: Alg. 'DPTreeHighDim' (v2 App. G); spec PAPER.md §3.3. Attributes:
     ``p``, ``D``, ``uppers`` (D public bounds), ``R_w``, ``grid_size``, ``n``, ``prec``,
     ``composition``, ``coordinates`` (tuple of D :class:`DPTreeDistance`), ``plan``.
     """
@@ -190,7 +190,7 @@ class DPTreeHighDim:
         ``points``: X (n, D), column t in [0, upper_t]; ``weights``: w (n,) in [-R_w, R_w];
         ``grid_size``: G cells per coordinate (default n). (eps, delta)-DP (basic) or
         (eps, delta + delta')-DP (advanced) under replace-one-(x_i, w_i) adjacency.
-        Paper: DPTreeHighDim.Init (v2 App. G; v3: unverified); spec PAPER.md §3.3.
+        Paper: DPTreeHighDim.Init (v2 App. G); spec PAPER.md §3.3.
         """
         p_bits = resolve_prec(prec)
         check_privacy(eps, delta)
@@ -238,7 +238,7 @@ class DPTreeHighDim:
     def query(self, y, *, form=None):
         """sum_t DPTreeDistance_t.query(y_t): the noisy sum_i w_i ||y - x_i||_p^p.
 
-        Paper: DPTreeHighDim.Query (v2 App. G; v3: unverified); spec PAPER.md §3.3.
+        Paper: DPTreeHighDim.Query (v2 App. G); spec PAPER.md §3.3.
         """
         yv = self._query_point(y)
         ctx = context(self.prec)
@@ -260,7 +260,7 @@ class DPTreeHighDim:
 
         For p = 1 add :func:`discretisation_error_bound` to bound the distance to the exact
         answer. Grows like D x (per-coordinate bound): ~ D^2 under basic composition (the
-        paper's r^2). Paper: DPTreeHighDim error (v2 App. G; v3: unverified); PAPER.md §3.3.
+        paper's r^2). Paper: DPTreeHighDim error (v2 App. G); PAPER.md §3.3.
         """
         ctx = context(self.prec)
         total = ctx.zero

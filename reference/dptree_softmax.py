@@ -1,8 +1,8 @@
 """DPTreeSoftmax (sound form) and the cross-attention ``tree`` mechanism built from it.
 
-Paper: 'DPTreeSoftmax' Init/Query (v2 App. I; v3: unverified; the ICLR version's "Algorithm 3"),
-the law-of-cosines reduction (v2 App. I; v3: unverified), the cross-attention structure and the
-median of copies 'DPTreeSoftmaxAdaptive' (v2 §3, App. H; v3: unverified); spec PAPER.md §2.5,
+Paper: 'DPTreeSoftmax' Init/Query (v2 App. I; the ICLR version's "Algorithm 3"),
+the law-of-cosines reduction (v2 App. I), the cross-attention structure and the
+median of copies 'DPTreeSoftmaxAdaptive' (v2 §3, App. H); spec PAPER.md §2.5,
 §3.4-3.6, §5 items 5-7. Proof notes: ``proofs_notes/11-law-of-cosines.md``,
 ``proofs_notes/12-dptree-softmax.md``.
 
@@ -65,7 +65,7 @@ def law_of_cosines(weighted_norm_sq_sum, query_norm_sq, weight_sum, weighted_dis
     identity <x, u> = (||x||^2 + ||u||^2 - ||x - u||^2)/2 summed with weights w_i gives
     sum_i w_i <x_i, u> exactly. Plain arithmetic: exact for Fractions, rounded once per
     operation for mpf. THE one implementation of the identity (the fast path mirrors it).
-    Paper: law-of-cosines reduction (v2 App. I; v3: unverified); spec PAPER.md §2.5.
+    Paper: law-of-cosines reduction (v2 App. I); spec PAPER.md §2.5.
     Proof note: ``proofs_notes/11-law-of-cosines.md``.
     """
     return (weighted_norm_sq_sum + query_norm_sq * weight_sum - weighted_distance_sum) / 2
@@ -74,7 +74,7 @@ def law_of_cosines(weighted_norm_sq_sum, query_norm_sq, weight_sum, weighted_dis
 def distance_coefficients(y) -> tuple:
     """(y^2, -2 y, 1): dist(y) = y^2 P0 - 2 y P1 + P2 for the moments P_m = sum w x^m.
 
-    Paper: DPTreeDistance, p = 2 (v2 App. F; v3: unverified); spec PAPER.md §3.2.
+    Paper: DPTreeDistance, p = 2 (v2 App. F); spec PAPER.md §3.2.
     """
     return (y * y, -2 * y, 1)
 
@@ -86,7 +86,7 @@ def tree_noise_count(*, n: int, d: int, d_v: int, degree: int, copies: int = 1,
     N = 2^ceil(log2 G), G = grid_size (default n), r = C(d + s, s).
     ``proofs_notes/01-conventions.md`` (uniform order of ``tree``).
 
-    Paper: DPTreeSoftmax / DPTreeCrossAttention (v2 App. I, §3; v3: unverified); spec PAPER.md §3.4-3.7; proofs_notes/12-dptree-softmax.md.
+    Paper: DPTreeSoftmax / DPTreeCrossAttention (v2 App. I, §3); spec PAPER.md §3.4-3.7; proofs_notes/12-dptree-softmax.md.
     """
     n = check_positive_int("n", n)
     d_v = check_positive_int("d_v", d_v)
@@ -100,7 +100,7 @@ def tree_noise_count(*, n: int, d: int, d_v: int, degree: int, copies: int = 1,
 def scalar_noise_index(c: int, k: int, which: int, *, d_v: int) -> int:
     """Position of the draw of copy c, column k, scalar ``which`` (0: c0, 1: c1): 2 (c (d_v+1) + k) + which.
 
-    Paper: DPTreeSoftmax / DPTreeCrossAttention (v2 App. I, §3; v3: unverified); spec PAPER.md §3.4-3.7; proofs_notes/12-dptree-softmax.md.
+    Paper: DPTreeSoftmax / DPTreeCrossAttention (v2 App. I, §3); spec PAPER.md §3.4-3.7; proofs_notes/12-dptree-softmax.md.
     """
     return 2 * (c * (d_v + 1) + k) + which
 
@@ -116,7 +116,7 @@ def node_noise_index(i: int, c: int, k: int, t: int, m: int, *, d_v: int, r: int
     Node-major: ``2 l (d_v + 1) + i C + ((c (d_v + 1) + k) r + t) 3 + m``, C = l (d_v + 1) 3 r.
     ``proofs_notes/01-conventions.md`` (uniform order of ``tree``).
 
-    Paper: DPTreeSoftmax / DPTreeCrossAttention (v2 App. I, §3; v3: unverified); spec PAPER.md §3.4-3.7; proofs_notes/12-dptree-softmax.md.
+    Paper: DPTreeSoftmax / DPTreeCrossAttention (v2 App. I, §3); spec PAPER.md §3.4-3.7; proofs_notes/12-dptree-softmax.md.
     """
     C = copies * (d_v + 1) * r * TREE_MOMENTS
     return 2 * copies * (d_v + 1) + i * C + _payload_column(c, k, t, m, d_v=d_v, r=r)
@@ -125,7 +125,7 @@ def node_noise_index(i: int, c: int, k: int, t: int, m: int, *, d_v: int, r: int
 def median(values: list):
     """The median of a list of mpf: the middle value, or the mean of the two middle ones.
 
-    Paper: median of copies, entrywise (v2 App. H; v3: unverified); spec PAPER.md §3.6, §5
+    Paper: median of copies, entrywise (v2 App. H); spec PAPER.md §3.6, §5
     item 21.
     """
     s = sorted(values)
@@ -142,7 +142,7 @@ class DPTreeSoftmax:
     ``c1_laplace_scale`` (b = Delta/eps), ``coordinates`` (tuple of r :class:`DPTreeDistance`,
     p = 2, grid on [0, M_t]), ``moment_variances`` (r tuples of 3 certified node variances),
     ``moment_laplace_scales`` (r tuples of 3 node Laplace scales), ``weight_bound`` (R_w, or 1 for the denominator), ``prec``.
-    Paper: 'DPTreeSoftmax' (v2 App. I; v3: unverified); spec PAPER.md §3.4 ("correct version").
+    Paper: 'DPTreeSoftmax' (v2 App. I); spec PAPER.md §3.4 ("correct version").
     """
 
     __slots__ = ("c0", "c1", "c0_support_bound", "c1_support_bound", "c0_variance",
@@ -178,7 +178,7 @@ class DPTreeSoftmax:
         ``scalar_uniforms``: 2 uniforms [c0, c1]; ``node_uniforms``: a (2N - 1) x (3 r) array,
         row i = node i, column 3 t + m = moment m of coordinate t (node-major, as the
         conventions order them). Released: c0 + Z0, c1 + Z1 and every node of every tree.
-        Paper: DPTreeSoftmax.Init (v2 App. I; v3: unverified); spec PAPER.md §3.4.
+        Paper: DPTreeSoftmax.Init (v2 App. I); spec PAPER.md §3.4.
         """
         p = resolve_prec(prec)
         ctx = context(p)
@@ -229,7 +229,7 @@ class DPTreeSoftmax:
     def query(self, u):
         """DPTreeSoftmax.Query at u = P(q): (c1~ + ||u||^2 c0~ - distance(u)) / 2.
 
-        Paper: DPTreeSoftmax.Query (v2 App. I; v3: unverified); spec PAPER.md §3.4, §2.5.
+        Paper: DPTreeSoftmax.Query (v2 App. I); spec PAPER.md §3.4, §2.5.
         """
         ctx = context(self.prec)
         return law_of_cosines(self.c1, ctx.fsum(x * x for x in u), self.c0, self.distance(u))
@@ -274,7 +274,7 @@ class TreeRelease:
     denominator), ``n``, ``d``, ``d_v``, ``r``, ``degree``, ``scale``, ``copies``,
     ``grid_size``, ``R_w``, ``prec``. Nothing private.
     Paper: cross-attention structure with privatized denominator and median copies (v2 §3,
-    App. H; v3: unverified); spec PAPER.md §3.5, §3.6.
+    App. H); spec PAPER.md §3.5, §3.6.
     """
 
     __slots__ = ("softmax", "n", "d", "d_v", "r", "degree", "scale", "copies", "grid_size",
@@ -302,7 +302,7 @@ class TreeRelease:
         ``plan``: ``plan_tree(...)`` for these sizes; ``uniforms``: :func:`tree_noise_count`
         uniforms in the conventions' order (checked). (eps, delta)-DP end to end: every
         released number is one of the plan's components.
-        Paper: DPTreeCrossAttention.Init (v2 §3, App. H, I; v3: unverified); spec PAPER.md
+        Paper: DPTreeCrossAttention.Init (v2 §3, App. H, I); spec PAPER.md
         §3.5-3.7.
         """
         p = resolve_prec(prec)

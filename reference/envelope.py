@@ -1,7 +1,7 @@
 """Certified (sure) and high-probability error envelopes of a released cross-attention answer.
 
 Paper: the main theorem's additive error and the adaptive-query guarantee (Theorem 1.2 in the
-ICLR version, "with probability 1 - p_f"; v2 §3 and App. H; v3: unverified); spec PAPER.md
+ICLR version, "with probability 1 - p_f"; v2 §3 and App. H); spec PAPER.md
 §4.1, §2.6, §5 item 10; DESIGN §4 (``error_bound``) and §9(c) (``hp_error_bound``).
 Proof note: ``proofs_notes/16-certified-envelope.md`` (derivation), and
 ``proofs_notes/14-adaptive-queries.md`` (why the sure envelope makes adaptivity free).
@@ -129,7 +129,7 @@ def sure_noise_bound(groups: Sequence[NoiseGroup], ctx: mpmath.MPContext):
     """E = sum_g A_g sum_i |c_{g,i}|: surely |sum_g sum_i c_{g,i} Z_{g,i}| <= E (|Z| <= A).
 
     Products and sums rounded up (A_g is itself certified upward by the structure).
-    Paper: TLap "always accurate up to the truncation bound" (v2 §2; v3: unverified); spec
+    Paper: TLap "always accurate up to the truncation bound" (v2 §2); spec
     PAPER.md §2.1, §4.3 row "Adaptive". Proof note ``proofs_notes/16-certified-envelope.md``.
     """
     total = ctx.zero
@@ -145,8 +145,7 @@ def hoeffding_noise_bound(groups: Sequence[NoiseGroup], failure_prob, ctx: mpmat
     Each term c Z lies in [-|c| A, |c| A] and has mean 0; Hoeffding's inequality gives
     P[|sum| >= t] <= 2 exp(-t^2 / (2 sum c^2 A^2)). Evaluated (rounded up) by THE Hoeffding
     function of the reference, :func:`dpxattn.reference.dptree.hoeffding_bound`, on the ranges
-    |c| A. Paper: DPTree error, "sub-Gaussian (Hoeffding, bounded noise)" (v2 App. D; v3:
-    unverified); spec PAPER.md §3.1. Proof note ``proofs_notes/16-certified-envelope.md``.
+    |c| A. Paper: DPTree error, "sub-Gaussian (Hoeffding, bounded noise)" (v2 App. D); spec PAPER.md §3.1. Proof note ``proofs_notes/16-certified-envelope.md``.
     """
     p = _prob(failure_prob, ctx)
     ranges = [abs(c) * g.support_bound for g in groups for c in g.coefficients if c != 0]
@@ -286,7 +285,7 @@ def ratio_error_bound(numerator_bound, denominator_bound, R_w, released_denomina
     average of values in [-R_w, R_w] with positive weights T_s(scale <q, k_j>) >= 1. Clamping
     D~ below by n <= D_T only moves D~ toward D_T, so |D~ - D_T| <= E_D still holds.
     Rounded up (``released_denominator``: an mpf; the bounds: mpf of the same context).
-    Paper: main theorem's additive error, n^{-1} factor from D >= n (v2 §3; v3: unverified);
+    Paper: main theorem's additive error, n^{-1} factor from D >= n (v2 §3);
     spec PAPER.md §4.1, §1.1.
     """
     ctx = released_denominator.context
@@ -332,7 +331,7 @@ def rounding_allowance(bound, R_w, *, prec):
 def binomial_upper_tail(trials: int, at_least: int, q, ctx: mpmath.MPContext):
     """P[Bin(trials, q) >= at_least], exactly (a finite sum), at ``ctx``'s precision.
 
-    Paper: median amplification (v2 App. H; v3: unverified); spec PAPER.md §2.6.
+    Paper: median amplification (v2 App. H); spec PAPER.md §2.6.
     """
     q = ctx.mpf(q)
     return ctx.fsum(math.comb(trials, k) * q**k * (1 - q) ** (trials - k)
@@ -345,7 +344,7 @@ def median_failures_needed(copies: int) -> int:
 
     Odd l: the middle value is inside unless (l+1)/2 values are on one side outside. Even l: the
     two middle values (positions l/2 and l/2 + 1) are both inside unless l/2 values are outside.
-    Paper: median of copies (v2 App. H; v3: unverified); spec PAPER.md §2.6, §3.6.
+    Paper: median of copies (v2 App. H); spec PAPER.md §2.6, §3.6.
     Proof note ``proofs_notes/14-adaptive-queries.md``.
     """
     return (int(copies) + 1) // 2
@@ -357,7 +356,7 @@ def median_copy_failure_prob(copies: int, failure_prob, ctx: mpmath.MPContext):
     bound with probability <= q, the median exceeds the largest copy bound with probability
     <= failure_prob. For l = 1 this is failure_prob itself.
 
-    Paper: median amplification, l >= ln(|N|/p_f)/0.4802 (v2 App. H; v3: unverified); spec
+    Paper: median amplification, l >= ln(|N|/p_f)/0.4802 (v2 App. H); spec
     PAPER.md §2.6. Proof note ``proofs_notes/14-adaptive-queries.md``.
     """
     p = _prob(failure_prob, ctx)
@@ -400,7 +399,7 @@ def certified_envelope(copies_terms: Sequence[CopyErrorTerms], R_w, *, prec) -> 
     these. Plus :func:`rounding_allowance`. No probability is involved: the bound holds for every
     query, however chosen (``proofs_notes/14-adaptive-queries.md``).
     Returns a list of d_v mpf. Paper: main theorem (additive error), adaptive queries
-    (v2 §3, App. H; v3: unverified); spec PAPER.md §4.1, §5 item 10; DESIGN §4.
+    (v2 §3, App. H); spec PAPER.md §4.1, §5 item 10; DESIGN §4.
     """
     ctx = context(prec)
     R_w = to_mpf(R_w, ctx, "R_w")
@@ -428,7 +427,7 @@ def hp_envelope(copies_terms: Sequence[CopyErrorTerms], R_w, failure_prob, *, pr
     failure_prob / (m d_v) (union bound). Adaptively chosen queries are NOT covered (the
     coefficients would then depend on the noise): use :func:`certified_envelope` for those
     (``proofs_notes/14-adaptive-queries.md``). Paper: the "with probability 1 - p_f" utility
-    bound (ICLR Theorem 1.2; v2 §3; v3: unverified); spec PAPER.md §4.1, §2.6; DESIGN §9(c).
+    bound (ICLR Theorem 1.2; v2 §3); spec PAPER.md §4.1, §2.6; DESIGN §9(c).
     """
     ctx = context(prec)
     R_w = to_mpf(R_w, ctx, "R_w")

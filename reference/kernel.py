@@ -1,7 +1,7 @@
 """The truncated Taylor feature map P and its kernel error eps_s, exactly and certified.
 
 Paper: polynomial-kernel approximation of exp(<q, k>/d), "Lemma I.5" in the ICLR 2025 numbering
-(v2 App. I; v3: unverified), imported from AS23 Lemma 3.4; spec PAPER.md §2.3 and App. B.
+(v2 App. I), imported from AS23 Lemma 3.4; spec PAPER.md §2.3 and App. B.
 Proof note: ``proofs_notes/10-taylor-kernel.md``. Conventions (feature order, scale, M_alpha,
 t_max): ``proofs_notes/01-conventions.md`` (Feature map).
 
@@ -57,7 +57,7 @@ MAX_DEGREE = 400
 def index_multisets(d: int, degree: int) -> tuple[tuple[int, ...], ...]:
     """The feature order as index multisets ``(i1 <= ... <= ik)``, k = 0..s (length r).
 
-    Paper: Taylor feature map (v2 App. I; v3: unverified); spec PAPER.md §2.3; DESIGN §4.
+    Paper: Taylor feature map (v2 App. I); spec PAPER.md §2.3; DESIGN §4.
     Proof note: ``proofs_notes/10-taylor-kernel.md``.
     """
     d = check_positive_int("d", d)
@@ -71,8 +71,7 @@ def multi_indices(d: int, degree: int) -> tuple[tuple[int, ...], ...]:
     """THE feature (monomial) order as exponent tuples alpha of length d; length C(d + s, s).
 
     Entry j is the monomial of ``index_multisets(d, degree)[j]``: alpha_i is the multiplicity
-    of i. The fast path uses the same order (tested). Paper: Taylor feature map (v2 App. I;
-    v3: unverified); spec PAPER.md §2.3; DESIGN §4. Proof note: ``proofs_notes/10-taylor-kernel.md``.
+    of i. The fast path uses the same order (tested). Paper: Taylor feature map (v2 App. I); spec PAPER.md §2.3; DESIGN §4. Proof note: ``proofs_notes/10-taylor-kernel.md``.
     """
     out = []
     for combo in index_multisets(d, degree):
@@ -126,8 +125,7 @@ def features(x, degree: int, *, scale=None, prec=None) -> list:
 
     ``<features(x), features(y)> = T_s(scale <x, y>)`` exactly (multinomial theorem), for any
     real x, y and any scale > 0. Returns a list of mpf of length r.
-    Paper: feature map P of the polynomial-kernel lemma ("Lemma I.5", ICLR numbering; v2 App. I;
-    v3: unverified); spec PAPER.md §2.3. Proof note: ``proofs_notes/10-taylor-kernel.md``.
+    Paper: feature map P of the polynomial-kernel lemma ("Lemma I.5", ICLR numbering; v2 App. I); spec PAPER.md §2.3. Proof note: ``proofs_notes/10-taylor-kernel.md``.
     """
     prec = resolve_prec(prec)
     ctx = context(prec)
@@ -141,7 +139,7 @@ def feature_bounds(d: int, degree: int, R, *, scale=None, prec=None) -> list:
     """M_alpha = R^|alpha| sqrt(scale^|alpha| / alpha!): 0 <= P(x)_alpha <= M_alpha on [0, R]^d.
 
     (Also |P(x)_alpha| <= M_alpha on [-R, R]^d.) M_alpha = P(R 1_d)_alpha, so the bound is attained.
-    Paper: per-coordinate feature bound (PAPER §2.3 and §5 item 11; v2 App. I; v3: unverified).
+    Paper: per-coordinate feature bound (PAPER §2.3 and §5 item 11; v2 App. I).
     Proof note: ``proofs_notes/10-taylor-kernel.md``.
     """
     d = check_positive_int("d", d)
@@ -152,7 +150,7 @@ def feature_bounds(d: int, degree: int, R, *, scale=None, prec=None) -> list:
 def taylor(t, degree: int, *, prec=None):
     """T_s(t) = sum_{j=0}^{s} t^j / j! (the kernel: <P(x), P(y)> = T_s(scale <x, y>)).
 
-    Paper: polynomial-kernel lemma (v2 App. I; v3: unverified); spec PAPER.md §2.3.
+    Paper: polynomial-kernel lemma (v2 App. I); spec PAPER.md §2.3.
     Proof note: ``proofs_notes/10-taylor-kernel.md``.
     """
     ctx = context(prec)
@@ -163,7 +161,7 @@ def taylor_series(ctx, t, s: int):
     """T_s(t) for an mpf t of ``ctx`` and an already validated degree s (no conversion).
 
     The loop behind :func:`taylor`, for callers that evaluate many kernels at once.
-    Paper: PAPER §2.3 (v2 App. I; v3: unverified). Proof note: ``proofs_notes/10-taylor-kernel.md``.
+    Paper: PAPER §2.3 (v2 App. I). Proof note: ``proofs_notes/10-taylor-kernel.md``.
     """
     total, term = ctx.one, ctx.one
     for j in range(1, s + 1):
@@ -175,7 +173,7 @@ def taylor_series(ctx, t, s: int):
 def t_max(d: int, R, scale=None, *, prec=None):
     """t_max = scale d R^2: the largest scale <q, k> on [0, R]^d (R^2 for the paper's 1/d).
 
-    Paper: logits <q,k>/d in [0, R^2] (PAPER §1.1, §2.3; v2 App. I; v3: unverified).
+    Paper: logits <q,k>/d in [0, R^2] (PAPER §1.1, §2.3; v2 App. I).
     Proof note: ``proofs_notes/10-taylor-kernel.md``.
     """
     d = check_positive_int("d", d)
@@ -213,7 +211,7 @@ def eps_s_exact(R, degree: int, d: int, *, scale=None, signed: bool = False, pre
     at t = +-t_max. Computed to ``prec`` bits from the tail series (positive for t >= 0; at
     -t_max with enough guard bits for the alternating cancellation). Not a certified bound:
     use :func:`certified_eps_s` for anything a proof relies on.
-    Paper: kernel relative error eps_s ("Lemma I.5", ICLR numbering; v2 App. I; v3: unverified);
+    Paper: kernel relative error eps_s ("Lemma I.5", ICLR numbering; v2 App. I);
     spec PAPER.md §2.3, App. B. Proof note: ``proofs_notes/10-taylor-kernel.md`` (monotonicity).
     """
     prec = resolve_prec(prec)
@@ -259,8 +257,7 @@ def certified_eps_s(R, degree: int, d: int, *, scale=None, signed: bool = False,
     t_max = scale d R^2 is enclosed in an interval (scale, R exact rationals), the tail
     ``sum_{j>s} t^j/j!`` is enclosed with a rigorous remainder, and the result's upper endpoint
     is rounded up to ``prec`` bits. Signed: the max of the enclosures at +-t_max.
-    Paper: eps_s of the polynomial-kernel lemma ("Lemma I.5", ICLR numbering; v2 App. I;
-    v3: unverified); spec PAPER.md §2.3. Proof note: ``proofs_notes/10-taylor-kernel.md``.
+    Paper: eps_s of the polynomial-kernel lemma ("Lemma I.5", ICLR numbering; v2 App. I); spec PAPER.md §2.3. Proof note: ``proofs_notes/10-taylor-kernel.md``.
     """
     prec = resolve_prec(prec)
     ctx = context(prec)
@@ -283,8 +280,7 @@ def lagrange_eps_s_bound(R, degree: int, d: int, *, scale=None, signed: bool = F
     """The paper's bound: eps_s <= t_max^{s+1}/(s+1)! (times e^{t_max} for signed entries).
 
     (t_max = R^2 for the paper's scale 1/d.) From the Lagrange remainder; always >= eps_s
-    (tested), often much larger. Paper: PAPER §2.3 (Lagrange remainder; v2 App. I;
-    v3: unverified). Proof note: ``proofs_notes/10-taylor-kernel.md``.
+    (tested), often much larger. Paper: PAPER §2.3 (Lagrange remainder; v2 App. I). Proof note: ``proofs_notes/10-taylor-kernel.md``.
     """
     ctx = context(prec)
     s = check_degree(degree)
@@ -299,7 +295,7 @@ def select_degree(eps_s_target, R, d: int, *, scale=None, signed: bool = False, 
 
     Raises :class:`ParameterError` if no s <= ``max_degree`` reaches the target.
     Matches PAPER Appendix B's table (non-negative and signed) for the paper's scale 1/d.
-    Paper: degree choice s of the polynomial-kernel lemma (v2 App. I; v3: unverified);
+    Paper: degree choice s of the polynomial-kernel lemma (v2 App. I);
     spec PAPER.md §2.3, App. B. Proof note: ``proofs_notes/10-taylor-kernel.md``.
     """
     check_positive("eps_s_target", eps_s_target)
@@ -317,7 +313,7 @@ def feature_norm_sq_bound(d: int, degree: int, R, *, scale=None, prec=None):
     """T_s(t_max): ||P(x)||^2 = T_s(scale ||x||^2) <= T_s(t_max) on [0, R]^d (and [-R, R]^d).
 
     Attained at x = R 1_d. Used by the c1 sensitivity 2 R_w T_s(t_max).
-    Paper: PAPER §2.3 (||P(x)||^2 <= T_s(R^2)); v2 App. I; v3: unverified.
+    Paper: PAPER §2.3 (||P(x)||^2 <= T_s(R^2)); v2 App. I.
     Proof note: ``proofs_notes/10-taylor-kernel.md``.
     """
     return taylor(t_max(d, R, scale, prec=prec), degree, prec=prec)

@@ -1,7 +1,7 @@
 """The noiseless references: exact softmax attention and the Taylor (polynomial-kernel) attention.
 
 Paper: cross-attention Attn(Q, K, V) = D^{-1} exp(scale Q K^T) V, "Definition 1.1" in the ICLR
-2025 numbering (v2 §3 / §1; v3: unverified), following AS23; the polynomial-kernel attention is
+2025 numbering (v2 §3 / §1), following AS23; the polynomial-kernel attention is
 what the private structures estimate (PAPER §2.3, §3.4-3.5). Spec PAPER.md §1.1, §2.3.
 Proof notes: ``proofs_notes/10-taylor-kernel.md`` (kernel), ``proofs_notes/18-kernel-error-theorem.md``
 (how far the two are apart).
@@ -27,7 +27,7 @@ def check_qkv(Q, K, V, ctx):
 
     Returns ``(Q, K, V)`` as lists of rows of mpf. Raises :class:`ShapeError` naming the
     mismatch and :class:`BoundError` for NaN/inf.
-    Paper: shapes of Definition 1.1 (ICLR numbering; v2 §3; v3: unverified); PAPER.md §1.1.
+    Paper: shapes of Definition 1.1 (ICLR numbering; v2 §3); PAPER.md §1.1.
     Proof note: ``proofs_notes/18-kernel-error-theorem.md``.
     """
     Qm, Km, Vm = to_matrix(Q, ctx, "Q"), to_matrix(K, ctx, "K"), to_matrix(V, ctx, "V")
@@ -44,7 +44,7 @@ def check_qkv(Q, K, V, ctx):
 def resolve_scale(scale, d: int, ctx):
     """The scale as an mpf of ``ctx``: 1/d by default, else the given scale > 0 (exact rational).
 
-    Paper: exp(Q K^T / d) (PAPER.md §1.1, §5 item 2; v2 §3; v3: unverified).
+    Paper: exp(Q K^T / d) (PAPER.md §1.1, §5 item 2; v2 §3).
     Proof note: ``proofs_notes/10-taylor-kernel.md``.
     """
     if scale is None:
@@ -63,7 +63,7 @@ def attention(Q, K, V, *, scale=None, prec=None) -> list:
     """softmax(scale Q K^T) V, exactly to ``prec`` bits: m x d_v list of rows of mpf.
 
     Row i is ``sum_j e^{scale <q_i, k_j>} v_j / sum_j e^{scale <q_i, k_j>}``.
-    Paper: cross-attention, Definition 1.1 (ICLR numbering; v2 §1/§3; v3: unverified);
+    Paper: cross-attention, Definition 1.1 (ICLR numbering; v2 §1/§3);
     spec PAPER.md §1.1. Proof note: ``proofs_notes/18-kernel-error-theorem.md``.
     """
     ctx = context(resolve_prec(prec))
@@ -84,8 +84,7 @@ def taylor_attention(Q, K, V, *, degree: int, scale=None, prec=None) -> list:
     :mod:`dpxattn.reference.kernel`; the noiseless target of both private mechanisms. Raises
     :class:`BoundError` if a denominator is <= 0 (possible only with signed entries and a low
     odd degree; with keys and queries in [0, R]^d every T_s >= 1, so the denominator is >= n).
-    Paper: DPTreeSoftmax / cross-attention with the polynomial kernel (v2 App. I, §3;
-    v3: unverified); spec PAPER.md §2.3, §3.4-3.5. Proof note: ``proofs_notes/10-taylor-kernel.md``.
+    Paper: DPTreeSoftmax / cross-attention with the polynomial kernel (v2 App. I, §3); spec PAPER.md §2.3, §3.4-3.5. Proof note: ``proofs_notes/10-taylor-kernel.md``.
     """
     s = check_degree(degree)
     ctx = context(resolve_prec(prec))

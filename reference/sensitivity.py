@@ -3,7 +3,7 @@
 Adjacency (DESIGN §1, ``proofs_notes/01-conventions.md``): (K, V) and (K', V') differ in one row,
 with every entry of both inside the public bounds: keys in [0, R]^d, values in [-R_w, R_w]^{d_v}.
 Paper: sensitivities of the DPTree / DPTreeDistance / DPTreeSoftmax releases (v2 §4, App. D-G,
-App. I; v3: unverified) and of our ``direct`` statistic; spec PAPER.md §1.3, §3.1-3.4, §5 items
+App. I) and of our ``direct`` statistic; spec PAPER.md §1.3, §3.1-3.4, §5 items
 6, 8, 13. Proof note: ``proofs_notes/17-sensitivity.md``.
 
 Analytic sensitivities (each an upper bound on max ||f(X) - f(X')||_1 over neighbours):
@@ -109,7 +109,7 @@ def c0(R_w, *, prec=None):
     """2 R_w: l1 sensitivity of c0 = sum_i w_i for a value column w in [-R_w, R_w]^n (tight).
 
     Paper: c0 of DPTreeSoftmax, used without noise in the ICLR version's Algorithm 3
-    (v2 App. I; v3: unverified); spec PAPER.md §3.4, §5 item 6. Proof note:
+    (v2 App. I); spec PAPER.md §3.4, §5 item 6. Proof note:
     ``proofs_notes/17-sensitivity.md``.
     """
     ctx = context(prec)
@@ -120,7 +120,7 @@ def c1(d: int, degree: int, R, R_w, *, scale=None, prec=None):
     """2 R_w T_s(t_max): l1 sensitivity of c1 = sum_i w_i ||P(k_i)||^2 (tight).
 
     |w ||P(x)||^2 - w' ||P(x')||^2| <= 2 R_w max ||P||^2 = 2 R_w T_s(t_max).
-    Paper: c1 of DPTreeSoftmax (v2 App. I; v3: unverified); spec PAPER.md §3.4, §3.7.
+    Paper: c1 of DPTreeSoftmax (v2 App. I); spec PAPER.md §3.4, §3.7.
     Proof note: ``proofs_notes/17-sensitivity.md``.
     """
     ctx = context(prec)
@@ -134,7 +134,7 @@ def c0_denominator(*, prec=None):
     The plan budgets it with sensitivity 2 (R_w = 1), which is valid but wasteful.
     Proof note: ``proofs_notes/17-sensitivity.md``.
     Paper: the denominator structure (w = 1), not privatised in the ICLR version (PAPER.md §3.5,
-    §5 item 5; v3: unverified).
+    §5 item 5).
     """
     return context(prec).zero
 
@@ -145,7 +145,7 @@ def c1_denominator(d: int, degree: int, R, *, scale=None, prec=None):
     ||P(x)||^2 = T_s(scale ||x||^2) ranges over [1, T_s(t_max)] on [0, R]^d. The plan's
     2 T_s(t_max) (R_w = 1) is valid but more than twice this.
     Proof note: ``proofs_notes/17-sensitivity.md``.
-    Paper: the denominator structure (w = 1) (PAPER.md §3.5, §5 item 5; v3: unverified).
+    Paper: the denominator structure (w = 1) (PAPER.md §3.5, §5 item 5).
     """
     return feature_norm_sq_bound(d, degree, R, scale=scale, prec=prec) - 1
 
@@ -155,8 +155,7 @@ def tree_level(M_t, moment: int, R_w, *, prec=None):
 
     Leaf g holds sum_{i: cell(x_i) = g} w_i x_i^m with 0 <= x_i <= M_t; replacing one record
     changes at most two leaves of each level, by |w x^m| + |w' x'^m| <= 2 R_w M_t^m.
-    (Denominator: R_w = 1.) Paper: DPTreeDistance, sound public-grid variant (v2 App. F;
-    v3: unverified); spec PAPER.md §3.2, §5 item 13. Proof note: ``proofs_notes/17-sensitivity.md``.
+    (Denominator: R_w = 1.) Paper: DPTreeDistance, sound public-grid variant (v2 App. F); spec PAPER.md §3.2, §5 item 13. Proof note: ``proofs_notes/17-sensitivity.md``.
     """
     m = _check_moment(moment)
     ctx = context(prec)
@@ -175,7 +174,7 @@ def fixed_index_level(Delta, *, prec=None):
     """Delta: l1 sensitivity of one DPTree level over a fixed-index array (one entry changes by
     at most Delta, and lies in exactly one node per level).
 
-    Paper: DPTree (v2 §4 / App. D; v3: unverified); spec PAPER.md §3.1. Proof note:
+    Paper: DPTree (v2 §4 / App. D); spec PAPER.md §3.1. Proof note:
     ``proofs_notes/17-sensitivity.md``.
     """
     return to_mpf(check_positive("Delta", Delta), context(prec), "Delta")
@@ -218,7 +217,7 @@ def released_S(K, V, *, degree: int, scale=None, prec=None) -> list:
 def released_c0(K, V, *, column: int, prec=None) -> list:
     """[c0] = [sum_i w_i] with w = V[:, column], or the ones column when column == d_v.
 
-    Paper: c0 of DPTreeSoftmax (v2 App. I; v3: unverified); spec PAPER.md §3.4.
+    Paper: c0 of DPTreeSoftmax (v2 App. I); spec PAPER.md §3.4.
     Proof note: ``proofs_notes/17-sensitivity.md``.
     """
     ctx = context(resolve_prec(prec))
@@ -229,7 +228,7 @@ def released_c0(K, V, *, column: int, prec=None) -> list:
 def released_c1(K, V, *, column: int, degree: int, scale=None, prec=None) -> list:
     """[c1] = [sum_i w_i ||P(k_i)||^2] with w = V[:, column] (or ones for column == d_v).
 
-    Paper: c1 of DPTreeSoftmax (v2 App. I; v3: unverified); spec PAPER.md §3.4.
+    Paper: c1 of DPTreeSoftmax (v2 App. I); spec PAPER.md §3.4.
     Proof note: ``proofs_notes/17-sensitivity.md``.
     """
     ctx = context(resolve_prec(prec))
@@ -433,15 +432,13 @@ def direct_statistic_float_error(n: int, d: int, degree: int, R, R_w, d_v: int, 
 
 def c0_float_error(n: int, R_w, *, prec=None):
     """gamma_n n R_w: float64 error bound of c0 = sum_i w_i (the terms are the exact inputs).
-    Proof note: ``proofs_notes/17-sensitivity.md``. Paper: c0 of DPTreeSoftmax (v2 App. I;
-    v3: unverified); PAPER.md §3.4, §5 item 18."""
+    Proof note: ``proofs_notes/17-sensitivity.md``. Paper: c0 of DPTreeSoftmax (v2 App. I); PAPER.md §3.4, §5 item 18."""
     return float64_sum_error_bound(n, 0, R_w, prec=prec)
 
 
 def c1_float_error(n: int, d: int, degree: int, R, R_w, *, scale=None, prec=None):
     """gamma_{n + r + 2s + 6} n R_w T_s(t_max): float64 error bound of c1 = sum_i w_i ||P(k_i)||^2.
-    Proof note: ``proofs_notes/17-sensitivity.md``. Paper: c1 of DPTreeSoftmax (v2 App. I;
-    v3: unverified); PAPER.md §3.4, §5 item 18."""
+    Proof note: ``proofs_notes/17-sensitivity.md``. Paper: c1 of DPTreeSoftmax (v2 App. I); PAPER.md §3.4, §5 item 18."""
     from dpxattn.reference.kernel import multi_indices
 
     ctx = context(prec)
@@ -454,8 +451,7 @@ def c1_float_error(n: int, d: int, degree: int, R, R_w, *, scale=None, prec=None
 def tree_level_float_error(n: int, M_t, moment: int, R_w, *, degree: int, height: int, prec=None):
     """gamma_{n + 3s + 5 + h} n R_w M_t^m: the sum over ONE level's nodes of their float64 error
     bounds (the nodes of a level partition the n terms, each bounded by R_w M_t^m).
-    Proof note: ``proofs_notes/17-sensitivity.md``. Paper: DPTreeDistance levels (v2 App. F;
-    v3: unverified); PAPER.md §3.2, §5 items 13 and 18."""
+    Proof note: ``proofs_notes/17-sensitivity.md``. Paper: DPTreeDistance levels (v2 App. F); PAPER.md §3.2, §5 items 13 and 18."""
     m = _check_moment(moment)
     ctx = context(prec)
     M = to_mpf(check_positive("M_t", M_t), ctx, "M_t")

@@ -1,7 +1,6 @@
 """The theorem-level error bounds of the main result, as functions (kernel part, exact).
 
-Paper: main theorem, "Theorem 1.2" in the ICLR 2025 numbering (v2 §3 formal / §1 informal;
-v3: unverified): relative error 2 eps_s/(1 - eps_s) and additive error
+Paper: main theorem, "Theorem 1.2" in the ICLR 2025 numbering (v2 §3 formal / §1 informal): relative error 2 eps_s/(1 - eps_s) and additive error
 O~((1 - eps_s)^{-1} n^{-1} eps^{-1} R^{2s} R_w r^2). Spec PAPER.md §4.1, §5 item 12.
 Proof note: ``proofs_notes/18-kernel-error-theorem.md``.
 
@@ -48,7 +47,7 @@ def _eps_s(eps_s, ctx):
 def kernel_relative_error(eps_s, *, prec=None):
     """2 eps_s/(1 - eps_s): the paper's relative error (valid for non-negative values only).
 
-    Paper: main theorem, relative error (ICLR Thm 1.2; v2 §3; v3: unverified); spec PAPER.md
+    Paper: main theorem, relative error (ICLR Thm 1.2; v2 §3); spec PAPER.md
     §4.1, §5 item 12. Proof note: ``proofs_notes/18-kernel-error-theorem.md``.
     """
     ctx = context(prec)
@@ -60,7 +59,7 @@ def kernel_additive_error(eps_s, R_w, *, prec=None):
     """2 eps_s R_w/(1 - eps_s): the kernel's additive error for signed values in [-R_w, R_w].
 
     Paper: relative error of the main theorem read for signed values (PAPER §4.1, §5 item 12;
-    ICLR Thm 1.2; v2 §3; v3: unverified). Proof note: ``proofs_notes/18-kernel-error-theorem.md``.
+    ICLR Thm 1.2; v2 §3). Proof note: ``proofs_notes/18-kernel-error-theorem.md``.
     """
     ctx = context(prec)
     e = _eps_s(eps_s, ctx)
@@ -73,7 +72,7 @@ def ratio_lemma_bound(weights, kernel_values, eps_s, *, prec=None):
     ``weights`` w (length n, any reals), ``kernel_values`` e_j > 0 (the exact kernels
     exp(scale <q, k_j>)). Bounds |N_poly/D_poly - N/D| whenever |N_poly - N| <= eps_s sum |w| e
     and |D_poly - D| <= eps_s D. Paper: PAPER §4.1 (relative-error derivation of the main
-    theorem; ICLR Thm 1.2; v3: unverified). Proof note: ``proofs_notes/18-kernel-error-theorem.md``.
+    theorem; ICLR Thm 1.2). Proof note: ``proofs_notes/18-kernel-error-theorem.md``.
     """
     ctx = context(prec)
     e = _eps_s(eps_s, ctx)
@@ -98,7 +97,7 @@ def kernel_error_bounds(Q, K, V, *, degree: int, R, scale=None, signed: bool = F
     [0, R]^d, or [-R, R]^d with ``signed=True``; checked, :class:`BoundError` otherwise; values
     unbounded), and each entry is :func:`ratio_lemma_bound` with w = V[:, k] and
     e_j = exp(scale <q, k_j>). Raises :class:`ParameterError` if eps_s >= 1 (no bound).
-    Paper: PAPER §4.1 (ICLR Thm 1.2 relative error; v3: unverified). Proof note:
+    Paper: PAPER §4.1 (ICLR Thm 1.2 relative error). Proof note:
     ``proofs_notes/18-kernel-error-theorem.md``.
     """
     s = check_degree(degree)

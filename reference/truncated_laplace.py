@@ -1,7 +1,7 @@
 """Truncated Laplace TLap(Delta, eps, delta), exactly, at an explicit precision.
 
 Paper: Definition "truncated Laplace", Fact (moments) and Lemma (TLap mechanism)
-(v2 §2 / App. B; v3: unverified); spec PAPER.md §2.1; predecessor GDGK20 (PAPER App. A.4).
+(v2 §2 / App. B); spec PAPER.md §2.1; predecessor GDGK20 (PAPER App. A.4).
 Proof notes: ``proofs_notes/02-tlap-law.md`` (law, moments, inversion),
 ``proofs_notes/03-tlap-privacy-tightness.md`` (hockey-stick divergence, tightness),
 ``proofs_notes/04-vector-extension.md`` (vector extension).
@@ -49,7 +49,7 @@ __all__ = [
     "vector_extension_delta",
 ]
 
-_CITE = "TLap (v2 §2 / App. B; v3: unverified); spec PAPER.md §2.1"
+_CITE = "TLap (v2 §2 / App. B); spec PAPER.md §2.1"
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,7 @@ def _law(sensitivity, eps, delta, prec) -> _Law:
 def scale(sensitivity, eps, delta, *, prec=None):
     """Laplace scale b = Delta/eps of TLap(Delta, eps, delta).
 
-    Paper: TLap definition, "density proportional to exp(-eps |z| / Delta)" (v2 §2 / App. B;
-    v3: unverified); spec PAPER.md §2.1. Proof note: ``proofs_notes/02-tlap-law.md``.
+    Paper: TLap definition, "density proportional to exp(-eps |z| / Delta)" (v2 §2 / App. B); spec PAPER.md §2.1. Proof note: ``proofs_notes/02-tlap-law.md``.
     ``delta`` is validated (it is a parameter of the law) though b does not depend on it.
     """
     return _law(sensitivity, eps, delta, prec).b
@@ -97,7 +96,7 @@ def scale(sensitivity, eps, delta, *, prec=None):
 def truncation(sensitivity, eps, delta, *, prec=None):
     """Dimensionless truncation a = ln(1 + (e^eps - 1)/(2 delta)), so that A = b a.
 
-    Paper: TLap definition (v2 §2 / App. B; v3: unverified); spec PAPER.md §2.1.
+    Paper: TLap definition (v2 §2 / App. B); spec PAPER.md §2.1.
     Proof note: ``proofs_notes/02-tlap-law.md``.
     """
     return _law(sensitivity, eps, delta, prec).a
@@ -108,7 +107,7 @@ def support_bound(sensitivity, eps, delta, *, prec=None):
 
     The paper calls this bound "B". A >= Delta exactly when delta <= 1/2.
     Paper: TLap definition and lemma ("always accurate up to the truncation bound")
-    (v2 §2 / App. B; v3: unverified); spec PAPER.md §2.1. Proof note:
+    (v2 §2 / App. B); spec PAPER.md §2.1. Proof note:
     ``proofs_notes/02-tlap-law.md``.
     """
     law = _law(sensitivity, eps, delta, prec)
@@ -118,7 +117,7 @@ def support_bound(sensitivity, eps, delta, *, prec=None):
 def normalizer(sensitivity, eps, delta, *, prec=None):
     """Density constant B = 1/(2 b (1 - e^{-a})) = (eps/(2 Delta)) (1 + 2 delta/(e^eps - 1)).
 
-    Paper: TLap definition (v2 §2 / App. B; v3: unverified); spec PAPER.md §2.1.
+    Paper: TLap definition (v2 §2 / App. B); spec PAPER.md §2.1.
     Proof note: ``proofs_notes/02-tlap-law.md``.
     """
     law = _law(sensitivity, eps, delta, prec)
@@ -128,7 +127,7 @@ def normalizer(sensitivity, eps, delta, *, prec=None):
 def variance(sensitivity, eps, delta, *, prec=None):
     """Var Z = (2 Delta^2/eps^2) (1 - delta (a^2 + 2a)/(e^eps - 1)); E Z = 0.
 
-    Paper: Fact (moments of TLap) (v2 §2 / App. B; v3: unverified); spec PAPER.md §2.1.
+    Paper: Fact (moments of TLap) (v2 §2 / App. B); spec PAPER.md §2.1.
     Proof note: ``proofs_notes/02-tlap-law.md`` (derivation from the density).
     """
     law = _law(sensitivity, eps, delta, prec)
@@ -139,7 +138,7 @@ def variance(sensitivity, eps, delta, *, prec=None):
 def pdf(x, sensitivity, eps, delta, *, prec=None):
     """Density f(x) = B exp(-|x|/b) for |x| <= A, else 0 (support closed).
 
-    Paper: TLap definition (v2 §2 / App. B; v3: unverified); spec PAPER.md §2.1.
+    Paper: TLap definition (v2 §2 / App. B); spec PAPER.md §2.1.
     Proof note: ``proofs_notes/02-tlap-law.md``.
     """
     law = _law(sensitivity, eps, delta, prec)
@@ -155,7 +154,7 @@ def pdf(x, sensitivity, eps, delta, *, prec=None):
 def cdf(x, sensitivity, eps, delta, *, prec=None):
     """F(x) = 1/2 + sign(x) (1 - e^{-|x|/b}) / (2 (1 - e^{-a})) on [-A, A]; 0 below, 1 above.
 
-    Paper: TLap definition (v2 §2 / App. B; v3: unverified); spec PAPER.md §2.1.
+    Paper: TLap definition (v2 §2 / App. B); spec PAPER.md §2.1.
     Proof note: ``proofs_notes/02-tlap-law.md``.
     """
     law = _law(sensitivity, eps, delta, prec)
@@ -174,7 +173,7 @@ def cdf(x, sensitivity, eps, delta, *, prec=None):
 def tail(t, sensitivity, eps, delta, *, prec=None):
     """P[|Z| > t] = (e^{-t/b} - e^{-a})/(1 - e^{-a}) for 0 <= t <= A; 1 for t < 0; 0 for t >= A.
 
-    Paper: TLap definition (v2 §2 / App. B; v3: unverified); spec PAPER.md §2.1.
+    Paper: TLap definition (v2 §2 / App. B); spec PAPER.md §2.1.
     Proof note: ``proofs_notes/02-tlap-law.md``.
     """
     law = _law(sensitivity, eps, delta, prec)
@@ -213,7 +212,7 @@ def ppf(u, sensitivity, eps, delta, *, prec=None):
     Evaluated as ``-/+ b ln(e^{-a} + 2 m (1 - e^{-a}))`` with ``m = min(u, 1 - u)`` (the same
     number, without cancellation; ``ppf(1 - u) = -ppf(u)`` exactly when 1 - u is exact).
     u outside (0, 1) (or NaN) raises :class:`dpxattn.errors.UniformsError`.
-    Paper: TLap sampler (v2 §2 / App. B; v3: unverified); spec PAPER.md §2.1;
+    Paper: TLap sampler (v2 §2 / App. B); spec PAPER.md §2.1;
     ``proofs_notes/01-conventions.md`` (uniforms). Proof note: ``proofs_notes/02-tlap-law.md``.
     """
     return _ppf(_law(sensitivity, eps, delta, prec), u)
@@ -225,7 +224,7 @@ def sample(uniforms, sensitivity, eps, delta, *, prec=None) -> list:
     ``uniforms``: a 1-D array or sequence of numbers strictly inside (0, 1); any entry outside
     raises :class:`dpxattn.errors.UniformsError` naming its index. Deterministic given the
     uniforms: randomness enters only through them (DESIGN §5).
-    Paper: TLap sampler (v2 §2 / App. B; v3: unverified); spec PAPER.md §2.1.
+    Paper: TLap sampler (v2 §2 / App. B); spec PAPER.md §2.1.
     Proof note: ``proofs_notes/02-tlap-law.md``.
     """
     law = _law(sensitivity, eps, delta, prec)
@@ -300,7 +299,7 @@ def hockey_stick(shift, eps_prime, sensitivity, eps, delta, *, prec=None):
     :func:`uncovered_mass` (= delta exactly at |shift| = Delta: the mechanism is (eps, delta)-DP
     and the delta is tight); for |shift| > Delta it exceeds delta.
     ``eps_prime`` may be any finite real (eps' >= 0 is the DP quantity).
-    Paper: Lemma (TLap mechanism) (v2 §2 / App. B; v3: unverified); spec PAPER.md §2.1.
+    Paper: Lemma (TLap mechanism) (v2 §2 / App. B); spec PAPER.md §2.1.
     """
     law = _law(sensitivity, eps, delta, prec)
     ctx = law.ctx
@@ -316,7 +315,7 @@ def uncovered_mass(shift, sensitivity, eps, delta, *, prec=None):
     The mass of the region reachable from D but not from D' (DESIGN §6 white-box check); for
     |shift| >= 2A the supports are disjoint and it is 1. Convex in |shift| and equal to delta
     at |shift| = Delta, hence <= delta |shift|/Delta for |shift| <= Delta.
-    Paper: Lemma (TLap mechanism), tightness (v2 §2 / App. B; v3: unverified); spec PAPER.md
+    Paper: Lemma (TLap mechanism), tightness (v2 §2 / App. B); spec PAPER.md
     §2.1. Proof note: ``proofs_notes/03-tlap-privacy-tightness.md``.
     """
     law = _law(sensitivity, eps, delta, prec)
@@ -337,7 +336,7 @@ def vector_extension_delta(shifts, sensitivity, eps, delta, *, prec=None):
     likelihood ratio is <= e^{eps sum D_i/Delta} <= e^eps. So the noisy vector is
     (eps, result)-DP for this pair, and result <= delta (convexity). Shifts with l1 norm above
     Delta raise :class:`ParameterError` (the lemma does not apply).
-    Paper: vector extension of the TLap lemma (used by DPTree; v2 §4 / App. D; v3: unverified);
+    Paper: vector extension of the TLap lemma (used by DPTree; v2 §4 / App. D);
     spec PAPER.md §2.1. Proof note: ``proofs_notes/04-vector-extension.md``.
     """
     law = _law(sensitivity, eps, delta, prec)
@@ -373,7 +372,7 @@ def hockey_stick_2d(shifts, eps_prime, sensitivity, eps, delta, *, prec=None, er
     analytic (full precision). With ``error=True`` returns ``(value, quadrature error estimate)``.
     Used by the vector-extension test (split shifts stay below delta; a full shift on one
     coordinate gives exactly delta).
-    Paper: vector extension of the TLap lemma (v2 §4 / App. D; v3: unverified); spec
+    Paper: vector extension of the TLap lemma (v2 §4 / App. D); spec
     PAPER.md §2.1. Proof note: ``proofs_notes/04-vector-extension.md``.
     """
     law = _law(sensitivity, eps, delta, prec)

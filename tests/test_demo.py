@@ -1,4 +1,4 @@
-"""``dpxattn demo``: runs on the built-in default shape, prints what the issue asks, reproducibly."""
+"""``dpxattn demo``: runs on the built-in default shape, prints the DP answers, envelopes and plan, reproducibly."""
 
 from __future__ import annotations
 

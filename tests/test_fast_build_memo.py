@@ -1,4 +1,4 @@
-"""The build path's memos (issue 3, S1 fixed overhead) hold public parameters only, are bounded,
+"""The build path's memos (benchmark target S1, fixed overhead) hold public parameters only, are bounded,
 key by type as well as value, never key on a mutable tensor, and never change a result or an
 error. Deterministic tests (no statistics)."""
 

@@ -1,4 +1,4 @@
-"""The fast direct path's performance rewrites keep their semantics (issue 3: G1, G10, G11).
+"""The fast direct path's performance rewrites keep their semantics (benchmark targets G1, G10, G11).
 
 * chunked input validation (``fast/validation.py``): across many chunks, the same first offending
   entry (row-major), NaN/inf taking precedence over out-of-bound entries wherever they are, the

@@ -1,4 +1,4 @@
-"""Secure mode of dpxattn.fast.DPCrossAttention (issue 5: the hardened release is the default).
+"""Secure mode of dpxattn.fast.DPCrossAttention (the hardened release is the default; note 23).
 
 Checks: the default build is hardened (every released number is a lattice point of its law and
 within K g + g/2 of the computed sum), the privacy plan says so, float mode is unchanged (same

@@ -1,4 +1,4 @@
-"""The vectorised hardened sampler and the lattice release (issue 5).
+"""The vectorised hardened sampler and the lattice release (note 23).
 
 dpxattn.fast.secure_noise against dpxattn.reference.discrete_laplace: identical integers from
 identical random words (conformance), the exact law (chi-square, alpha = 1e-6 per assertion,

@@ -1,4 +1,4 @@
-"""Exact law of the discrete truncated Laplace and its lattice parameters (issue 5).
+"""Exact law of the discrete truncated Laplace and its lattice parameters (note 23).
 
 dpxattn.reference.discrete_laplace; proofs_notes/23-hardened-noise.md (Lemmas 1-3).
 Exact checks compare the closed forms with brute-force sums at high precision; the only

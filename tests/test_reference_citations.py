@@ -1,7 +1,8 @@
-"""Every public function and class of the reference cites its paper location (issue 2).
+"""Every public function and class of the reference cites its paper location.
 
-"Cites" means its docstring names the paper location (structure + v2 location, "v3: unverified")
-or the spec section (``PAPER.md``), or says "Paper: none (...)" where the paper has nothing.
+"Cites" means its docstring names the paper location (structure + v2 location; the v3 caveat
+is stated once, in proofs_notes/00-index.md) or the spec section (``PAPER.md``), or says
+"Paper: none (...)" where the paper has nothing.
 """
 
 from __future__ import annotations

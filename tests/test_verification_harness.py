@@ -1,4 +1,4 @@
-"""The verification harness itself: levels, seeds, failures, report files, exit codes (issue 4)."""
+"""The verification harness itself: levels, seeds, failures, report files, exit codes (note 20)."""
 
 from __future__ import annotations
 

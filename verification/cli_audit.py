@@ -1,4 +1,4 @@
-"""``dpxattn audit``: one empirical privacy audit, printed (issue 4; DESIGN §4).
+"""``dpxattn audit``: one empirical privacy audit, printed (DESIGN §4; note 21).
 
     dpxattn audit --mechanism direct|tree|<mutant> [--eps E] [--delta D] [--samples N]
                   [--seed N] [--answers]

@@ -1,4 +1,4 @@
-"""``dpxattn verify``: run the verification harness and write its report (issue 4; DESIGN §4, §6).
+"""``dpxattn verify``: run the verification harness and write its report (DESIGN §4, §6; note 20).
 
     dpxattn verify [--level quick|standard|full] [--out DIR] [--seed N | --fresh-entropy]
                    [--only CHECK ...] [--scale F] [--sweep K] [--list] [--quiet]

@@ -1,6 +1,6 @@
 """The verification harness: run the registered checks of a level and collect their records.
 
-Issue 4; DESIGN §6. Each check of :data:`dpxattn.verification.registry.CHECKS` that lists the
+DESIGN §6; proofs_notes/20-verification-standards.md. Each check of :data:`dpxattn.verification.registry.CHECKS` that lists the
 level runs once, with its own seed derived from one root seed,
 ``derive_seed(root, check name)`` (:func:`dpxattn.randomness.derive_seed`), so
 

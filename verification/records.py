@@ -1,4 +1,4 @@
-"""What every check of the harness returns, and what it is given (issue 4).
+"""What every check of the harness returns, and what it is given (note 20).
 
 A check is a function ``check(ctx: CheckContext) -> list[CheckRecord]``; the tests and the CLI
 call the same function. It never seeds global state: it draws from ``ctx.rng`` / ``ctx.seed``.

@@ -1,4 +1,4 @@
-"""The list of checks the harness runs, in report order (issue 4).
+"""The list of checks the harness runs, in report order (note 20).
 
 Each entry names a check function ``fn(ctx) -> list[CheckRecord]`` by module and attribute, and
 the levels that run it. Modules are imported only when their check runs.
@@ -24,41 +24,41 @@ class CheckSpec:
 
 #: in report order; each helper adds its own lines
 CHECKS: list[CheckSpec] = [
-    # check 1 (H5a): noise distributions
+    # check 1: noise distributions
     CheckSpec("noise-distribution", "dpxattn.verification.checks_noise", "check_noise",
               summary="fast TLap sampler vs the exact law: KS, chi-square, moments, support, "
                       "delta region; power vs scale x0.7 / x1.3"),
     CheckSpec("secure-noise-distribution", "dpxattn.verification.checks_secure_noise", "check_secure_noise", summary="hardened (secure-mode) sampler vs the exact discrete truncated Laplace: chi-square, moments, support, delta region, far tail, tape conformance; power vs t x0.7 / x1.3 / x0.5"),
-    # check 2 (H5a): tree noise
+    # check 2: tree noise
     CheckSpec("tree-noise", "dpxattn.verification.checks_tree", "check_tree",
               summary="DPTree node noise per level vs the exact variance, range-query error = "
                       "sum of canonical node noises, repeated queries bit-identical"),
-    # check 3 (H5b): sensitivity search
+    # check 3: sensitivity search
     CheckSpec("sensitivity", "dpxattn.verification.checks_sensitivity", "check_sensitivity",
               summary="adversarial search (corners, boundary-biased random, scipy optimiser) for "
                       "the neighbours maximising each released quantity's change: never above "
                       "the analytic sensitivity; tightness; power on the sorted-keys listing"),
-    # check 4 (H5b): empirical privacy audit
+    # check 4: empirical privacy audit
     CheckSpec("privacy-audit", "dpxattn.verification.checks_privacy", "check_privacy",
               summary="Clopper-Pearson eps lower bounds on worst-case neighbours: the real "
                       "mechanisms stay <= their claimed eps, every planted mutant (noise x0.5, "
                       "exact denominator, exact c0/c1, sorted keys) is exposed"),
-    # check 5 (H5b): adaptive queries
+    # check 5: adaptive queries
     CheckSpec("adaptive-queries", "dpxattn.verification.checks_adaptive", "check_adaptive",
               summary="random, eps0-net and gradient-ascent queries never exceed the sure "
                       "envelope; the high-probability bound holds at its failure rate (binomial)"),
-    # check 6 (H5a registers it; the table is the fast helper's verification/conformance.py)
+    # check 6: conformance (verification/conformance.py) and the kernel
     CheckSpec("conformance", "dpxattn.verification.conformance", "check_conformance",
               summary="fast (torch float64) vs exact reference from shared uniforms over the "
                       "DESIGN §6 table; envelopes contain the Taylor attention; determinism"),
     CheckSpec("kernel-eps-s", "dpxattn.verification.checks_kernel", "check_kernel",
               summary="fast polynomial kernel's measured relative error vs the reference's "
                       "certified eps_s (attained at t_max); Taylor vs softmax attention gap"),
-    # check 7 (H5a): utility
+    # check 7: utility
     CheckSpec("utility", "dpxattn.verification.checks_utility", "check_utility",
               summary="privacy-utility on a retrieval task: error vs eps and n (tree, direct), "
                       "the R trade-off, certified and high-probability envelopes"),
-    # issue 5 (H6): floating-point attack and timing of the hardened noise
+    # the hardened noise (note 23): floating-point attack and timing
     CheckSpec("float-attack", "dpxattn.verification.checks_float_attack", "check_float_attack",
               summary="bit-pattern classifier + Clopper-Pearson eps lower bound: exposes the "
                       "float64 path, not the hardened lattice release"),

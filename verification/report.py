@@ -1,6 +1,6 @@
 """The verification report: ``DIR/report.md`` for people, ``DIR/report.json`` for machines.
 
-Issue 4; DESIGN §6. The Markdown report is written for a reviewer who has not seen the code:
+DESIGN §6; proofs_notes/20-verification-standards.md. The Markdown report is written for a reviewer who has not seen the code:
 it says what the harness is, how to read a record (statistic, threshold, alpha, power), the
 overall verdict, then one section per check (what it means, in the words of the check's own
 docstring, its records with their numbers, its plots embedded), and finally the seeds, the

@@ -313,7 +313,7 @@ def _check_moment_power(p) -> int:
 
 
 def plan_dptree(eps, delta, n: int) -> PrivacyPlan:
-    """Plan of one DPTree over n entries (PAPER §3.1; v2 §4/App. D; v3: unverified).
+    """Plan of one DPTree over n entries (PAPER §3.1; v2 §4/App. D).
 
     Neighbouring arrays differ in one entry, by at most Delta; that entry lies in exactly one node
     per level, so each of the L = ceil(log2 n) + 1 levels is a vector of l1-sensitivity Delta and
