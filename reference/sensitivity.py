@@ -16,6 +16,12 @@ Analytic sensitivities (each an upper bound on max ||f(X) - f(X')||_1 over neigh
   ``2 R_w M_t^m``;
 * :func:`fixed_index_level`: one DPTree level over a fixed-index array of sensitivity Delta: Delta.
 
+l2 sensitivities (each an upper bound on max ||f(X) - f(X')||_2, for the Gaussian law, note 24):
+
+* :func:`direct_statistic_l2`: the Frobenius norm of the change of S: ``2 R_w sqrt(d_v T)`` with
+  ``T = T_s(t_max)`` when ``d_v R_w^2 >= 1`` (the exact sup, attained), else
+  ``sqrt(2 T (1 + m) - 2 (1 - m))``, ``m = d_v R_w^2`` (an upper bound);
+
 Floating-point sums (the hardened release, ``noise="secure"``; ``proofs_notes/23-hardened-noise.md``
 "Floating-point sums" and ``proofs_notes/17-sensitivity.md``): the released vectors are float64
 evaluations of these sums, so the sensitivity passed to the lattice release must bound the l1
@@ -47,6 +53,7 @@ from dpxattn.reference.kernel import feature_bounds, feature_norm_sq_bound, feat
 __all__ = [
     "direct_statistic",
     "direct_statistic_tight",
+    "direct_statistic_l2",
     "c0",
     "c1",
     "c0_denominator",
@@ -57,6 +64,7 @@ __all__ = [
     "neighbouring_corner_pairs",
     "max_change_brute_force",
     "l1_change",
+    "l2_change",
     "released_S",
     "released_c0",
     "released_c1",
@@ -103,6 +111,36 @@ def direct_statistic_tight(d: int, degree: int, R, R_w, d_v: int, *, scale=None,
     M = feature_bounds(d, degree, R, scale=scale, prec=prec)
     rest = ctx.fsum(M[1:])  # M[0] = 1 is the constant feature
     return 2 * d_v * Rw + max(2 * d_v * Rw, d_v * Rw + 1) * rest
+
+
+def direct_statistic_l2(d: int, degree: int, R, R_w, d_v: int, *, scale=None, prec=None):
+    """l2 sensitivity of S = P(K)^T [V, 1]: sup over neighbours of ||S(X) - S(X')||_F.
+
+    Replacing row (x, v) by (x', v') changes S by c e^T - a b^T with a = P(x), c = P(x'),
+    b = [v, 1], e = [v', 1], so ||change||_F^2 = |a|^2 |b|^2 + |c|^2 |e|^2 - 2 <a,c> <b,e>.
+    With m = d_v R_w^2 and T = T_s(t_max) = max |P|^2 (``feature_norm_sq_bound``):
+
+    * over the values (a, c fixed): a convex quadratic in (v, v') (its form is PSD since
+      <a,c>^2 <= |a|^2 |c|^2), so its max is at a vertex; <a,c> >= 1 > 0 (features >= 0 on
+      [0, R]^d, the constant feature is 1), so v' = -v at |v_k| = R_w:
+      (|a|^2 + |c|^2)(m + 1) - 2 (1 - m) <a,c>;
+    * m >= 1: every term grows with |a|, |c| and <a,c>, all maximal at x = x' = R 1_d:
+      4 m T, so Delta_2 = 2 R_w sqrt(d_v T), **attained** (x = x' = R 1, v = -v' = R_w 1);
+    * m < 1: (1 - m)|a - c|^2 + 2m(|a|^2 + |c|^2) <= (1 - m)(2T - 2) + 4 m T (|a - c|^2 =
+      |a|^2 + |c|^2 - 2<a,c> <= 2T - 2), so Delta_2 <= sqrt(2T(1 + m) - 2(1 - m)): an upper
+      bound (not attained when T > 1; exact brute force over corner pairs sits below it).
+
+    Paper: not in the paper; the Gaussian calibration of our ``direct`` statistic (PAPER §5
+    item 8; Balle & Wang 2018). Proof note: ``proofs_notes/17-sensitivity.md`` ("l2").
+    """
+    d_v = check_positive_int("d_v", d_v)
+    ctx = context(prec)
+    Rw = to_mpf(check_positive("R_w", R_w), ctx, "R_w")
+    T = feature_norm_sq_bound(d, degree, R, scale=scale, prec=prec)
+    m = d_v * Rw * Rw
+    if m >= 1:
+        return 2 * Rw * ctx.sqrt(d_v * T)
+    return ctx.sqrt(2 * T * (1 + m) - 2 * (1 - m))
 
 
 def c0(R_w, *, prec=None):
@@ -327,16 +365,33 @@ def l1_change(a: list, b: list):
     return ctx.fsum(abs(x - y) for x, y in zip(a, b))
 
 
-def max_change_brute_force(released_fn, pairs):
-    """max over ``pairs`` of ||released_fn(K, V) - released_fn(K2, V2)||_1, exactly.
+def l2_change(a: list, b: list):
+    """||a - b||_2 of two equally long flat lists of mpf.
+
+    Paper: none (the l2 sensitivity of the Gaussian law, note 24). Proof note:
+    ``proofs_notes/17-sensitivity.md``.
+    """
+    if len(a) != len(b):
+        raise ParameterError("released values", "must have the same length on both datasets",
+                             f"{len(a)} vs {len(b)}")
+    ctx = a[0].context if a and hasattr(a[0], "context") else context(None)
+    return ctx.sqrt(ctx.fsum((x - y) ** 2 for x, y in zip(a, b)))
+
+
+def max_change_brute_force(released_fn, pairs, *, norm: str = "l1"):
+    """max over ``pairs`` of ||released_fn(K, V) - released_fn(K2, V2)|| in the ``norm``
+    ("l1" or "l2"), exactly.
 
     ``released_fn(K, V)`` returns a flat list of mpf. Returns ``(max_change, pair)`` with the
     pair attaining it. Proof note: ``proofs_notes/17-sensitivity.md``.
     Paper: sensitivity definition (PAPER.md §1.4); adversarial search standard, DESIGN §6.
     """
+    if norm not in ("l1", "l2"):
+        raise ParameterError("norm", "must be 'l1' or 'l2'", norm)
+    change = l1_change if norm == "l1" else l2_change
     best, arg = None, None
     for p in pairs:
-        ch = l1_change(released_fn(p.K, p.V), released_fn(p.K2, p.V2))
+        ch = change(released_fn(p.K, p.V), released_fn(p.K2, p.V2))
         if best is None or ch > best:
             best, arg = ch, p
     if best is None:

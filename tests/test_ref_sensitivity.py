@@ -173,3 +173,37 @@ def test_fixed_index_level_sensitivity():
             for la, lb in zip(_levels(a), _levels(b)):
                 assert leq(CTX.fsum(abs(x - y) for x, y in zip(la, lb)),
                            sens.fixed_index_level(Delta))
+
+
+L2_CASES = CASES + [(2, 2, 1, 1.0, 0.5, 3), (1, 3, 1, 2.0, 0.25, 4), (2, 2, 3, 1.0, 1.0, 2)]
+
+
+@pytest.mark.parametrize("n,d,d_v,R,R_w,s", L2_CASES)
+def test_S_l2_sensitivity_holds_and_is_attained_when_dv_Rw2_at_least_1(rng, n, d, d_v, R, R_w, s):
+    """Frobenius change of S over corner and random neighbouring pairs: never above
+    direct_statistic_l2; equal to it when d_v R_w^2 >= 1 (the exact sup is attained at
+    x = x' = R 1, v = -v' = R_w 1); below the crude 2 sqrt(T) sqrt(d_v R_w^2 + 1)."""
+    pairs = sens.neighbouring_corner_pairs(n, d, d_v, R, R_w, rng=rng, n_random=3)
+    fn = lambda K, V: sens.released_S(K, V, degree=s)  # noqa: E731
+    worst, _ = sens.max_change_brute_force(fn, pairs, norm="l2")
+    bound = sens.direct_statistic_l2(d, s, R, R_w, d_v)
+    T = kernel.feature_norm_sq_bound(d, s, R)
+    m = d_v * CTX.mpf(R_w) ** 2
+    assert leq(worst, bound)
+    if m >= 1:
+        assert eq(worst, bound)
+    else:
+        assert worst >= bound / CTX.sqrt(2)  # the bound is within sqrt 2 of the corner sup
+    assert leq(bound, 2 * CTX.sqrt(T) * CTX.sqrt(m + 1))
+
+
+def test_l2_brute_force_catches_an_under_estimated_l2_sensitivity():
+    """power: the add/remove-one-row value sqrt(T) sqrt(m + 1) is exceeded under replace-one-row."""
+    n, d, d_v, R, R_w, s = 2, 2, 2, 1.0, 1.0, 2
+    pairs = sens.neighbouring_corner_pairs(n, d, d_v, R, R_w)
+    worst, _ = sens.max_change_brute_force(lambda K, V: sens.released_S(K, V, degree=s), pairs,
+                                           norm="l2")
+    T = kernel.feature_norm_sq_bound(d, s, R)
+    assert worst > CTX.sqrt(T) * CTX.sqrt(d_v * R_w**2 + 1)
+    with pytest.raises(ParameterError, match="norm must be"):
+        sens.max_change_brute_force(lambda K, V: [], pairs, norm="linf")
