@@ -144,106 +144,124 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(run: HarnessRun, out_dir: Path | str) -> str:
-    """The text of report.md (plots referenced relative to ``out_dir``)."""
-    out = Path(out_dir)
-    meta = run.metadata()
+def _header_lines(run: HarnessRun) -> list[str]:
+    """Title, verdict and the run's facts (level, seed, replay, timing, false-alarm budget)."""
     n_rec = len(run.records)
     n_fail = sum(1 for r in run.records if not r.passed)
-    L: list[str] = []
-    L.append("# dpxattn verification report")
-    L.append("")
     verdict = "PASS" if run.passed else "FAIL"
-    L.append(f"**Verdict: {verdict}** - {n_rec - n_fail} of {n_rec} records passed in "
-             f"{len(run.runs)} checks (level `{run.level}`, {run.seconds:.1f} s).")
-    L.append("")
-    L.append(f"* level: `{run.level}`" + (f" (sample sizes x{run.scale:g})" if run.level == "full" else ""))
-    L.append(f"* root seed: `{run.root_seed}` "
-             + ("(drawn from OS entropy for this run; recorded so a failure can be replayed)"
-                if run.fresh_entropy else "(fixed; the default reproducible report)"))
-    L.append(f"* replay: `{run.replay_command()}`")
-    L.append(f"* started (UTC): {run.started}; wall time {run.seconds:.1f} s")
+    L = ["# dpxattn verification report", "",
+         f"**Verdict: {verdict}** - {n_rec - n_fail} of {n_rec} records passed in "
+         f"{len(run.runs)} checks (level `{run.level}`, {run.seconds:.1f} s).", "",
+         f"* level: `{run.level}`" + (f" (sample sizes x{run.scale:g})" if run.level == "full" else ""),
+         f"* root seed: `{run.root_seed}` "
+         + ("(drawn from OS entropy for this run; recorded so a failure can be replayed)"
+            if run.fresh_entropy else "(fixed; the default reproducible report)"),
+         f"* replay: `{run.replay_command()}`",
+         f"* started (UTC): {run.started}; wall time {run.seconds:.1f} s"]
     budget = run.budget
     L.append(f"* {budget.sentence()}; by check: "
              + ", ".join(f"{k} {format_number(v)}" for k, v in budget.by_check.items() if v > 0))
     if run.only:
         L.append(f"* restricted to the checks: {', '.join(run.only)}")
-    L.append("")
-    L.append(_HOW_TO_READ)
-    L.append("## Summary")
-    L.append("")
-    L.append("| # | check | what it checks | records | failed | seconds | verdict |")
-    L.append("|---|---|---|---:|---:|---:|---|")
+    L += ["", _HOW_TO_READ]
+    return L
+
+
+def _summary_lines(run: HarnessRun) -> list[str]:
+    """One table row per check, linking to its section."""
+    L = ["## Summary", "", "| # | check | what it checks | records | failed | seconds | verdict |",
+         "|---|---|---|---:|---:|---:|---|"]
     for i, cr in enumerate(run.runs, 1):
         failed = sum(1 for r in cr.records if not r.passed)
         L.append(f"| {i} | [{cr.spec.name}](#check-{i}) | {_cell(cr.spec.summary)} | {len(cr.records)} | "
                  f"{failed} | {cr.seconds:.1f} | {'PASS' if cr.passed else '**FAIL**'} |")
     L.append("")
-    for i, cr in enumerate(run.runs, 1):
-        L.append(f'<a id="check-{i}"></a>')
-        L.append("")
-        L.append(f"## {i}. {cr.spec.name} - {'PASS' if cr.passed else 'FAIL'}")
-        L.append("")
-        if cr.spec.summary:
-            L.append(f"*{cr.spec.summary}*")
-            L.append("")
-        desc = _check_description(cr.spec)
-        if desc:
-            L.append("**What this check does.**")
-            L.append("")
-            L.append(desc)
-            L.append("")
-        L.append(f"Seed `{cr.seed}` (derived from the root), `{cr.spec.module}.{cr.spec.function}`, "
-                 f"{cr.seconds:.1f} s.")
-        L.append("")
-        L.append("| record | kind | statistic | | threshold | false-alarm rate | n | verdict |")
-        L.append("|---|---|---:|:-:|---:|---:|---:|---|")
-        for r in cr.records:
-            rate = r.false_failure_rate()
-            conf = ("none stated" if rate is None
-                    else ("-" if r.kind in ("exact", "search", "info")
-                          else f"{'beta' if r.kind == 'power' else 'alpha'} {format_number(rate)}"))
-            L.append(f"| {_cell(r.name)} | {r.kind} | {format_number(r.statistic)} | {r.comparison} | "
-                     f"{format_number(r.threshold)} | {conf} | "
-                     f"{format_number(r.sample_size) if r.sample_size else '-'} | "
-                     f"{('info' if r.kind == 'info' else 'pass') if r.passed else '**FAIL**'} |")
-        L.append("")
-        L.append("What each record asserts:")
-        L.append("")
-        for r in cr.records:
-            line = f"* **{r.name}** - {r.tests}"
-            det = _details_text(r.details)
-            if det:
-                line += f"  \n  <sub>{det}</sub>"
-            L.append(line)
-            if "traceback" in r.details:
-                L.append("")
-                L.append("  ```")
-                L.extend("  " + t for t in str(r.details["traceback"]).rstrip().splitlines())
-                L.append("  ```")
-        L.append("")
-        seen: list[str] = []
-        for r in cr.records:
-            for p in r.plots:
-                rel = _relative_plot(p, out)
-                if rel not in seen:
-                    seen.append(rel)
-        for rel in seen:
-            L.append(f"![{Path(rel).stem}]({rel})")
-            L.append("")
-    L.append("## Environment and reproduction")
+    return L
+
+
+def _rate_text(r) -> str:
+    """The record's false-alarm rate as the table shows it."""
+    rate = r.false_failure_rate()
+    if rate is None:
+        return "none stated"
+    if r.kind in ("exact", "search", "info"):
+        return "-"
+    return f"{'beta' if r.kind == 'power' else 'alpha'} {format_number(rate)}"
+
+
+def _record_table(cr) -> list[str]:
+    L = ["| record | kind | statistic | | threshold | false-alarm rate | n | verdict |",
+         "|---|---|---:|:-:|---:|---:|---:|---|"]
+    for r in cr.records:
+        L.append(f"| {_cell(r.name)} | {r.kind} | {format_number(r.statistic)} | {r.comparison} | "
+                 f"{format_number(r.threshold)} | {_rate_text(r)} | "
+                 f"{format_number(r.sample_size) if r.sample_size else '-'} | "
+                 f"{('info' if r.kind == 'info' else 'pass') if r.passed else '**FAIL**'} |")
     L.append("")
-    L.append("| item | value |")
-    L.append("|---|---|")
+    return L
+
+
+def _record_assertions(cr) -> list[str]:
+    L = ["What each record asserts:", ""]
+    for r in cr.records:
+        line = f"* **{r.name}** - {r.tests}"
+        det = _details_text(r.details)
+        if det:
+            line += f"  \n  <sub>{det}</sub>"
+        L.append(line)
+        if "traceback" in r.details:
+            L += ["", "  ```"]
+            L.extend("  " + t for t in str(r.details["traceback"]).rstrip().splitlines())
+            L.append("  ```")
+    L.append("")
+    return L
+
+
+def _plot_lines(cr, out: Path) -> list[str]:
+    seen: list[str] = []
+    for r in cr.records:
+        for p in r.plots:
+            rel = _relative_plot(p, out)
+            if rel not in seen:
+                seen.append(rel)
+    L = []
+    for rel in seen:
+        L += [f"![{Path(rel).stem}]({rel})", ""]
+    return L
+
+
+def _check_section(i: int, cr, out: Path) -> list[str]:
+    """One check: what it means (its docstring), its records, what they assert, its plots."""
+    L = [f'<a id="check-{i}"></a>', "", f"## {i}. {cr.spec.name} - {'PASS' if cr.passed else 'FAIL'}", ""]
+    if cr.spec.summary:
+        L += [f"*{cr.spec.summary}*", ""]
+    desc = _check_description(cr.spec)
+    if desc:
+        L += ["**What this check does.**", "", desc, ""]
+    L += [f"Seed `{cr.seed}` (derived from the root), `{cr.spec.module}.{cr.spec.function}`, "
+          f"{cr.seconds:.1f} s.", ""]
+    return L + _record_table(cr) + _record_assertions(cr) + _plot_lines(cr, out)
+
+
+def _environment_lines(run: HarnessRun) -> list[str]:
+    meta = run.metadata()
+    L = ["## Environment and reproduction", "", "| item | value |", "|---|---|"]
     for k, v in meta["environment"].items():
         L.append(f"| {k} | {_cell(v)} |")
-    L.append(f"| seed derivation | {meta['seed_derivation']} |")
-    L.append("")
-    L.append("Per-check seeds: " + ", ".join(f"`{cr.spec.name}` = {cr.seed}" for cr in run.runs) + ".")
-    L.append("")
-    L.append("The machine-readable form of every record above is in `report.json`.")
-    L.append("")
-    return "\n".join(L)
+    L += [f"| seed derivation | {meta['seed_derivation']} |", "",
+          "Per-check seeds: " + ", ".join(f"`{cr.spec.name}` = {cr.seed}" for cr in run.runs) + ".",
+          "", "The machine-readable form of every record above is in `report.json`.", ""]
+    return L
+
+
+def render_markdown(run: HarnessRun, out_dir: Path | str) -> str:
+    """The text of report.md (plots referenced relative to ``out_dir``): header, summary, one
+    section per check, environment."""
+    out = Path(out_dir)
+    L = _header_lines(run) + _summary_lines(run)
+    for i, cr in enumerate(run.runs, 1):
+        L += _check_section(i, cr, out)
+    return "\n".join(L + _environment_lines(run))
 
 
 def write_report(run: HarnessRun, out_dir: Path | str) -> tuple[Path, Path]:
