@@ -60,13 +60,18 @@ __all__ = [
     "TREE_CASE",
     "PayloadMutant",
     "scaled_payload",
+    "MUTANT_FACTORS",
     "PAYLOAD_MUTANTS",
+    "RESAMPLE_SCALE",
     "RangeQuery",
     "fast_range_query",
     "off_by_one_range_query",
     "QueryFn",
     "resampling_query",
     "level_noise_samples",
+    "variance_mutant_escape",
+    "off_by_one_escape",
+    "resampling_escape",
     "draws_needed",
     "level_variance_records",
     "range_query_records",
@@ -148,7 +153,9 @@ def scaled_payload(factor: float) -> PayloadMutant:
     return mutate
 
 
-PAYLOAD_MUTANTS = (scaled_payload(0.7), scaled_payload(1.3))
+#: the noise-scale factors of the payload mutants (DESIGN §6: x0.7 and x1.3)
+MUTANT_FACTORS = (0.7, 1.3)
+PAYLOAD_MUTANTS = tuple(scaled_payload(f) for f in MUTANT_FACTORS)
 
 #: range query over a 2-D level-order node table: (nodes (2N - 1, w), lo, hi) -> (w,)
 RangeQuery = Callable[[torch.Tensor, int, int], torch.Tensor]
@@ -175,13 +182,24 @@ def _plain_query(att, Q):
     return att.query(Q)
 
 
+#: the resampling mutant's fresh noise: uniform on +-RESAMPLE_SCALE (|answer| + 1) / 2
+RESAMPLE_SCALE = 2.0**-20
+
+
 def resampling_query(att, Q):
-    """Mutant: adds fresh (OS-random) noise at query time, so answers change between calls."""
+    """Mutant: adds fresh (OS-random) noise at query time, so answers change between calls.
+
+    Each entry gets ``s (u - 1/2)`` with ``s = 2^-20 (|answer| + 1)`` and a fresh uniform ``u``
+    of the OS source's grid ``(k + 1/2) 2^-52`` (``u - 1/2`` is then exact): relative to the
+    answer, so that the perturbation is never lost to rounding (see
+    :func:`resampling_escape`). Every step is one IEEE-rounded float64 operation.
+    """
     from dpxattn.randomness import secure_uniforms
 
     out = att.query(Q)
-    u = torch.from_numpy(secure_uniforms(out.numel())).reshape(out.shape)
-    return out + 1e-9 * (u - 0.5)
+    u = torch.from_numpy(secure_uniforms(out.numel())).reshape(out.shape).to(out.dtype)
+    s = (out.abs() + 1.0) * RESAMPLE_SCALE
+    return out + s * (u - 0.5)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,21 +307,120 @@ def level_variance_records(case: TreeCase, builds: int, seed: int, *, rtol: floa
     return recs
 
 
+def variance_mutant_escape(sizes: list[int], law: dict, factor: float,
+                           rtol: float = RTOL_VARIANCE) -> tuple[float, list[dict]]:
+    """beta of the power record "node noise x``factor``": an upper bound on the chance that the
+    per-level variance test accepts the scaled tree at some level (the mutant escapes).
+
+    On a correct build the mutant's normalised node noise is ``factor Z``, Z ~ TLap(1, eps_lvl,
+    delta_lvl) i.i.d., so Y = (factor Z)^2 has the exact mean ``f^2 var``, variance
+    ``f^4 (E Z^4 - var^2)`` and ``|Y - E Y| <= f^2 max(var, A^2 - var)`` (reference law). A level
+    is accepted only if ``|mean Y - var| <= rtol var``, i.e. the mean of its ``n`` draws deviates
+    from ``f^2 var`` by at least ``gap = (|f^2 - 1| - rtol) var`` (less 1e-9 var for the float
+    rounding of the mean): Bernstein (``power_bounds.bernstein_escape``). The record needs every
+    level rejected: union over levels.
+    """
+    from dpxattn.verification.power_bounds import bernstein_escape, union
+
+    var, f2 = law["variance"], factor * factor
+    var_y = f2 * f2 * max(law["fourth_moment"] - var * var, 0.0)
+    bound = f2 * max(var, law["A"] ** 2 - var)
+    gap = (abs(f2 - 1.0) - rtol - 1e-9) * var
+    terms = []
+    for level, n in enumerate(sizes):
+        # a bound below 1e-300 (float underflow of 2 exp(-x)) is stated as 1e-300
+        terms.append({"level": level, "bound": max(bernstein_escape(n, gap, var_y, bound), 1e-300),
+                      "rule": "bernstein_escape(n, gap, variance, bound)", "n": int(n),
+                      "gap": gap, "variance": var_y, "range": bound})
+    return union(t["bound"] for t in terms), terms
+
+
 def _power_records(case: TreeCase, builds: int, seed: int, law: dict, rtol: float) -> list[CheckRecord]:
     out = []
-    for mutant in PAYLOAD_MUTANTS:
+    for mutant, factor in zip(PAYLOAD_MUTANTS, MUTANT_FACTORS):
         recs = level_variance_records(case, builds, derive_seed(seed, mutant.__name__), rtol=rtol,
                                       mutant=mutant, law=law)
         caught = sum(not r.passed for r in recs)
+        beta, terms = variance_mutant_escape([r.sample_size for r in recs], law, factor, rtol)
         out.append(CheckRecord(
             name=f"power: node {mutant.__name__}", kind="power",
             tests="the per-level variance test rejects the tree whose node noise is scaled by "
-                  f"{mutant.__name__[len('noise '):]} at every level; statistic = levels rejected",
+                  f"{mutant.__name__[len('noise '):]} at every level; statistic = levels "
+                  "rejected; beta: Bernstein on the mutant's exact law (E Z^4, support), union "
+                  "over levels",
             statistic=float(caught), threshold=float(len(recs)), comparison=">=",
-            passed=caught == len(recs), sample_size=min(r.sample_size for r in recs),
-            details={"relative_errors": [r.statistic for r in recs]},
+            passed=caught == len(recs), beta=beta, sample_size=min(r.sample_size for r in recs),
+            details={"relative_errors": [r.statistic for r in recs], "beta_terms": terms},
         ))
     return out
+
+
+def off_by_one_escape(case: TreeCase) -> tuple[float, dict]:
+    """beta of "power: off-by-one range query caught": a bound on the chance that the range
+    identity misses the off-by-one query on a correct build (every deviation <= RANGE_RTOL).
+
+    Take the range [0, 1] of the tree w* of largest noise scale b (value column 0). The mutant
+    answers [0, 0]; its deviation is D = (sum of P over canon(0, 0)) - L_0 - L_1 - (sum of Z
+    over canon(0, 1)). The two decompositions differ (the reference's canonical_decomposition):
+    a node j of canon(0, 0) not in canon(0, 1) enters D once, through P_j = X_j + z_j, so given
+    every other noise D = z_j + c up to float rounding rho (a few operations on numbers of
+    magnitude <= S; rho <= 64 2^-53 S). Escape needs |D| <= RANGE_RTOL scale <= RANGE_RTOL S,
+    where scale = max|P| + max|Z| <= S = n R_w max M_t^m + 2 max A (sure: noise is truncated,
+    |v| <= R_w). So z_j lies in a window of width w = 2 (RANGE_RTOL S (1 + 2^-50) + rho); the
+    exact inverse CDF at u then lies within e = 1e-10 A_{w*} more (the fast ppf's error, far
+    above the few ulps tests/test_fast_noise.py verifies), an interval of u of length <=
+    f_max (w + 2 e), f_max = 1/(2 b (1 - e^-a)) the TLap density at 0; the generator's
+    uniforms k 2^-53 (k uniform on 2^53 - 1 values) hit it with probability <= f_max (w + 2 e)
+    + 2^-52. The noise of node j of tree w* is one independent uniform's draw on a correct build.
+    """
+    from dpxattn.accounting import padded_size
+    from dpxattn.reference import kernel
+    from dpxattn.reference import truncated_laplace as tl
+    from dpxattn.reference.dptree import canonical_decomposition
+
+    N = padded_size(case.grid)
+    c00, c01 = set(canonical_decomposition(0, 0, N)), set(canonical_decomposition(0, 1, N))
+    only = sorted(c00 - c01) or sorted(c01 - c00)
+    if not only:
+        raise AssertionError("the canonical decompositions of [0, 0] and [0, 1] coincide")
+    eps_l, delta_l = case.plan().share("tree_level")
+    norms = _normalisers(case)  # (r, 3): the sensitivities 2 R_w M_t^m
+    M = kernel.feature_bounds(case.d, case.degree, case.R)
+    x_max = case.n * case.R_w * max(max(1.0, float(Mt), float(Mt) ** 2) for Mt in M)
+    A_unit = float(tl.support_bound(1, eps_l, delta_l))
+    a = A_unit * float(eps_l)  # A / b, the same for every sensitivity
+    A_max = float(norms.max()) * A_unit
+    b_star = float(norms.max()) / float(eps_l)
+    A_star = b_star * a
+    S = (x_max + 2.0 * A_max) * (1.0 + 1e-12)
+    rho = 64.0 * 2.0**-53 * S
+    width = 2.0 * (RANGE_RTOL * S * (1.0 + 2.0**-50) + rho)
+    e = 1e-10 * A_star
+    f_max = 1.0 / (2.0 * b_star * (-math.expm1(-a))) * (1.0 + 1e-9)
+    beta = min(1.0, f_max * (width + 2.0 * e) + 2.0**-52)
+    return beta, {"rule": "density window: P(u in an interval of length f_max (w + 2 e)) "
+                          "<= f_max (w + 2 e) + 2^-52",
+                  "bound": beta, "range": [0, 1], "node": int(only[0]), "f_max": f_max,
+                  "window": width, "ppf_error": e, "S": S, "rho": rho, "b": b_star}
+
+
+def resampling_escape(mechanisms: int = 2) -> tuple[float, dict]:
+    """beta of "power: a query that resamples noise is caught": a bound on the chance that two
+    calls of :func:`resampling_query` agree bit for bit on every entry, for some mechanism.
+
+    Per entry, with the answer ``o`` fixed (a correct build is deterministic at query time;
+    answers are finite: bounded noise, denominator clamped to >= n), the returned value
+    h(u) = fl(o + fl(s (u - 1/2))), s = fl(|o| + 1) 2^-20, is non-decreasing in u (IEEE rounding
+    is monotone; ``u - 1/2`` is exact on the grid (k + 1/2) 2^-52). h differs from the real
+    o + s (u - 1/2) by at most s 2^-53 + 2^-53 |o| <= s 2^-33 (1 + 2^-19), so two uniforms with
+    the same h are within 2^-32 (1 + 2^-19) of each other: a class of at most 2^20 + 3 of the
+    2^52 grid points, and two independent calls agree with probability <= (2^20 + 3) 2^-52.
+    One entry suffices; union over the mechanisms.
+    """
+    per_entry = (2.0**20 + 3.0) * 2.0**-52
+    beta = min(1.0, mechanisms * per_entry)
+    return beta, {"rule": "monotone rounding: equal outputs need uniforms within 2^-32",
+                  "per_entry": per_entry, "mechanisms": mechanisms, "bound": beta}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -509,8 +626,14 @@ def check_tree(ctx: CheckContext) -> list[CheckRecord]:
 
     Power: the variance test rejects node noise scaled by 0.7 and 1.3 at every level; the range
     test catches an off-by-one range query; the repeatability test catches a query that adds
-    fresh noise. How to read: a variance statistic is the relative error of the measured node
-    variance; the exact records' statistics are floating-point deviations (about 1e-16).
+    fresh noise. Each power record states beta, a rigorous bound on the chance that its mutant
+    escapes on a correct build: Bernstein on the scaled noise's exact law (union over levels;
+    below 1e-100), the density of one node's noise times the range test's acceptance window
+    (about 3e-9), and monotone IEEE rounding for the resampling query (about 5e-10). False
+    alarms: the variance records' alphas (<= 1e-6 each, about 8e-8 together) plus those betas:
+    about 1e-7 for the check at every level. How to read: a variance statistic is the relative
+    error of the measured node variance; the exact records' statistics are floating-point
+    deviations (about 1e-16).
     """
     case = TREE_CASE
     law = _unit_law(case)
@@ -527,11 +650,16 @@ def check_tree(ctx: CheckContext) -> list[CheckRecord]:
     records += range_query_records(case, derive_seed(ctx.seed, "ranges"))
     mutant = range_query_records(case, derive_seed(ctx.seed, "ranges"), off_by_one_range_query,
                                  mutant_name="off-by-one range")[0]
+    beta, terms = off_by_one_escape(case)
     records.append(CheckRecord(
         name="power: off-by-one range query caught", kind="power",
-        tests="the range-query identity fails for a range query that drops the last leaf",
+        tests=("the range-query identity fails for a range query that drops the last leaf; "
+               "beta: the deviation of the range [0, 1] contains one node's noise with "
+               "coefficient 1, which lands in the tiny acceptance window with probability <= "
+               "its density times the window (off_by_one_escape)"),
         statistic=mutant.statistic, threshold=RANGE_RTOL, comparison=">=",
-        passed=mutant.statistic >= RANGE_RTOL, sample_size=mutant.sample_size,
+        passed=mutant.statistic >= RANGE_RTOL, beta=beta, sample_size=mutant.sample_size,
+        details={"beta_terms": terms},
     ))
     ctx.note("reference DPTree")
     records += reference_tree_records(derive_seed(ctx.seed, "reference"))
@@ -539,10 +667,15 @@ def check_tree(ctx: CheckContext) -> list[CheckRecord]:
     records += repeated_query_records(case, derive_seed(ctx.seed, "repeat"))
     resampled = repeated_query_records(case, derive_seed(ctx.seed, "repeat"), resampling_query,
                                        mutant_name="resampling query")
+    beta, terms = resampling_escape(len(resampled))
     records.append(CheckRecord(
         name="power: a query that resamples noise is caught", kind="power",
-        tests="the repeatability test flags a query that adds fresh noise on every call",
+        tests=("the repeatability test flags a query that adds fresh noise on every call "
+               "(uniform, relative 2^-20 of the answer); beta: two calls agree on one entry only "
+               "if their uniforms are within 2^-32 (monotone IEEE rounding), union over the "
+               "two mechanisms (resampling_escape)"),
         statistic=min(r.statistic for r in resampled), threshold=1.0, comparison=">=",
-        passed=all(r.statistic >= 1.0 for r in resampled), sample_size=resampled[0].sample_size,
+        passed=all(r.statistic >= 1.0 for r in resampled), beta=beta,
+        sample_size=resampled[0].sample_size, details={"beta_terms": terms},
     ))
     return records
