@@ -23,4 +23,14 @@ def test_wrong_degree_is_caught(seed):
 def test_check_kernel_quick(seed):
     records = ck.check_kernel(CheckContext(level="quick", seed=seed))
     assert all(r.passed for r in records), [r.name for r in records if not r.passed]
-    assert records[-1].kind == "power"
+    assert records[-1].kind == "power" and records[-1].beta == 0.0
+    assert sum(r.false_failure_rate() for r in records) == 0.0
+
+
+def test_wrong_degree_escape_is_deterministic():
+    beta, terms = ck.wrong_degree_escape([c for c in ck.KERNEL_CASES if c.degree > 0])
+    assert beta == 0.0
+    assert all(m["corner_error"] > m["limit"] for m in terms["cases"].values())
+    # the same computation at the right degree stays below the limit (the rule can say 1)
+    right = ck.measure_kernel(ck.KernelCase(3, 2.0, 9), 1, 10)
+    assert right["at_t_max"] <= terms["cases"]["d=3, R=2, s=9"]["limit"]
