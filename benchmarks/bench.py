@@ -6,21 +6,31 @@ Prints (Markdown, to stdout; progress goes to stderr):
 2. same-run anchors (GEMM f64/f32, 512 MiB copy, fresh allocation, the noise sampler);
 3. one table per configuration (canonical d=8 s=3 n=1e5 m=1024 d_v=8, and (d=4,s=2),
    (d=16,s=2), (d=16,s=3,n=1e4)), both mechanisms, columns of ``measure_config``;
-4. the targets, each a row with measured value, threshold and PASS / FAIL (INFO: reported
-   without a threshold; SKIP: not measurable in this run, with the reason);
-5. the log-log scaling slopes with their bands (PASS / FAIL);
+4. the targets, each a row with measured value, its confidence interval, threshold and verdict:
+   PASS / FAIL when the whole interval meets / misses the threshold, UNSURE when it straddles
+   it (``targets`` module; deterministic values are compared directly; INFO: reported without
+   a threshold; SKIP: not measurable in this run, with the reason);
+5. the log-log scaling slopes with their bands (per-repetition slopes, same verdicts);
 6. the crossover n at which build + m query tokens is cheaper than exact SDPA;
 7. the hardened-noise throughput table of ``dpxattn.benchmarks.noise_hardening`` when present.
 
-``--quick`` runs everything at tiny sizes in seconds (for the smoke test): its verdicts say
-nothing about speed. ``--out FILE`` also writes the whole run as JSON. Exit status: 0 when the
-run completed (targets may FAIL; ``--strict`` turns any FAIL into status 1), 1 when a section
-raised (its traceback goes to stderr and a RUN row marks it FAIL).
+Confidence: every noisy value (timing ratio, time, slope, error of random builds) is read from
+an order-statistic interval for the median of its per-repetition values at ``--confidence``
+(default 0.99; ``intervals`` module), which needs ``--repetitions`` >= 8 (default 12). A wrong
+PASS or FAIL has probability <= (1 - coverage) / 2 per row (a slope band's FAIL: 1 - coverage);
+the summary adds these bounds up over the run's interval rows (a union bound).
+
+``--quick`` runs everything at tiny sizes in seconds (for the smoke test), with 3 repetitions:
+its timed rows read UNSURE and say nothing about speed. ``--out FILE`` also writes the whole
+run as JSON. Exit status: 0 when the run completed (targets may FAIL or be UNSURE; ``--strict``
+turns any FAIL, and only a FAIL, into status 1), 1 when a section raised (its traceback goes to
+stderr and a RUN row marks it FAIL).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import sys
 import traceback
@@ -29,7 +39,8 @@ import torch
 
 from dpxattn.benchmarks import anchors as anchors_mod
 from dpxattn.benchmarks.configs import ScalingGrids, parse_configs, quick_version
-from dpxattn.benchmarks.context import RunContext
+from dpxattn.benchmarks.context import DEFAULT_REPETITIONS, QUICK_REPETITIONS, RunContext
+from dpxattn.benchmarks.intervals import DEFAULT_CONFIDENCE, min_repetitions, order_ranks
 from dpxattn.benchmarks.measure_config import COLUMNS, measure_config
 from dpxattn.benchmarks.measure_extra import measure_reference, measure_tree_ranges
 from dpxattn.benchmarks.measure_scaling import measure_scaling
@@ -57,8 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mechanisms", default="direct,tree",
                         help="direct,tree (default) or direct: the tree rows take most of a full run")
     parser.add_argument("--repetitions", type=int, default=None,
-                        help="timed repetitions per measurement (median reported; default 5, "
-                             "quick 3; the targets ask for >= 5)")
+                        help=f"timed repetitions per measurement (median reported; default "
+                             f"{DEFAULT_REPETITIONS}, quick {QUICK_REPETITIONS}; a 0.99 interval "
+                             "needs >= 8, fewer make every timed verdict UNSURE)")
+    parser.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE,
+                        help="confidence of the intervals the verdicts are read from "
+                             f"(default {DEFAULT_CONFIDENCE:g})")
     parser.add_argument("--min-rep-time", type=float, default=None,
                         help="seconds one repetition lasts at least (default 0.05; quick 0.002)")
     parser.add_argument("--mem-budget-gib", type=float, default=None,
@@ -74,7 +89,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeded-noise", action="store_true",
                         help="draw noise from a seeded torch.Generator instead of the OS CSPRNG")
     parser.add_argument("--seed", type=int, default=20260728, help="seed of the synthetic data")
-    parser.add_argument("--strict", action="store_true", help="exit 1 if any target FAILs")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 1 if any target FAILs (UNSURE rows do not fail the run)")
 
 
 def _device(text: str) -> torch.device:
@@ -183,16 +199,23 @@ def run(args: argparse.Namespace, out=None) -> int:
     if args.quick:
         configs = [quick_version(c) for c in configs]
     min_rep = args.min_rep_time if args.min_rep_time is not None else (0.002 if args.quick else 0.05)
-    reps = args.repetitions if args.repetitions is not None else (3 if args.quick else 5)
+    reps = args.repetitions if args.repetitions is not None else (
+        QUICK_REPETITIONS if args.quick else DEFAULT_REPETITIONS)
+    if not 0.0 < args.confidence < 1.0:
+        raise SystemExit(f"dpxattn bench: --confidence must be in (0, 1) (got {args.confidence})")
     mechanisms = tuple(m.strip() for m in args.mechanisms.split(",") if m.strip())
     if "direct" not in mechanisms or any(m not in ("direct", "tree") for m in mechanisms):
         raise SystemExit("dpxattn bench: --mechanisms must be 'direct,tree' or 'direct'")
     ctx = RunContext(device=device, quick=args.quick, repetitions=max(1, reps), mechanisms=mechanisms,
+                     confidence=args.confidence,
                      min_rep_time=min_rep, seeded_noise=args.seeded_noise, seed=args.seed,
                      noise_mode=args.noise, settle_s=0.0 if args.quick else args.settle,
                      mem_budget=int(args.mem_budget_gib * 2**30) if args.mem_budget_gib else None)
     header = anchors_mod.header(device)
+    j, coverage = order_ranks(ctx.repetitions, ctx.confidence)
     settings = {"quick": args.quick, "repetitions": ctx.repetitions, "min_rep_time_s": min_rep,
+                "confidence": ctx.confidence, "interval_ranks": [j, ctx.repetitions + 1 - j],
+                "interval_coverage": coverage,
                 "settle_s": ctx.settle_s,
                 "sections": list(sections), "configs": [c.name for c in configs],
                 "noise_source": ctx.noise_label(), "seed": args.seed, "mechanisms": list(mechanisms),
@@ -202,8 +225,11 @@ def run(args: argparse.Namespace, out=None) -> int:
     if args.quick:
         rep.print()
         rep.print("QUICK MODE: tiny sizes; timings and verdicts below say nothing about speed.")
-    if ctx.repetitions < 5:
-        rep.print(f"NOTE: {ctx.repetitions} repetitions per measurement (< 5): medians are noisy.")
+    need = min_repetitions(ctx.confidence)
+    if ctx.repetitions < need:
+        rep.print()
+        rep.print(f"NOTE: {ctx.repetitions} repetitions per measurement cannot give a "
+                  f"{ctx.confidence:g} interval (needs >= {need}): every timed verdict is UNSURE.")
     warning = anchors_mod.busy_warning()
     if warning:
         rep.print()
@@ -213,6 +239,9 @@ def run(args: argparse.Namespace, out=None) -> int:
     rep.print()
     rep.print(table(("setting", "value"), [
         ("repetitions (median reported)", str(ctx.repetitions)),
+        ("verdict intervals", f"order statistics {j} and {ctx.repetitions + 1 - j} of "
+                              f"{ctx.repetitions}: coverage >= {coverage:.4g} of the median "
+                              f"(requested {ctx.confidence:g})"),
         ("min time per repetition", f"{min_rep:g} s"),
         ("pause after each interleaved block (settle)", f"{ctx.settle_s:g} s"),
         ("noise source of timed builds", ctx.noise_label()),
@@ -223,6 +252,8 @@ def run(args: argparse.Namespace, out=None) -> int:
     if "anchors" in sections or "configs" in sections:
         def do_anchors():
             sizes = anchors_mod.AnchorSizes.quick() if args.quick else anchors_mod.AnchorSizes()
+            # G7's floor reads the noise and allocation anchors through their own intervals
+            sizes = dataclasses.replace(sizes, repetitions=ctx.repetitions)
             ctx.log("[bench] anchors")
             ctx.anchors = anchors_mod.measure_anchors(device, sizes)
             rep.doc["anchors"] = ctx.anchors
@@ -300,7 +331,7 @@ def run(args: argparse.Namespace, out=None) -> int:
                 rep.print(f"unavailable: dpxattn.benchmarks.noise_hardening cannot be imported ({exc})")
                 rep.doc["noise_hardening"] = {"available": False, "reason": str(exc)}
                 return
-            rows = mod.rows(args.quick)
+            rows = mod.rows(args.quick, repetitions=ctx.repetitions, confidence=ctx.confidence)
             rep.print(_generic_table(rows) if rows else "(no rows)")
             rep.doc["noise_hardening"] = {"available": True, "rows": rows}
         _run_section(rep, "hardening", do_hardening)
@@ -312,15 +343,33 @@ def run(args: argparse.Namespace, out=None) -> int:
     rep.doc["summary"] = counts
     rep.section("Summary")
     rep.print(", ".join(f"{v} {counts[v]}" for v in VERDICTS))
+    # every gated row read from an interval that reaches the confidence (a row short of it is
+    # always UNSURE, which is never a wrong verdict)
+    interval_rows = [t for t in all_rows
+                     if t.interval is not None and t.op != "info" and t.interval.sufficient]
+    # a one-sided target's verdict is wrong only if the interval misses on one given side; a
+    # band's FAIL (truth inside) if it misses on either side
+    wrong = sum(t.interval.miss_per_side * (2 if t.op == "in" else 1) for t in interval_rows)
+    rep.doc["summary_false_verdict_bound"] = wrong
+    rep.print(f"Verdicts of noisy values are read from intervals for the median at confidence "
+              f"{ctx.confidence:g}: each PASS or FAIL among them is wrong with probability <= "
+              f"(1 - coverage)/2 (a band's FAIL: 1 - coverage); over the {len(interval_rows)} such rows, some verdict is wrong with "
+              f"probability <= {wrong:.3g} (union bound). UNSURE: the interval straddles the "
+              "threshold (measure again, more repetitions); --strict fails on FAIL only.")
     rep.doc["load_average_1min_at_end"] = anchors_mod.load_average()
     warning = anchors_mod.busy_warning()
     if warning:
         rep.print(warning + " (at the end of the run)")
     failed = [t for t in all_rows if t.verdict == "FAIL"]
     for t in failed:
-        rep.print(f"- FAIL {t.id} [{t.config}] {t.what}: {t.measured_text()} (needs {t.threshold_text()})")
+        rep.print(f"- FAIL {t.id} [{t.config}] {t.what}: {t.measured_text()} {t.interval_text()} "
+                  f"(needs {t.threshold_text()})")
+    for t in all_rows:
+        if t.verdict == "UNSURE" and not args.quick:
+            rep.print(f"- UNSURE {t.id} [{t.config}] {t.what}: {t.measured_text()} {t.interval_text()} "
+                      f"(needs {t.threshold_text()})")
     if args.quick:
-        rep.print("(quick mode: verdicts are not meaningful)")
+        rep.print("(quick mode: verdicts are not meaningful; UNSURE rows not listed)")
     if args.out:
         write_json(args.out, rep.doc)
         rep.print(f"JSON written to {args.out}")

@@ -20,10 +20,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from dpxattn.benchmarks.intervals import DEFAULT_CONFIDENCE, Interval, median_interval
 from dpxattn.benchmarks.timing import (Timing, available_memory_bytes, device_sync, measure,
                                        measure_many)
 
-__all__ = ["Data", "RunContext"]
+__all__ = ["Data", "RunContext", "DEFAULT_REPETITIONS", "QUICK_REPETITIONS"]
+
+#: repetitions per measurement of a full run: the smallest count whose 0.99 order-statistic
+#: interval for the median drops the most extreme repetition on each side ([x_(2), x_(11)],
+#: coverage 0.9937; ``intervals`` module); 8 is the least that gives any 0.99 interval
+DEFAULT_REPETITIONS = 12
+#: repetitions of a ``--quick`` run (too few for a 0.99 interval: its timed verdicts read UNSURE)
+QUICK_REPETITIONS = 3
 
 
 @dataclass
@@ -51,7 +59,9 @@ class RunContext:
 
     device: torch.device
     quick: bool = False
-    repetitions: int = 5
+    repetitions: int = DEFAULT_REPETITIONS
+    #: confidence of every interval verdict (``intervals`` module)
+    confidence: float = DEFAULT_CONFIDENCE
     min_rep_time: float = 0.05
     #: pause after each interleaved block (``timing`` module docstring, "Settling"); 0 = none
     settle_s: float = 0.25
@@ -73,12 +83,22 @@ class RunContext:
         return measure(fn, repetitions=self.repetitions, min_rep_time=self.min_rep_time,
                        warmup=warmup, first_call=first_call, sync=device_sync(self.device))
 
-    def time_many(self, fns, *, first_calls=None) -> list[Timing]:
+    def time_many(self, fns, *, first_calls=None, on_result=None) -> list[Timing]:
         """Interleaved timings of several functions (:func:`timing.measure_many`): the two
-        sides of every ratio are measured this way."""
+        sides of every ratio are measured this way; ``on_result`` as there."""
         return measure_many(fns, repetitions=self.repetitions, min_rep_time=self.min_rep_time,
                             sync=device_sync(self.device), first_calls=first_calls,
-                            settle_s=self.settle_s)
+                            settle_s=self.settle_s, on_result=on_result)
+
+    def interval(self, values, method: str) -> Interval | None:
+        """The run-confidence interval for the median of ``values`` (one per repetition or per
+        independent build), or None when a value is missing or not finite (the row is then a
+        SKIP)."""
+        values = list(values)
+        if not values or not all(isinstance(v, (int, float)) and v == v and abs(v) != float("inf")
+                                 for v in values):
+            return None
+        return median_interval(values, self.confidence, method)
 
     def sync(self) -> None:
         device_sync(self.device)()

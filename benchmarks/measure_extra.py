@@ -3,9 +3,11 @@
 * G9: batched ``DPTree`` range queries (``dpxattn.fast.tree.DPTree.query``) against a per-query
   Python walk of the same released node array (``baselines.python_walk_range_sums``), scalar
   payload, n = 1e5 leaves, 1e5 random ranges (PERF_ANCHORS §5 G9). The two answers must agree
-  (checked: the walk is the same canonical decomposition).
+  (checked: the walk is the same canonical decomposition). The verdict reads the confidence
+  interval for the median of the per-repetition speed-ups (``intervals``).
 * REF: fast vs exact reference (``dpxattn.reference.DPCrossAttention``, mpmath) on the same small
   structure built from the same uniforms: (reference build + query) ÷ (fast build + query),
+  per interleaved repetition (the verdict reads the confidence interval of their median),
   both mechanisms, with the build and query speed-ups apart in the note; the largest difference
   of their answers is reported beside it.
 """
@@ -19,6 +21,7 @@ from dpxattn.benchmarks import baselines as bl
 from dpxattn.benchmarks import subject
 from dpxattn.benchmarks.configs import BenchConfig
 from dpxattn.benchmarks.context import RunContext
+from dpxattn.benchmarks.intervals import paired_ratios
 from dpxattn.benchmarks.targets import Target, judge, skipped
 
 __all__ = ["measure_tree_ranges", "measure_reference", "REFERENCE_CASES"]
@@ -52,13 +55,15 @@ def measure_tree_ranges(ctx: RunContext) -> tuple[list[Target], dict]:
     fast = query(lo_d, hi_d).reshape(-1).cpu().numpy()
     walk = np.asarray(bl.python_walk_range_sums(nodes, N, lo_l, hi_l))
     agree = float(np.abs(fast - walk).max() / max(1.0, np.abs(walk).max()))
-    speedup = t_walk.median / t_fast.median
+    interval = ctx.interval(paired_ratios(t_walk.samples, t_fast.samples),
+                            "paired per-repetition ratios Python walk / batched query")
+    speedup = interval.estimate
     tag = f"n={n}, {queries} ranges, scalar payload"
     raw = {"n": n, "queries": queries, "fast": t_fast.to_dict(), "python_walk": t_walk.to_dict(),
            "fast_us_per_query": t_fast.median / queries * 1e6,
            "walk_us_per_query": t_walk.median / queries * 1e6, "max_rel_difference": agree}
     rows = [judge("G9", "batched tree range queries vs per-query Python walk", tag, speedup, ">=", 10.0, "x",
-                  note=f"fast {raw['fast_us_per_query']:.3g} us/query, walk {raw['walk_us_per_query']:.3g} "
+                  interval=interval, note=f"fast {raw['fast_us_per_query']:.3g} us/query, walk {raw['walk_us_per_query']:.3g} "
                        f"us/query; answers agree to {agree:.2g}")]
     return rows, raw
 
@@ -86,10 +91,14 @@ def measure_reference(ctx: RunContext) -> tuple[list[Target], list[dict]]:
         ref_ans = np.array([[float(x) for x in row] for row in ref.query(Q)], dtype=np.float64)
         diff = float(np.abs(fast.query(Qt).detach().cpu().numpy() - ref_ans).max())
         t_ref, t_fast = t_rb.median + t_rq.median, t_fb.median + t_fq.median
-        speedup = t_ref / t_fast
+        interval = ctx.interval(
+            paired_ratios([b + q for b, q in zip(t_rb.samples, t_rq.samples)],
+                          [b + q for b, q in zip(t_fb.samples, t_fq.samples)]),
+            "paired per-repetition ratios (reference build + query) / (fast build + query)")
+        speedup = interval.estimate
         tag = f"{mechanism} n={n} d={d} s={s} d_v={d_v} m={m}"
         rows.append(judge("REF", f"fast vs exact reference ({mechanism}, build + query)", tag, speedup,
-                          ">=", 1000.0, "x",
+                          ">=", 1000.0, "x", interval=interval,
                           note=f"reference {t_ref:.3g} s, fast {t_fast * 1e3:.3g} ms (build "
                                f"{t_rb.median / t_fb.median:.3g}x, query {t_rq.median / t_fq.median:.3g}x); "
                                f"max |fast - reference| {diff:.2g}"))

@@ -9,6 +9,13 @@
 * S7  SDPA f32 vs n (a sanity check that the harness measures work): [0.8, 1.2].
 
 Tree points whose estimated memory exceeds the budget are left out and the row says so.
+
+Verdicts: the points of a series are timed interleaved, so repetition k gives one time per size
+and one least-squares slope b_k; the row's measured slope is the median of the b_k and its
+verdict reads the run-confidence interval for the median of their law (``intervals``: PASS when
+the whole interval lies in the band, FAIL when it lies wholly outside, UNSURE otherwise). The note
+keeps the fit of the per-size medians (b +- its standard error, the RMS residual in log units, the
+points).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from dpxattn.benchmarks import baselines as bl
 from dpxattn.benchmarks import subject
 from dpxattn.benchmarks.configs import BenchConfig, ScalingGrids
 from dpxattn.benchmarks.context import RunContext
+from dpxattn.benchmarks.intervals import loglog_slopes
 from dpxattn.benchmarks.slopes import fit_loglog
 from dpxattn.benchmarks.targets import Target, judge, skipped
 
@@ -33,14 +41,23 @@ BANDS = {
 }
 
 
-def _slope_row(id: str, what: str, grid: str, sizes, times, note: str = "") -> Target:
+def _slope_row(id: str, what: str, grid: str, sizes, timings, ctx: RunContext, note: str = "",
+               scale: float = 1.0) -> Target:
+    """A slope row from one :class:`~dpxattn.benchmarks.timing.Timing` per size (times x
+    ``scale``): per-repetition slopes, their median and interval, the fit of the medians."""
     op, band = BANDS[id]
     if len(sizes) < 2:
         return skipped(id, what, grid, op, band, note or "fewer than two points measured")
-    fit = fit_loglog(sizes, times)
-    text = f"+-{fit.stderr:.2g}, resid {fit.residual:.2g}; points " + ", ".join(
-        f"{int(s)}:{t:.3g}s" for s, t in zip(sizes, times))
-    return judge(id, what, grid, fit.slope, op, band, note=(note + "; " if note else "") + text)
+    medians = [t.median * scale for t in timings]
+    fit = fit_loglog(sizes, medians)
+    reps = min(len(t.samples) for t in timings)
+    slopes = loglog_slopes(sizes, [[t.samples[k] * scale for t in timings] for k in range(reps)])
+    interval = ctx.interval(slopes, "least-squares slopes of the repetitions")
+    text = (f"{reps} per-repetition slopes; fit of medians {fit.slope:.3g} +-{fit.stderr:.2g}, "
+            f"resid {fit.residual:.2g}; points " + ", ".join(
+                f"{int(s)}:{t:.3g}s" for s, t in zip(sizes, medians)))
+    return judge(id, what, grid, interval.estimate, op, band, interval=interval,
+                 note=(note + "; " if note else "") + text)
 
 
 def measure_scaling(ctx: RunContext, grids: ScalingGrids) -> list[Target]:
@@ -69,11 +86,10 @@ def measure_scaling(ctx: RunContext, grids: ScalingGrids) -> list[Target]:
     del structures
     sd = ctx.time_many([(lambda p=parts[n]: bl.sdpa_exact(p.Q32, p.K32, p.V32, cfg_n.scale))
                         for n in grids.sdpa_n])
-    med = lambda ts: [t.median for t in ts]
-    rows.append(_slope_row("S1", "noiseless build of M, z vs n", label_n, ns, med(nl)))
-    rows.append(_slope_row("S1", "direct build vs n", label_n, ns, med(dp)))
-    rows.append(_slope_row("S3", "direct query (m tokens) vs n", label_n, ns, med(dq)))
-    rows.append(_slope_row("S7", "SDPA f32 (m tokens) vs n", label_n, list(grids.sdpa_n), med(sd)))
+    rows.append(_slope_row("S1", "noiseless build of M, z vs n", label_n, ns, nl, ctx))
+    rows.append(_slope_row("S1", "direct build vs n", label_n, ns, dp, ctx))
+    rows.append(_slope_row("S3", "direct query (m tokens) vs n", label_n, ns, dq, ctx))
+    rows.append(_slope_row("S7", "SDPA f32 (m tokens) vs n", label_n, list(grids.sdpa_n), sd, ctx))
     rows += _tree_slopes(ctx, grids, cfg_n, parts, data, label_n)
     for dd in dict.fromkeys(d2 for d2, _ in grids.r_series):
         degrees = [ss for d2, ss in grids.r_series if d2 == dd]
@@ -87,9 +103,9 @@ def measure_scaling(ctx: RunContext, grids: ScalingGrids) -> list[Target]:
         del structures
         rs = [c.r for c in cfgs]
         label = f"d={dd} s={','.join(map(str, degrees))} n={grids.r_n}"
-        rows.append(_slope_row("S5", "direct build vs r", label, rs, med(tb)))
-        rows.append(_slope_row("S6", "direct query per token vs r", label, rs,
-                               [t.median / grids.m for t in tq]))
+        rows.append(_slope_row("S5", "direct build vs r", label, rs, tb, ctx))
+        rows.append(_slope_row("S6", "direct query per token vs r", label, rs, tq, ctx,
+                               scale=1.0 / grids.m))
     return rows
 
 
@@ -100,8 +116,8 @@ def _tree_slopes(ctx: RunContext, grids: ScalingGrids, cfg_n: BenchConfig, parts
     otherwise their queries are timed one n at a time (and the note says so)."""
     if "tree" not in ctx.mechanisms:
         note = "tree rows not run (--mechanisms)"
-        return [_slope_row("S2", "tree build vs n", label_n, [], [], note),
-                _slope_row("S4", "tree query (m tokens) vs n", label_n, [], [], note)]
+        return [_slope_row("S2", "tree build vs n", label_n, [], [], ctx, note),
+                _slope_row("S4", "tree query (m tokens) vs n", label_n, [], [], ctx, note)]
     budget = ctx.memory_budget()
     tn, left_out = [], []
     for n in grids.tree_n:
@@ -120,12 +136,13 @@ def _tree_slopes(ctx: RunContext, grids: ScalingGrids, cfg_n: BenchConfig, parts
         tq = ctx.time_many([(lambda a=a: a.query(data.Q)) for a in structures])
         del structures
     else:
-        left_out.append("queries timed one n at a time (all structures together exceed the budget)")
+        left_out.append("queries timed one n at a time (all structures together exceed the budget; "
+                        "repetition k's slope joins the k-th repetitions of separate runs)")
         tq = []
         for n in tn:
             att = build(parts[n])()
             tq.append(ctx.time(lambda: att.query(data.Q)))
             del att
     note = "; ".join(left_out)
-    return [_slope_row("S2", "tree build vs n", label_n, tn, [t.median for t in tb], note),
-            _slope_row("S4", "tree query (m tokens) vs n", label_n, tn, [t.median for t in tq], note)]
+    return [_slope_row("S2", "tree build vs n", label_n, tn, tb, ctx, note),
+            _slope_row("S4", "tree query (m tokens) vs n", label_n, tn, tq, ctx, note)]

@@ -15,9 +15,11 @@ Two comparisons at each size n, both with the production randomness (OS CSPRNG):
   lattice release) over float mode (``noise="float"``, OS uniforms), for both mechanisms at
   :data:`BUILD_CONFIGS` (direct: the canonical d = 8, s = 3, d_v = 8, n = 1e5; tree: d = 2,
   s = 2, d_v = 2, n = 16384, 1.77e6 noisy numbers, the largest that builds in well under a second
-  here: the canonical tree is a 9 GB payload), the two interleaved, median of 5; the issue's
-  target is a ratio <= 2 (:data:`BUILD_RATIO_TARGET`). Quick runs use n = 1e4 (direct) and
-  4096 (tree).
+  here: the canonical tree is a 9 GB payload), the two interleaved; the issue's target is a
+  ratio <= 2 (:data:`BUILD_RATIO_TARGET`). The row's ratio is the median of the per-repetition
+  ratios and its ``verdict`` reads their order-statistic confidence interval
+  (``dpxattn.benchmarks.intervals``; PASS / FAIL when the whole interval meets / misses the
+  target, UNSURE otherwise). Quick runs use n = 1e4 (direct) and 4096 (tree).
 
 Each row gives the median seconds per call (:func:`dpxattn.benchmarks.timing.measure`), the
 nanoseconds per sample and, on hardened rows, the ratio to the float row of the same kind and
@@ -31,11 +33,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dpxattn.benchmarks.intervals import DEFAULT_CONFIDENCE, median_interval, paired_ratios
+from dpxattn.benchmarks.targets import verdict_for
 from dpxattn.benchmarks.timing import measure, measure_many
 from dpxattn.fast.noise import truncated_laplace
 from dpxattn.fast.secure_noise import sample_noise_units, secure_parameters, secure_release
 
-__all__ = ["CONFIG", "BUILD_CONFIGS", "BUILD_RATIO_TARGET", "sizes", "build_rows", "rows"]
+__all__ = ["CONFIG", "BUILD_CONFIGS", "BUILD_RATIO_TARGET", "BUILD_REPETITIONS", "sizes", "build_rows",
+           "rows"]
+
+#: repetitions of the build-time rows (full, quick): 12 gives a 0.99 interval for the median
+#: ratio that drops the most extreme repetition on each side; 3 gives none (UNSURE)
+BUILD_REPETITIONS = {False: 12, True: 3}
 
 #: the issue's target: secure build time <= 2 x float build time
 BUILD_RATIO_TARGET = 2.0
@@ -74,9 +83,13 @@ def _row(kind: str, variant: str, n: int, seconds, extra: dict | None = None) ->
     return row
 
 
-def build_rows(quick: bool) -> list[dict]:
-    """Secure / float build-time rows for both mechanisms (:data:`BUILD_CONFIGS`), interleaved,
-    median of 5 (both sides with OS randomness: secure words vs secure uniforms)."""
+def build_rows(quick: bool, repetitions: int | None = None,
+               confidence: float = DEFAULT_CONFIDENCE) -> list[dict]:
+    """Secure / float build-time rows for both mechanisms (:data:`BUILD_CONFIGS`), interleaved
+    (both sides with OS randomness: secure words vs secure uniforms), ``repetitions`` of each
+    (default :data:`BUILD_REPETITIONS`); the secure row carries the ratio's interval at
+    ``confidence`` and its verdict."""
+    reps = repetitions if repetitions is not None else BUILD_REPETITIONS[bool(quick)]
     from dpxattn.fast import DPCrossAttention
 
     out: list[dict] = []
@@ -87,27 +100,32 @@ def build_rows(quick: bool) -> list[dict]:
         kw = dict(eps=1.0, delta=1e-6, R=1.0, R_w=1.0, degree=degree, mechanism=mechanism)
         t_float, t_secure = measure_many(
             [lambda: DPCrossAttention.build(K, V, noise="float", **kw),
-             lambda: DPCrossAttention.build(K, V, noise="secure", **kw)], repetitions=5)
+             lambda: DPCrossAttention.build(K, V, noise="secure", **kw)], repetitions=reps)
         draws = DPCrossAttention.noise_count(n=n, d=d, d_v=d_v, degree=degree, mechanism=mechanism)
         config = {"mechanism": mechanism, "n": n, "d": d, "d_v": d_v, "degree": degree,
                   "eps": 1.0, "delta": 1e-6, "noisy_numbers": draws}
-        ratio = t_secure.median / t_float.median
+        interval = median_interval(paired_ratios(t_secure.samples, t_float.samples), confidence,
+                                   "paired per-repetition ratios secure build / float build")
+        ratio = interval.estimate
         for variant, t in (("float build (idealised numerics)", t_float),
                            ("secure build (hardened lattice release)", t_secure)):
             row = _row("build", variant, n, t)
             row.update({"config": config, "ns_per_sample": t.median / draws * 1e9})
             if t is t_secure:
                 row.update({"ratio_vs_float": ratio, "target_ratio": BUILD_RATIO_TARGET,
-                            "meets_target": ratio <= BUILD_RATIO_TARGET})
+                            "ratio_interval": interval.text("x"),
+                            "verdict": verdict_for("<=", BUILD_RATIO_TARGET, interval)})
             out.append(row)
     return out
 
 
-def rows(quick: bool) -> list[dict]:
+def rows(quick: bool, repetitions: int | None = None,
+         confidence: float = DEFAULT_CONFIDENCE) -> list[dict]:
     """Hardened vs float rows (``sampler`` and ``release``) at each size of :func:`sizes`, then
-    the build-time rows of :func:`build_rows`.
+    the build-time rows of :func:`build_rows` (``repetitions``, ``confidence`` as there).
 
-    Hardened rows carry ``ratio_vs_float`` = hardened seconds / float seconds (same kind, n).
+    Hardened rows carry ``ratio_vs_float`` = hardened seconds / float seconds (same kind, n): a
+    figure without a verdict.
     """
     params = secure_parameters(changed=1, **CONFIG)
     out: list[dict] = []
@@ -131,4 +149,4 @@ def rows(quick: bool) -> list[dict]:
             out.append(_row(kind, "float64 inversion (idealised numerics)", n, t_float))
             out.append(_row(kind, "hardened lattice + exact discrete TLap", n, t_hard,
                             {"ratio_vs_float": t_hard.median / t_float.median}))
-    return out + build_rows(quick)
+    return out + build_rows(quick, repetitions, confidence)

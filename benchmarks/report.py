@@ -1,9 +1,12 @@
 """Text rendering of the benchmark: Markdown tables (pipe tables, so the output pastes into a
 README or an issue as it is) and the JSON document.
 
-Every targets / slopes row is rendered as ``| id | what | config | measured | threshold | VERDICT | note |``
-so that a reader (and ``tests/test_bench_smoke.py``) can parse it; the verdict is one of
-:data:`dpxattn.benchmarks.targets.VERDICTS`.
+Every targets / slopes row is rendered as
+``| id | what | config | measured | interval (coverage) | threshold | VERDICT | note |`` so that a
+reader (and ``tests/test_bench_smoke.py``) can parse it; the verdict is one of
+:data:`dpxattn.benchmarks.targets.VERDICTS`. The interval cell is ``[lo, hi]unit @C%`` (C: the
+interval's guaranteed coverage of the median; ``< R%`` follows when it falls short of the
+requested R), ``exact`` for a deterministic value, ``-`` for a figure without one.
 """
 
 from __future__ import annotations
@@ -70,8 +73,9 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
 def targets_table(rows: Sequence[Target]) -> str:
     """The targets (or slopes) rows, one per line, verdict in its own column."""
     return table(
-        ("id", "what", "config", "measured", "threshold", "verdict", "note"),
-        [(t.id, t.what, t.config, t.measured_text(), t.threshold_text(), t.verdict, t.note) for t in rows],
+        ("id", "what", "config", "measured", "interval (coverage)", "threshold", "verdict", "note"),
+        [(t.id, t.what, t.config, t.measured_text(), t.interval_text(), t.threshold_text(), t.verdict,
+          t.note) for t in rows],
     )
 
 

@@ -4,7 +4,9 @@ attention.
 
 A slope is the least-squares fit of log(time) = a + b log(size); it is printed as
 ``b +- se(b)`` with the RMS residual of the fit in log units (a residual near 0 means the points
-lie on the line; a large one means the power law is a poor description, whatever b is).
+lie on the line; a large one means the power law is a poor description, whatever b is). The
+slope rows' verdicts do not read ``se(b)`` (a model-based figure): ``measure_scaling`` fits each
+repetition's series and reads an order-statistic interval for the median of those slopes.
 """
 
 from __future__ import annotations

@@ -3,9 +3,13 @@
 Timing (:func:`measure`): one or more warm-up calls, then the number of calls per repetition
 (``inner``) is calibrated so that one repetition lasts at least ``min_rep_time`` seconds; the
 median over ``repetitions`` (>= 5 by default) repetitions of (repetition time / inner) is the
-reported time per call, and min / max are kept beside it. :func:`measure_many` does the same
-for several functions with their repetitions interleaved, for the two sides of a ratio. On CUDA the device is synchronised
-before the clock is read at both ends of a repetition (``sync``), so the time is the device's.
+reported time per call, and min / max are kept beside it, and every repetition's time per call
+(``Timing.samples``, in order): the benchmark's verdicts are read from confidence intervals over
+them (``intervals`` module). :func:`measure_many` does the same for several functions with their
+repetitions interleaved, for the two sides of a ratio: repetition k of every side runs before
+repetition k + 1 of any, so ``a.samples[k] / b.samples[k]`` is a paired ratio. On CUDA the device
+is synchronised before the clock is read at both ends of a repetition (``sync``), so the time is
+the device's.
 
 Settling (``settle_s``): a thread pool that is not torch's (numpy's OpenBLAS, behind the numpy
 exact-softmax oracle) keeps its threads spinning for a while after a call returns; on this
@@ -60,13 +64,15 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 @dataclass(frozen=True)
 class Timing:
     """Seconds per call: ``median`` (reported), ``min``, ``max`` over ``repetitions``, each
-    repetition being ``inner`` back-to-back calls."""
+    repetition being ``inner`` back-to-back calls; ``samples``: every repetition's seconds per
+    call, in the order they ran."""
 
     median: float
     min: float
     max: float
     repetitions: int
     inner: int
+    samples: tuple[float, ...] = ()
 
     @property
     def spread(self) -> float:
@@ -75,7 +81,8 @@ class Timing:
 
     def to_dict(self) -> dict:
         return {"median_s": self.median, "min_s": self.min, "max_s": self.max,
-                "repetitions": self.repetitions, "inner": self.inner}
+                "repetitions": self.repetitions, "inner": self.inner,
+                "samples_s": list(self.samples)}
 
 
 def device_sync(device) -> Callable[[], None]:
@@ -95,6 +102,18 @@ def _timed(fn: Callable[[], Any], calls: int, sync: Callable[[], None]) -> float
         fn()
     sync()
     return time.perf_counter() - t0
+
+
+def _timed_keep(fn: Callable[[], Any], calls: int, sync: Callable[[], None]) -> tuple[float, Any]:
+    """Like :func:`_timed`, but the last call's result is returned instead of dropped (the
+    earlier calls' results are dropped at once, as in :func:`_timed`)."""
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(calls - 1):
+        fn()
+    last = fn()
+    sync()
+    return time.perf_counter() - t0, last
 
 
 def _calibrate(fn: Callable[[], Any], *, warmup: int, first_call: float | None,
@@ -143,7 +162,8 @@ def measure_many(fns: Sequence[Callable[[], Any]], *, repetitions: int = 5,
                  min_rep_time: float = 0.05, max_inner: int = 1_000_000,
                  sync: Callable[[], None] | None = None, warmup: int = 1,
                  first_calls: Sequence[float | None] | None = None,
-                 settle_s: float = 0.0) -> list[Timing]:
+                 settle_s: float = 0.0,
+                 on_result: Sequence[Callable[[Any], None] | None] | None = None) -> list[Timing]:
     """Time several functions **interleaved**: repetition k runs fn_0's inner loop, then fn_1's,
     and so on, before repetition k + 1 starts. A slow phase of the machine (PERF_ANCHORS §2.7:
     minutes in which cache-bound kernels run 2x slower) then hits every side of a ratio alike,
@@ -153,6 +173,12 @@ def measure_many(fns: Sequence[Callable[[], Any]], *, repetitions: int = 5,
     ``first_calls[i]`` gives the time of a call the caller has just made, fn_i's warm-up is
     skipped. ``settle_s``: seconds of pause after each function's calibration and after each of
     its timed blocks (module docstring, "Settling"); never inside a timed block.
+
+    ``on_result[i]`` (optional, one entry per function): called with the result of the last
+    call of each of fn_i's timed blocks, after the clock has stopped (e.g. to measure the error
+    of each independently built structure). The result is then dropped and the time that takes
+    is added to the block, so the block still pays for freeing every result it made, as an
+    unobserved block does; only the callback itself is outside the timing.
     """
     if repetitions < 1:
         raise ValueError(f"repetitions must be >= 1 (got {repetitions})")
@@ -162,6 +188,9 @@ def measure_many(fns: Sequence[Callable[[], Any]], *, repetitions: int = 5,
         raise ValueError("first_calls must have one entry per function")
     if settle_s < 0:
         raise ValueError(f"settle_s must be >= 0 (got {settle_s})")
+    hooks = list(on_result) if on_result is not None else [None] * len(fns)
+    if len(hooks) != len(fns):
+        raise ValueError("on_result must have one entry per function")
 
     def settle() -> None:
         if settle_s > 0:
@@ -175,9 +204,19 @@ def measure_many(fns: Sequence[Callable[[], Any]], *, repetitions: int = 5,
     per_call: list[list[float]] = [[] for _ in fns]
     for _ in range(repetitions):
         for i, (fn, inner) in enumerate(zip(fns, inners)):
-            per_call[i].append(_timed(fn, inner, sync) / inner)
+            hook = hooks[i]
+            if hook is None:
+                elapsed = _timed(fn, inner, sync)
+            else:
+                elapsed, last = _timed_keep(fn, inner, sync)
+                hook(last)
+                t0 = time.perf_counter()
+                del last
+                sync()
+                elapsed += time.perf_counter() - t0
+            per_call[i].append(elapsed / inner)
             settle()
-    return [Timing(statistics.median(p), min(p), max(p), repetitions, inner)
+    return [Timing(statistics.median(p), min(p), max(p), repetitions, inner, tuple(p))
             for p, inner in zip(per_call, inners)]
 
 

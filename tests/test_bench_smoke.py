@@ -19,7 +19,7 @@ from dpxattn.benchmarks.targets import VERDICTS, judge
 from dpxattn.benchmarks.timing import measure, measure_many, measure_memory
 from dpxattn.cli import main
 
-ROW = re.compile(r"^\| (?P<id>[A-Z][A-Za-z0-9]*) +\|.*\| (?P<verdict>PASS|FAIL|INFO|SKIP) +\|")
+ROW = re.compile(r"^\| (?P<id>[A-Z][A-Za-z0-9]*) +\|.*\| (?P<verdict>PASS|FAIL|UNSURE|INFO|SKIP) +\|")
 EXPECTED_TARGETS = {"G1", "G2", "G3", "G4", "G6", "G7", "G8", "G9", "G10", "G11", "REF", "ERR", "ENV"}
 EXPECTED_SLOPES = {"S1", "S2", "S3", "S4", "S5", "S6", "S7"}
 
@@ -68,7 +68,7 @@ def test_target_and_slope_rows_parse(quick_run):
     for m in targets + slopes:
         assert m["verdict"] in VERDICTS
     summary = _section(text, "Summary")
-    counts = dict(re.findall(r"(PASS|FAIL|INFO|SKIP) (\d+)", summary.splitlines()[2]))
+    counts = dict(re.findall(r"(PASS|FAIL|UNSURE|INFO|SKIP) (\d+)", summary.splitlines()[2]))
     for verdict in VERDICTS:
         assert int(counts[verdict]) == sum(m["verdict"] == verdict for m in targets + slopes)
 
@@ -91,6 +91,39 @@ def test_json_is_written_and_matches_the_text(quick_run):
     assert sum(doc["summary"].values()) == printed
     for row in doc["targets"] + doc["slopes"]:
         assert row["verdict"] in VERDICTS
+    assert doc["settings"]["confidence"] == 0.99
+
+
+def test_noisy_rows_carry_their_interval_and_quick_ones_cannot_pass_or_fail(quick_run):
+    # every gated row is read from an interval or declared deterministic; with the quick run's
+    # 3 repetitions no 0.99 interval exists, so every interval row is UNSURE (or INFO / SKIP)
+    _, text, path = quick_run
+    doc = json.loads(path.read_text())
+    reps = doc["settings"]["repetitions"]
+    assert reps == 3
+    seen = set()
+    for row in doc["targets"] + doc["slopes"]:
+        if row["id"] == "RUN" or row["verdict"] == "SKIP":
+            continue
+        if row["op"] != "info":
+            assert row["basis"] in ("interval", "deterministic"), row
+        if row["basis"] == "deterministic":
+            assert row["interval"] is None and row["id"] in ("G10", "ENV"), row
+            continue
+        iv = row["interval"]
+        if iv is None:
+            assert row["verdict"] == "INFO", row
+            continue
+        seen.add(row["id"])
+        assert iv["n"] == reps and iv["lo"] <= iv["estimate"] <= iv["hi"], row
+        assert row["measured"] == pytest.approx(iv["estimate"])
+        assert iv["sufficient"] is False and iv["confidence"] < 0.99
+        assert row["verdict"] in ("UNSURE", "INFO"), row
+    assert seen >= {"G1", "G2", "G4", "G6", "G7", "G8", "G9", "G11", "G11e", "REF", "ERR",
+                    "S1", "S2", "S3", "S4", "S5", "S6", "S7"}
+    assert "cannot give a 0.99 interval (needs >= 8)" in text
+    hardening = [r for r in doc["noise_hardening"]["rows"] if r["kind"] == "build" and "verdict" in r]
+    assert len(hardening) == 2 and all(r["verdict"] == "UNSURE" for r in hardening)
 
 
 def test_noise_off_structures_compute_the_same_taylor_attention_as_the_baseline(quick_run):
@@ -179,12 +212,15 @@ def test_slopes_crossover_and_verdicts():
     assert crossover_n((10.0, 1.0), (0.0, 2.0)) == pytest.approx(10.0)
     assert crossover_n((0.0, 2.0), (1.0, 1.0)) is None
     assert crossover_n((0.0, 1.0), (5.0, 2.0)) == 1.0
-    assert judge("x", "", "", 1.2, "<=", 1.5).verdict == "PASS"
-    assert judge("x", "", "", 1.6, "<=", 1.5).verdict == "FAIL"
-    assert judge("x", "", "", 0.7, "in", (0.8, 1.2)).verdict == "FAIL"
-    assert judge("x", "", "", 60.0, ">=", 50.0).verdict == "PASS"
+    # deterministic rows: the plain verdict (interval rows: tests/test_bench_intervals.py)
+    assert judge("x", "", "", 1.2, "<=", 1.5, deterministic=True).verdict == "PASS"
+    assert judge("x", "", "", 1.6, "<=", 1.5, deterministic=True).verdict == "FAIL"
+    assert judge("x", "", "", 0.7, "in", (0.8, 1.2), deterministic=True).verdict == "FAIL"
+    assert judge("x", "", "", 60.0, ">=", 50.0, deterministic=True).verdict == "PASS"
     assert judge("x", "", "", None, ">=", 50.0).verdict == "SKIP"
     assert judge("x", "", "", 3.0, "info").verdict == "INFO"
+    with pytest.raises(ValueError, match="needs an interval"):
+        judge("x", "", "", 1.2, "<=", 1.5)  # a gated row must say how it is read
 
 
 def test_configs_parse():
@@ -199,6 +235,7 @@ def test_configs_parse():
 def test_timing_and_memory_measurement():
     t = measure(lambda: sum(range(1000)), repetitions=5, min_rep_time=0.001)
     assert 0 < t.min <= t.median <= t.max and t.repetitions == 5 and t.inner >= 1
+    assert len(t.samples) == 5 and min(t.samples) == t.min and max(t.samples) == t.max
     size = 64 << 20
     result, mem = measure_memory(lambda: torch.ones(size // 8, dtype=torch.float64))
     if mem is None:
