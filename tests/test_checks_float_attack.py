@@ -1,9 +1,11 @@
 """The floating-point attack separates the float path from the hardened release (issue 5).
 
 dpxattn.verification.checks_float_attack; proofs_notes/23-hardened-noise.md. The hardened
-records are statistical with false-alarm rate alpha = 1 - confidence = 1e-6 each; the float
-records are the attack's power (it must expose the float path), and a second mutant (lattice
-rounding followed by float noise) shows the hardened verdict is not vacuous.
+records are audits with false-alarm rate alpha = 1 - confidence = 1e-6 each; the power records
+(the exact classifier against the float path on enumerated uniforms) carry an exact binomial
+beta; the trained classifier against the library's float path is an info figure, and these
+tests assert with fixed seeds that it exposes that path. A second mutant (lattice rounding
+followed by float noise) shows the hardened verdict is not vacuous.
 """
 
 from __future__ import annotations
@@ -39,16 +41,61 @@ def test_classifier_scores_are_log_likelihood_ratios():
 @pytest.mark.statistical
 def test_float_path_exposed_and_hardened_not(seed):
     records = fa.check_float_attack(CheckContext("quick", seed))
-    assert len(records) == 2 * len(fa.ATTACK_CONFIGS)
+    assert len(records) == 3 * len(fa.ATTACK_CONFIGS)
+    assert sorted(r.kind for r in records) == ["audit"] * 2 + ["info"] * 2 + ["power"] * 2
     for r in records:
         assert r.passed, (r.name, r.statistic, r.threshold)
         claim = r.threshold
-        if r.kind == "power":
-            assert "float" in r.name and r.statistic > claim  # exposed
+        if r.kind == "info":  # the trained classifier, generator uniforms: exposed (fixed seed)
+            assert "float" in r.name and r.statistic > claim
             assert r.details["q_hat"] == 0.0  # outputs impossible under the neighbour
+        elif r.kind == "power":  # the exact classifier on the enumerated float path
+            assert "float" in r.name and r.statistic > claim
+            assert r.beta is not None and r.beta <= 1e-100 and r.details["beta_terms"]["m"] > 0
         else:
             assert "hardened" in r.name and r.statistic <= claim and r.alpha == pytest.approx(1e-6)
+    rates = [r.false_failure_rate() for r in records]
+    assert all(x is not None and x <= 1e-5 for x in rates) and sum(rates) <= 5e-5
     assert any(spec.function == "check_float_attack" and load(spec) is fa.check_float_attack for spec in CHECKS)
+
+
+def test_enumerated_float_path_law():
+    """The power records' law: exposing keys have positive mass under D and none under D'
+    (Sterbenz: 1 + z is a multiple of 2^-53 below 1/2); the bound reacts to p and n."""
+    law = fa.float_path_exact_law(fa.ATTACK_CONFIGS[0], bits=12)
+    assert 0.2 < law.p < 0.6 and law.q == 0.0 and not law.exposing_b.any()
+    keys_b = set(fa.bit_pattern_keys(law.outputs_b).tolist())
+    assert not keys_b & set(fa.bit_pattern_keys(law.outputs_a[law.exposing_a]).tolist())
+    # most of the exposing mass lies below 1/2 in magnitude, where 1 + z loses low bits (the rest:
+    # binades that D' reaches only on grid points too rare to occur, e.g. far negative tails)
+    exposing = law.outputs_a[law.exposing_a]
+    assert np.count_nonzero(np.abs(exposing) < 0.5) >= 0.5 * exposing.size
+    strong, _ = fa.float_power_escape(law.p, 40_000, 1.0, 1e-6)
+    weak, terms = fa.float_power_escape(1e-3, 40_000, 1.0, 1e-6)
+    assert strong <= 1e-100 and weak > 0.5 and terms["x_crit"] >= 0
+    # beta is the exact binomial tail the audit's rule implies: check it by simulation sizes
+    assert fa.float_power_escape(0.5, 10, 1.0, 1e-6)[0] == 1.0  # 5 draws per split: no power
+
+
+@pytest.mark.statistical
+def test_exact_classifier_attack_exposes_and_matches_its_rule(seed):
+    law = fa.float_path_exact_law(fa.ATTACK_CONFIGS[1], bits=14)
+    res = fa.exact_classifier_attack(law, 4_000, 1e-6, fa.CONFIDENCE, np.random.default_rng(seed))
+    beta, terms = fa.float_power_escape(law.p, 4_000, 0.1, 1e-6)
+    assert res.eps_lower_bound > 0.1 and beta < 1e-6
+    assert res.audit.n_estimate_a == terms["m"]
+    # the rule's critical count: with x_crit exposing draws in all (so at most x_crit in the
+    # estimation split, whatever the split) the audit does not expose; with all draws it does
+    from dpxattn.verification.audit import audit
+    m = terms["m"]
+    sa = np.zeros(4_000)
+    sa[: terms["x_crit"]] = 1.0
+    low = audit(sa, np.zeros(4_000), delta=1e-6, confidence=fa.CONFIDENCE,
+                rng=np.random.default_rng(seed))
+    assert low.eps_lower_bound <= 0.1
+    high = audit(np.ones(4_000), np.zeros(4_000), delta=1e-6, confidence=fa.CONFIDENCE,
+                 rng=np.random.default_rng(seed))
+    assert high.eps_lower_bound > 0.1 and m > terms["x_crit"]
 
 
 @pytest.mark.statistical
