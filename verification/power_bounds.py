@@ -13,7 +13,13 @@ bounds the checks use; each is a rigorous inequality, never an estimate:
   window (a bin, a region, an exceedance count);
 * :func:`bernstein_escape` - a mean of bounded i.i.d. variables staying within ``gap`` of the
   wrong centre it is tested against (Bernstein's inequality, known variance and range);
-* :func:`union` - the escape of a record that needs several tests to reject (sum, capped at 1).
+* :func:`union` - the escape of a record that needs several tests to reject (sum, capped at 1);
+* :func:`binomial_window_upper` - an upper bound on :func:`binomial_window` that stays accurate
+  in either tail (no difference of two CDFs near 1);
+* :func:`never_hit` - ``n`` draws all miss an event of mass ``q`` (a support or zero-bin test);
+* :func:`chi_square_escape` - Pearson's statistic on fixed cells stays below a critical value:
+  every cell must then stay in its window ``|O_j - n p_j| <= sqrt(c n p_j)``, bounded by the
+  exact binomial probability of the best cell.
 
 Proof note: ``proofs_notes/20-verification-standards.md`` ("False alarms and power").
 """
@@ -23,9 +29,11 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
+import numpy as np
 from scipy import stats
 
-__all__ = ["dkw_escape", "binomial_window", "bernstein_escape", "union"]
+__all__ = ["dkw_escape", "binomial_window", "bernstein_escape", "union", "binomial_window_upper",
+           "never_hit", "chi_square_escape"]
 
 
 def _check_n(n: int) -> int:
@@ -87,3 +95,98 @@ def union(terms: Iterable[float]) -> float:
             raise ValueError(f"an escape bound must be a probability (got {t!r})")
         total += t
     return min(1.0, total)
+
+
+def binomial_window_upper(n: int, q: float, lo: float, hi: float) -> float:
+    """An upper bound on P(lo <= X <= hi), X ~ Binomial(n, q): min(P(X <= hi), P(X >= lo)).
+
+    Equal to :func:`binomial_window` up to the smaller tail outside the window, and accurate in
+    float64 wherever the window lies in one tail (each term is one CDF or one survival function,
+    never a difference of two numbers near 1, which :func:`binomial_window` computes as 0 there).
+    """
+    n = _check_n(n)
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"q must be a probability (got {q!r})")
+    k_lo, k_hi = math.ceil(lo), math.floor(hi)
+    if k_hi < k_lo or k_hi < 0 or k_lo > n:
+        return 0.0
+    below = float(stats.binom.cdf(k_hi, n, q))
+    above = float(stats.binom.sf(k_lo - 1, n, q))
+    return min(1.0, max(min(below, above), 0.0))
+
+
+def never_hit(n: int, q: float) -> float:
+    """P(no one of ``n`` i.i.d. draws lands in an event of mass ``q``) = (1 - q)^n, exactly."""
+    n = _check_n(n)
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"q must be a probability (got {q!r})")
+    if q == 1.0:
+        return 0.0
+    return float(math.exp(n * math.log1p(-q)))
+
+
+def chi_square_escape(n: int, critical: float, null_probs, mutant_probs, *,
+                      infinite_mass: float = 0.0, slack: float = 1e-9) -> tuple[float, dict]:
+    """Upper bound on P(Pearson X^2 <= ``critical``) for ``n`` multinomial draws of a mutant.
+
+    X^2 = sum_j (O_j - n p_j)^2 / (n p_j) over cells of null probabilities ``null_probs`` (all
+    > 0); the draws fall in cell j with the mutant's probability ``mutant_probs[j]`` (the cells
+    may miss some of the mutant's mass: ``infinite_mass``, where a draw makes X^2 infinite).
+    The smallest of three rigorous bounds on the escape {X^2 <= c}:
+
+    * **best cell**: each term is <= X^2, so every cell has |O_j - n p_j| <= sqrt(c n p_j);
+      O_j ~ Binomial(n, q_j): the smallest exact window probability (:func:`binomial_window_upper`);
+    * **projection**: by Cauchy-Schwarz, X^2 >= (sum_j w_j (O_j - n p_j))^2 / (n sum_j w_j^2 p_j)
+      for any weights; with w_j = q_j / p_j - 1, S = sum_j w_j O_j is a sum of ``n`` i.i.d. draws
+      of w (0 off the cells) of mean E_q w and escape needs S/n <= E_p w + sqrt(c E_p w^2 / n),
+      i.e. a deviation of at least gap = E_q w - E_p w - sqrt(c E_p w^2 / n) = chi2(q||p) - ...
+      below its mean: Bernstein (:func:`bernstein_escape`) with the exact variance Var_q w and
+      range max |w_j - E_q w| over the cells the mutant can reach;
+    * **no infinite cell**: no draw lands where X^2 is infinite, :func:`never_hit`.
+
+    ``slack`` widens each acceptance radius by this relative amount (float rounding of the
+    statistic). Returns the bound and the inputs of each.
+    """
+    n = _check_n(n)
+    p = np.asarray(null_probs, dtype=np.float64)
+    q = np.asarray(mutant_probs, dtype=np.float64)
+    if p.shape != q.shape or p.ndim != 1 or p.size == 0:
+        raise ValueError("null_probs and mutant_probs must be 1-D arrays of one length")
+    if np.any(p <= 0) or np.any(q < 0) or np.any(q > 1):
+        raise ValueError("null cell probabilities must be > 0 and mutant ones in [0, 1]")
+    c = float(critical) * (1.0 + slack) ** 2
+    # best cell
+    half = np.sqrt(c * n * p)
+    lo = np.ceil(n * p - half)
+    hi = np.floor(n * p + half)
+    below = stats.binom.cdf(hi, n, q)
+    above = stats.binom.sf(lo - 1, n, q)
+    window = np.where(hi < lo, 0.0, np.clip(np.minimum(below, above), 0.0, 1.0))
+    j = int(np.argmin(window))
+    cell = float(window[j])
+    info = {"best_cell": {"bound": cell, "cell": j, "cells": int(p.size), "null_prob": float(p[j]),
+                          "mutant_prob": float(q[j]), "window": [float(lo[j]), float(hi[j])],
+                          "expected_under_mutant": float(n * q[j])}}
+    # projection on w = q/p - 1
+    w = q / p - 1.0
+    e_q = float(np.sum(q * w))
+    e_p = float(np.sum(p * w))
+    e_p2 = float(np.sum(p * w * w))
+    var_q = max(float(np.sum(q * (w - e_q) ** 2)), 0.0)
+    reach = q > 0
+    rng = float(np.max(np.abs(w[reach] - e_q))) if reach.any() else 0.0
+    if infinite_mass > 0:  # a draw off the cells has w = 0
+        var_q += float(infinite_mass) * e_q * e_q
+        rng = max(rng, abs(e_q))
+    gap = e_q - e_p - math.sqrt(c * e_p2 / n)
+    proj = bernstein_escape(n, gap, var_q, rng)
+    info["projection"] = {"bound": proj, "chi2_divergence": e_p2, "gap": gap,
+                          "variance": var_q, "range": rng}
+    bounds = {"best cell": cell, "projection": proj}
+    if infinite_mass > 0:
+        none = never_hit(n, float(infinite_mass))
+        info["no_draw_in_infinite_cells"] = {"bound": none, "mass": float(infinite_mass)}
+        bounds["no draw in infinite cells"] = none
+    name = min(bounds, key=bounds.get)
+    info["bound_from"] = name
+    return min(1.0, bounds[name]), info
