@@ -29,11 +29,25 @@ the reference (``dpxattn.reference.truncated_laplace``, mpmath at 160 bits):
    ``hockey_stick(Delta, eps)`` all equal delta (to 25 significant digits).
 
 Power (DESIGN §6): the same tests at the same sample sizes are run on the mutants of
-:mod:`dpxattn.verification.mutants_noise` (scale x0.7 and x1.3). KS, chi-square and moments must
-reject both; the support test must reject a mutant whenever its exact probability of doing so
-at this sample size is >= 1 - 1e-6 (x1.3 only: a narrower law never leaves the support), and
-the delta-region test likewise (its exact power is computed from the mutant's exact region
-mass and the binomial acceptance region). Every statistical assertion has alpha = 1e-6.
+:mod:`dpxattn.verification.mutants_noise` (scale x0.7 and x1.3: the fast sampler's draws times
+f, so a mutant draw is fZ with CDF F(x/f), F the reference's exact CDF). KS, chi-square and
+moments must reject both; the support test must reject a mutant whenever its exact miss
+probability (1 - P[|fZ| > A])^n at this sample size is <= ``REQUIRED_MISS`` = 1e-9 (x1.3 only: a
+narrower law never leaves the support), and the delta-region test likewise (its exact miss
+from the mutant's exact region mass and the binomial acceptance interval). The power record's
+``beta`` (the chance that the mutant escapes, i.e. that the record fails a correct build) is
+the sum over the required tests of a rigorous bound on each one's miss, from the mutant's exact
+law (``details["beta_terms"]``): KS, DKW (Massart) at the mutant's sup-distance to F minus the
+critical value and the grid bracket (:func:`ks_escape`); chi-square, the exact binomial window
+of the best bin, or Bernstein on the projection of the counts onto the likelihood ratio
+(Cauchy-Schwarz: X^2 >= that projection squared), or no draw in the cell below -A, whichever is
+smallest (:func:`chi_square_escape_bound`); moments, Bernstein on the mutant's sample second
+moment at its exact mean f^2 Var Z, variance f^4 E Z^4 - f^4 Var^2 and range f^2 A^2
+(:func:`moments_escape`); support and delta region, their exact miss. The bounds take a correct
+build's draws to follow the exact law, as every alpha does. Bounds below 1e-300 (float64
+underflow) are reported as 1e-300. Every statistical assertion has alpha = 1e-6 (4 per
+configuration: 1.6e-5 at quick, 3.2e-5 at standard); at the quick and standard sizes every power
+record has beta < 1e-20 (in general at most 2e-9 plus the KS, chi-square and moments bounds).
 
 Shapes: samplers return 1-D float64 arrays; every record is a ``CheckRecord``.
 """
@@ -50,6 +64,8 @@ from scipy import stats
 
 from dpxattn.randomness import derive_seed
 from dpxattn.verification.mutants_noise import FAST_SAMPLER, SCALE_MUTANTS, NoiseSampler
+from dpxattn.verification.power_bounds import (bernstein_escape, binomial_window_upper,
+                                               chi_square_escape, dkw_escape, never_hit, union)
 from dpxattn.verification.records import CheckContext, CheckRecord
 
 __all__ = [
@@ -76,6 +92,12 @@ __all__ = [
     "exact_fourth_moment",
     "region_acceptance",
     "evaluate_sampler",
+    "REQUIRED_MISS",
+    "chi_square_cells",
+    "moment_radii",
+    "moments_escape",
+    "ks_escape",
+    "chi_square_escape_bound",
     "required_power_tests",
     "run_noise_tests",
     "check_noise",
@@ -87,8 +109,16 @@ ALPHA = 1e-6
 REFERENCE_RTOL = 1e-25
 #: working precision (bits) of the reference evaluations made here
 REFERENCE_PREC = 160
-#: a mutant must be rejected by a test whose exact power against it is at least this
-POWER_REQUIRED = 1.0 - 1e-6
+#: support and delta region must reject a mutant when their exact miss probability against it
+#: at the check's sample size is at most this (KS, chi-square and moments always must)
+REQUIRED_MISS = 1e-9
+#: escape bounds below this are reported as this (float64 evaluation underflows near 1e-308)
+BOUND_FLOOR = 1e-300
+#: grid points at which the KS bound evaluates the mutant's distance to the exact CDF
+KS_DISTANCE_POINTS = 256
+#: a private mpmath context at REFERENCE_PREC (the global precision is never touched)
+_MP = mpmath.MPContext()
+_MP.prec = REFERENCE_PREC
 #: target expected count in each delta region (sets the region sample size, before the cap)
 REGION_TARGET_COUNT = 1000
 
@@ -189,12 +219,27 @@ class ExactLaw:
         return np.array([float(tl.pdf(float(v), c.sensitivity, c.eps, c.delta, prec=REFERENCE_PREC))
                          for v in np.asarray(x, dtype=np.float64)])
 
+    def mutant_cdf_mp(self, factor: float, x: float):
+        """Exact P[factor Z <= x] = F(x / factor) (mpf; x may be +-inf)."""
+        from dpxattn.reference import truncated_laplace as tl
+
+        if x == -math.inf:
+            return mpmath.mpf(0)
+        if x == math.inf:
+            return mpmath.mpf(1)
+        c = self.config
+        return tl.cdf(_MP.mpf(x) / factor, c.sensitivity, c.eps, c.delta, prec=REFERENCE_PREC)
+
+    def mutant_cdf(self, factor: float, x: float) -> float:
+        """Exact P[factor Z <= x] as a float."""
+        return float(self.mutant_cdf_mp(factor, x))
+
     def mutant_region_mass(self, factor: float) -> float:
         """Exact mass of {factor Z < -A + Delta} (= that of {factor Z > A - Delta})."""
         from dpxattn.reference import truncated_laplace as tl
 
         c = self.config
-        edge = mpmath.mpf(self.region_low_edge) / factor
+        edge = _MP.mpf(self.region_low_edge) / factor
         return float(tl.cdf(edge, c.sensitivity, c.eps, c.delta, prec=REFERENCE_PREC))
 
     def mutant_exceed_prob(self, factor: float) -> float:
@@ -342,17 +387,21 @@ def ks_test(s: SampleSummary, law: ExactLaw, alpha: float = ALPHA) -> TestOutcom
     )
 
 
+def chi_square_cells(law: ExactLaw, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """The cells of the chi-square test: ``edges`` (grid points, -inf and +inf at the ends; cell
+    j is [edges[j], edges[j+1]), the last one also holds +inf) and their exact masses ``prob``
+    (from the reference's grid CDF; 0 for the cell below -A)."""
+    G = law.grid.size - 3       # quantile intervals between -A and A
+    step = max(G // bins, 1)
+    idx = sorted(set([0] + list(range(1, law.grid.size - 1, step)) + [law.grid.size - 1]))
+    return law.grid[idx], np.diff(law.grid_cdf[idx])
+
+
 def chi_square_test(s: SampleSummary, law: ExactLaw, bins: int, alpha: float = ALPHA) -> TestOutcome:
     """Pearson chi-square on ``bins`` equiprobable bins of the exact law (tails included)."""
     x = s.gof
     n = x.size
-    inner = law.grid.size - 2  # finite points -A .. A
-    G = inner - 1               # quantile intervals between -A and A
-    step = max(G // bins, 1)
-    idx = sorted(set([0] + list(range(1, law.grid.size - 1, step)) + [law.grid.size - 1]))
-    edges = law.grid[idx]
-    cdf = law.grid_cdf[idx]
-    prob = np.diff(cdf)
+    edges, prob = chi_square_cells(law, bins)
     counts = np.diff(np.searchsorted(x, edges, side="left"))
     counts[-1] += int(np.count_nonzero(x == math.inf))
     keep = prob > 0
@@ -392,6 +441,16 @@ def moments_test(s: SampleSummary, law: ExactLaw, alpha: float = ALPHA) -> TestO
                              bound=law.A_float, alpha=alpha, noise="bounded noise")
 
 
+def moment_radii(n: int, variance: float, fourth_moment: float, bound: float,
+                 alpha: float) -> tuple[float, float]:
+    """The acceptance radii of the moments test on ``n`` draws: (mean radius, second-moment
+    radius), Bernstein at alpha/2 each (Z^2 has variance E Z^4 - var^2 and range [0, bound^2])."""
+    t_mean = bernstein_radius(n, variance, bound, alpha / 2)
+    var_of_sq = max(fourth_moment - variance * variance, 0.0)
+    t_var = bernstein_radius(n, var_of_sq, max(variance, bound * bound - variance), alpha / 2)
+    return t_mean, t_var
+
+
 def bernstein_moments(x: np.ndarray, *, variance: float, fourth_moment: float, bound: float,
                       alpha: float, noise: str) -> TestOutcome:
     """The moments test on draws ``x`` (1-D) of a symmetric law bounded by ``bound``: the sample
@@ -400,9 +459,7 @@ def bernstein_moments(x: np.ndarray, *, variance: float, fourth_moment: float, b
     the float sampler's check and the hardened sampler's (``checks_secure_noise``)."""
     n = x.size
     var = variance
-    t_mean = bernstein_radius(n, var, bound, alpha / 2)
-    var_of_sq = max(fourth_moment - var * var, 0.0)
-    t_var = bernstein_radius(n, var_of_sq, max(var, bound * bound - var), alpha / 2)
+    t_mean, t_var = moment_radii(n, var, fourth_moment, bound, alpha)
     mean = float(np.mean(x))
     m2 = float(np.mean(x * x))
     ratio = max(abs(mean) / t_mean, abs(m2 - var) / t_var)
@@ -417,6 +474,27 @@ def bernstein_moments(x: np.ndarray, *, variance: float, fourth_moment: float, b
                  "variance_radius": t_var, "relative_variance_error": (m2 - var) / var,
                  "exact_fourth_moment": fourth_moment},
     )
+
+
+def moments_escape(n: int, *, variance: float, fourth_moment: float, bound: float,
+                   mutant_second_moment: float, mutant_fourth_moment: float, mutant_bound: float,
+                   alpha: float = ALPHA) -> tuple[float, dict]:
+    """Upper bound on P(the moments test accepts a mutant): it accepts only if the sample second
+    moment m2 lies within t_var of the exact ``variance``, so |m2 - mu'| >= |mu' - var| - t_var
+    with mu' the mutant's E Z^2; Z^2 has variance E Z^4 - mu'^2 and lies in [0, mutant_bound^2]
+    under the mutant (``power_bounds.bernstein_escape``). The mean half gives nothing against
+    a symmetric mutant and is not used."""
+    _, t_var = moment_radii(n, variance, fourth_moment, bound, alpha)
+    mu = float(mutant_second_moment)
+    var_y = max(float(mutant_fourth_moment) - mu * mu, 0.0)
+    range_y = max(mu, float(mutant_bound) ** 2 - mu)
+    # 1e-9 relative: float rounding of the sample second moment and of the exact moments
+    gap = abs(mu - variance) - t_var - 1e-9 * (mu + variance)
+    b = bernstein_escape(n, gap, var_y, range_y)
+    return b, {"bound": b, "how": "Bernstein on the sample second moment", "n": n,
+               "acceptance_radius": t_var, "null_second_moment": variance,
+               "mutant_second_moment": mu, "mutant_var_of_square": var_y,
+               "mutant_square_range": range_y, "gap": gap}
 
 
 def support_test(s: SampleSummary, law: ExactLaw) -> TestOutcome:
@@ -495,27 +573,98 @@ def evaluate_sampler(sampler: NoiseSampler, law: ExactLaw, sizes: NoiseSizes, se
     return outcomes, s
 
 
+def ks_escape(law: ExactLaw, factor: float, n: int, alpha: float = ALPHA,
+              points: int = KS_DISTANCE_POINTS) -> tuple[float, dict]:
+    """Upper bound on P(the KS test accepts the scale-``factor`` mutant at ``n`` draws).
+
+    The test accepts iff D_lo <= crit, and D_lo >= D - h (h = the largest CDF step of the
+    reference grid: ``ks_test`` brackets F between grid points), so it accepts only if the true
+    KS distance D <= crit + h. The mutant fZ has CDF G(x) = F(x/f) exactly (F from the
+    reference); its sup-distance to F is at least ``dist`` = the largest |F(x/f) - F(x)| over
+    ``points`` grid points of the exact law (less 1e-12 for the float grid values), and DKW
+    (``power_bounds.dkw_escape``) bounds P(D <= crit + h) by 2 exp(-2 n (dist - crit - h)^2).
+    """
+    crit = float(stats.kstwo.isf(alpha, n))
+    h = float(np.max(np.diff(law.grid_cdf))) + 1e-12
+    finite = law.grid[1:-1]
+    stride = max(1, finite.size // points)
+    pick = np.unique(np.r_[np.arange(0, finite.size, stride), finite.size - 1])
+    best, where = 0.0, 0.0
+    for i in pick:
+        x = float(finite[i])
+        d = abs(law.mutant_cdf(factor, x) - float(law.grid_cdf[i + 1]))
+        if d > best:
+            best, where = d, x
+    dist = best - 1e-12
+    b = dkw_escape(n, crit + h, dist)
+    return b, {"bound": b, "how": "DKW (Massart) at the mutant's exact sup-distance", "n": n,
+               "critical": crit, "grid_bracket": h, "distance_lower_bound": dist,
+               "distance_at": where, "points": int(pick.size)}
+
+
+def chi_square_escape_bound(law: ExactLaw, factor: float, n: int, bins: int,
+                            alpha: float = ALPHA) -> tuple[float, dict]:
+    """Upper bound on P(the chi-square test accepts the scale-``factor`` mutant at ``n`` draws):
+    the test's cells (:func:`chi_square_cells`), the mutant's exact cell masses G(e_{j+1}) -
+    G(e_j) with G(x) = F(x/f) from the reference, and ``power_bounds.chi_square_escape``: the
+    smallest of the best cell's exact binomial window, Bernstein on the projection of the counts
+    onto the likelihood ratio, and P(no draw in the cell below -A, where X^2 is infinite)."""
+    edges, prob = chi_square_cells(law, bins)
+    keep = prob > 0
+    crit = float(stats.chi2.isf(alpha, int(keep.sum()) - 1))
+    g = [law.mutant_cdf_mp(factor, float(e)) for e in edges]
+    q = np.array([float(g[j + 1] - g[j]) for j in range(len(edges) - 1)])
+    q = np.clip(q, 0.0, 1.0)
+    b, info = chi_square_escape(n, crit, prob[keep], q[keep], infinite_mass=float(q[~keep].sum()))
+    return b, {"bound": b, "how": "chi-square escape (best cell window / projection / no draw "
+               "below -A)", "n": n, "critical": crit, **info}
+
+
 def required_power_tests(law: ExactLaw, factor: float, sizes: NoiseSizes,
                          alpha: float = ALPHA) -> tuple[list[str], dict]:
-    """Which tests must reject the scale-``factor`` mutant, and the exact power behind each rule.
+    """Which tests must reject the scale-``factor`` mutant, and the bound on each one's miss.
 
-    KS, chi-square and moments always (DESIGN §6). Support and delta region when their exact
-    power at this sample size is >= ``POWER_REQUIRED``: support, 1 - (1 - P[|fZ| > A])^n;
-    delta region, P[a region count of the mutant falls outside the acceptance interval].
+    KS, chi-square and moments always (DESIGN §6): their miss bounds come from the mutant's
+    exact law (:func:`ks_escape`, :func:`chi_square_escape_bound`, :func:`moments_escape`).
+    Support and delta region when their exact miss probability at this sample size is <=
+    ``REQUIRED_MISS``: support, (1 - P[|fZ| > A])^n; delta region, the exact binomial
+    probability that one region's count of the mutant stays in the acceptance interval. The
+    record's ``beta`` is the sum of the required tests' bounds (``info["beta"]``; the terms in
+    ``info["beta_terms"]``).
     """
+    n_gof = sizes.n_gof
     n = sizes.n_region(law.config.delta)
-    required = ["KS", "chi-square", "moments"]
+    terms = {}
+    terms["KS"] = ks_escape(law, factor, n_gof, alpha)[1]
+    terms["chi-square"] = chi_square_escape_bound(law, factor, n_gof, sizes.bins, alpha)[1]
+    # the mutant fZ: E (fZ)^2 = f^2 var, E (fZ)^4 = f^4 m4, |fZ| <= f A
+    terms["moments"] = moments_escape(
+        n_gof, variance=law.variance, fourth_moment=law.fourth_moment, bound=law.A_float,
+        mutant_second_moment=factor**2 * law.variance, mutant_fourth_moment=factor**4 * law.fourth_moment,
+        mutant_bound=factor * law.A_float * (1 + 1e-15), alpha=alpha)[1]
     q = law.mutant_exceed_prob(factor)
-    support_power = -math.expm1(n * math.log1p(-q)) if q < 1 else 1.0
+    support_miss = never_hit(n, q)
+    terms["support"] = {"bound": support_miss, "how": "exact: (1 - q)^n, q = P[|fZ| > A]", "n": n,
+                        "mutant_exceed_probability": q}
     p_mut = law.mutant_region_mass(factor)
     k_lo, k_hi = region_acceptance(n, law.region_mass, alpha / 2)
+    # one region accepting is necessary for the test to accept; the interval is widened by one
+    # count at each end (the p-value's boundary ties)
+    region_miss = binomial_window_upper(n, p_mut, k_lo - 1, k_hi + 1)
+    terms["delta region"] = {"bound": region_miss, "how": "exact binomial window of one region",
+                             "n": n, "exact_mass": law.region_mass, "mutant_region_mass": p_mut,
+                             "acceptance": [k_lo, k_hi]}
+    for t in terms.values():
+        t["bound"] = max(float(t["bound"]), BOUND_FLOOR)
+    required = ["KS", "chi-square", "moments"]
+    required += [t for t in ("support", "delta region") if terms[t]["bound"] <= REQUIRED_MISS]
+    beta = union(terms[t]["bound"] for t in required)
     region_power = float(stats.binom.cdf(k_lo - 1, n, p_mut) + stats.binom.sf(k_hi, n, p_mut)) \
         if k_lo > 0 else float(stats.binom.sf(k_hi, n, p_mut))
-    if support_power >= POWER_REQUIRED:
-        required.append("support")
-    if region_power >= POWER_REQUIRED:
-        required.append("delta region")
-    return required, {"support_exact_power": support_power, "region_exact_power": region_power,
+    return required, {"beta": beta, "beta_terms": {t: terms[t] for t in required},
+                      "not_required": {t: terms[t] for t in terms if t not in required},
+                      "support_exact_power": -math.expm1(n * math.log1p(-q)) if q < 1 else 1.0,
+                      "region_exact_power": region_power,
                       "mutant_region_mass": p_mut, "mutant_exceed_probability": q,
                       "region_acceptance": [k_lo, k_hi]}
 
@@ -547,9 +696,11 @@ def _power_record(mutant, law: ExactLaw, outcomes: dict[str, TestOutcome], requi
     return CheckRecord(
         name=f"power: {mutant.label} [{law.config.label}]", kind="power",
         tests=("the same tests at the same sample sizes reject the wrong sampler: every required "
-               f"test ({', '.join(required)}) must reject it; statistic = how many did"),
+               f"test ({', '.join(required)}) must reject it; statistic = how many did; beta = "
+               "the sum of the required tests' miss bounds from the mutant's exact law"),
         statistic=float(len(caught)), threshold=float(len(required)), comparison=">=",
-        passed=len(caught) == len(required), alpha=None, sample_size=sizes.n_gof,
+        passed=len(caught) == len(required), alpha=None, beta=power_info["beta"],
+        sample_size=sizes.n_gof,
         details={"required": required, "rejected_by": rejected,
                  "statistics": {t: o.statistic for t, o in outcomes.items()},
                  "thresholds": {t: o.threshold for t, o in outcomes.items()}, **power_info},
@@ -600,10 +751,19 @@ def check_noise(ctx: CheckContext) -> list[CheckRecord]:
     the uncovered mass and the hockey-stick divergence all equal delta) are checked exactly.
 
     Every statistical record has alpha = 1e-6. Power: the same tests are rerun on the sampler
-    with its scale multiplied by 0.7 and by 1.3 and must reject both (`power` records). How to
-    read: a KS or chi-square statistic far below its threshold means the histogram matches the
-    exact density (see the plots: the blue histogram follows the black curve, the mutants'
-    outlines do not); a moments statistic is the deviation in units of the Bernstein radius.
+    with its scale multiplied by 0.7 and by 1.3 and must reject both (`power` records): KS,
+    chi-square and moments always, support and delta region where their exact chance of
+    missing the mutant is <= 1e-9. A power record's beta (the chance that its mutant escapes,
+    i.e. that it fails a correct build) is the sum of the required tests' miss bounds, each
+    derived from the mutant's exact law F(x/f): DKW at the mutant's distance to the exact CDF
+    (KS), an exact binomial window or a Bernstein bound on the chi-square counts, Bernstein on
+    the second moment, and the exact binomial miss of support and delta region (derivation in
+    its details, `beta_terms`); at the quick and standard sizes every beta is below 1e-20, and
+    the check's false-alarm total is 4e-6 per configuration (1.6e-5 at quick, 3.2e-5 at
+    standard). How to read: a KS or chi-square statistic far below its threshold means the
+    histogram matches the exact density (see the plots: the blue histogram follows the black
+    curve, the mutants' outlines do not); a moments statistic is the deviation in units of the
+    Bernstein radius.
     """
     sizes = sizes_for(ctx.level, ctx.scale)
     records: list[CheckRecord] = []
