@@ -39,13 +39,24 @@ audit, labelled so) is compared with the exact law of the reference
 Power (DESIGN §6): the same tests at the same sample sizes are rerun on deliberately wrong
 samplers -- the same fast sampler given a wrong integer scale t' with the same K:
 :data:`SECURE_SCALE_MUTANTS` (t x 0.7 and x 1.3) and :data:`SECURE_UNDER_NOISED_MUTANT`
-(t x 0.5: half the noise at the same claimed eps). Chi-square and moments must reject every
-mutant; the delta-region and far-tail tests must reject a mutant whenever their exact power
-against it (from the mutant's exact region mass, ``tail_delta(s, t', K)``, and the binomial
-acceptance interval) is >= 1 - 1e-6. The support test cannot reject (same K). A mutant whose
-rounded scale equals t is moved one unit in its direction; where that is impossible (t = 1 has
-no smaller integer scale) the mutant does not exist for that law and the config's records say
-so. Every statistical assertion has alpha = 1e-6.
+(t x 0.5: half the noise at the same claimed eps), whose exact law is dTLap(t', K). Chi-square
+and moments must reject every mutant; the delta-region and far-tail tests must reject a mutant
+whenever their exact miss probability against it (from the mutant's exact region mass,
+``tail_delta(s, t', K)``, and the binomial acceptance interval) is <= ``REQUIRED_MISS`` = 1e-9.
+The support test cannot reject (same K). A mutant whose rounded scale equals t is moved one
+unit in its direction; where that is impossible (t = 1 has no smaller integer scale) the mutant
+does not exist for that law and the config's records say so. The power record's ``beta`` (the
+chance that the mutant escapes, i.e. that the record fails a correct build) is the sum over the
+required tests of a rigorous bound on each one's miss from the mutant's exact law
+(``details["beta_terms"]``): chi-square, the exact binomial window of the best bin (masses from
+the reference's ``cdf(z, t', K)``) or Bernstein on the projection of the bin counts onto the
+likelihood ratio (``power_bounds.chi_square_escape``); moments, Bernstein on the sample second
+moment at the mutant's exact E Z^2, E Z^4 (``even_moments(t', K)``) and range K^2
+(``checks_noise.moments_escape``); the region tests, their exact miss (:func:`region_miss`).
+The bounds take a correct build's draws to follow the exact law, as every alpha does; bounds
+below 1e-300 are reported as 1e-300. Every statistical assertion has alpha = 1e-6 (20 records
+at quick, 43 at standard: 2e-5 and 4.3e-5); at the quick and standard sizes every power record
+has beta < 1e-9.
 
 Shapes: the sampler returns 1-D int64 arrays (lattice units); every record is a ``CheckRecord``.
 """
@@ -64,14 +75,16 @@ from dpxattn.fast.secure_noise import sample_noise_units, secure_parameters
 from dpxattn.randomness import derive_seed
 from dpxattn.reference import discrete_laplace as dl
 from dpxattn.reference._mp import context
-from dpxattn.verification.checks_noise import TestOutcome, bernstein_moments, region_acceptance
+from dpxattn.verification.checks_noise import (BOUND_FLOOR, TestOutcome, bernstein_moments,
+                                               moments_escape, region_acceptance)
+from dpxattn.verification.power_bounds import binomial_window_upper, chi_square_escape, union
 from dpxattn.verification.records import CheckContext, CheckRecord
 
 __all__ = [
     "ALPHA",
     "REFERENCE_PREC",
     "REFERENCE_RTOL",
-    "POWER_REQUIRED",
+    "REQUIRED_MISS",
     "REGION_TARGET_COUNT",
     "TAIL_TARGET_MASS",
     "MIN_EXPECTED",
@@ -101,6 +114,8 @@ __all__ = [
     "conformance_test",
     "evaluate_law",
     "region_power",
+    "region_miss",
+    "chi_square_escape_bound",
     "required_power_tests",
     "check_secure_noise",
 ]
@@ -111,8 +126,9 @@ ALPHA = 1e-6
 REFERENCE_PREC = 256
 #: the exact identities (closed forms vs the reference) must hold to this relative error
 REFERENCE_RTOL = 1e-25
-#: a mutant must be rejected by a region test whose exact power against it is at least this
-POWER_REQUIRED = 1.0 - 1e-6
+#: a region test must reject a mutant when its exact miss probability against it at the check's
+#: sample size is at most this (chi-square and moments always must)
+REQUIRED_MISS = 1e-9
 #: target expected count in each delta region (sets the region sample size, before the cap)
 REGION_TARGET_COUNT = 1000
 #: exact one-sided mass aimed at by the far-tail region
@@ -546,21 +562,70 @@ def region_power(n: int, mass: float, mutant_mass: float, alpha: float = ALPHA) 
     return below + float(stats.binom.sf(k_hi, n, mutant_mass))
 
 
+def region_miss(n: int, mass: float, mutant_mass: float, alpha: float = ALPHA) -> float:
+    """Upper bound on the exact probability that one side's count under the mutant stays in the
+    acceptance interval of the two-sided test at alpha/2 (widened by one count at each end for
+    the p-value's boundary ties): the region test accepts the mutant only if both sides do."""
+    k_lo, k_hi = region_acceptance(n, mass, alpha / 2)
+    return binomial_window_upper(n, mutant_mass, k_lo - 1, k_hi + 1)
+
+
+def chi_square_escape_bound(exact: ExactLatticeLaw, mutant_law: LatticeLaw, n: int,
+                            alpha: float = ALPHA) -> tuple[float, dict]:
+    """Upper bound on P(the chi-square test accepts the mutant at ``n`` draws): the test's merged
+    bins at ``n``, the mutant's exact bin masses from the reference's ``cdf(z, t', K)`` and
+    ``power_bounds.chi_square_escape`` (best bin's exact binomial window, or the projection on
+    the likelihood ratio with Bernstein, whichever is smaller)."""
+    upper, prob = exact.merged_bins(n)
+    crit = float(stats.chi2.isf(alpha, len(prob) - 1))
+    t2, K = mutant_law.scale_units, exact.config.K
+    cdf = [dl.cdf(int(u), t2, K, prec=REFERENCE_PREC) for u in upper]
+    q = np.clip(np.array([float(cdf[0])] + [float(cdf[i] - cdf[i - 1]) for i in range(1, len(cdf))]),
+                0.0, 1.0)
+    b, info = chi_square_escape(n, crit, prob, q)
+    return b, {"bound": b, "how": "chi-square escape (best bin window / projection)", "n": n,
+               "critical": crit, **info}
+
+
 def required_power_tests(exact: ExactLatticeLaw, mutant_law: LatticeLaw, sizes: SecureNoiseSizes,
                          alpha: float = ALPHA) -> tuple[list[str], dict]:
-    """Chi-square and moments always (DESIGN §6); each region test when its exact power against
-    the mutant (its mass from the reference, ``tail_delta(s, t', K)``) is >= POWER_REQUIRED."""
+    """Which tests must reject the mutant, and the bound on each one's miss.
+
+    Chi-square and moments always (DESIGN §6), their miss bounds from the mutant's exact law
+    dTLap(t', K) (:func:`chi_square_escape_bound`; ``checks_noise.moments_escape`` with the
+    mutant's exact E Z^2, E Z^4 from the reference's ``even_moments`` and |Z| <= K). Each region
+    test when its exact miss probability (:func:`region_miss`, the mutant's mass
+    ``tail_delta(s, t', K)`` from the reference) is <= ``REQUIRED_MISS``. The support test cannot
+    reject (same K). ``info["beta"]`` = the sum of the required tests' bounds (the record's
+    beta), the terms in ``info["beta_terms"]``.
+    """
     c = exact.config
     n = sizes.n_region(min(m for _, m in exact.regions.values()))
-    required = ["chi-square", "moments"]
-    info = {}
+    t2 = mutant_law.scale_units
+    terms = {"chi-square": chi_square_escape_bound(exact, mutant_law, sizes.n_gof, alpha)[1]}
+    _, m2, m4 = dl.even_moments(t2, c.K, prec=REFERENCE_PREC)
+    terms["moments"] = moments_escape(
+        sizes.n_gof, variance=exact.variance, fourth_moment=exact.fourth_moment, bound=float(c.K),
+        mutant_second_moment=float(m2), mutant_fourth_moment=float(m4), mutant_bound=float(c.K),
+        alpha=alpha)[1]
+    terms["support"] = {"bound": 1.0, "how": "cannot reject: the mutant has the same support K"}
+    region_info = {}
     for name, (shift, mass) in exact.regions.items():
-        m_mass = float(dl.tail_delta(shift, mutant_law.scale_units, c.K, prec=REFERENCE_PREC))
-        power = region_power(n, mass, m_mass, alpha)
-        info[name] = {"mutant_mass": m_mass, "exact_mass": mass, "exact_power": power}
-        if power >= POWER_REQUIRED:
-            required.append(name)
-    return required, info
+        m_mass = float(dl.tail_delta(shift, t2, c.K, prec=REFERENCE_PREC))
+        miss = region_miss(n, mass, m_mass, alpha)
+        terms[name] = {"bound": miss, "how": "exact binomial window of one side", "n": n,
+                       "shift": shift, "exact_mass": mass, "mutant_mass": m_mass,
+                       "acceptance": list(region_acceptance(n, mass, alpha / 2))}
+        region_info[name] = {"mutant_mass": m_mass, "exact_mass": mass,
+                             "exact_power": region_power(n, mass, m_mass, alpha), "miss_bound": miss}
+    for t in terms.values():
+        t["bound"] = max(float(t["bound"]), BOUND_FLOOR)
+    required = ["chi-square", "moments"]
+    required += [name for name in exact.regions if terms[name]["bound"] <= REQUIRED_MISS]
+    beta = union(terms[t]["bound"] for t in required)
+    return required, {"beta": beta, "beta_terms": {t: terms[t] for t in required},
+                      "not_required": {t: terms[t] for t in terms if t not in required},
+                      "region_power": region_info}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -607,14 +672,16 @@ def _power_record(mutant: LatticeMutant, mutant_law: LatticeLaw, exact: ExactLat
         tests=(f"the same tests at the same sample sizes reject the fast sampler run with the wrong "
                f"scale t' = {mutant_law.scale_units} (x{mutant_law.scale_units / c.t:.4g}) and the "
                f"same K: every required test ({', '.join(required)}) must reject it; statistic = "
-               "how many did"),
+               "how many did; beta = the sum of the required tests' miss bounds from the "
+               "mutant's exact law"),
         statistic=float(len(caught)), threshold=float(len(required)), comparison=">=",
-        passed=len(caught) == len(required), alpha=None, sample_size=sizes.n_gof,
+        passed=len(caught) == len(required), alpha=None, beta=info["beta"], sample_size=sizes.n_gof,
         details={"mutant_t": mutant_law.scale_units, "actual_factor": mutant_law.scale_units / c.t,
                  "required": required, "rejected_by": rejected,
                  "statistics": {t: o.statistic for t, o in outcomes.items()},
                  "thresholds": {t: o.threshold for t, o in outcomes.items()},
-                 "region_power": info},
+                 "beta": info["beta"], "beta_terms": info["beta_terms"],
+                 "not_required": info["not_required"], "region_power": info["region_power"]},
     )
 
 
@@ -633,9 +700,16 @@ def check_secure_noise(ctx: CheckContext) -> list[CheckRecord]:
 
     Every statistical record has alpha = 1e-6. Power: the same tests are rerun on the same
     sampler given a wrong scale (t x 0.7, x 1.3, and x 0.5 = under-noised) and must reject each
-    (`power` records). How to read: a chi-square statistic far below its threshold means the
-    histogram matches the exact pmf; a moments statistic is the deviation in units of the
-    Bernstein radius; a region statistic is a p-value (>= alpha/2 passes).
+    (`power` records): chi-square and moments always, the region tests where their exact chance
+    of missing the mutant is <= 1e-9. A power record's beta (the chance that its mutant escapes,
+    i.e. that it fails a correct build) is the sum of the required tests' miss bounds, each
+    derived from the mutant's exact law dTLap(t', K): an exact binomial window or a Bernstein
+    bound on the chi-square counts, Bernstein on the second moment, the exact binomial miss of
+    the region tests (derivation in its details, `beta_terms`); at the quick and standard sizes
+    every beta is below 1e-9, and the check's false-alarm total is 2e-5 at quick, 4.3e-5 at
+    standard. How to read: a chi-square statistic far below its threshold means the histogram
+    matches the exact pmf; a moments statistic is the deviation in units of the Bernstein
+    radius; a region statistic is a p-value (>= alpha/2 passes).
     """
     sizes = sizes_for(ctx.level, ctx.scale)
     records: list[CheckRecord] = []
