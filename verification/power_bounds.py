@@ -190,3 +190,64 @@ def chi_square_escape(n: int, critical: float, null_probs, mutant_probs, *,
     name = min(bounds, key=bounds.get)
     info["bound_from"] = name
     return min(1.0, bounds[name]), info
+
+
+def clopper_pearson_escape(n_a: int, p: float, n_b: int, q: float, claim: float, delta: float,
+                           alpha: float, *, margin: float = 1e-9,
+                           tail: float = 1e-30) -> tuple[float, dict]:
+    """Upper bound on the chance that a FIXED event's eps lower bound does not exceed ``claim``.
+
+    The test (the audit's estimate for one event chosen before the draws): X of ``n_a`` draws
+    of D and Y of ``n_b`` draws of D' fall in the event; it reports ``ln((p_lo - delta) / q_hi)``
+    with one-sided Clopper-Pearson bounds at level ``alpha`` each
+    (:func:`dpxattn.verification.audit.clopper_pearson_lower` / ``_upper``, the audit's own
+    functions) and exposes the mechanism when that exceeds ``claim``. X ~ Binomial(n_a, p_X)
+    with p_X >= ``p`` and Y ~ Binomial(n_b, q_Y) with q_Y <= ``q``, independent. The bound is
+    increasing in x and decreasing in y, so the miss probability is largest at (p, q): for each
+    y, the largest x that misses, x_crit(y) (found by bisection with the audit's functions,
+    ``margin`` absorbing their float rounding), gives
+
+        beta = sum_y P(Y = y) P(X <= x_crit(y)) + P(Y > y_max),
+
+    over y up to y_max = the upper ``tail`` quantile of Y (what lies above is counted as a miss);
+    y below the lower ``tail`` quantile y_lo count P(Y < y_lo) P(X <= x_crit(y_lo)) (x_crit is
+    non-decreasing). Exact binomial sums otherwise. Returns the bound and its inputs.
+    """
+    from dpxattn.verification.audit import (clopper_pearson_lower, clopper_pearson_upper,
+                                            eps_from_bounds)
+
+    n_a, n_b = _check_n(n_a), _check_n(n_b)
+    for name, v in (("p", p), ("q", q)):
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"{name} must be a probability (got {v!r})")
+    y_lo = int(stats.binom.ppf(tail, n_b, q)) if 0 < q < 1 else (0 if q == 0 else n_b)
+    y_hi = int(stats.binom.isf(tail, n_b, q)) if 0 < q < 1 else (0 if q == 0 else n_b)
+    y_lo, y_hi = max(0, min(y_lo, y_hi)), min(n_b, max(y_lo, y_hi))
+    ys = np.arange(y_lo, y_hi + 1)
+    q_hi = np.asarray(clopper_pearson_upper(ys, n_b, alpha), dtype=np.float64)
+
+    def misses(x: np.ndarray) -> np.ndarray:
+        lo = np.asarray(clopper_pearson_lower(x, n_a, alpha), dtype=np.float64)
+        return eps_from_bounds(lo, q_hi, delta) <= claim + margin
+
+    # bisection per y on x in [-1, n_a]: misses(-1) is true by convention (no count), and the
+    # miss set {x : misses} is an initial segment since the bound increases with x
+    lo_x = np.full(ys.shape, -1, dtype=np.int64)
+    hi_x = np.full(ys.shape, n_a + 1, dtype=np.int64)
+    while np.any(hi_x - lo_x > 1):
+        mid = (lo_x + hi_x) // 2
+        m = misses(np.clip(mid, 0, n_a))
+        lo_x = np.where(m & (hi_x - lo_x > 1), mid, lo_x)
+        hi_x = np.where(~m & (hi_x - lo_x > 1), mid, hi_x)
+    x_crit = np.minimum(lo_x, n_a)
+    pmf_y = stats.binom.pmf(ys, n_b, q)
+    cdf_x = np.where(x_crit < 0, 0.0, stats.binom.cdf(np.maximum(x_crit, 0), n_a, p))
+    below = float(stats.binom.cdf(y_lo - 1, n_b, q)) if y_lo > 0 else 0.0
+    above = float(stats.binom.sf(y_hi, n_b, q))
+    beta = float(np.sum(pmf_y * cdf_x)) + below * float(cdf_x[0]) + above
+    beta = min(1.0, max(beta, 0.0))
+    return beta, {"rule": "sum_y P(Y = y) P(X <= x_crit(y)) + tails", "bound": beta,
+                  "n_a": n_a, "p": float(p), "n_b": n_b, "q": float(q), "claim": float(claim),
+                  "delta": float(delta), "alpha_per_bound": float(alpha),
+                  "y_range": [int(y_lo), int(y_hi)], "x_crit_at_y_lo": int(x_crit[0]),
+                  "expected_x": n_a * float(p), "tails": below * float(cdf_x[0]) + above}
