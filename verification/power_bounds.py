@@ -246,6 +246,8 @@ def clopper_pearson_escape(n_a: int, p: float, n_b: int, q: float, claim: float,
     above = float(stats.binom.sf(y_hi, n_b, q))
     beta = float(np.sum(pmf_y * cdf_x)) + below * float(cdf_x[0]) + above
     beta = min(1.0, max(beta, 0.0))
+    if not (p == 1.0 and q == 0.0):  # not a point mass: a miss has positive chance; a bound
+        beta = max(beta, 1e-300)     # below 1e-300 (float underflow) is stated as 1e-300
     return beta, {"rule": "sum_y P(Y = y) P(X <= x_crit(y)) + tails", "bound": beta,
                   "n_a": n_a, "p": float(p), "n_b": n_b, "q": float(q), "claim": float(claim),
                   "delta": float(delta), "alpha_per_bound": float(alpha),
