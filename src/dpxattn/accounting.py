@@ -12,6 +12,14 @@ rounds it once to float64).
 Accounting is **end to end** under replace-one-row adjacency (DESIGN §1) with basic composition:
 every value column, the denominator, every median copy, every coordinate, every moment tree and
 every tree level is one component. See ``proofs_notes/13-cross-attention-accounting.md``.
+
+Noise laws (``law=``, :data:`dpxattn.params.LAWS`): ``"tlap"`` (every plan; truncated Laplace on
+an l1 sensitivity) and, for ``direct`` only so far, ``"gaussian"``: the whole S is ONE analytic
+Gaussian mechanism on its l2 sensitivity (Balle & Wang 2018; ``proofs_notes/24-analytic-gaussian.md``),
+a single component with nothing composed (the plan's ``composition`` is ``"none"``). Each
+:class:`Component` records, besides its exact share, the numeric sensitivity and noise scale the
+build actually used (``to_dict()``: ``law``, ``sensitivity_norm``, ``sensitivity_value``,
+``laplace_scale`` for TLap, ``sigma`` for the Gaussian).
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
 
-from dpxattn.params import check_degree, check_positive_int, check_privacy
+from dpxattn.params import check_degree, check_law, check_positive_int, check_privacy
 
 __all__ = [
     "tree_height",
@@ -36,13 +44,23 @@ __all__ = [
     "plan_dptree_distance",
     "plan_dptree_highdim",
     "COMPOSITIONS",
+    "COMPOSITION_NONE",
     "NUMERICS_FLOAT",
+    "NUMERICS_FLOAT_GAUSSIAN",
     "TREE_MOMENTS",
 ]
 
 NUMERICS_FLOAT = (
     "idealised real arithmetic: noise by float64 inversion of the exact CDF; the proof assumes "
     "exact reals and is NOT hardened against floating-point attacks (Mironov 2012)"
+)
+
+#: the numerics of a fast float-mode Gaussian build (``law="gaussian"``, ``noise="float"``)
+NUMERICS_FLOAT_GAUSSIAN = (
+    "idealised real arithmetic: Gaussian noise sigma * Phi^-1(u) by float64 inversion "
+    "(torch.special.ndtri on min(u, 1 - u)); the proof assumes exact reals and is NOT hardened "
+    "against floating-point attacks (Mironov 2012); the hardened (exact discrete Gaussian) release "
+    "is not available yet"
 )
 
 #: DPTreeDistance with p = 2 keeps the moments k = 0, 1, 2 (w, w x, w x^2) per coordinate.
@@ -72,12 +90,22 @@ def feature_dimension(d: int, degree: int) -> int:
     return math.comb(d + s, s)
 
 
+def _number(x):
+    """A recorded numeric constant for ``to_dict`` (float; None when not recorded)."""
+    return None if x is None else float(x)
+
+
 @dataclass(frozen=True)
 class Component:
     """A group of ``count`` identical released components, each with budget (eps, delta).
 
     ``key`` is what implementations look up ("S", "c0", "c1", "tree_level"); ``sensitivity``
-    states, in words, the l1 sensitivity each component's noise is calibrated to.
+    states, in words, the sensitivity each component's noise is calibrated to; ``law`` its noise
+    law ("tlap" or "gaussian") and ``sensitivity_norm`` that sensitivity's norm ("l1" for TLap,
+    "l2" for the Gaussian). ``sensitivity_value``, ``laplace_scale`` (TLap: b = Delta_1/eps) and
+    ``sigma`` (Gaussian: the standard deviation) are the numbers a build actually used (None
+    when the plan was made without a build, and for the tree's groups, whose members differ);
+    they are records, not part of the budget, so they do not take part in equality.
     """
 
     key: str
@@ -87,6 +115,11 @@ class Component:
     delta: Fraction
     sensitivity: str
     per: str
+    law: str = "tlap"
+    sensitivity_norm: str = "l1"
+    sensitivity_value: object = field(default=None, compare=False)
+    laplace_scale: object = field(default=None, compare=False)
+    sigma: object = field(default=None, compare=False)
 
     def to_dict(self) -> dict:
         return {
@@ -99,6 +132,11 @@ class Component:
             "delta_each_exact": str(self.delta),
             "sensitivity": self.sensitivity,
             "one_component_is": self.per,
+            "law": self.law,
+            "sensitivity_norm": self.sensitivity_norm,
+            "sensitivity_value": _number(self.sensitivity_value),
+            "laplace_scale": _number(self.laplace_scale),
+            "sigma": _number(self.sigma),
         }
 
 
@@ -167,11 +205,18 @@ class PrivacyPlan:
 
     def __str__(self) -> str:
         eps, delta = self.total()
+        checks = '==' if (eps, delta) == (self.eps, self.delta) else '!='
+        head = (f"privacy plan ({self.mechanism}): end-to-end (eps, delta) = ({float(self.eps):.6g}, "
+                f"{float(self.delta):.6g}), ")
+        if self.composition == COMPOSITION_NONE:
+            head += (f"one Gaussian release (analytic Gaussian mechanism on the l2 sensitivity), "
+                     f"no composition [its share {checks} total]")
+        else:
+            head += (f"{self.composition} composition over "
+                     f"{sum(c.count for c in self.components)} components "
+                     f"[sum of shares {checks} total]")
         lines = [
-            f"privacy plan ({self.mechanism}): end-to-end (eps, delta) = ({float(self.eps):.6g}, "
-            f"{float(self.delta):.6g}), {self.composition} composition over "
-            f"{sum(c.count for c in self.components)} components "
-            f"[sum of shares {'==' if (eps, delta) == (self.eps, self.delta) else '!='} total]",
+            head,
             "  adjacency: replace one row of (K, V), entries inside the public bounds",
             "  sizes: " + ", ".join(f"{k}={v}" for k, v in self.sizes.items()),
         ]
@@ -181,6 +226,12 @@ class PrivacyPlan:
                 f"  {c.name:<{w}}  x{c.count:<9d} eps {float(c.eps):.4g}  delta {float(c.delta):.4g}"
                 f"  sens {c.sensitivity}  (one = {c.per})"
             )
+            if c.law == "gaussian":
+                lines.append(
+                    f"  {'':<{w}}  law gaussian: l2 sensitivity "
+                    f"{'?' if c.sensitivity_value is None else f'{float(c.sensitivity_value):.6g}'}"
+                    f", sigma {'?' if c.sigma is None else f'{float(c.sigma):.6g}'}"
+                    " (no sure envelope: hp_error_bound only)")
         lines.append(f"  numerics: {self.numerics}")
         if self.randomness:
             lines.append(f"  randomness: {self.randomness}")
@@ -192,9 +243,28 @@ class PrivacyPlan:
         return "\n".join(lines)
 
 
-def _make_direct_component(eps, delta, r: int, d_v: int) -> Component:
+#: ``PrivacyPlan.composition`` of a plan that is one Gaussian release (nothing is composed)
+COMPOSITION_NONE = "none"
+
+
+def _make_direct_component(eps, delta, r: int, d_v: int, law: str = "tlap",
+                           sensitivity=None, noise_scale=None) -> Component:
     """The one component of :func:`plan_direct`: the whole S, budget exactly (eps, delta)."""
     e, dl = Fraction(eps), Fraction(delta)
+    if law == "gaussian":
+        return Component(
+            key="S",
+            name="S = P(K)^T [V, 1]",
+            count=1,
+            eps=e,
+            delta=dl,
+            sensitivity="2 R_w sqrt(d_v T_s(t_max)) (l2: Frobenius norm of the change of the "
+                        "whole matrix, reference.sensitivity.direct_statistic_l2)",
+            per=f"the whole {r} x {d_v + 1} matrix: ONE analytic Gaussian mechanism (iid "
+                "N(0, sigma^2) per entry; nothing composed over entries)",
+            law="gaussian", sensitivity_norm="l2", sensitivity_value=sensitivity,
+            sigma=noise_scale,
+        )
     return Component(
         key="S",
         name="S = P(K)^T [V, 1]",
@@ -203,6 +273,7 @@ def _make_direct_component(eps, delta, r: int, d_v: int) -> Component:
         delta=dl,
         sensitivity="(2 d_v R_w + 1) * sum_alpha M_alpha (l1, whole matrix)",
         per=f"the whole {r} x {d_v + 1} matrix (iid noise per entry)",
+        sensitivity_value=sensitivity, laplace_scale=noise_scale,
     )
 
 
@@ -215,32 +286,49 @@ _EXACT_TYPES = (int, float, Fraction)
 _direct_component_cached = lru_cache(maxsize=256, typed=True)(_make_direct_component)
 
 
-def _direct_component(eps, delta, r: int, d_v: int) -> Component:
+def _direct_component(eps, delta, r: int, d_v: int, law: str = "tlap", sensitivity=None,
+                      noise_scale=None) -> Component:
     """:class:`Component` "S" of :func:`plan_direct` (exact shares ``Fraction(eps)``,
-    ``Fraction(delta)``), memoised when eps and delta are int, float or Fraction."""
-    if type(eps) in _EXACT_TYPES and type(delta) in _EXACT_TYPES:
-        return _direct_component_cached(eps, delta, r, d_v)
-    return _make_direct_component(eps, delta, r, d_v)  # other types: converted without the memo
+    ``Fraction(delta)``), memoised when eps, delta and the recorded numbers are int, float or
+    Fraction (or None)."""
+    if all(type(x) in _EXACT_TYPES for x in (eps, delta)) and all(
+            x is None or type(x) in _EXACT_TYPES for x in (sensitivity, noise_scale)):
+        return _direct_component_cached(eps, delta, r, d_v, law, sensitivity, noise_scale)
+    # other types (mpf, ...): converted without the memo
+    return _make_direct_component(eps, delta, r, d_v, law, sensitivity, noise_scale)
 
 
-def plan_direct(*, eps, delta, n: int, d: int, d_v: int, degree: int) -> PrivacyPlan:
+def plan_direct(*, eps, delta, n: int, d: int, d_v: int, degree: int, law: str = "tlap",
+                sensitivity=None, noise_scale=None) -> PrivacyPlan:
     """Plan of the ``direct`` mechanism: one release of S = P(K)^T [V, 1] (r x (d_v + 1)).
 
-    The whole matrix is one component: iid TLap(Delta_S, eps, delta) on each of its r (d_v + 1)
-    entries, with Delta_S its l1 sensitivity (vector extension, PAPER §2.1).
+    ``law="tlap"`` (default): the whole matrix is one component, iid TLap(Delta_S, eps, delta)
+    on each of its r (d_v + 1) entries, with Delta_S its l1 sensitivity (vector extension,
+    PAPER §2.1); basic composition over that one component. ``law="gaussian"``: the whole matrix
+    is ONE analytic Gaussian mechanism, iid N(0, sigma^2) per entry with sigma the smallest
+    certified for (eps, delta) on the l2 sensitivity Delta_2 (``reference.gaussian.sigma_for``,
+    ``reference.sensitivity.direct_statistic_l2``); ``composition`` is ``"none"``.
+    ``sensitivity`` and ``noise_scale`` (TLap: the Laplace scale b; Gaussian: sigma) are the
+    numbers the build used, recorded in the component (``to_dict()``); they do not change the
+    budget. Proof notes ``proofs_notes/15-direct-mechanism.md``, ``24-analytic-gaussian.md``.
     """
+    check_law(law, "direct")
     check_privacy(eps, delta)
     n = check_positive_int("n", n)
     r = feature_dimension(d, degree)
     d_v = check_positive_int("d_v", d_v)
-    comp = _direct_component(eps, delta, r, d_v)
+    comp = _direct_component(eps, delta, r, d_v, law, sensitivity, noise_scale)
+    gaussian = law == "gaussian"
     return PrivacyPlan(
         mechanism="direct",
         eps=comp.eps,
         delta=comp.delta,
         components=(comp,),
         sizes={"n": n, "d": d, "d_v": d_v, "degree": degree, "r": r},
+        composition=COMPOSITION_NONE if gaussian else "basic",
         paper_accounting="not in the paper (our sufficient-statistics mechanism, PAPER §5 item 8)",
+        notes=(("Gaussian noise is unbounded: error_bound raises, hp_error_bound is the envelope "
+                "(proofs_notes/16-certified-envelope.md)",) if gaussian else ()),
     )
 
 

@@ -6,7 +6,8 @@ parameter broke which bound, e.g. ``eps must be finite and > 0 (got -1.0)``.
 
 from __future__ import annotations
 
-__all__ = ["DPXAttnError", "ParameterError", "BoundError", "ShapeError", "UniformsError"]
+__all__ = ["DPXAttnError", "ParameterError", "BoundError", "ShapeError", "UniformsError",
+           "NoSureEnvelopeError", "no_sure_envelope"]
 
 
 class DPXAttnError(ValueError):
@@ -39,3 +40,18 @@ class ShapeError(DPXAttnError):
 
 class UniformsError(DPXAttnError):
     """Given uniforms have the wrong length or lie outside the open interval (0, 1)."""
+
+
+class NoSureEnvelopeError(DPXAttnError):
+    """A sure (deterministic) envelope was asked of a structure whose noise is unbounded
+    (``law="gaussian"``): only the high-probability envelope ``hp_error_bound`` exists."""
+
+
+def no_sure_envelope(method: str = "error_bound", law: str = "gaussian") -> NoSureEnvelopeError:
+    """The error both implementations raise from ``error_bound`` (and what builds on it) on a
+    structure with unbounded noise."""
+    return NoSureEnvelopeError(
+        method, f"is not available for law='{law}': Gaussian noise is unbounded, so no sure "
+                "(deterministic) envelope exists",
+        hint="use hp_error_bound(Q, failure_prob), which each entry exceeds with probability "
+             "<= failure_prob (proofs_notes/16-certified-envelope.md, Gaussian law)")

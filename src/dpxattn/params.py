@@ -8,7 +8,9 @@ Admissible ranges (DESIGN §4, PAPER §2.1):
 * ``delta``: 0 < delta <= 1/2 (the truncated Laplace needs A >= Delta, i.e. delta <= 1/2);
 * ``degree``: integer >= 0;
 * bounds ``R``, ``R_w``, ``sensitivity``, ``scale``: finite, > 0;
-* ``copies``: integer >= 1; ``mechanism`` in :data:`MECHANISMS`.
+* ``copies``: integer >= 1; ``mechanism`` in :data:`MECHANISMS`;
+* ``law`` (the noise law): a ``str`` in :data:`LAWS`; ``"gaussian"`` is offered by
+  ``mechanism="direct"`` only so far (``proofs_notes/24-analytic-gaussian.md``).
 
 Every real-valued parameter must *be* a real number: ``int``, ``float``, ``Fraction``, ``mpf``,
 a numpy real scalar, or a 0-d numpy array / torch tensor of a real dtype. Strings (``"1e-6"``),
@@ -28,6 +30,7 @@ from dpxattn.errors import ParameterError
 
 __all__ = [
     "MECHANISMS",
+    "LAWS",
     "check_real",
     "check_eps",
     "check_delta",
@@ -35,6 +38,7 @@ __all__ = [
     "check_positive",
     "check_positive_int",
     "check_mechanism",
+    "check_law",
     "check_mechanism_options",
     "check_clip",
     "check_privacy",
@@ -42,6 +46,13 @@ __all__ = [
 ]
 
 MECHANISMS = ("direct", "tree")
+
+#: the noise laws: truncated Laplace on the l1 sensitivity (default; sure envelopes) and the
+#: analytic Gaussian on the l2 sensitivity (one component; high-probability envelopes only)
+LAWS = ("tlap", "gaussian")
+
+#: the mechanisms that offer each law so far
+_LAW_MECHANISMS = {"tlap": ("direct", "tree"), "gaussian": ("direct",)}
 
 #: the largest admissible delta (the truncated Laplace needs A >= Delta), exactly
 _HALF = Fraction(1, 2)
@@ -130,6 +141,24 @@ def check_mechanism(mechanism: str) -> str:
     return mechanism
 
 
+def check_law(law, mechanism: str = "direct") -> str:
+    """The noise law: a ``str`` in :data:`LAWS`, offered by ``mechanism`` (already validated).
+
+    Anything but a str, or an unknown name, raises :class:`ParameterError` naming the allowed
+    values; ``"gaussian"`` with ``mechanism="tree"`` raises (not implemented for the tree yet).
+    """
+    if not isinstance(law, str):
+        raise ParameterError("law", f"must be a str, one of {LAWS}", law)
+    if law not in LAWS:
+        raise ParameterError("law", f"must be one of {LAWS}", law)
+    if mechanism not in _LAW_MECHANISMS[law]:
+        raise ParameterError("law", f"'{law}' is not implemented for mechanism '{mechanism}' yet "
+                             f"(offered by: {', '.join(_LAW_MECHANISMS[law])})", law,
+                             hint=f"use law='tlap' with mechanism='{mechanism}', or "
+                                  "mechanism='direct'")
+    return law
+
+
 def check_privacy(eps, delta):
     """Validate an (eps, delta) pair; returns it unchanged."""
     return check_eps(eps), check_delta(delta)
@@ -158,12 +187,14 @@ def check_clip(clip) -> bool:
 
 
 def check_build_arguments(*, mechanism, eps, delta, R, R_w, degree, scale, copies, grid_size,
-                          clip) -> tuple[str, int, int, int | None, bool]:
+                          clip, law="tlap") -> tuple[str, int, int, int | None, bool]:
     """The public arguments of ``DPCrossAttention.build`` (DESIGN §4), shared by the reference and
-    the fast implementation, checked in one order: mechanism, (eps, delta), R, R_w, degree,
-    scale (None or > 0), copies and grid_size, clip. Returns ``(mechanism, degree, copies,
-    grid_size, clip)`` as normalised by their checks."""
+    the fast implementation, checked in one order: mechanism, law (:func:`check_law`),
+    (eps, delta), R, R_w, degree, scale (None or > 0), copies and grid_size, clip. Returns
+    ``(mechanism, degree, copies, grid_size, clip)`` as normalised by their checks (a valid
+    ``law`` is returned by neither: it is one of the :data:`LAWS` strings as given)."""
     mechanism = check_mechanism(mechanism)
+    check_law(law, mechanism)
     check_privacy(eps, delta)
     check_positive("R", R)
     check_positive("R_w", R_w)
