@@ -31,8 +31,8 @@ from __future__ import annotations
 from fractions import Fraction
 
 from dpxattn.accounting import TREE_MOMENTS, feature_dimension, plan_direct, plan_tree, tree_levels
-from dpxattn.errors import ShapeError
-from dpxattn.params import (check_build_arguments, check_degree, check_mechanism,
+from dpxattn.errors import ShapeError, no_sure_envelope
+from dpxattn.params import (check_build_arguments, check_degree, check_law, check_mechanism,
                             check_mechanism_options, check_positive_int)
 from dpxattn.reference._mp import (DEFAULT_PREC, check_entries, context, resolve_prec,
                                    to_matrix)
@@ -55,15 +55,17 @@ class DPCrossAttention:
     :meth:`hp_error_bound`, :attr:`privacy`, :meth:`noise_count`. Attributes (all public):
     ``mechanism``, ``release`` (the noisy structure), ``n``, ``d``, ``d_v``, ``degree``, ``R``,
     ``R_w``, ``scale`` (None = 1/d), ``clip``, ``copies``, ``grid_size`` (tree: the grid G used),
-    ``prec``. Paper: DPTreeCrossAttention (v2 §3); spec PAPER.md §3.5-3.7.
+    ``prec``, ``law`` (the noise law: "tlap" or "gaussian").
+    Paper: DPTreeCrossAttention (v2 §3); spec PAPER.md §3.5-3.7.
     """
 
     __slots__ = ("mechanism", "release", "_plan", "n", "d", "d_v", "degree", "R", "R_w",
-                 "scale", "clip", "copies", "grid_size", "prec")
+                 "scale", "clip", "copies", "grid_size", "prec", "law")
 
     def __init__(self, *, mechanism, release, plan, n, d, d_v, degree, R, R_w, scale, clip,
-                 copies, grid_size, prec):
+                 copies, grid_size, prec, law="tlap"):
         self.mechanism = mechanism
+        self.law = law
         self.release = release
         self._plan = plan
         self.n = n
@@ -83,7 +85,7 @@ class DPCrossAttention:
     @classmethod
     def build(cls, K, V, *, eps, delta, R, R_w, degree, mechanism="direct", scale=None,
               generator=None, uniforms=None, clip=False, copies=1, grid_size=None,
-              prec=DEFAULT_PREC) -> "DPCrossAttention":
+              prec=DEFAULT_PREC, law="tlap") -> "DPCrossAttention":
         """Init: validate, draw the noise, release the noisy structure; keep nothing private.
 
         ``K`` (n x d) in [0, R]^d, ``V`` (n x d_v) in [-R_w, R_w]: numpy arrays or nested
@@ -94,13 +96,18 @@ class DPCrossAttention:
         ``numpy.random.Generator``: reproducible, labelled), ``uniforms`` (exactly
         :meth:`noise_count` of them, in the documented order: conformance), or neither (the OS
         CSPRNG). ``copies`` (l) and ``grid_size`` (G, default n) are for ``tree`` only.
+        ``law``: "tlap" (default; truncated Laplace on the l1 sensitivity, sure envelopes) or
+        "gaussian" (``direct`` only: the analytic Gaussian mechanism on the l2 sensitivity of
+        the whole S, one component; high-probability envelopes only). The reference has one
+        numerics for every randomness source and both laws: inversion of the exact CDF at
+        ``prec`` bits, idealised real arithmetic (it has no hardened mode to refuse).
         The whole released structure is (eps, delta)-DP under replace-one-row adjacency
         (:attr:`privacy`), in idealised real arithmetic.
         Paper: DPTreeCrossAttention.Init (v2 §3, App. I); spec PAPER.md §3.5-3.7.
         """
         mechanism, degree, copies, grid_size, clip = check_build_arguments(
             mechanism=mechanism, eps=eps, delta=delta, R=R, R_w=R_w, degree=degree, scale=scale,
-            copies=copies, grid_size=grid_size, clip=clip)
+            copies=copies, grid_size=grid_size, clip=clip, law=law)
         p = resolve_prec(prec)
         ctx = context(p)
 
@@ -113,9 +120,7 @@ class DPCrossAttention:
         Vm = check_entries(Vm, "V", -R_w, R_w, "[-R_w, R_w]", clip)
         n, d, d_v = len(Km), len(Km[0]), len(Vm[0])
 
-        if mechanism == "direct":
-            plan = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree)
-        else:
+        if mechanism == "tree":  # direct's plan records the release's numbers: made below
             plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree,
                              copies=copies, grid_size=grid_size)
         count = cls.noise_count(n=n, d=d, d_v=d_v, degree=degree, mechanism=mechanism,
@@ -124,7 +129,13 @@ class DPCrossAttention:
 
         if mechanism == "direct":
             release = DirectRelease.build(Km, Vm, eps=eps, delta=delta, R=R, R_w=R_w,
-                                          degree=degree, scale=scale, uniforms=u, prec=p)
+                                          degree=degree, scale=scale, uniforms=u, prec=p,
+                                          law=law)
+            # the plan records the numbers the release used (sensitivity, b or sigma)
+            plan = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree, law=law,
+                               sensitivity=release.sensitivity,
+                               noise_scale=(release.sigma if law == "gaussian"
+                                            else release.laplace_scale))
         else:
             release = TreeRelease.build(Km, Vm, plan=plan, R=R, R_w=R_w, degree=degree,
                                         scale=scale, copies=copies, grid_size=grid_size,
@@ -133,18 +144,20 @@ class DPCrossAttention:
         return cls(mechanism=mechanism, release=release, plan=plan, n=n, d=d, d_v=d_v,
                    degree=degree, R=R, R_w=R_w, scale=scale, clip=clip, copies=copies,
                    grid_size=(n if grid_size is None else grid_size)
-                   if mechanism == "tree" else None, prec=p)
+                   if mechanism == "tree" else None, prec=p, law=law)
 
     @staticmethod
     def noise_count(*, n: int, d: int, d_v: int, degree: int, mechanism: str, copies: int = 1,
-                    grid_size: int | None = None) -> int:
+                    grid_size: int | None = None, law: str = "tlap") -> int:
         """The number of uniforms :meth:`build` consumes (each one noise draw).
 
-        ``direct``: r (d_v + 1). ``tree``: 2 l (d_v + 1) + (2N - 1) l (d_v + 1) 3 r with
+        ``direct``: r (d_v + 1), for either law (one uniform per entry of S, same order).
+        ``tree``: 2 l (d_v + 1) + (2N - 1) l (d_v + 1) 3 r with
         N = 2^ceil(log2 G), G = grid_size (default n) (``proofs_notes/01-conventions.md``).
         Paper: not a paper quantity (DESIGN §4).
         """
         mechanism = check_mechanism(mechanism)
+        check_law(law, mechanism)
         n = check_positive_int("n", n)
         d = check_positive_int("d", d)
         d_v = check_positive_int("d_v", d_v)
@@ -186,8 +199,11 @@ class DPCrossAttention:
         entrywise, for every noise draw and every query however chosen (no probability).
 
         Paper: main theorem's additive error, here deterministic (v2 §3, App. H); spec PAPER.md §4.1, §4.3 row "Adaptive", §5 item 10; DESIGN §4.
-        Proof note: ``proofs_notes/16-certified-envelope.md``.
+        Proof note: ``proofs_notes/16-certified-envelope.md``. ``law="gaussian"``: raises
+        :class:`dpxattn.errors.NoSureEnvelopeError` (unbounded noise; use :meth:`hp_error_bound`).
         """
+        if self.law == "gaussian":
+            raise no_sure_envelope("error_bound", self.law)
         return [certified_envelope(self.release.error_terms(u), self.R_w, prec=self.prec)
                 for u in self._queries(Q)]
 
@@ -197,7 +213,9 @@ class DPCrossAttention:
         of Hoeffding, Bernstein and a Chernoff bound with the exact TLap MGF, on the known linear
         combination of independent bounded draws; median copies through the exact binomial
         tail). For all m d_v entries at once pass
-        failure_prob / (m d_v). Never larger than :meth:`error_bound`.
+        failure_prob / (m d_v). Never larger than :meth:`error_bound`. ``law="gaussian"``: the
+        numerator's and the denominator's noises are exactly N(0, sigma^2 ||P(q)||_2^2), each
+        bounded at failure p/2 by its two-sided normal quantile, then the same ratio step.
         Paper: "with probability 1 - p_f" (ICLR Theorem 1.2; v2 §3); spec
         PAPER.md §4.1, §2.6; DESIGN §9(c). Proof note: ``proofs_notes/16-certified-envelope.md``.
         """
@@ -224,7 +242,10 @@ class DPCrossAttention:
 
         Paper: main theorem, additive plus relative error (v2 §3); spec
         PAPER.md §4.1; DESIGN §1 item 3. Proof note: ``proofs_notes/16-certified-envelope.md``.
+        ``law="gaussian"``: raises :class:`dpxattn.errors.NoSureEnvelopeError`.
         """
+        if self.law == "gaussian":
+            raise no_sure_envelope("attention_error_bound", self.law)
         k = self.kernel_error_bound()
         return [[e + k for e in row] for row in self.error_bound(Q)]
 
@@ -232,7 +253,8 @@ class DPCrossAttention:
         eps, delta = self._plan.eps, self._plan.delta
         return (f"RefDPCrossAttention(mechanism={self.mechanism!r}, n={self.n}, d={self.d}, "
                 f"d_v={self.d_v}, degree={self.degree}, copies={self.copies}, "
-                f"eps={float(eps):.6g}, delta={float(delta):.6g}, prec={self.prec})")
+                f"eps={float(eps):.6g}, delta={float(delta):.6g}, prec={self.prec}"
+                + (f", law={self.law!r})" if self.law != "tlap" else ")"))
 
 
 def accounting_comparison(*, eps, delta, n: int, d: int, d_v: int, degree: int,

@@ -13,8 +13,15 @@ Conventions (``proofs_notes/01-conventions.md``, mechanism ``direct``):
   ``Delta_S = (2 d_v R_w + 1) sum_alpha M_alpha`` under replace-one-row
   (:func:`dpxattn.reference.sensitivity.direct_statistic`), budget
   ``plan_direct(...).share("S")`` (the whole matrix is one component: vector extension).
-* Uniform order: S row-major, feature index major, columns ``[V columns..., ones]``: the draw
-  of entry (t, k) is ``ppf(u[t (d_v + 1) + k])``; ``noise_count = r (d_v + 1)``.
+* ``law="gaussian"``: Z iid ``N(0, sigma^2)`` instead, ``sigma = sigma_for(Delta_2, eps,
+  delta)`` (the analytic Gaussian mechanism, :func:`dpxattn.reference.gaussian.sigma_for`) on
+  the l2 (Frobenius) sensitivity ``Delta_2`` of the whole S
+  (:func:`dpxattn.reference.sensitivity.direct_statistic_l2`, certified upward): ONE Gaussian
+  component, nothing composed over entries (:func:`gaussian_constants`;
+  ``proofs_notes/24-analytic-gaussian.md``).
+* Uniform order (both laws): S row-major, feature index major, columns ``[V columns..., ones]``:
+  the draw of entry (t, k) is ``ppf(u[t (d_v + 1) + k])`` (TLap's ppf, or ``sigma Phi^-1(u)``);
+  ``noise_count = r (d_v + 1)``.
 * Query at q: ``u = P(q)``, ``N_k = u . S~[:, k]``, ``D~ = max(u . S~[:, d_v], n)``, answer
   ``N_k / D~``. The noise of N_k is ``sum_t u_t Z[t][k]``, that of the unclamped denominator
   ``sum_t u_t Z[t][d_v]``: coefficients are the features of q.
@@ -25,20 +32,52 @@ Shapes: K (n x d), V (n x d_v), q (d,), S (r x (d_v + 1)), answer (d_v,).
 from __future__ import annotations
 
 from fractions import Fraction
+from functools import lru_cache, partial
 
 from dpxattn.accounting import feature_dimension, plan_direct
+from dpxattn.params import check_law
 from dpxattn.randomness import check_uniforms
-from dpxattn.reference import kernel, sensitivity
+from dpxattn.reference import gaussian, kernel, sensitivity
 from dpxattn.reference import truncated_laplace as tl
 from dpxattn.reference._mp import context, resolve_prec, to_mpf
 from dpxattn.reference.dptree import certified_upper
-from dpxattn.reference.envelope import CopyErrorTerms, NoiseGroup
+from dpxattn.reference.envelope import CopyErrorTerms, GaussianNoiseGroup, NoiseGroup
 
 __all__ = [
     "direct_noise_count",
     "noise_index",
+    "gaussian_constants",
     "DirectRelease",
 ]
+
+
+def gaussian_constants(d: int, degree: int, R, R_w, d_v: int, eps, delta, *, scale=None,
+                       prec=None):
+    """``(Delta_2, sigma)`` of the Gaussian ``direct`` release, both certified upward (mpf).
+
+    ``Delta_2``: :func:`dpxattn.reference.sensitivity.direct_statistic_l2` (the Frobenius
+    sensitivity of S under replace-one-row) through :func:`dpxattn.reference.dptree.certified_upper`
+    (evaluated 32 bits deeper, multiplied by 1 + 2^-prec upward); ``sigma``:
+    :func:`dpxattn.reference.gaussian.sigma_for` (Delta_2, eps, delta), the smallest sigma for
+    which N(0, sigma^2 I) on the whole S is (eps, delta)-DP, rounded up. The fast path takes
+    both from here (rounded up to float64). Paper: none (Balle & Wang 2018, Thm 8; PAPER.md §5
+    item 8). Proof note ``proofs_notes/24-analytic-gaussian.md``.
+    """
+    p = resolve_prec(prec)
+    args = (d, degree, R, R_w, d_v, eps, delta, scale)
+    if all(x is None or type(x) in (int, float, Fraction) for x in args):
+        return _gaussian_constants_memo(*args, p)  # public parameters only: memoised
+    return _gaussian_constants(*args, p)
+
+
+def _gaussian_constants(d, degree, R, R_w, d_v, eps, delta, scale, p):
+    Delta2 = certified_upper(partial(sensitivity.direct_statistic_l2, scale=scale), d, degree, R,
+                             R_w, d_v, prec=p)
+    return Delta2, gaussian.sigma_for(Delta2, eps, delta, prec=p)
+
+
+#: keyed by argument type and value (1, 1.0 and Fraction(1) apart); the values are mpf, immutable
+_gaussian_constants_memo = lru_cache(maxsize=256, typed=True)(_gaussian_constants)
 
 
 
@@ -67,14 +106,19 @@ class DirectRelease:
     ``degree``, ``scale`` (as given; None means 1/d), ``R``, ``R_w`` (mpf), ``sensitivity``
     (Delta_S, mpf), ``eps``/``delta`` (the exact Fraction budget of the one component),
     ``support_bound`` (A_S, certified upward), ``variance`` (sigma_S^2, certified upward),
-    ``laplace_scale`` (b = Delta_S/eps), ``prec``. Paper: not in the paper (spec PAPER.md §3.4 collapse, §5 item 8; DESIGN §2).
+    ``laplace_scale`` (b = Delta_S/eps), ``prec``, ``law`` ("tlap" or "gaussian"), ``sigma``
+    (None for TLap). With ``law == "gaussian"``: ``sensitivity`` is the l2 sensitivity Delta_2,
+    ``sigma`` the Gaussian standard deviation, ``variance`` sigma^2 (rounded up), and
+    ``support_bound`` and ``laplace_scale`` are None (the noise is unbounded).
+    Paper: not in the paper (spec PAPER.md §3.4 collapse, §5 item 8; DESIGN §2).
     """
 
     __slots__ = ("noisy", "n", "d", "d_v", "r", "degree", "scale", "R", "R_w", "sensitivity",
-                 "eps", "delta", "support_bound", "variance", "laplace_scale", "prec")
+                 "eps", "delta", "support_bound", "variance", "laplace_scale", "prec", "law",
+                 "sigma")
 
     def __init__(self, *, noisy, n, d, d_v, degree, scale, R, R_w, sensitivity, eps, delta,
-                 support_bound, variance, laplace_scale, prec):
+                 support_bound, variance, laplace_scale, prec, law="tlap", sigma=None):
         self.noisy = tuple(tuple(row) for row in noisy)
         self.n = n
         self.d = d
@@ -91,9 +135,12 @@ class DirectRelease:
         self.variance = variance
         self.laplace_scale = laplace_scale
         self.prec = prec
+        self.law = law
+        self.sigma = sigma
 
     @classmethod
-    def build(cls, K, V, *, eps, delta, R, R_w, degree, scale=None, uniforms, prec=None):
+    def build(cls, K, V, *, eps, delta, R, R_w, degree, scale=None, uniforms, prec=None,
+              law="tlap"):
         """Release S~ = P(K)^T [V, 1] + Z from validated inputs.
 
         ``K``: n rows of d mpf in [0, R]; ``V``: n rows of d_v mpf in [-R_w, R_w] (validated by
@@ -101,21 +148,36 @@ class DirectRelease:
         ``uniforms``: ``direct_noise_count(...)`` uniforms in the conventions' order (checked).
         Budget: ``plan_direct(...).share("S")``. (eps, delta)-DP under replace-one-row by the
         vector extension (PAPER §2.1): the l1 change of S is at most Delta_S.
+        ``law="gaussian"``: iid N(0, sigma^2) from the same uniforms in the same order
+        (:func:`gaussian_constants`); (eps, delta)-DP by the analytic Gaussian mechanism on the
+        l2 change of S, at most Delta_2 (``proofs_notes/24-analytic-gaussian.md``).
         Paper: not in the paper (spec PAPER.md §5 item 8; ``proofs_notes/15-direct-mechanism.md``).
         """
         p = resolve_prec(prec)
         ctx = context(p)
         n, d, d_v = len(K), len(K[0]), len(V[0])
-        plan = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree)
+        plan = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree,
+                           law=check_law(law, "direct"))
         eps_s, delta_s = plan.share("S")
         u = check_uniforms(uniforms, direct_noise_count(d=d, d_v=d_v, degree=degree))
-        Delta = to_mpf(sensitivity.direct_statistic(d, degree, R, R_w, d_v, scale=scale, prec=p),
-                       ctx, "Delta_S")
+        if law == "gaussian":
+            Delta2, sigma = gaussian_constants(d, degree, R, R_w, d_v, eps_s, delta_s,
+                                               scale=scale, prec=p)
+            noise = gaussian.sample(u, sigma, prec=p)
+        else:
+            Delta = to_mpf(sensitivity.direct_statistic(d, degree, R, R_w, d_v, scale=scale,
+                                                        prec=p), ctx, "Delta_S")
+            noise = tl.sample(u, Delta, eps_s, delta_s, prec=p)
         exact = sensitivity.released_S(K, V, degree=degree, scale=scale, prec=p)  # private
-        noise = tl.sample(u, Delta, eps_s, delta_s, prec=p)
         cols = d_v + 1
         noisy = [[ctx.fadd(exact[noise_index(t, k, d_v)], noise[noise_index(t, k, d_v)])
                   for k in range(cols)] for t in range(len(exact) // cols)]
+        if law == "gaussian":
+            return cls(noisy=noisy, n=n, d=d, d_v=d_v, degree=degree, scale=scale,
+                       R=to_mpf(R, ctx, "R"), R_w=to_mpf(R_w, ctx, "R_w"), sensitivity=Delta2,
+                       eps=Fraction(eps_s), delta=Fraction(delta_s), support_bound=None,
+                       variance=ctx.fmul(sigma, sigma, rounding="u"), laplace_scale=None,
+                       prec=p, law="gaussian", sigma=sigma)
         return cls(noisy=noisy, n=n, d=d, d_v=d_v, degree=degree, scale=scale,
                    R=to_mpf(R, ctx, "R"), R_w=to_mpf(R_w, ctx, "R_w"), sensitivity=Delta,
                    eps=Fraction(eps_s), delta=Fraction(delta_s),
@@ -159,10 +221,15 @@ class DirectRelease:
         """The noise structure at u for :mod:`dpxattn.reference.envelope` (one copy).
 
         Every column's noise is ``sum_t u_t Z[t][k]`` with Z iid TLap(Delta_S, eps, delta): one
-        :class:`NoiseGroup` with coefficients u. Proof note ``proofs_notes/16-certified-envelope.md``.
+        :class:`NoiseGroup` with coefficients u (``law="gaussian"``: one
+        :class:`GaussianNoiseGroup`, Z iid N(0, sigma^2), so the column's noise is exactly
+        N(0, sigma^2 ||u||_2^2)). Proof note ``proofs_notes/16-certified-envelope.md``.
         """
-        group = NoiseGroup(coefficients=tuple(u), support_bound=self.support_bound,
-                           variance=self.variance, laplace_scale=self.laplace_scale)
+        if self.law == "gaussian":
+            group = GaussianNoiseGroup(coefficients=tuple(u), sigma=self.sigma)
+        else:
+            group = NoiseGroup(coefficients=tuple(u), support_bound=self.support_bound,
+                               variance=self.variance, laplace_scale=self.laplace_scale)
         return (CopyErrorTerms(numerators=tuple((group,) for _ in range(self.d_v)),
                                denominator=(group,), released_denominator=self.denominator(u),
                                answers=tuple(self.answer(u))),)

@@ -25,6 +25,14 @@ From these:
   probability p/2 for the numerator and p/2 for the denominator (union bound), the median's
   per-copy failure probability from the exact binomial tail (:func:`hp_envelope`).
 
+Gaussian law (``law="gaussian"``, ``direct`` only; ``proofs_notes/16-certified-envelope.md``,
+"Gaussian law"): a :class:`GaussianNoiseGroup` holds iid N(0, sigma^2) draws, so a group sum
+``sum_i c_i Z_i`` is exactly N(0, sigma^2 sum c_i^2). There is no sure bound
+(:func:`sure_noise_bound` and :func:`certified_envelope` raise
+:class:`dpxattn.errors.NoSureEnvelopeError`); the high-probability threshold at failure f is
+the exact two-sided normal quantile ``sqrt(sum_g sigma_g^2 sum c^2) Phi^-1(1 - f/2)``
+(:func:`gaussian_noise_bound`), combined into the ratio exactly as for TLap.
+
 Every bound is returned with :func:`rounding_allowance` added, so that it bounds the difference of
 the *computed* (rounded, ``prec`` bits) answer and the computed noiseless Taylor attention, not
 only the exact-arithmetic ones.
@@ -40,7 +48,7 @@ from typing import Sequence
 import mpmath
 import numpy as np
 
-from dpxattn.errors import ParameterError
+from dpxattn.errors import ParameterError, no_sure_envelope
 from dpxattn.params import check_real
 from dpxattn.reference._mp import context, to_mpf
 from dpxattn.reference.dptree import hoeffding_bound
@@ -48,6 +56,9 @@ from dpxattn.reference.dptree_distance import exact_fraction
 
 __all__ = [
     "NoiseGroup",
+    "GaussianNoiseGroup",
+    "gaussian_quantile",
+    "gaussian_noise_bound",
     "CopyErrorTerms",
     "check_failure_prob",
     "sure_noise_bound",
@@ -81,6 +92,27 @@ class NoiseGroup:
     support_bound: object
     variance: object
     laplace_scale: object
+
+
+@dataclass(frozen=True)
+class GaussianNoiseGroup:
+    """Draws of one Gaussian law entering an answer linearly: error = sum_i coefficients[i] Z_i,
+    Z_i iid N(0, sigma^2) (``law="gaussian"``; ``sigma`` certified upward by
+    :func:`dpxattn.reference.gaussian.sigma_for`). Unbounded: no support bound.
+    Paper: none (our Gaussian law; proof note ``proofs_notes/16-certified-envelope.md``).
+    """
+
+    coefficients: tuple
+    sigma: object
+
+
+def _is_gaussian(groups) -> bool:
+    """True if every group is Gaussian, False if none is; a mix raises (no bound combines them)."""
+    kinds = {isinstance(g, GaussianNoiseGroup) for g in groups}
+    if len(kinds) > 1:
+        raise ValueError("noise groups mix the Gaussian and the truncated Laplace laws: no "
+                         "envelope of this module combines them")
+    return kinds == {True}
 
 
 @dataclass(frozen=True)
@@ -129,9 +161,12 @@ def sure_noise_bound(groups: Sequence[NoiseGroup], ctx: mpmath.MPContext):
     """E = sum_g A_g sum_i |c_{g,i}|: surely |sum_g sum_i c_{g,i} Z_{g,i}| <= E (|Z| <= A).
 
     Products and sums rounded up (A_g is itself certified upward by the structure).
+    Gaussian groups have no such bound: :class:`dpxattn.errors.NoSureEnvelopeError`.
     Paper: TLap "always accurate up to the truncation bound" (v2 §2); spec
     PAPER.md §2.1, §4.3 row "Adaptive". Proof note ``proofs_notes/16-certified-envelope.md``.
     """
+    if _is_gaussian(groups):
+        raise no_sure_envelope("error_bound")
     total = ctx.zero
     for g in groups:
         for c in g.coefficients:
@@ -263,15 +298,52 @@ def chernoff_noise_bound(groups: Sequence[NoiseGroup], failure_prob, ctx: mpmath
     return total / lam
 
 
+def gaussian_quantile(failure_prob, ctx: mpmath.MPContext):
+    """z = Phi^-1(1 - f/2) = -Phi^-1(f/2), rounded up: P[|N(0, 1)| > z] <= f (= f at the exact z).
+
+    Evaluated by :func:`dpxattn.reference.gaussian.ppf` (the one normal quantile of the
+    reference, exact to ``ctx.prec`` bits however small f is), then multiplied by
+    1 + 2^-(prec - 8) upward. Paper: none. Proof note ``proofs_notes/16-certified-envelope.md``.
+    """
+    from dpxattn.reference.gaussian import ppf
+
+    f = _prob(failure_prob, ctx)
+    z = -ppf(f / 2, 1, prec=ctx.prec)
+    return ctx.fmul(z, ctx.fadd(1, ctx.ldexp(1, 8 - ctx.prec), rounding="u"), rounding="u")
+
+
+def gaussian_noise_bound(groups, failure_prob, ctx: mpmath.MPContext):
+    """t = sqrt(sum_g sigma_g^2 sum_i c_{g,i}^2) Phi^-1(1 - p/2): P[|error| > t] <= p, exactly.
+
+    The error ``sum_g sum_i c_{g,i} Z_{g,i}`` of independent N(0, sigma_g^2) draws with
+    coefficients fixed by the query is exactly N(0, V), V = sum_g sigma_g^2 sum_i c_{g,i}^2, so
+    P[|error| > sqrt(V) z] = 2 (1 - Phi(z)) = p at z = Phi^-1(1 - p/2) (:func:`gaussian_quantile`).
+    sqrt(V) is evaluated at ``ctx.prec`` bits and multiplied by 1 + 2^-(prec - 8) upward (its
+    rounding error is a few 2^-prec relatively), so the threshold is never below the exact one.
+    ``groups``: :class:`GaussianNoiseGroup` s. Paper: none (our Gaussian law).
+    Proof note ``proofs_notes/16-certified-envelope.md`` ("Gaussian law").
+    """
+    V = ctx.fsum(ctx.mpf(g.sigma) ** 2 * ctx.fsum(c * c for c in g.coefficients) for g in groups)
+    if V == 0:
+        return ctx.zero
+    root = ctx.fmul(ctx.sqrt(V), ctx.fadd(1, ctx.ldexp(1, 8 - ctx.prec), rounding="u"),
+                    rounding="u")
+    return ctx.fmul(root, gaussian_quantile(failure_prob, ctx), rounding="u")
+
+
 def hp_noise_bound(groups: Sequence[NoiseGroup], failure_prob, ctx: mpmath.MPContext):
     """min(sure, Hoeffding, Bernstein, Chernoff) at failure probability p: P[|error| > t] <= p.
 
     The thresholds are numbers fixed before the noise is drawn (functions of public constants
     and the query), so their minimum is one of them and inherits its guarantee (the sure one
-    with probability 0 of failure). Proof note ``proofs_notes/16-certified-envelope.md``.
+    with probability 0 of failure). Gaussian groups (:class:`GaussianNoiseGroup`): the exact
+    normal quantile :func:`gaussian_noise_bound` instead (no sure bound exists).
+    Proof note ``proofs_notes/16-certified-envelope.md``.
 
     Paper: none (the paper states O~ bounds w.p. 1 - p_f); spec PAPER.md §4.3, §5 item 10; proofs_notes/16-certified-envelope.md.
     """
+    if _is_gaussian(groups):
+        return gaussian_noise_bound(groups, failure_prob, ctx)
     return min(sure_noise_bound(groups, ctx), hoeffding_noise_bound(groups, failure_prob, ctx),
                bernstein_noise_bound(groups, failure_prob, ctx),
                chernoff_noise_bound(groups, failure_prob, ctx))
