@@ -21,6 +21,15 @@ is (eps, delta)-DP end to end (``privacy``). Noise modes (``build(noise=...)``; 
 * ``"float"`` (the default with a seeded generator or given uniforms): float64 inversion of the
   exact TLap CDF, proven in idealised real arithmetic only, NOT hardened against floating-point
   attacks (DESIGN §5); reproducible and in conformance with the exact reference.
+
+Noise laws (``build(law=...)``): ``"tlap"`` (default, both mechanisms, both modes) and
+``"gaussian"`` (``direct``, float mode only: iid N(0, sigma^2) on S, sigma the reference's
+analytic-Gaussian sigma on the l2 sensitivity, one component; ``proofs_notes/24-analytic-gaussian.md``).
+The hardened (exact discrete Gaussian) release does not exist yet, so ``law="gaussian"`` with
+``noise="secure"`` (the default without a generator or uniforms) raises
+:class:`dpxattn.errors.ParameterError` asking for ``noise="float"``. Gaussian noise is
+unbounded: ``error_bound`` raises :class:`dpxattn.errors.NoSureEnvelopeError`;
+``hp_error_bound`` is exact in law (normal quantiles) plus the float allowance.
 """
 
 from __future__ import annotations
@@ -30,24 +39,25 @@ from functools import lru_cache
 
 import torch
 
-from dpxattn.accounting import (NUMERICS_FLOAT, feature_dimension, plan_direct, plan_tree,
-                                tree_height)
-from dpxattn.errors import ParameterError
+from dpxattn.accounting import (NUMERICS_FLOAT, NUMERICS_FLOAT_GAUSSIAN, feature_dimension,
+                                plan_direct, plan_tree, tree_height)
+from dpxattn.errors import ParameterError, no_sure_envelope
 from dpxattn.fast.direct import DirectRelease, direct_noise_count
 from dpxattn.fast.directed import float_up, memo_safe
 from dpxattn.fast.envelope import finalize, hp_ratio_bound, median_copy_failure, ratio_bound
 from dpxattn.fast.features import feature_bounds
 from dpxattn.fast.release import NOISE_MODES, noise_stream
 from dpxattn.fast.secure_noise import SECURE_NUMERICS
-from dpxattn.fast.sensitivities import (direct_secure_constants, direct_sensitivity, round_up,
-                                        tree_secure_constants, tree_sensitivities)
+from dpxattn.fast.sensitivities import (direct_gaussian_constants, direct_secure_constants,
+                                        direct_sensitivity, round_up, tree_secure_constants,
+                                        tree_sensitivities)
 from dpxattn.fast.tree_mechanism import TreeRelease, median_over_copies, tree_noise_count
 from dpxattn.fast.validation import check_failure_prob, check_keys_values, check_queries
-from dpxattn.params import (check_build_arguments, check_clip, check_degree, check_mechanism,
-                            check_mechanism_options, check_positive_int)
+from dpxattn.params import (check_build_arguments, check_clip, check_degree, check_law,
+                            check_mechanism, check_mechanism_options, check_positive_int)
 
-__all__ = ["DPCrossAttention", "resolve_noise", "Tolerance", "TOLERANCES", "ATOL_F64", "RTOL_F64", "ATOL_F32",
-           "RTOL_F32"]
+__all__ = ["DPCrossAttention", "resolve_noise", "check_law_noise", "Tolerance", "TOLERANCES",
+           "ATOL_F64", "RTOL_F64", "ATOL_F32", "RTOL_F32"]
 
 
 @dataclass(frozen=True)
@@ -90,13 +100,32 @@ def resolve_noise(noise, generator, uniforms) -> str:
     return noise
 
 
+def check_law_noise(law: str, noise: str, noise_given) -> None:
+    """The rule for noise laws and modes: ``law="gaussian"`` needs ``noise="float"``.
+
+    The hardened (exact discrete Gaussian) release is not implemented, so a Gaussian build in
+    secure mode (``noise="secure"``, or ``noise=None`` with neither a generator nor uniforms)
+    raises :class:`ParameterError`; the float inversion (idealised real arithmetic, labelled in
+    the plan's numerics) must be asked for explicitly or implied by a generator / uniforms.
+    """
+    if law == "gaussian" and noise == "secure":
+        how = ("noise='secure'" if noise_given is not None else
+               "noise=None without a generator or uniforms means noise='secure'")
+        raise ParameterError(
+            "noise", "'secure' is not available for law='gaussian' yet: the hardened Gaussian "
+            f"release (exact discrete Gaussian) is not implemented ({how})", noise_given,
+            hint="pass noise='float' (float64 inversion sigma * Phi^-1(u), idealised real "
+                 "arithmetic, labelled in the plan's numerics) or use law='tlap'")
+
+
 class DPCrossAttention:
     """A built private cross-attention structure (torch; float64 released numbers).
 
     DESIGN §4 contract: :meth:`build`, :meth:`query`, :meth:`error_bound`,
     :meth:`hp_error_bound`, :attr:`privacy`, :meth:`noise_count`. Public attributes:
     ``mechanism``, ``n``, ``d``, ``d_v``, ``degree``, ``r``, ``R``, ``R_w``, ``scale``, ``clip``,
-    ``copies``, ``grid_size``, ``device``, ``release`` (the noisy structure: ``S`` for direct,
+    ``copies``, ``grid_size``, ``device``, ``noise`` (the mode), ``law`` (the noise law),
+    ``release`` (the noisy structure: ``S`` for direct,
     ``payload``/``scalars`` for tree). Nothing private is kept: not K, V, a row, a feature or an
     exact sum. Paper: DPTreeCrossAttention (v2 §3); PAPER.md §3.5-3.7.
 
@@ -115,12 +144,13 @@ class DPCrossAttention:
 
     __slots__ = ("mechanism", "release", "_plan", "n", "d", "d_v", "degree", "r", "R", "R_w",
                  "_R_w_up", "scale", "clip", "copies", "grid_size", "device", "_kernel_bound",
-                 "noise")
+                 "noise", "law")
 
     def __init__(self, *, mechanism, release, plan, n, d, d_v, degree, R, R_w, scale, clip,
-                 copies, grid_size, device, noise="float") -> None:
+                 copies, grid_size, device, noise="float", law="tlap") -> None:
         self.mechanism = mechanism
         self.noise = noise
+        self.law = law
         self.release = release
         self._plan = plan
         self.n = n
@@ -143,7 +173,7 @@ class DPCrossAttention:
     @classmethod
     def build(cls, K, V, *, eps, delta, R, R_w, degree, mechanism="direct", scale=None,
               generator=None, uniforms=None, clip=False, copies=1,
-              grid_size=None, noise=None) -> "DPCrossAttention":
+              grid_size=None, noise=None, law="tlap") -> "DPCrossAttention":
         """Init: validate, compute the exact sums in float64, add the noise, keep only the release.
 
         ``K`` (n, d) in [0, R]^d and ``V`` (n, d_v) in [-R_w, R_w]: torch tensors (or arrays);
@@ -156,14 +186,19 @@ class DPCrossAttention:
         device. ``noise``: None (default: "secure" when ``generator is None and uniforms is
         None``, else "float"), "secure" (hardened lattice release; with a seeded generator it is
         reproducible and labelled seeded; with ``uniforms`` it raises ParameterError) or "float"
-        (float64 inversion, idealised numerics). Paper: DPTreeCrossAttention.Init (v2 §3, App. I); PAPER.md
+        (float64 inversion, idealised numerics). ``law``: "tlap" (default) or "gaussian"
+        (``direct`` only, float mode only: :func:`check_law_noise`; the plan records the l2
+        sensitivity and sigma). Paper: DPTreeCrossAttention.Init (v2 §3, App. I); PAPER.md
         §3.5-3.7, §5 item 8.
         """
         mechanism, degree, copies, grid_size, clip = check_build_arguments(
             mechanism=mechanism, eps=eps, delta=delta, R=R, R_w=R_w, degree=degree, scale=scale,
-            copies=copies, grid_size=grid_size, clip=clip)
+            copies=copies, grid_size=grid_size, clip=clip, law=law)
+        noise_given = noise
         noise = resolve_noise(noise, generator, uniforms)
+        check_law_noise(law, noise, noise_given)
         secure = noise == "secure"
+        gaussian = law == "gaussian"
         with torch.no_grad():
             K, V = check_keys_values(K, V, R=R, R_w=R_w, clip=clip)
             n, d = K.shape
@@ -175,14 +210,26 @@ class DPCrossAttention:
                                   device=device)
             bounds = feature_bounds(d, degree, R, scale=scale, device=device)
             if mechanism == "direct":
-                plan = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree)
+                plan = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree,
+                                   law=law)
                 sens = direct_sensitivity(d=d, degree=degree, R=R, R_w=R_w, d_v=d_v, scale=scale)
                 eps_s, delta_s = plan.share("S")
                 extra = (direct_secure_constants(n=n, d=d, degree=degree, R=R, R_w=R_w, d_v=d_v,
                                                  scale=scale) if secure else None)
+                gauss = (direct_gaussian_constants(d=d, degree=degree, R=R, R_w=R_w, d_v=d_v,
+                                                   eps=eps_s, delta=delta_s, scale=scale)
+                         if gaussian else None)
                 release = DirectRelease.build(K, V, degree=degree, scale=scale, sensitivity=sens,
                                               eps=eps_s, delta=delta_s, bounds=bounds,
-                                              stream=stream, secure=extra)
+                                              stream=stream, secure=extra, gaussian=gauss)
+                # the plan records the numbers the release used
+                if gaussian:
+                    used = gauss
+                else:
+                    used = (extra[0] if secure else release.law.constants[0].sensitivity,
+                            float(release.law.b.max()))
+                plan = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree,
+                                   law=law, sensitivity=used[0], noise_scale=used[1])
             else:
                 grid = n if grid_size is None else grid_size
                 plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree,
@@ -200,20 +247,23 @@ class DPCrossAttention:
                     stream=stream, secure=extra)
             stream.finish()
             del K, V
-        plan = plan.with_labels(randomness=stream.label, clip=clip,
-                                numerics=SECURE_NUMERICS if secure else NUMERICS_FLOAT,
+        numerics = (SECURE_NUMERICS if secure else
+                    NUMERICS_FLOAT_GAUSSIAN if gaussian else NUMERICS_FLOAT)
+        plan = plan.with_labels(randomness=stream.label, clip=clip, numerics=numerics,
                                 notes=(_secure_note(release),) if secure else ())
         return cls(mechanism=mechanism, release=release, plan=plan, n=n, d=d, d_v=d_v,
                    degree=degree, R=R, R_w=R_w, scale=scale, clip=clip, copies=copies,
                    grid_size=(n if grid_size is None else grid_size) if mechanism == "tree"
-                   else None, device=device, noise=noise)
+                   else None, device=device, noise=noise, law=law)
 
     @staticmethod
     def noise_count(*, n: int, d: int, d_v: int, degree: int, mechanism: str = "direct",
-                    copies: int = 1, grid_size: int | None = None) -> int:
-        """Uniforms :meth:`build` consumes: ``direct`` r (d_v + 1); ``tree``
+                    copies: int = 1, grid_size: int | None = None, law: str = "tlap") -> int:
+        """Uniforms :meth:`build` consumes: ``direct`` r (d_v + 1) (either law: one uniform per
+        entry of S, same order); ``tree``
         2 l (d_v + 1) + (2N - 1) l (d_v + 1) 3 r, N = 2^ceil(log2 G), G = grid_size (default n)."""
         mechanism = check_mechanism(mechanism)
+        check_law(law, mechanism)
         n = check_positive_int("n", n)
         d = check_positive_int("d", d)
         d_v = check_positive_int("d_v", d_v)
@@ -298,7 +348,10 @@ class DPCrossAttention:
         """Sure envelope (m, d_v), float64: |query(Q) - taylor_attention(Q, K, V)| <= it, for
         every noise draw and every query (adaptive ones included), including the floating-point
         allowance of the computed answer. Paper: main theorem's additive error, deterministic
-        form (v2 §3, App. H); PAPER.md §4.1, §5 item 10; DESIGN §4."""
+        form (v2 §3, App. H); PAPER.md §4.1, §5 item 10; DESIGN §4. ``law="gaussian"``: raises
+        :class:`dpxattn.errors.NoSureEnvelopeError` (unbounded noise; use :meth:`hp_error_bound`)."""
+        if self.law == "gaussian":
+            raise no_sure_envelope("error_bound", self.law)
         return self._bound(Q, None)
 
     def hp_error_bound(self, Q, failure_prob) -> torch.Tensor:
@@ -306,7 +359,10 @@ class DPCrossAttention:
         each entry is exceeded with probability <= failure_prob (numerator and denominator at
         p/2 each; copies: the median's per-copy probability from the exact binomial tail;
         min(sure, Hoeffding, Bernstein, Chernoff with the exact TLap MGF), then the ratio step
-        min((t_N + R_w t_D)/D~, (t_N + |a| t_D)/(D~ - t_D)) with a the copy's answer). Paper: "with probability 1 - p_f" (ICLR Thm 1.2; v2
+        min((t_N + R_w t_D)/D~, (t_N + |a| t_D)/(D~ - t_D)) with a the copy's answer).
+        ``law="gaussian"``: each noise is N(0, sigma^2 ||P(q)||_2^2) exactly, bounded at p/2 by
+        its two-sided normal quantile, then the same ratio step and float allowance.
+        Paper: "with probability 1 - p_f" (ICLR Thm 1.2; v2
         §3); PAPER.md §4.1, §2.6; DESIGN §9(c)."""
         return self._bound(Q, check_failure_prob(failure_prob))
 
@@ -333,12 +389,16 @@ class DPCrossAttention:
         """Sure envelope (m, d_v) against EXACT softmax attention:
         |query(Q) - attention(Q, K, V)| <= error_bound(Q) + kernel_error_bound() (float64).
         Paper: main theorem, additive plus relative error (v2 §3); PAPER.md
-        §4.1."""
+        §4.1. ``law="gaussian"``: raises :class:`dpxattn.errors.NoSureEnvelopeError`."""
+        if self.law == "gaussian":
+            raise no_sure_envelope("attention_error_bound", self.law)
         return self.error_bound(Q) + self.kernel_error_bound()
 
     def __repr__(self) -> str:
         eps, delta = self._plan.eps, self._plan.delta
         extra = f", copies={self.copies}, grid={self.grid_size}" if self.mechanism == "tree" else ""
+        if self.law != "tlap":
+            extra += f", law={self.law!r}"
         return (f"DPCrossAttention(mechanism={self.mechanism!r}, n={self.n}, d={self.d}, "
                 f"d_v={self.d_v}, degree={self.degree}, r={self.r}{extra}, "
                 f"eps={float(eps):g}, delta={float(delta):g}, device={self.device})")

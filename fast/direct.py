@@ -12,7 +12,10 @@ Build: ``S`` (r, d_v + 1) is accumulated in float64 over chunks of keys, one GEM
 uniforms in row-major order of S; secure mode (``secure=``), the whole S as ONE lattice release
 (``proofs_notes/23-hardened-noise.md``) with the sensitivity of the computed S (Delta_S + 2 x its
 float64 error bound), ``changed`` = every one of its r (d_v + 1) coordinates and a public value
-bound. Only the noisy ``S~`` is kept.
+bound. Only the noisy ``S~`` is kept. Gaussian law (``gaussian=``, float mode only): iid
+N(0, sigma^2) per entry from the same uniforms in the same order
+(:func:`dpxattn.fast.release.gaussian_law`), sigma the reference's analytic-Gaussian sigma on
+the l2 sensitivity of the whole S (``proofs_notes/24-analytic-gaussian.md``).
 
 Query (m tokens at once): ``U = P(Q)`` (m, r); ``NS = U S~`` (m, d_v + 1);
 ``D~ = max(NS[:, d_v], n)``; answer ``NS[:, :d_v] / D~``. O(r (d_v + 1)) per token, independent of n.
@@ -24,9 +27,16 @@ from dataclasses import dataclass
 
 import torch
 
-from dpxattn.fast.envelope import DirectEnvelopeTerms, gamma, hp_noise_bound, unit_roundoff
+from dpxattn.errors import no_sure_envelope
+from dpxattn.fast.envelope import (DirectEnvelopeTerms, gamma, gaussian_noise_bound,
+                                   hp_noise_bound, unit_roundoff)
 from dpxattn.fast.features import chunk_rows, feature_chunks, feature_plan, features_t
-from dpxattn.fast.release import NoiseLaw, noise_law, release_, secure_law
+from dpxattn.fast.release import (GaussianLaw, NoiseLaw, gaussian_law, noise_law, release_,
+                                  secure_law)
+
+#: relative error allowed for one float64 Gaussian draw sigma Phi^-1(u) (ndtri, measured within
+#: 5 ulps over (0, 1), one product with sigma, sigma's own rounding): 16 ulps
+GAUSSIAN_DRAW_ULPS = 16
 
 __all__ = ["DirectRelease", "direct_noise_count", "statistic"]
 
@@ -40,12 +50,13 @@ def direct_noise_count(r: int, d_v: int) -> int:
 class DirectRelease:
     """The released part of ``direct``: the noisy statistic and public constants only.
 
-    ``S`` (r, d_v + 1) float64 noisy; ``law``: the TLap constants of its entries (one group);
+    ``S`` (r, d_v + 1) float64 noisy; ``law``: the TLap constants of its entries (one group),
+    or a :class:`dpxattn.fast.release.GaussianLaw` (``law="gaussian"``);
     ``bounds`` (r,) float64 feature bounds M (public); ``n``, ``degree``, ``scale``.
     """
 
     S: torch.Tensor
-    law: NoiseLaw
+    law: NoiseLaw | GaussianLaw
     bounds: torch.Tensor
     n: int
     degree: int
@@ -54,15 +65,24 @@ class DirectRelease:
 
     @classmethod
     def build(cls, K: torch.Tensor, V: torch.Tensor, *, degree: int, scale, sensitivity: float,
-              eps, delta, bounds: torch.Tensor, stream, secure=None) -> "DirectRelease":
+              eps, delta, bounds: torch.Tensor, stream, secure=None,
+              gaussian=None) -> "DirectRelease":
         """K (n, d), V (n, d_v): validated float64 private data (not kept).
 
         ``secure``: None (float mode: ``stream`` a UniformStream) or ``(sensitivity,
-        value_bound)`` of the computed S (secure mode: ``stream`` is SecureWords)."""
+        value_bound)`` of the computed S (secure mode: ``stream`` is SecureWords).
+        ``gaussian``: None (TLap) or ``(Delta_2, sigma)`` (float64, rounded up): the Gaussian law
+        in float mode (``sensitivity``, ``eps``, ``delta`` are then not used: sigma carries the
+        calibration)."""
         n, d_v = V.shape
         r = bounds.shape[0]
         S = statistic(K, V, degree=degree, scale=scale, r=r)
-        if secure is None:
+        if gaussian is not None:
+            if secure is not None:
+                raise ValueError("DirectRelease.build: the Gaussian law has no secure release yet")
+            l2, sigma = gaussian
+            law = gaussian_law((d_v + 1,), sigma, l2)
+        elif secure is None:
             law = noise_law((d_v + 1,), sensitivity, eps, delta, device=K.device)
         else:
             sens, value_bound = secure
@@ -80,6 +100,23 @@ class DirectRelease:
     @property
     def secure(self) -> bool:
         return self.law.secure
+
+    @property
+    def gaussian(self) -> bool:
+        return isinstance(self.law, GaussianLaw)
+
+    def noise_magnitude(self) -> float:
+        """A bound on |noise| per entry for the floating-point allowance: TLap's sure A; for the
+        Gaussian law, max |S~| over the released matrix (public; cached), which bounds every
+        released magnitude the rounding steps act on (``proofs_notes/16-certified-envelope.md``,
+        "Gaussian law")."""
+        if not self.gaussian:
+            return float(self.law.support_up.max())
+        m = self._cast.get("absmax")
+        if m is None:
+            m = float(self.S.abs().max()) if self.S.numel() else 0.0
+            self._cast["absmax"] = m
+        return m
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -125,7 +162,9 @@ class DirectRelease:
         s = self.degree
         g_build = gamma(self.n + s + 3, u64)
         g_q = gamma(r + s + 5, uq) + 2 * u64
-        A = float(self.law.support_up.max())
+        A = self.noise_magnitude()
+        if self.gaussian:  # the draws' own float64 error, relative to the released magnitudes
+            g_q = g_q + GAUSSIAN_DRAW_ULPS * u64
         return (g_build + 2 * g_q) * self.n * weight * terms.uM + g_q * A * terms.l1
 
     def noise_bounds(self, terms: DirectEnvelopeTerms, failure: float | None):
@@ -135,7 +174,15 @@ class DirectRelease:
         Secure mode: sure with the lattice bound K g + g/2; at ``failure``
         ``min(sure, (g/2) ||U||_1 + min(Hoeffding, Bernstein))`` with the zero-mean noise bounded
         by K g and its variance by 2 (t g)^2 (no Chernoff: the TLap MGF is not the discrete law's).
+
+        Gaussian law: no sure bound (failure None raises
+        :class:`dpxattn.errors.NoSureEnvelopeError`); at ``failure`` the exact normal threshold
+        :func:`dpxattn.fast.envelope.gaussian_noise_bound` (the noise is N(0, sigma^2 ||U||_2^2)).
         """
+        if self.gaussian:
+            if failure is None:
+                raise no_sure_envelope("error_bound")
+            return gaussian_noise_bound(self.law.sigma, terms.l2sq, self.bounds.shape[0], failure)
         A = float(self.law.support_up.max())
         var = float(self.law.variance.max())
         sure = A * terms.l1

@@ -21,6 +21,11 @@ coefficients this module forms
   median's mean), then a relative margin ``1 + MARGIN_ULPS u_64`` and one step up, covering the
   rounding of the bound's own float64 evaluation.
 
+Gaussian law (``law="gaussian"``, ``direct``): no sure bound exists; at failure probability p
+the noise ``U . Z[:, k]`` is exactly N(0, sigma^2 ||U||_2^2), bounded by
+``sigma z_p ||U||_2 (1 + gamma(r + 8))`` with ``z_p = Phi^-1(1 - p/2)`` from the reference, rounded
+up (:func:`gaussian_quantile`, :func:`gaussian_noise_bound`); the ratio step is the same.
+
 Floating-point constants: ``u`` is the unit roundoff of a dtype (2^-53 for float64, 2^-24 for
 float32) and ``gamma(k, u) = k u / (1 - k u)`` the classical bound on k accumulated roundings
 (Higham, *Accuracy and Stability of Numerical Algorithms*, Lemma 3.1).
@@ -49,6 +54,8 @@ __all__ = [
     "hp_ratio_bound",
     "finalize",
     "median_copy_failure",
+    "gaussian_quantile",
+    "gaussian_noise_bound",
 ]
 
 #: relative margin (in float64 ulps) covering the float64 evaluation of the bound itself
@@ -214,3 +221,24 @@ def median_copy_failure(copies: int, failure_prob: float) -> float:
     ctx = context(None)
     q = ref_env.median_copy_failure_prob(copies, failure_prob, ctx)
     return float_down(q, "q")
+
+
+@lru_cache(maxsize=256)
+def gaussian_quantile(failure_prob: float) -> float:
+    """z = Phi^-1(1 - p/2) as a float64 >= the exact value: P[|N(0, 1)| > z] <= p. From the
+    reference's ``envelope.gaussian_quantile`` (exact normal quantile, rounded up), rounded up."""
+    from dpxattn.fast.sensitivities import round_up
+    from dpxattn.reference import envelope as ref_env
+    from dpxattn.reference._mp import context
+
+    return round_up(ref_env.gaussian_quantile(failure_prob, context(None)), "normal quantile")
+
+
+def gaussian_noise_bound(sigma: float, l2sq: torch.Tensor, r: int,
+                         failure: float) -> torch.Tensor:
+    """t = sigma z_p ||U||_2 (1 + gamma(r + 8, u64)): P[|U . Z| > t] <= p for Z iid N(0, sigma^2)
+    and fixed coefficients U (``l2sq`` = ||U||_2^2 evaluated in float64 over r terms; the factor
+    covers that sum's and the square root's rounding, so t is at least the exact threshold of
+    the computed coefficients). ``(m,)`` float64."""
+    z = gaussian_quantile(failure)
+    return torch.sqrt(l2sq) * (sigma * z * (1.0 + gamma(r + 8, unit_roundoff(torch.float64))))

@@ -25,6 +25,15 @@ arithmetic) is the sure bound envelopes use. Parameters are rounded in the safe 
 
 Shapes: ``truncated_laplace(shape, ...)`` returns a tensor of ``shape``; ``tlap_ppf(u, ...)`` maps
 a float64 tensor of any shape elementwise.
+
+Gaussian law (``law="gaussian"``; ``proofs_notes/24-analytic-gaussian.md``): one uniform per draw
+in the same order, ``z = sigma Phi^-1(u)`` (:func:`gaussian_ppf`), with ``Phi^-1`` evaluated as
+``-ndtri(t)`` on ``t = min(u, 1 - u)`` (exact) and the sign of ``u - 1/2``
+(:func:`normal_quantile`): ``torch.special.ndtri`` is accurate to a few ulps on (0, 1/2],
+including the far tail (u = 1e-300, subnormals), and the reflection keeps uniforms near 1 as
+accurate as those near 0 (``1 - u`` is exact there). ``u = 1/2`` gives exactly 0. sigma comes
+from the exact reference (``dpxattn.reference.gaussian.sigma_for``), rounded up once
+(:func:`dpxattn.fast.sensitivities.direct_gaussian_constants`).
 """
 
 from __future__ import annotations
@@ -49,6 +58,9 @@ __all__ = [
     "ppf_from_constants",
     "truncated_laplace",
     "fill_noise",
+    "normal_quantile",
+    "gaussian_ppf",
+    "gaussian",
 ]
 
 #: uniforms converted per step: bounds the temporaries of a large draw (1e8 draws need only the
@@ -206,5 +218,55 @@ def truncated_laplace(shape, sensitivity, eps, delta, *, generator=None, uniform
     stream = uniform_stream(count, generator=generator, uniforms=uniforms, device=device)
     out = torch.empty(count, dtype=dtype, device=stream.device)
     fill_noise(out, stream, k)
+    stream.finish()
+    return out.view(shape)
+
+
+def normal_quantile(u: torch.Tensor) -> torch.Tensor:
+    """Phi^-1(u) elementwise for a float64 tensor ``u`` in (0, 1): ``-ndtri(min(u, 1 - u))``
+    with the sign of ``u - 1/2`` (exact reflection; 0 at u = 1/2; odd: q(1 - u) = -q(u)).
+
+    Measured against the reference's exact quantile (``reference.gaussian.ppf``): within 5 ulps
+    over (0, 1), from 2^-1074 to 1 - 2^-53 (``tests/test_gaussian_direct.py``).
+    """
+    t = torch.minimum(u, 1.0 - u)
+    return torch.special.ndtri(t).neg_().copysign_(u - 0.5)
+
+
+def gaussian_ppf(u: torch.Tensor, sigma) -> torch.Tensor:
+    """sigma Phi^-1(u) (float64, elementwise): the Gaussian draw of one uniform per entry.
+
+    ``sigma``: a Python float or a float64 tensor broadcastable against ``u``. Paper: none (our
+    Gaussian law); the reference's twin is ``dpxattn.reference.gaussian.ppf``.
+    """
+    return normal_quantile(u).mul_(sigma)
+
+
+def gaussian(shape, sigma, *, generator=None, uniforms=None, dtype=torch.float64,
+             device=None) -> torch.Tensor:
+    """iid N(0, sigma^2) draws of ``shape``, one uniform each (``sigma Phi^-1(u)``, float64).
+
+    ``sigma`` > 0 (a number; rounded up to float64 once). Uniforms as in
+    :func:`truncated_laplace` (``generator=None``: OS CSPRNG; a seeded generator; or
+    ``uniforms``, consumed in row-major order). Float inversion only: idealised real arithmetic,
+    not a hardened sampler. Paper: none. Proof note ``proofs_notes/24-analytic-gaussian.md``.
+    """
+    check_positive("sigma", sigma)
+    sg = float_up(sigma, "sigma")
+    if isinstance(shape, int):
+        shape = (shape,)
+    shape = tuple(int(s) for s in shape)
+    if any(s < 0 for s in shape):
+        raise ParameterError("shape", "must have non-negative sizes", shape)
+    if dtype not in (torch.float64, torch.float32):
+        raise ParameterError("dtype", "must be torch.float64 or torch.float32", dtype)
+    count = math.prod(shape)
+    if device is None and isinstance(generator, torch.Generator):
+        device = generator.device
+    stream = uniform_stream(count, generator=generator, uniforms=uniforms, device=device)
+    out = torch.empty(count, dtype=dtype, device=stream.device)
+    for start in range(0, count, NOISE_CHUNK):
+        stop = min(count, start + NOISE_CHUNK)
+        out[start:stop] = gaussian_ppf(stream.take(stop - start), sg)
     stream.finish()
     return out.view(shape)

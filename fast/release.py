@@ -26,6 +26,11 @@ Two noise modes (``DPCrossAttention.build(noise=...)``; proofs_notes/23-hardened
   per coordinate given the constants), so each vector (a component of the privacy plan) gets
   exactly the lattice release its constants define.
 
+Gaussian law (``law="gaussian"``, float mode only; :func:`gaussian_law`): iid N(0, sigma^2) on
+every entry, ``sigma Phi^-1(u)`` from the same stream of uniforms in the same row-major order
+and the same chunks (:func:`dpxattn.fast.noise.gaussian_ppf`); sigma is the reference's, for the
+l2 sensitivity of the whole released group, rounded up (one Gaussian component).
+
 Privacy unit: replace one row of (K, V); the caller passes the l1 sensitivity of each released
 group under that adjacency, taken from ``dpxattn.reference.sensitivity``.
 """
@@ -41,11 +46,13 @@ import numpy as np
 import torch
 
 from dpxattn.errors import ParameterError
-from dpxattn.fast.noise import NOISE_CHUNK, TLapConstants, ppf_from_constants, tlap_constants
+from dpxattn.fast.noise import (NOISE_CHUNK, TLapConstants, gaussian_ppf, ppf_from_constants,
+                                tlap_constants)
 from dpxattn.fast.secure_noise import secure_release_flat, secure_parameters, secure_words_label
 from dpxattn.fast.uniforms import uniform_stream
 
-__all__ = ["NoiseLaw", "noise_law", "secure_law", "SecureWords", "noise_stream", "release_",
+__all__ = ["NoiseLaw", "GaussianLaw", "gaussian_law", "noise_law", "secure_law", "SecureWords",
+           "noise_stream", "release_",
            "SECURE_CHUNK", "SECURE_PARALLEL_MIN", "NOISE_MODES", "secure_workers"]
 
 #: the two noise modes of the fast mechanisms
@@ -121,6 +128,46 @@ class NoiseLaw:
                         e(self.one_minus_e_minus_a), e(self.support_down), e(self.support_up),
                         e(self.variance), self.constants, self.kind, e(self.index),
                         e(self.rounding))
+
+
+@dataclass(frozen=True)
+class GaussianLaw:
+    """iid N(0, sigma^2) on every entry of one released group (``law="gaussian"``, float mode).
+
+    ``shape``: the trailing shape of the group's rows; ``sigma``: the float64 standard deviation
+    (the reference's, rounded up); ``sensitivity``: the group's l2 sensitivity (rounded up), for
+    reports; ``variance``: sigma^2 rounded up. There is no support bound (unbounded noise).
+    """
+
+    shape: tuple
+    sigma: float
+    sensitivity: float
+    kind: str = "gaussian"
+
+    @property
+    def secure(self) -> bool:
+        return False
+
+    @property
+    def variance(self) -> float:
+        return math.nextafter(self.sigma * self.sigma, math.inf)
+
+    @property
+    def constants(self) -> tuple:
+        return ((self.sensitivity, self.sigma),)
+
+    def to(self, device) -> "GaussianLaw":
+        """The same law (it holds no tensors)."""
+        return self
+
+
+def gaussian_law(shape, sigma: float, sensitivity: float) -> GaussianLaw:
+    """The :class:`GaussianLaw` of a group of trailing ``shape`` (sigma, sensitivity: float64,
+    already rounded up by the caller, ``dpxattn.fast.sensitivities.direct_gaussian_constants``)."""
+    sigma, sensitivity = float(sigma), float(sensitivity)
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise ParameterError("sigma", "must be finite and > 0", sigma)
+    return GaussianLaw(tuple(int(x) for x in shape), sigma, sensitivity)
 
 
 def _exact_variance(k: TLapConstants) -> float:
@@ -308,14 +355,21 @@ def release_(values: torch.Tensor, law: NoiseLaw, stream) -> torch.Tensor:
         raise ValueError("release_: a float law needs a stream of uniforms, not SecureWords")
     width = max(1, math.prod(law.shape))
     rows = max(1, NOISE_CHUNK // width)
-    args = (law.b, law.support_down, law.e_minus_a, law.one_minus_e_minus_a)
+    if isinstance(law, GaussianLaw):
+        def draw(u):
+            return gaussian_ppf(u, law.sigma)
+    else:
+        args = (law.b, law.support_down, law.e_minus_a, law.one_minus_e_minus_a)
+
+        def draw(u):
+            return ppf_from_constants(u, *args)
     if values.shape[0] <= rows:  # one chunk: no slicing
         u = stream.take(values.shape[0] * width).view(values.shape[0], *law.shape)
-        values += ppf_from_constants(u, *args)
+        values += draw(u)
         return values
     for start in range(0, values.shape[0], rows):
         stop = min(values.shape[0], start + rows)
         u = stream.take((stop - start) * width).view(stop - start, *law.shape)
-        values[start:stop] += ppf_from_constants(u, *args)
+        values[start:stop] += draw(u)
     return values
 

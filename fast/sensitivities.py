@@ -6,6 +6,9 @@ once per build, exactly or at the reference's precision, and rounds each to floa
 (:func:`dpxattn.fast.directed.float_up`), so the noise is never smaller than the proof assumes.
 
 * ``direct``: ``Delta_S = (2 d_v R_w + 1) sum_alpha M_alpha`` (``direct_statistic``);
+  with ``law="gaussian"`` the l2 sensitivity ``Delta_2`` and the analytic-Gaussian sigma, both
+  from ``dpxattn.reference.direct.gaussian_constants`` (certified upward there), rounded up
+  (:func:`direct_gaussian_constants`);
 * ``tree``, per column (value columns: R_w; the denominator: weight 1): ``c0 = 2 R_w``,
   ``c1 = 2 R_w T_s(t_max)``, and per (coordinate t, moment m) ``2 R_w M_t^m`` per level
   (``tree_level``), with M_t the exact feature bounds of ``dpxattn.reference.kernel``.
@@ -23,8 +26,8 @@ from fractions import Fraction
 
 from dpxattn.fast.directed import exact_fraction, float_up, memo_safe
 
-__all__ = ["direct_sensitivity", "tree_sensitivities", "round_up", "direct_secure_constants",
-           "tree_secure_constants"]
+__all__ = ["direct_sensitivity", "direct_gaussian_constants", "tree_sensitivities", "round_up",
+           "direct_secure_constants", "tree_secure_constants"]
 
 #: relative margin over the reference's working-precision rounding (it evaluates at >= 100 bits)
 _MARGIN = 1 + Fraction(1, 2**90)
@@ -61,6 +64,33 @@ def direct_sensitivity(*, d: int, degree: int, R, R_w, d_v: int, scale=None) -> 
     if memo_safe(d, degree, R, R_w, d_v, scale):
         return _direct_memo(d, degree, R, R_w, d_v, scale)
     return _direct_of(d, degree, R, R_w, d_v, scale)
+
+
+@lru_cache(maxsize=256)
+def _direct_gaussian(d, degree, R, R_w, d_v, scale, eps, delta) -> tuple[float, float]:
+    from dpxattn.reference.direct import gaussian_constants
+
+    Delta2, sigma = gaussian_constants(d, degree, R, R_w, d_v, eps, delta, scale=scale)
+    return round_up(Delta2, "Delta_2"), round_up(sigma, "sigma")
+
+
+def _direct_gaussian_of(d, degree, R, R_w, d_v, scale, eps, delta):
+    return _direct_gaussian(d, degree, _key(R), _key(R_w), d_v, _key(scale), _key(eps),
+                            _key(delta))
+
+
+_direct_gaussian_memo = lru_cache(maxsize=256, typed=True)(_direct_gaussian_of)
+
+
+def direct_gaussian_constants(*, d: int, degree: int, R, R_w, d_v: int, eps, delta,
+                              scale=None) -> tuple[float, float]:
+    """``(Delta_2, sigma)`` of the Gaussian ``direct`` release, float64 rounded up: the l2
+    (Frobenius) sensitivity of S and sigma = ``sigma_for(Delta_2, eps, delta)``, both from the
+    reference (``dpxattn.reference.direct.gaussian_constants``), converted once. ``eps``,
+    ``delta``: the component's exact share. Memoised (public parameters only)."""
+    if memo_safe(d, degree, R, R_w, d_v, scale, eps, delta):
+        return _direct_gaussian_memo(d, degree, R, R_w, d_v, scale, eps, delta)
+    return _direct_gaussian_of(d, degree, R, R_w, d_v, scale, eps, delta)
 
 
 @lru_cache(maxsize=64)
