@@ -21,7 +21,7 @@ path cannot make its own denominator slow or wrong too.
   (vectorised), to turn a tree query time into bytes gathered per second.
 
 Paper location of the structures measured: DPTree / DPTreeDistance / the cross-attention
-structure - paper: v2 §4 and App. D (v3: unverified); spec PAPER.md §3.1-3.5.
+structure - paper: v2 §4 and App. D; spec PAPER.md §3.1-3.5.
 """
 
 from __future__ import annotations

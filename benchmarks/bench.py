@@ -1,4 +1,4 @@
-"""``dpxattn bench``: the performance tables of issue 3 ("Speed"), every ratio measured in one run.
+"""``dpxattn bench``: the performance tables (DESIGN §7), every ratio measured in one run.
 
 Prints (Markdown, to stdout; progress goes to stderr):
 
@@ -294,7 +294,7 @@ def run(args: argparse.Namespace, out=None) -> int:
             rep.doc["reference"] = raw
         _run_section(rep, "reference", do_reference)
 
-    rep.section("Targets (issue 3)")
+    rep.section("Targets (research/PERF_ANCHORS.md §5)")
     rep.print(targets_table(rep.doc["targets"]) if rep.doc["targets"] else "(none measured)")
 
     rep.section("Scaling (log-log slopes)")

@@ -1,4 +1,4 @@
-"""Benchmark configurations (issue 3 "Speed"; ``research/PERF_ANCHORS.md`` §5).
+"""Benchmark configurations (DESIGN §7; ``research/PERF_ANCHORS.md`` §5).
 
 A configuration is (d, degree s, n, m query tokens, d_v, R, R_w); dtype float64. The canonical one
 is d = 8, s = 3 (r = 165), n = 1e5, m = 1024, d_v = 8, R = R_w = 1; the secondary ones are

@@ -1,7 +1,7 @@
 """One configuration's table: both mechanisms against the baselines, measured side by side.
 
 Structures measured: the cross-attention structure, mechanisms ``tree`` (DPTreeCrossAttention in
-its sound reading: paper v2 §3, App. D-I; v3: unverified; spec PAPER.md §3.5-3.7) and ``direct``
+its sound reading: paper v2 §3, App. D-I; spec PAPER.md §3.5-3.7) and ``direct``
 (the sufficient-statistics release, PAPER.md §5 item 8; DESIGN §2), through
 ``dpxattn.fast.DPCrossAttention``. Shapes: K (n, d), V (n, d_v), Q (m, d); answers (m, d_v).
 

@@ -1,6 +1,6 @@
-"""Benchmark rows: hardened vs float noise throughput, measured in one process (issue 5).
+"""Benchmark rows: hardened vs float noise throughput, measured in one process.
 
-TLap, hardened release -- paper: truncated Laplace mechanism (v2 §2 / App. B; v3: unverified);
+TLap, hardened release -- paper: truncated Laplace mechanism (v2 §2 / App. B);
 spec PAPER.md §2.1 and §5 item 18; proofs_notes/23-hardened-noise.md.
 
 Two comparisons at each size n, both with the production randomness (OS CSPRNG):
@@ -15,9 +15,10 @@ Two comparisons at each size n, both with the production randomness (OS CSPRNG):
   lattice release) over float mode (``noise="float"``, OS uniforms), for both mechanisms at
   :data:`BUILD_CONFIGS` (direct: the canonical d = 8, s = 3, d_v = 8, n = 1e5; tree: d = 2,
   s = 2, d_v = 2, n = 16384, 1.77e6 noisy numbers, the largest that builds in well under a second
-  here: the canonical tree is a 9 GB payload), the two interleaved; the issue's target is a
-  ratio <= 2 (:data:`BUILD_RATIO_TARGET`). The row's ratio is the median of the per-repetition
-  ratios and its ``verdict`` reads their order-statistic confidence interval
+  here: the canonical tree is a 9 GB payload), the two interleaved; the target is a ratio
+  <= 2 (:data:`BUILD_RATIO_TARGET`; measured ratios: proofs_notes/23-hardened-noise.md,
+  "Threads"). The row's ratio is the median of the per-repetition ratios and its ``verdict``
+  reads their order-statistic confidence interval
   (``dpxattn.benchmarks.intervals``; PASS / FAIL when the whole interval meets / misses the
   target, UNSURE otherwise). Quick runs use n = 1e4 (direct) and 4096 (tree).
 
@@ -46,7 +47,7 @@ __all__ = ["CONFIG", "BUILD_CONFIGS", "BUILD_RATIO_TARGET", "BUILD_REPETITIONS",
 #: ratio that drops the most extreme repetition on each side; 3 gives none (UNSURE)
 BUILD_REPETITIONS = {False: 12, True: 3}
 
-#: the issue's target: secure build time <= 2 x float build time
+#: the hardened build's cost target: secure build time <= 2 x float build time
 BUILD_RATIO_TARGET = 2.0
 
 #: (mechanism, n, d, d_v, degree) of the build-time rows: full, and quick
@@ -60,7 +61,7 @@ CONFIG = {"sensitivity": 1.0, "eps": 1.0, "delta": 1e-6}
 
 
 def sizes(quick: bool) -> tuple[int, ...]:
-    """Vector sizes: quick 1e5; otherwise 1e5, 1e6 and 1e7 (the issue's 1e7 draws)."""
+    """Vector sizes: quick 1e5; otherwise 1e5, 1e6 and 1e7 draws."""
     return (100_000,) if quick else (100_000, 1_000_000, 10_000_000)
 
 

@@ -16,7 +16,7 @@ Verdicts (:data:`VERDICTS`):
 * ``SKIP``: the value could not be measured in this run, always with the reason.
 
 ``--strict`` fails the run on FAIL only (UNSURE is not a failure). The target ids follow
-``research/PERF_ANCHORS.md`` §5 (G1-G11, S1-S7); issue 3 "Speed" lists the same targets.
+``research/PERF_ANCHORS.md`` §5 (G1-G11, S1-S7; DESIGN §7).
 """
 
 from __future__ import annotations

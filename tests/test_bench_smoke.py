@@ -45,7 +45,7 @@ def quick_run(tmp_path_factory):
 def test_quick_run_completes_and_prints_every_section(quick_run):
     status, text, _ = quick_run
     assert status == 0, text[-2000:]
-    for title in ("Header", "Anchors (same run)", "Targets (issue 3)", "Scaling (log-log slopes)",
+    for title in ("Header", "Anchors (same run)", "Targets (research/PERF_ANCHORS.md §5)", "Scaling (log-log slopes)",
                   "Crossover", "Hardened noise", "Summary"):
         assert f"## {title}" in text, title
     assert "QUICK MODE" in text
@@ -59,7 +59,7 @@ def test_quick_run_completes_and_prints_every_section(quick_run):
 
 def test_target_and_slope_rows_parse(quick_run):
     _, text, _ = quick_run
-    targets = [ROW.match(line) for line in _section(text, "Targets (issue 3)").splitlines()]
+    targets = [ROW.match(line) for line in _section(text, "Targets (research/PERF_ANCHORS.md §5)").splitlines()]
     targets = [m for m in targets if m]
     slopes = [ROW.match(line) for line in _section(text, "Scaling (log-log slopes)").splitlines()]
     slopes = [m for m in slopes if m]
