@@ -187,17 +187,8 @@ def _run_section(rep: _Report, name: str, fn) -> None:
                                          None, "FAIL", msg[:200]))
 
 
-def run(args: argparse.Namespace, out=None) -> int:
-    """Run the benchmark with parsed ``args``; print to ``out`` (default stdout); exit status."""
-    out = out or sys.stdout
-    rep = _Report(out)
-    device = _device(args.device)
-    sections = _sections(args.sections)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    configs = parse_configs(args.configs)
-    if args.quick:
-        configs = [quick_version(c) for c in configs]
+def _context(args: argparse.Namespace, device: torch.device) -> RunContext:
+    """The run's settings from the options (validated; quick mode's defaults filled in)."""
     min_rep = args.min_rep_time if args.min_rep_time is not None else (0.002 if args.quick else 0.05)
     reps = args.repetitions if args.repetitions is not None else (
         QUICK_REPETITIONS if args.quick else DEFAULT_REPETITIONS)
@@ -206,19 +197,24 @@ def run(args: argparse.Namespace, out=None) -> int:
     mechanisms = tuple(m.strip() for m in args.mechanisms.split(",") if m.strip())
     if "direct" not in mechanisms or any(m not in ("direct", "tree") for m in mechanisms):
         raise SystemExit("dpxattn bench: --mechanisms must be 'direct,tree' or 'direct'")
-    ctx = RunContext(device=device, quick=args.quick, repetitions=max(1, reps), mechanisms=mechanisms,
-                     confidence=args.confidence,
-                     min_rep_time=min_rep, seeded_noise=args.seeded_noise, seed=args.seed,
-                     noise_mode=args.noise, settle_s=0.0 if args.quick else args.settle,
-                     mem_budget=int(args.mem_budget_gib * 2**30) if args.mem_budget_gib else None)
-    header = anchors_mod.header(device)
+    return RunContext(device=device, quick=args.quick, repetitions=max(1, reps), mechanisms=mechanisms,
+                      confidence=args.confidence,
+                      min_rep_time=min_rep, seeded_noise=args.seeded_noise, seed=args.seed,
+                      noise_mode=args.noise, settle_s=0.0 if args.quick else args.settle,
+                      mem_budget=int(args.mem_budget_gib * 2**30) if args.mem_budget_gib else None)
+
+
+def _header_section(rep: _Report, args: argparse.Namespace, ctx: RunContext, sections, configs) -> None:
+    """The title, the quick-mode and too-few-repetitions notes, the machine header and the
+    settings table; the header and settings also go into the JSON document."""
+    header = anchors_mod.header(ctx.device)
     j, coverage = order_ranks(ctx.repetitions, ctx.confidence)
-    settings = {"quick": args.quick, "repetitions": ctx.repetitions, "min_rep_time_s": min_rep,
+    settings = {"quick": args.quick, "repetitions": ctx.repetitions, "min_rep_time_s": ctx.min_rep_time,
                 "confidence": ctx.confidence, "interval_ranks": [j, ctx.repetitions + 1 - j],
                 "interval_coverage": coverage,
                 "settle_s": ctx.settle_s,
                 "sections": list(sections), "configs": [c.name for c in configs],
-                "noise_source": ctx.noise_label(), "seed": args.seed, "mechanisms": list(mechanisms),
+                "noise_source": ctx.noise_label(), "seed": args.seed, "mechanisms": list(ctx.mechanisms),
                 "memory_budget_bytes": ctx.memory_budget()}
     rep.doc.update(header=header, settings=settings)
     rep.print("# dpxattn bench")
@@ -242,45 +238,55 @@ def run(args: argparse.Namespace, out=None) -> int:
         ("verdict intervals", f"order statistics {j} and {ctx.repetitions + 1 - j} of "
                               f"{ctx.repetitions}: coverage >= {coverage:.4g} of the median "
                               f"(requested {ctx.confidence:g})"),
-        ("min time per repetition", f"{min_rep:g} s"),
+        ("min time per repetition", f"{ctx.min_rep_time:g} s"),
         ("pause after each interleaved block (settle)", f"{ctx.settle_s:g} s"),
         ("noise source of timed builds", ctx.noise_label()),
         ("memory budget for tree structures", fmt_bytes(ctx.memory_budget())),
     ]))
 
+
+def _anchors_section(rep: _Report, ctx: RunContext, sections) -> None:
+    """Same-run anchors (also needed by the configuration tables' floors: run for either)."""
     rep.section("Anchors (same run)")
-    if "anchors" in sections or "configs" in sections:
-        def do_anchors():
-            sizes = anchors_mod.AnchorSizes.quick() if args.quick else anchors_mod.AnchorSizes()
-            # G7's floor reads the noise and allocation anchors through their own intervals
-            sizes = dataclasses.replace(sizes, repetitions=ctx.repetitions)
-            ctx.log("[bench] anchors")
-            ctx.anchors = anchors_mod.measure_anchors(device, sizes)
-            rep.doc["anchors"] = ctx.anchors
-            rep.print(table(("anchor", "value"), _anchor_rows(ctx.anchors)))
-        _run_section(rep, "anchors", do_anchors)
-    else:
+    if "anchors" not in sections and "configs" not in sections:
         rep.print("(not run)")
+        return
 
-    fast_why = subject.fast_missing()
-    if "configs" in sections:
-        for cfg in configs:
-            rep.section(f"Configuration {cfg.label()}")
-            if fast_why:
-                rep.print(f"SKIPPED: {fast_why}")
-                rep.doc["targets"].append(skipped("CFG", "configuration table", cfg.name, "info", None, fast_why))
-                continue
+    def do_anchors():
+        sizes = anchors_mod.AnchorSizes.quick() if ctx.quick else anchors_mod.AnchorSizes()
+        # G7's floor reads the noise and allocation anchors through their own intervals
+        sizes = dataclasses.replace(sizes, repetitions=ctx.repetitions)
+        ctx.log("[bench] anchors")
+        ctx.anchors = anchors_mod.measure_anchors(ctx.device, sizes)
+        rep.doc["anchors"] = ctx.anchors
+        rep.print(table(("anchor", "value"), _anchor_rows(ctx.anchors)))
+    _run_section(rep, "anchors", do_anchors)
 
-            def do_config(cfg=cfg):
-                result = measure_config(cfg, ctx)
-                rep.print(_config_table(result))
-                for note in result.notes:
-                    rep.print(f"- {note}")
-                rep.doc["configs"].append({"config": cfg.to_dict(), "rows": result.rows, "notes": result.notes})
-                rep.doc["targets"].extend(result.targets)
-                rep.doc["crossover"].extend(result.crossover)
-            _run_section(rep, f"config {cfg.name}", do_config)
 
+def _config_sections(rep: _Report, ctx: RunContext, sections, configs, fast_why) -> None:
+    """One table per configuration; its targets and crossovers are collected for later."""
+    if "configs" not in sections:
+        return
+    for cfg in configs:
+        rep.section(f"Configuration {cfg.label()}")
+        if fast_why:
+            rep.print(f"SKIPPED: {fast_why}")
+            rep.doc["targets"].append(skipped("CFG", "configuration table", cfg.name, "info", None, fast_why))
+            continue
+
+        def do_config(cfg=cfg):
+            result = measure_config(cfg, ctx)
+            rep.print(_config_table(result))
+            for note in result.notes:
+                rep.print(f"- {note}")
+            rep.doc["configs"].append({"config": cfg.to_dict(), "rows": result.rows, "notes": result.notes})
+            rep.doc["targets"].extend(result.targets)
+            rep.doc["crossover"].extend(result.crossover)
+        _run_section(rep, f"config {cfg.name}", do_config)
+
+
+def _extra_target_sections(rep: _Report, ctx: RunContext, sections) -> None:
+    """The tree range-query rows and the reference rows (targets only, printed with the rest)."""
     if "ranges" in sections:
         def do_ranges():
             rows, raw = measure_tree_ranges(ctx)
@@ -294,68 +300,88 @@ def run(args: argparse.Namespace, out=None) -> int:
             rep.doc["reference"] = raw
         _run_section(rep, "reference", do_reference)
 
-    rep.section("Targets (research/PERF_ANCHORS.md §5)")
-    rep.print(targets_table(rep.doc["targets"]) if rep.doc["targets"] else "(none measured)")
 
+def _slopes_section(rep: _Report, ctx: RunContext, sections, fast_why) -> None:
+    """The log-log scaling slopes S1-S7 with their bands."""
     rep.section("Scaling (log-log slopes)")
     if "slopes" in sections and not fast_why:
         def do_slopes():
-            grids = ScalingGrids.quick() if args.quick else ScalingGrids()
+            grids = ScalingGrids.quick() if ctx.quick else ScalingGrids()
             rep.doc["slopes"] = measure_scaling(ctx, grids)
             rep.print(targets_table(rep.doc["slopes"]))
         _run_section(rep, "slopes", do_slopes)
     else:
         rep.print("(not run)" if not fast_why else f"SKIPPED: {fast_why}")
 
+
+def _crossover_section(rep: _Report) -> None:
+    """The crossover n of every configuration table that ran."""
     rep.section("Crossover: n at which build + m query tokens is cheaper than exact SDPA (f32)")
-    if rep.doc["crossover"]:
-        rep.print(table(("config", "mechanism", "r", "m", "crossover n", "private per key", "SDPA per key",
-                         "fitted on n"), [
-            (c["config"], c["mechanism"], c["r"], c["m"],
-             "never" if c["crossover_n"] is None else f"{c['crossover_n']:.3g}",
-             f"{c['private_per_key_ns']:.3g} ns", f"{c['sdpa_per_key_ns']:.3g} ns",
-             ",".join(str(k) for k in c["sizes"]))
-            for c in rep.doc["crossover"]]))
-        rep.print()
-        rep.print("Affine fits time = a + b n of (build + m-token query) and of SDPA over m tokens; "
-                  "'never': the build costs more per key than exact attention of m tokens does.")
-    else:
+    if not rep.doc["crossover"]:
         rep.print("(not run)")
+        return
+    rep.print(table(("config", "mechanism", "r", "m", "crossover n", "private per key", "SDPA per key",
+                     "fitted on n"), [
+        (c["config"], c["mechanism"], c["r"], c["m"],
+         "never" if c["crossover_n"] is None else f"{c['crossover_n']:.3g}",
+         f"{c['private_per_key_ns']:.3g} ns", f"{c['sdpa_per_key_ns']:.3g} ns",
+         ",".join(str(k) for k in c["sizes"]))
+        for c in rep.doc["crossover"]]))
+    rep.print()
+    rep.print("Affine fits time = a + b n of (build + m-token query) and of SDPA over m tokens; "
+              "'never': the build costs more per key than exact attention of m tokens does.")
 
+
+def _hardening_section(rep: _Report, ctx: RunContext, sections) -> None:
+    """The hardened-noise throughput table, when ``noise_hardening`` can be imported."""
     rep.section("Hardened noise (dpxattn.benchmarks.noise_hardening)")
-    if "hardening" in sections:
-        def do_hardening():
-            try:
-                mod = importlib.import_module("dpxattn.benchmarks.noise_hardening")
-            except ImportError as exc:
-                rep.print(f"unavailable: dpxattn.benchmarks.noise_hardening cannot be imported ({exc})")
-                rep.doc["noise_hardening"] = {"available": False, "reason": str(exc)}
-                return
-            rows = mod.rows(args.quick, repetitions=ctx.repetitions, confidence=ctx.confidence)
-            rep.print(_generic_table(rows) if rows else "(no rows)")
-            rep.doc["noise_hardening"] = {"available": True, "rows": rows}
-        _run_section(rep, "hardening", do_hardening)
-    else:
+    if "hardening" not in sections:
         rep.print("(not run)")
+        return
 
+    def do_hardening():
+        try:
+            mod = importlib.import_module("dpxattn.benchmarks.noise_hardening")
+        except ImportError as exc:
+            rep.print(f"unavailable: dpxattn.benchmarks.noise_hardening cannot be imported ({exc})")
+            rep.doc["noise_hardening"] = {"available": False, "reason": str(exc)}
+            return
+        rows = mod.rows(ctx.quick, repetitions=ctx.repetitions, confidence=ctx.confidence)
+        rep.print(_generic_table(rows) if rows else "(no rows)")
+        rep.doc["noise_hardening"] = {"available": True, "rows": rows}
+    _run_section(rep, "hardening", do_hardening)
+
+
+def _false_verdict_bound(all_rows) -> tuple[int, float]:
+    """(number of interval rows, union bound on a wrong PASS / FAIL among them).
+
+    Every gated row read from an interval that reaches the confidence counts (a row short of
+    it is always UNSURE, which is never a wrong verdict). A one-sided target's verdict is wrong
+    only if the interval misses on one given side; a band's FAIL (truth inside) if it misses on
+    either side.
+    """
+    interval_rows = [t for t in all_rows
+                     if t.interval is not None and t.op != "info" and t.interval.sufficient]
+    wrong = sum(t.interval.miss_per_side * (2 if t.op == "in" else 1) for t in interval_rows)
+    return len(interval_rows), wrong
+
+
+def _summary_section(rep: _Report, ctx: RunContext) -> list[Target]:
+    """Verdict counts, the union bound on a wrong verdict, the end-of-run load warning and the
+    FAIL (and, outside quick mode, UNSURE) rows; returns the FAIL rows."""
     all_rows = list(rep.doc["targets"]) + list(rep.doc["slopes"])
     counts = {v: sum(1 for t in all_rows if t.verdict == v) for v in VERDICTS}
     rep.doc["summary"] = counts
     rep.section("Summary")
     rep.print(", ".join(f"{v} {counts[v]}" for v in VERDICTS))
-    # every gated row read from an interval that reaches the confidence (a row short of it is
-    # always UNSURE, which is never a wrong verdict)
-    interval_rows = [t for t in all_rows
-                     if t.interval is not None and t.op != "info" and t.interval.sufficient]
-    # a one-sided target's verdict is wrong only if the interval misses on one given side; a
-    # band's FAIL (truth inside) if it misses on either side
-    wrong = sum(t.interval.miss_per_side * (2 if t.op == "in" else 1) for t in interval_rows)
+    n_interval, wrong = _false_verdict_bound(all_rows)
     rep.doc["summary_false_verdict_bound"] = wrong
     rep.print(f"Verdicts of noisy values are read from intervals for the median at confidence "
               f"{ctx.confidence:g}: each PASS or FAIL among them is wrong with probability <= "
-              f"(1 - coverage)/2 (a band's FAIL: 1 - coverage); over the {len(interval_rows)} such rows, some verdict is wrong with "
-              f"probability <= {wrong:.3g} (union bound). UNSURE: the interval straddles the "
-              "threshold (measure again, more repetitions); --strict fails on FAIL only.")
+              f"(1 - coverage)/2 (a band's FAIL: 1 - coverage); over the {n_interval} such rows, "
+              f"some verdict is wrong with probability <= {wrong:.3g} (union bound). UNSURE: the "
+              "interval straddles the threshold (measure again, more repetitions); --strict fails "
+              "on FAIL only.")
     rep.doc["load_average_1min_at_end"] = anchors_mod.load_average()
     warning = anchors_mod.busy_warning()
     if warning:
@@ -365,11 +391,40 @@ def run(args: argparse.Namespace, out=None) -> int:
         rep.print(f"- FAIL {t.id} [{t.config}] {t.what}: {t.measured_text()} {t.interval_text()} "
                   f"(needs {t.threshold_text()})")
     for t in all_rows:
-        if t.verdict == "UNSURE" and not args.quick:
+        if t.verdict == "UNSURE" and not ctx.quick:
             rep.print(f"- UNSURE {t.id} [{t.config}] {t.what}: {t.measured_text()} {t.interval_text()} "
                       f"(needs {t.threshold_text()})")
-    if args.quick:
+    if ctx.quick:
         rep.print("(quick mode: verdicts are not meaningful; UNSURE rows not listed)")
+    return failed
+
+
+def run(args: argparse.Namespace, out=None) -> int:
+    """Run the benchmark with parsed ``args``; print to ``out`` (default stdout); exit status.
+
+    The sections run in the order they are printed (module docstring); a section that raises is
+    reported and the others still run (:func:`_run_section`).
+    """
+    rep = _Report(out or sys.stdout)
+    device = _device(args.device)
+    sections = _sections(args.sections)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    configs = parse_configs(args.configs)
+    if args.quick:
+        configs = [quick_version(c) for c in configs]
+    ctx = _context(args, device)
+    _header_section(rep, args, ctx, sections, configs)
+    _anchors_section(rep, ctx, sections)
+    fast_why = subject.fast_missing()
+    _config_sections(rep, ctx, sections, configs, fast_why)
+    _extra_target_sections(rep, ctx, sections)
+    rep.section("Targets (research/PERF_ANCHORS.md §5)")
+    rep.print(targets_table(rep.doc["targets"]) if rep.doc["targets"] else "(none measured)")
+    _slopes_section(rep, ctx, sections, fast_why)
+    _crossover_section(rep)
+    _hardening_section(rep, ctx, sections)
+    failed = _summary_section(rep, ctx)
     if args.out:
         write_json(args.out, rep.doc)
         rep.print(f"JSON written to {args.out}")

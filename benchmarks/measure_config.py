@@ -37,7 +37,7 @@ The tree mechanism runs at the largest n whose estimated peak memory fits the bu
 Ratio columns are the median of the per-repetition ratios of the two sides' interleaved
 timings (``intervals``), the value the targets' confidence intervals are centred on. ``init`` and
 ``query us/tok`` are medians of the repetitions; ``DP err``, ``err/env`` and ``f32 relerr`` are
-those of the first build (the targets read every timed build: ``observe`` in :func:`_row`).
+those of the first build (the targets read every timed build: ``observe`` in :func:`_time_builds`).
 """
 
 from __future__ import annotations
@@ -105,7 +105,8 @@ def _normwise(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def make_baselines(cfg: BenchConfig, data: Data, ctx: RunContext) -> Baselines:
     """The baselines at data's n (noiseless build, linear attention, SDPA f32, numpy exact f64)
-    and their answers; timing happens in :func:`_row`, interleaved with the fast path."""
+    and their answers; timing happens in :func:`_row` (:func:`_first_build_queries`,
+    :func:`_time_builds`), interleaved with the fast path."""
     fmap = bl.FeatureMapBaseline(cfg.d, cfg.degree, cfg.scale, device=ctx.device)
     S = bl.noiseless_build(fmap, data.K, data.V)
     Qn, Kn, Vn = data.numpy()
@@ -183,37 +184,52 @@ def _gather_bytes_per_token(cfg: BenchConfig, data: Data, n: int) -> float:
     return float(nodes.sum()) / U.shape[0] * 3 * (cfg.d_v + 1) * subject.DTYPE_BYTES
 
 
-def _row(cfg: BenchConfig, mechanism: str, data: Data, base: Baselines, ctx: RunContext,
-         result: ConfigResult) -> dict:
+def _first_build(cfg: BenchConfig, mechanism: str, data: Data, ctx: RunContext):
+    """A warm-up build on a slice (one-time initialisation stays out of the memory figure),
+    then the first full build under :func:`measure_memory`: (structure, memory use, seconds)."""
     n = data.K.shape[0]
-    m = data.Q.shape[0]
-    build = lambda: ctx.build(cfg, data.K, data.V, mechanism)
-    # warm-up on a slice (one-time initialisation stays out of the memory figure)
     warm = min(n, 256 if mechanism == "direct" else 16)
     ctx.build(cfg, data.K[:warm], data.V[:warm], mechanism)
     t0 = time.perf_counter()
-    att, mem = measure_memory(build, device=ctx.device)
+    att, mem = measure_memory(lambda: ctx.build(cfg, data.K, data.V, mechanism), device=ctx.device)
     ctx.sync()
-    first = time.perf_counter() - t0
-    payload = subject.payload_bytes(cfg, n, mechanism)
+    return att, mem, time.perf_counter() - t0
+
+
+def _first_build_queries(att, data: Data, base: Baselines, ctx: RunContext, with_f32: bool):
+    """The first build's errors and the query timings, interleaved with the baselines'.
+
+    Returns (timings, errors): timings keyed query, linear, sdpa, numpy, query_f32 (None
+    without the float32 row); errors of the first build: ``dp_err`` (max |answer - Taylor|),
+    ``dp_err_mean``, ``err/env`` (max of |answer - Taylor| / envelope), ``f32 relerr`` and
+    ``f32 input`` (nan without the float32 row). No tensor of ``att`` is kept.
+    """
     answer = att.query(data.Q)
     bound = att.error_bound(data.Q)
     err = (answer - base.taylor.to(answer.device)).abs()
-    with_f32 = cfg.r >= 150 or ctx.quick
     queries = [lambda: att.query(data.Q), base.linear_query, base.sdpa, base.numpy_exact]
     if with_f32:
         att.query(data.Q32)  # the float32 copy of the released numbers is made once, here
         queries.append(lambda: att.query(data.Q32))
     t_query, t_lin, t_sdpa, t_np, *rest = ctx.time_many(queries)
-    t_q32 = rest[0] if with_f32 else None
+    timings = {"query": t_query, "linear": t_lin, "sdpa": t_sdpa, "numpy": t_np,
+               "query_f32": rest[0] if with_f32 else None}
     a32 = att.query(data.Q32) if with_f32 else None
-    f32_err = _normwise(a32, att.query(data.Q32.double())) if with_f32 else math.nan
-    f32_input = _normwise(a32, answer) if with_f32 else math.nan
-    gather = _gather_bytes_per_token(cfg, data, n) if mechanism == "tree" else math.nan
-    first_env = float((err / bound).max())
-    del att, answer, a32
-    # every timed build draws fresh noise: its errors, observed after the clock stops, are
-    # independent draws for the error rows' intervals (ERR, G11e; ENV checks each of them)
+    errors = {"f32 relerr": _normwise(a32, att.query(data.Q32.double())) if with_f32 else math.nan,
+              "f32 input": _normwise(a32, answer) if with_f32 else math.nan,
+              "err/env": float((err / bound).max()),
+              "dp_err": float(err.max()), "dp_err_mean": float(err.mean())}
+    return timings, errors
+
+
+def _time_builds(cfg: BenchConfig, mechanism: str, data: Data, base: Baselines, ctx: RunContext,
+                 first: float, with_f32: bool):
+    """The build timed interleaved with the noiseless build: (t_build, t_noiseless, builds).
+
+    Every timed build draws fresh noise: its errors, observed after the clock stops
+    (``on_result``), are independent draws for the error rows' intervals (ERR, G11e; ENV checks
+    each of them); ``builds`` lists them per figure (``dp_err``, ``err/env``, ``f32 relerr``).
+    """
     builds: dict[str, list[float]] = {"dp_err": [], "err/env": [], "f32 relerr": []}
     taylor = base.taylor
 
@@ -226,9 +242,18 @@ def _row(cfg: BenchConfig, mechanism: str, data: Data, base: Baselines, ctx: Run
             builds["f32 relerr"].append(_normwise(structure.query(data.Q32),
                                                   structure.query(data.Q32.double())))
 
+    build = lambda: ctx.build(cfg, data.K, data.V, mechanism)
     t_build, t_nl = ctx.time_many([build, base.noiseless_build], first_calls=[first, None],
                                   on_result=[observe, None])
-    # noise off: every uniform 1/2 (ppf(1/2) = 0 exactly)
+    return t_build, t_nl, builds
+
+
+def _noise_off_errors(cfg: BenchConfig, mechanism: str, data: Data, base: Baselines,
+                      ctx: RunContext, result: ConfigResult) -> tuple[int, float, float]:
+    """The structure built with every uniform 1/2 (ppf(1/2) = 0 exactly: no noise), at the
+    largest n <= data's whose uniforms array fits (:func:`_noise_off_n`; a note says when that
+    is smaller): (n_off, relerr vs numpy exact softmax, relerr vs this benchmark's Taylor)."""
+    n = data.K.shape[0]
     n_off = _noise_off_n(cfg, n, mechanism)
     off_data = data.head(n_off)
     halves = torch.full((subject.noise_count(cfg, n_off, mechanism),), 0.5, dtype=torch.float64)
@@ -243,64 +268,101 @@ def _row(cfg: BenchConfig, mechanism: str, data: Data, base: Baselines, ctx: Run
         taylor_off = bl.linear_attention(fmap, bl.noiseless_build(fmap, off_data.K, off_data.V), off_data.Q)
         result.notes.append(f"{mechanism}: noise-off errors measured at n={n_off} (the uniforms "
                             f"array at n={n} would hold {subject.noise_count(cfg, n, mechanism):.3g} values)")
+    return n_off, _normwise(off, exact_off), _normwise(off, taylor_off)
+
+
+def _floor_terms(cfg: BenchConfig, mechanism: str, n: int, payload: int,
+                 ctx: RunContext) -> tuple[float, float]:
+    """G7's floor terms at the anchors' medians: (T_noise, T_touch) seconds (nan without the
+    anchor)."""
     anchors = ctx.anchors
     ns = anchors.get("hardened_ns_per_sample" if ctx.noise_mode == "secure" else "noise_ns_per_sample")
     gibps = anchors.get("fresh_alloc_gibps")
     t_noise = ns * 1e-9 * subject.noise_count(cfg, n, mechanism) if ns else math.nan
     t_touch = payload / (gibps * 2**30) if gibps else math.nan
-    per_tok = t_query.median / m
+    return t_noise, t_touch
+
+
+def _row_intervals(cfg: BenchConfig, mechanism: str, n: int, m: int, payload: int, gather: float,
+                   t: dict, builds: dict, with_f32: bool, ctx: RunContext) -> dict:
+    """The row's confidence intervals (None where a row has no such figure): paired
+    per-repetition ratios of the interleaved timings, G7's floor, the tree's gather bandwidth
+    and, with independent builds, the float32 evaluation error."""
     paired = lambda a, b, what: ctx.interval(paired_ratios(a.samples, b.samples),
                                              f"paired per-repetition ratios {what}")
+    t_query, t_build, t_nl = t["query"], t["build"], t["noiseless"]
     iv = {
-        "q/noiseless": paired(t_query, t_lin, "query / noiseless linear attention"),
-        "q/SDPA": paired(t_query, t_sdpa, "query / SDPA f32"),
-        "q/exact64": paired(t_query, t_np, "query / numpy f64 exact"),
-        "SDPA speed-up": paired(t_sdpa, t_query, "SDPA f32 / query"),
-        "exact64 speed-up": paired(t_np, t_query, "numpy f64 exact / query"),
+        "q/noiseless": paired(t_query, t["linear"], "query / noiseless linear attention"),
+        "q/SDPA": paired(t_query, t["sdpa"], "query / SDPA f32"),
+        "q/exact64": paired(t_query, t["numpy"], "query / numpy f64 exact"),
+        "SDPA speed-up": paired(t["sdpa"], t_query, "SDPA f32 / query"),
+        "exact64 speed-up": paired(t["numpy"], t_query, "numpy f64 exact / query"),
         "init/noiseless": paired(t_build, t_nl, "build / noiseless build"),
         "init/floor": _floor_interval(ctx, t_build, t_nl, subject.noise_count(cfg, n, mechanism), payload),
-        "f32/f64": paired(t_q32, t_query, "float32 query / float64 query") if with_f32 else None,
+        "f32/f64": (paired(t["query_f32"], t_query, "float32 query / float64 query")
+                    if with_f32 else None),
         "gather GB/s": (ctx.interval([gather / (s / m) / 1e9 for s in t_query.samples],
                                      "gather bytes per token / time per token, per repetition")
                         if mechanism == "tree" else None),
     }
-    independent = not ctx.seeded_noise
-    if independent:
+    if not ctx.seeded_noise:
         iv["f32 relerr"] = ctx.interval(builds["f32 relerr"], "f32 evaluation error of independent builds") \
             if with_f32 else None
+    return iv
+
+
+def _row(cfg: BenchConfig, mechanism: str, data: Data, base: Baselines, ctx: RunContext,
+         result: ConfigResult) -> dict:
+    """One mechanism's row: the columns of :data:`COLUMNS` (first build's errors, medians,
+    interval estimates) and the raw fields the JSON keeps (intervals, timings, builds, floor,
+    memory). The steps: first build under the memory probe, its queries timed beside the
+    baselines, the builds timed beside the noiseless build, the noise-off build."""
+    n = data.K.shape[0]
+    m = data.Q.shape[0]
+    att, mem, first = _first_build(cfg, mechanism, data, ctx)
+    payload = subject.payload_bytes(cfg, n, mechanism)
+    with_f32 = cfg.r >= 150 or ctx.quick
+    t, first_err = _first_build_queries(att, data, base, ctx, with_f32)
+    gather = _gather_bytes_per_token(cfg, data, n) if mechanism == "tree" else math.nan
+    del att
+    t["build"], t["noiseless"], builds = _time_builds(cfg, mechanism, data, base, ctx, first, with_f32)
+    n_off, relerr_off, off_vs_base = _noise_off_errors(cfg, mechanism, data, base, ctx, result)
+    t_noise, t_touch = _floor_terms(cfg, mechanism, n, payload, ctx)
+    iv = _row_intervals(cfg, mechanism, n, m, payload, gather, t, builds, with_f32, ctx)
     est = lambda key: iv[key].estimate if iv.get(key) is not None else math.nan
-    row = {
+    t_q32 = t["query_f32"]
+    return {
         "mechanism": mechanism, "n": n, "d": cfg.d, "s": cfg.degree, "r": cfg.r, "dtype": "float64",
-        "init": t_build.median, "init/noiseless": est("init/noiseless"),
+        "init": t["build"].median, "init/noiseless": est("init/noiseless"),
         "init/floor": est("init/floor"),
-        "query us/tok": per_tok * 1e6,
+        "query us/tok": t["query"].median / m * 1e6,
         "q/noiseless": est("q/noiseless"),
         "q/SDPA": est("q/SDPA"),
         "q/exact64": est("q/exact64"),
         "peak/payload": mem.peak / payload if mem else math.nan,
-        "relerr off": _normwise(off, exact_off),
-        "off vs base": _normwise(off, taylor_off),
-        "DP err": float(err.max()),
-        "err/env": first_env,
-        "f32/f64": est("f32/f64"), "f32 relerr": f32_err, "f32 input": f32_input,
+        "relerr off": relerr_off,
+        "off vs base": off_vs_base,
+        "DP err": first_err["dp_err"],
+        "err/env": first_err["err/env"],
+        "f32/f64": est("f32/f64"), "f32 relerr": first_err["f32 relerr"],
+        "f32 input": first_err["f32 input"],
         # raw fields (JSON)
         "intervals": {k: v for k, v in iv.items() if v is not None},
-        "builds": builds, "independent_builds": independent,
-        "timings": {"init": t_build.to_dict(), "query": t_query.to_dict(),
+        "builds": builds, "independent_builds": not ctx.seeded_noise,
+        "timings": {"init": t["build"].to_dict(), "query": t["query"].to_dict(),
                     "query_f32": t_q32.to_dict() if t_q32 else None,
-                    "noiseless_build": t_nl.to_dict(), "linear_query": t_lin.to_dict(),
-                    "sdpa_f32": t_sdpa.to_dict(), "numpy_exact_f64": t_np.to_dict()},
-        "floor_s": {"noise": t_noise, "touch": t_touch, "noiseless_build": t_nl.median,
+                    "noiseless_build": t["noiseless"].to_dict(), "linear_query": t["linear"].to_dict(),
+                    "sdpa_f32": t["sdpa"].to_dict(), "numpy_exact_f64": t["numpy"].to_dict()},
+        "floor_s": {"noise": t_noise, "touch": t_touch, "noiseless_build": t["noiseless"].median,
                     "noise_mode": ctx.noise_mode},
         "payload_bytes": payload, "chunk_bytes": subject.chunk_bytes(mechanism, ctx.noise_mode),
         "memory": mem.to_dict() if mem else None,
         "retained/payload": mem.retained / payload if mem else math.nan,
-        "noise_off_n": n_off, "dp_err_mean": float(err.mean()),
+        "noise_off_n": n_off, "dp_err_mean": first_err["dp_err_mean"],
         "gather_bytes_per_token": gather,
         "gather_gbps": est("gather GB/s"),
         "noise_source": ctx.noise_label(),
     }
-    return row
 
 
 def _floor_interval(ctx: RunContext, t_build, t_nl, draws: int, payload: int) -> Interval | None:
@@ -336,80 +398,115 @@ def _floor_interval(ctx: RunContext, t_build, t_nl, draws: int, payload: int) ->
         "1 - alpha/4 median intervals (Bonferroni)")
 
 
-def _targets(cfg: BenchConfig, row: dict, ctx: RunContext) -> list[Target]:
-    """The row's targets. Timing ratios, times and bandwidths are read from their intervals
-    (``row["intervals"]``); G10 (a memory peak) and ENV (a sure envelope) are deterministic;
-    G11e is read from its interval over independent builds (INFO under ``--seeded-noise``,
-    whose builds all draw the same noise)."""
-    name, mech = cfg.name, row["mechanism"]
-    tag = f"{name}/{mech} n={row['n']}"
+def _timed_judge(row: dict, tag: str) -> Callable[..., Target]:
+    """``timed(id, what, key, op, threshold=None, unit="x", note="")``: the target read from
+    the row's interval ``key`` (nan and no interval when the row has none)."""
     iv = row["intervals"]
 
     def timed(id, what, key, op, threshold=None, unit="x", note=""):
         interval = iv.get(key)
         value = interval.estimate if interval is not None else math.nan
         return judge(id, what, tag, value, op, threshold, unit, note, interval=interval)
+    return timed
 
-    out = []
-    if mech == "direct":
-        out.append(timed("G1", "direct query per token / noiseless linear attention", "q/noiseless",
-                         "<=", 1.5))
-        if name == "canonical":
-            out.append(timed("G2", "direct query speed-up over SDPA f32 (exact)", "SDPA speed-up", ">=", 50.0))
-        else:
-            out.append(timed("G2", "direct query speed-up over SDPA f32 (exact)", "SDPA speed-up", "info",
-                             note="threshold applies at the canonical configuration"))
-        # exact softmax costs ~ n (d + d_v) multiply-adds per token, direct ~ r (d_v + 1) plus
-        # the features: where that operation-count ratio is below 200x the target is out of
-        # reach by arithmetic (d16s3 at n = 1e4: 27x), so it is reported, not gated
-        op_ratio = row["n"] * (cfg.d + cfg.d_v) / (cfg.r * (cfg.d_v + 1))
-        if op_ratio >= 200.0:
-            out.append(timed("G3", "direct query speed-up over numpy f64 exact softmax", "exact64 speed-up",
-                             ">=", 200.0))
-        else:
-            out.append(timed("G3", "direct query speed-up over numpy f64 exact softmax", "exact64 speed-up",
-                             "info", note=f"operation-count ratio n(d+d_v)/(r(d_v+1)) = {op_ratio:.3g} < 200: "
-                                          "not reachable by arithmetic"))
-        build_s = row["floor_s"]["noiseless_build"]
-        if build_s >= 2e-3:
-            out.append(timed("G4", "direct build / noiseless build of M, z", "init/noiseless", "<=", 1.3))
-        else:
-            out.append(timed("G4", "direct build / noiseless build of M, z", "init/noiseless", "info",
-                             note=f"noiseless build {build_s * 1e3:.2g} ms < 2 ms: not gated"))
+
+def _direct_targets(cfg: BenchConfig, row: dict, timed) -> list[Target]:
+    """G1-G4 of a direct row (G2 gated at the canonical configuration only, G3 where the
+    operation count makes 200x reachable, G4 where the noiseless build takes >= 2 ms)."""
+    out = [timed("G1", "direct query per token / noiseless linear attention", "q/noiseless",
+                 "<=", 1.5)]
+    if cfg.name == "canonical":
+        out.append(timed("G2", "direct query speed-up over SDPA f32 (exact)", "SDPA speed-up", ">=", 50.0))
     else:
-        out.append(timed("G7", "tree build / (noise + touch + noiseless build)", "init/floor", "<=", 1.6))
-        out.append(timed("G8", "tree query effective gather bandwidth", "gather GB/s", ">=", 10.0, " GB/s"))
-        out.append(timed("G1t", "tree query per token / noiseless linear attention", "q/noiseless", "info",
-                         note="reported; the 1.5x target is for direct"))
+        out.append(timed("G2", "direct query speed-up over SDPA f32 (exact)", "SDPA speed-up", "info",
+                         note="threshold applies at the canonical configuration"))
+    # exact softmax costs ~ n (d + d_v) multiply-adds per token, direct ~ r (d_v + 1) plus
+    # the features: where that operation-count ratio is below 200x the target is out of
+    # reach by arithmetic (d16s3 at n = 1e4: 27x), so it is reported, not gated
+    op_ratio = row["n"] * (cfg.d + cfg.d_v) / (cfg.r * (cfg.d_v + 1))
+    if op_ratio >= 200.0:
+        out.append(timed("G3", "direct query speed-up over numpy f64 exact softmax", "exact64 speed-up",
+                         ">=", 200.0))
+    else:
+        out.append(timed("G3", "direct query speed-up over numpy f64 exact softmax", "exact64 speed-up",
+                         "info", note=f"operation-count ratio n(d+d_v)/(r(d_v+1)) = {op_ratio:.3g} < 200: "
+                                      "not reachable by arithmetic"))
+    build_s = row["floor_s"]["noiseless_build"]
+    if build_s >= 2e-3:
+        out.append(timed("G4", "direct build / noiseless build of M, z", "init/noiseless", "<=", 1.3))
+    else:
+        out.append(timed("G4", "direct build / noiseless build of M, z", "init/noiseless", "info",
+                         note=f"noiseless build {build_s * 1e3:.2g} ms < 2 ms: not gated"))
+    return out
+
+
+def _tree_targets(timed) -> list[Target]:
+    """G7 and G8 of a tree row, and G1t (G1's ratio for the tree, reported)."""
+    return [
+        timed("G7", "tree build / (noise + touch + noiseless build)", "init/floor", "<=", 1.6),
+        timed("G8", "tree query effective gather bandwidth", "gather GB/s", ">=", 10.0, " GB/s"),
+        timed("G1t", "tree query per token / noiseless linear attention", "q/noiseless", "info",
+              note="reported; the 1.5x target is for direct"),
+    ]
+
+
+def _memory_target(row: dict, tag: str) -> Target:
+    """G10 (deterministic): the peak build memory within 1.3 x payload + one chunk."""
+    mech = row["mechanism"]
     allowance = 1.3 + row["chunk_bytes"] / row["payload_bytes"]
-    out.append(judge("G10", f"{mech} peak build memory / payload ({row['payload_bytes'] / 2**20:.3g} MiB)", tag,
-                     row["peak/payload"], "<=", allowance, "x", deterministic=True,
-                     note=f"1.3 x payload + one chunk ({row['chunk_bytes'] / 2**20:.3g} MiB); "
-                          f"{(row['memory'] or {}).get('method', 'no method')}; one build (allocation "
-                          "sizes fixed by the shapes; run-to-run jitter ~0.2 MiB)"))
-    if cfg.r >= 150:
-        if mech == "direct":
-            out.append(timed("G11", f"{mech} float32 query / float64 query (r >= 150)", "f32/f64", "<=", 0.8))
-        else:
-            out.append(timed("G11", f"{mech} float32 query / float64 query (r >= 150)", "f32/f64", "info",
-                             note="tree evaluates every query in float64 by design "
-                                  "(proofs_notes/19): no float32 speed-up"))
-        what = f"{mech} float32 query evaluation error (vs float64 at the same Q)"
-        if row["independent_builds"]:
-            interval = iv.get("f32 relerr")
-            out.append(judge("G11e", what, tag, interval.estimate if interval else math.nan, "<=", 1e-4,
-                             interval=interval,
-                             note=f"median over {len(row['builds']['f32 relerr'])} independent builds"))
-        else:
-            out.append(judge("G11e", what, tag, row["f32 relerr"], "info",
-                             note="--seeded-noise: every build draws the same noise, one draw is no gate"))
-        out.append(judge("G11r", f"{mech} answer change from rounding Q to float32", tag,
-                         row.get("f32 input", math.nan), "info",
-                         note="conditioning of the answer in Q, not an evaluation error"))
+    return judge("G10", f"{mech} peak build memory / payload ({row['payload_bytes'] / 2**20:.3g} MiB)", tag,
+                 row["peak/payload"], "<=", allowance, "x", deterministic=True,
+                 note=f"1.3 x payload + one chunk ({row['chunk_bytes'] / 2**20:.3g} MiB); "
+                      f"{(row['memory'] or {}).get('method', 'no method')}; one build (allocation "
+                      "sizes fixed by the shapes; run-to-run jitter ~0.2 MiB)")
+
+
+def _float32_targets(row: dict, tag: str, timed) -> list[Target]:
+    """G11 (float32 / float64 query; INFO for the tree, which evaluates in float64), G11e (the
+    float32 evaluation error over independent builds; INFO under ``--seeded-noise``) and G11r
+    (what rounding Q to float32 does, INFO)."""
+    mech = row["mechanism"]
+    if mech == "direct":
+        out = [timed("G11", f"{mech} float32 query / float64 query (r >= 150)", "f32/f64", "<=", 0.8)]
+    else:
+        out = [timed("G11", f"{mech} float32 query / float64 query (r >= 150)", "f32/f64", "info",
+                     note="tree evaluates every query in float64 by design "
+                          "(proofs_notes/19): no float32 speed-up")]
+    what = f"{mech} float32 query evaluation error (vs float64 at the same Q)"
+    if row["independent_builds"]:
+        interval = row["intervals"].get("f32 relerr")
+        out.append(judge("G11e", what, tag, interval.estimate if interval else math.nan, "<=", 1e-4,
+                         interval=interval,
+                         note=f"median over {len(row['builds']['f32 relerr'])} independent builds"))
+    else:
+        out.append(judge("G11e", what, tag, row["f32 relerr"], "info",
+                         note="--seeded-noise: every build draws the same noise, one draw is no gate"))
+    out.append(judge("G11r", f"{mech} answer change from rounding Q to float32", tag,
+                     row.get("f32 input", math.nan), "info",
+                     note="conditioning of the answer in Q, not an evaluation error"))
+    return out
+
+
+def _envelope_target(row: dict, tag: str) -> Target:
+    """ENV (deterministic): every build's max |DP answer - Taylor| within the certified envelope."""
     envs = [row["err/env"]] + list(row["builds"]["err/env"])
-    out.append(judge("ENV", f"{mech} max |DP answer - Taylor| / certified envelope", tag,
-                     max(envs), "<=", 1.0, deterministic=True,
-                     note=f"max over {len(envs)} builds; the envelope holds for every noise draw"))
+    return judge("ENV", f"{row['mechanism']} max |DP answer - Taylor| / certified envelope", tag,
+                 max(envs), "<=", 1.0, deterministic=True,
+                 note=f"max over {len(envs)} builds; the envelope holds for every noise draw")
+
+
+def _targets(cfg: BenchConfig, row: dict, ctx: RunContext) -> list[Target]:
+    """The row's targets. Timing ratios, times and bandwidths are read from their intervals
+    (``row["intervals"]``); G10 (a memory peak) and ENV (a sure envelope) are deterministic;
+    G11e is read from its interval over independent builds (INFO under ``--seeded-noise``,
+    whose builds all draw the same noise)."""
+    tag = f"{cfg.name}/{row['mechanism']} n={row['n']}"
+    timed = _timed_judge(row, tag)
+    out = _direct_targets(cfg, row, timed) if row["mechanism"] == "direct" else _tree_targets(timed)
+    out.append(_memory_target(row, tag))
+    if cfg.r >= 150:
+        out += _float32_targets(row, tag, timed)
+    out.append(_envelope_target(row, tag))
     return out
 
 
