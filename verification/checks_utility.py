@@ -719,6 +719,11 @@ def _at(points: list[PointResult], key: str, value) -> PointResult:
     raise ValueError(f"no point with {key} = {value} (the trend tests need both sweep ends)")
 
 
+def _most_allowed(st: SignTest) -> int:
+    """The largest count of trials against the claim that the test still accepts."""
+    return (st.critical - 1) if st.critical is not None else st.pairs
+
+
 def _sign_details(st: SignTest, level: float) -> dict:
     return {"pairs": st.pairs, "against": st.against, "margin": st.margin, "p_value": st.p_value,
             "rejects_at_count": st.critical, "level": level}
@@ -736,15 +741,17 @@ def utility_records(eps_points: dict[str, list[PointResult]], n_points: dict[str
         for mech in ("direct", "tree"):
             ends[sweep, mech] = (_at(group[mech], key, lo), _at(group[mech], key, hi))
 
-    # direct beats tree at each test point (Bonferroni over the points)
+    # direct beats tree at each test point (Bonferroni over the points), same pairs at each
     tests = {}
+    k = min(p.builds for pair in ends.values() for p in pair)
     for sweep in ("eps", "n"):
         for i in (0, 1):
             d, t = ends[sweep, "direct"][i], ends[sweep, "tree"][i]
-            k = min(d.builds, t.builds)
             tests[f"{sweep} sweep: eps={d.eps:g}, n={d.n}"] = sign_test(
                 t.err_dp[:k], d.err_dp[:k], DIRECT_VS_TREE_MARGIN, alpha / 4)
-    worst = min(st.p_value for st in tests.values())
+    worst = max(st.against for st in tests.values())
+    allowed = _most_allowed(next(iter(tests.values())))
+    passed = all(st.p_value > alpha / 4 for st in tests.values())
     ratios = {}
     for group in (eps_points, n_points):
         by_key = {(p.experiment, p.eps, p.n): p for p in group.get("tree", [])}
@@ -756,10 +763,11 @@ def utility_records(eps_points: dict[str, list[PointResult]], n_points: dict[str
         name="direct beats tree at every test point", kind="statistical",
         tests=(f"at each end of both sweeps (4 points), the privacy error of `direct` times "
                f"{DIRECT_VS_TREE_MARGIN:g} is below that of `tree` in at least half of the "
-               "independent (direct build, tree build) pairs; one-sided exact sign test per "
-               "point at alpha/4 (Bonferroni); statistic: the smallest p-value, the record fails "
-               "when it is <= alpha/4 (details: the median ratio tree/direct at every sweep point)"),
-        statistic=worst, threshold=alpha / 4, comparison=">=", passed=worst > alpha / 4,
+               f"{k} independent (direct build, tree build) pairs; one-sided exact sign test per "
+               "point at alpha/4 (Bonferroni); statistic: the most pairs against the claim at one "
+               "point, the record fails when a point's binomial(pairs, 1/2) tail is <= alpha/4 "
+               "(details: p-values, and the median ratio tree/direct at every sweep point)"),
+        statistic=worst, threshold=allowed, comparison="<=", passed=passed,
         alpha=alpha, sample_size=sum(2 * st.pairs for st in tests.values()),
         details={"tests": {k: _sign_details(st, alpha / 4) for k, st in tests.items()},
                  "median_ratio_tree_over_direct": ratios},
@@ -782,9 +790,11 @@ def utility_records(eps_points: dict[str, list[PointResult]], n_points: dict[str
                        f"{hi:g}, times sqrt({hi / lo:g}) = {margin:.3g}, is below the error at "
                        f"{sweep} = {lo:g} in at least half of {k} independent pairs of builds (the "
                        f"error falls at least like {sweep}^-1/2 in the median pair; noise scaling "
-                       "predicts -1); one-sided exact sign test; statistic: its p-value, the "
-                       "record fails when it is <= alpha"),
-                statistic=st.p_value, threshold=alpha, comparison=">=", passed=st.p_value > alpha,
+                       "predicts -1); one-sided exact sign test; statistic: the pairs against "
+                       "the claim, the record fails when their binomial(pairs, 1/2) tail is <= "
+                       "alpha (threshold: the most it accepts)"),
+                statistic=st.against, threshold=_most_allowed(st), comparison="<=",
+                passed=st.p_value > alpha,
                 alpha=alpha, sample_size=2 * k,
                 details={**_sign_details(st, alpha),
                          "median_error": {f"{sweep}={lo:g}": float(np.median(near.err_dp)),
@@ -826,18 +836,19 @@ def utility_records(eps_points: dict[str, list[PointResult]], n_points: dict[str
     B = int(fracs.size)
     mean_frac = float(fracs.mean()) if B else 0.0
     p_hp = hoeffding_tail(mean_frac, B, HP_FAILURE) if B else 1.0
+    x_crit = hoeffding_critical(B, HP_FAILURE, alpha) if B else math.inf
     recs.append(CheckRecord(
         name=f"high-probability envelope holds at failure rate {HP_FAILURE:g}", kind="statistical",
         tests=(f"hp_error_bound(Q, p = {HP_FAILURE:g}) is exceeded on a fraction of entries "
                f"consistent with p: each build's exceedance fraction has mean <= p (every entry, "
                f"fixed before the noise, exceeds with probability <= p), and the {B} builds are "
                "independent, so P(mean fraction >= x) <= exp(-B KL(x || p)) (Hoeffding, [0, 1] "
-               "variables; valid whatever the dependence inside a build); statistic: that bound "
-               "at the observed mean, the record fails when it is <= alpha"),
-        statistic=p_hp, threshold=alpha, comparison=">=", passed=p_hp > alpha, alpha=alpha,
+               "variables; valid whatever the dependence inside a build); statistic: the mean "
+               "exceedance fraction, the record fails when that bound at it is <= alpha "
+               "(threshold: the smallest such mean)"),
+        statistic=mean_frac, threshold=x_crit, comparison="<=", passed=p_hp > alpha, alpha=alpha,
         sample_size=B,
-        details={"mean_exceedance_fraction": mean_frac,
-                 "rejects_at_fraction": hoeffding_critical(B, HP_FAILURE, alpha) if B else None,
+        details={"tail_bound": p_hp, "rejects_at_fraction": x_crit,
                  "builds_with_an_exceedance": int(np.sum(fracs > 0)),
                  "entries": int(sum(p.entries_per_build * np.isfinite(p.hp_frac).sum()
                                     for p in everything))},
@@ -902,11 +913,11 @@ def retrieval_power_record(top: PointResult, m: int) -> CheckRecord:
         name=f"power: a structure that ignores the query fails retrieval at R = {top.R:g}",
         kind="power",
         tests=("the retrieval test, on the same builds answering every query with the answer at "
-               "the box centre (a query-ignoring mutant), must reject; statistic: its p-value "
-               "(must be <= alpha)"),
-        statistic=st.p_value, threshold=TEST_ALPHA, comparison="<=",
+               "the box centre (a query-ignoring mutant), must reject; statistic: the mutant's "
+               "failing builds (must reach the count that rejects)"),
+        statistic=st.against, threshold=c, comparison=">=",
         passed=st.p_value <= TEST_ALPHA, beta=beta, sample_size=B,
-        details={"builds_failing": st.against, "rejects_at_count": st.critical,
+        details={"p_value": st.p_value,
                  "mutant_accuracy": [float(a) for a in top.acc_query_ignored],
                  "beta_terms": {"per_build_success": {"bound": s, "law": f"Binomial({m}, 1/3)",
                                                       "needs": need},
@@ -931,10 +942,12 @@ def retrieval_records(R_points: list[PointResult]) -> list[CheckRecord]:
                    f"retrieve with probability <= {RETRIEVAL_CLAIM:g}; one-sided exact binomial "
                    f"test over {top.builds} independent builds (each its own task and noise: the "
                    f"failures are then below Binomial({top.builds}, {RETRIEVAL_CLAIM:g})); "
-                   "statistic: its p-value, the record fails when it is <= alpha"),
-            statistic=st.p_value, threshold=alpha, comparison=">=", passed=st.p_value > alpha,
+                   "statistic: the builds that fail, the record fails when their binomial tail is "
+                   "<= alpha (threshold: the most it accepts)"),
+            statistic=st.against, threshold=_most_allowed(st), comparison="<=",
+            passed=st.p_value > alpha,
             alpha=alpha, sample_size=top.builds,
-            details={"builds_failing": st.against, "rejects_at_count": st.critical,
+            details={"p_value": st.p_value, "rejects_at_count": st.critical,
                      "claim": RETRIEVAL_CLAIM, "dp_accuracy_min": float(top.acc_dp.min()),
                      "dp_weight_on_right_document": [float(np.min(top.weight_dp)),
                                                      float(np.median(top.weight_dp))],
