@@ -193,8 +193,7 @@ def chi_square_escape(n: int, critical: float, null_probs, mutant_probs, *,
 
 
 def clopper_pearson_escape(n_a: int, p: float, n_b: int, q: float, claim: float, delta: float,
-                           alpha: float, *, margin: float = 1e-9,
-                           tail: float = 1e-30) -> tuple[float, dict]:
+                           alpha: float, *, margin: float = 1e-9) -> tuple[float, dict]:
     """Upper bound on the chance that a FIXED event's eps lower bound does not exceed ``claim``.
 
     The test (the audit's estimate for one event chosen before the draws): X of ``n_a`` draws
@@ -209,9 +208,9 @@ def clopper_pearson_escape(n_a: int, p: float, n_b: int, q: float, claim: float,
 
         beta = sum_y P(Y = y) P(X <= x_crit(y)) + P(Y > y_max),
 
-    over y up to y_max = the upper ``tail`` quantile of Y (what lies above is counted as a miss);
-    y below the lower ``tail`` quantile y_lo count P(Y < y_lo) P(X <= x_crit(y_lo)) (x_crit is
-    non-decreasing). Exact binomial sums otherwise. Returns the bound and its inputs.
+    over y up to y_max = the mean of Y + 40 standard deviations + 40 (what lies above is counted
+    as a miss); y below y_lo (the mean - 40 sd - 40) count P(Y < y_lo) P(X <= x_crit(y_lo))
+    (x_crit is non-decreasing). Exact binomial sums otherwise. Returns the bound and its inputs.
     """
     from dpxattn.verification.audit import (clopper_pearson_lower, clopper_pearson_upper,
                                             eps_from_bounds)
@@ -220,26 +219,46 @@ def clopper_pearson_escape(n_a: int, p: float, n_b: int, q: float, claim: float,
     for name, v in (("p", p), ("q", q)):
         if not 0.0 <= v <= 1.0:
             raise ValueError(f"{name} must be a probability (got {v!r})")
-    y_lo = int(stats.binom.ppf(tail, n_b, q)) if 0 < q < 1 else (0 if q == 0 else n_b)
-    y_hi = int(stats.binom.isf(tail, n_b, q)) if 0 < q < 1 else (0 if q == 0 else n_b)
-    y_lo, y_hi = max(0, min(y_lo, y_hi)), min(n_b, max(y_lo, y_hi))
+    # the range of Y summed exactly: its mean +- 40 standard deviations (+ 40); what lies outside
+    # is bounded by its exact binomial mass (below: times the miss chance at y_lo; above: by 1)
+    mean, sd = n_b * q, math.sqrt(n_b * q * (1.0 - q))
+    y_lo = max(0, int(math.floor(mean - 40.0 * sd - 40.0)))
+    y_hi = min(n_b, int(math.ceil(mean + 40.0 * sd + 40.0)))
     ys = np.arange(y_lo, y_hi + 1)
     q_hi = np.asarray(clopper_pearson_upper(ys, n_b, alpha), dtype=np.float64)
 
-    def misses(x: np.ndarray) -> np.ndarray:
+    def misses(x: np.ndarray, qh: np.ndarray) -> np.ndarray:
         lo = np.asarray(clopper_pearson_lower(x, n_a, alpha), dtype=np.float64)
-        return eps_from_bounds(lo, q_hi, delta) <= claim + margin
+        return eps_from_bounds(lo, qh, delta) <= claim + margin
 
-    # bisection per y on x in [-1, n_a]: misses(-1) is true by convention (no count), and the
-    # miss set {x : misses} is an initial segment since the bound increases with x
-    lo_x = np.full(ys.shape, -1, dtype=np.int64)
-    hi_x = np.full(ys.shape, n_a + 1, dtype=np.int64)
-    while np.any(hi_x - lo_x > 1):
-        mid = (lo_x + hi_x) // 2
-        m = misses(np.clip(mid, 0, n_a))
-        lo_x = np.where(m & (hi_x - lo_x > 1), mid, lo_x)
-        hi_x = np.where(~m & (hi_x - lo_x > 1), mid, hi_x)
-    x_crit = np.minimum(lo_x, n_a)
+    # the miss set {x : misses} is an initial segment (the bound increases with x); its end
+    # x_crit(y): first guessed by the Clopper-Pearson duality (p_lo(x) <= theta iff
+    # P(Binomial(n_a, theta) >= x) >= alpha, theta = delta + e^claim q_hi), then settled with
+    # the audit's own functions on a window around the guess; rows where the window does not
+    # bracket the end fall back to a bisection on [-1, n_a] (misses(-1): no count, true)
+    theta = np.minimum(delta + np.exp(claim + margin) * q_hi, 1.0)
+    guess = np.asarray(stats.binom.isf(alpha, n_a, theta), dtype=np.float64)
+    guess = np.where(np.isfinite(guess), guess, 0.0).astype(np.int64)
+    offsets = np.arange(-3, 4)
+    window = np.clip(guess[:, None] + offsets[None, :], -1, n_a + 1)
+    inside = np.clip(window, 0, n_a)
+    m = misses(inside, np.broadcast_to(q_hi[:, None], inside.shape)) | (window < 0)
+    m &= window <= n_a
+    bracketed = m[:, 0] & ~m[:, -1] & np.all(np.diff(m.astype(np.int8), axis=1) <= 0, axis=1)
+    x_crit = np.where(m, window, -1).max(axis=1)
+    todo = ~bracketed
+    if np.any(todo):
+        lo_x = np.full(int(todo.sum()), -1, dtype=np.int64)
+        hi_x = np.full(lo_x.shape, n_a + 1, dtype=np.int64)
+        qh = q_hi[todo]
+        while np.any(hi_x - lo_x > 1):
+            mid = (lo_x + hi_x) // 2
+            mm = misses(np.clip(mid, 0, n_a), qh)
+            open_ = hi_x - lo_x > 1
+            lo_x = np.where(mm & open_, mid, lo_x)
+            hi_x = np.where(~mm & open_, mid, hi_x)
+        x_crit[todo] = lo_x
+    x_crit = np.minimum(x_crit, n_a)
     pmf_y = stats.binom.pmf(ys, n_b, q)
     cdf_x = np.where(x_crit < 0, 0.0, stats.binom.cdf(np.maximum(x_crit, 0), n_a, p))
     below = float(stats.binom.cdf(y_lo - 1, n_b, q)) if y_lo > 0 else 0.0
@@ -249,7 +268,7 @@ def clopper_pearson_escape(n_a: int, p: float, n_b: int, q: float, claim: float,
     if not (p == 1.0 and q == 0.0):  # not a point mass: a miss has positive chance; a bound
         beta = max(beta, 1e-300)     # below 1e-300 (float underflow) is stated as 1e-300
     return beta, {"rule": "sum_y P(Y = y) P(X <= x_crit(y)) + tails", "bound": beta,
-                  "n_a": n_a, "p": float(p), "n_b": n_b, "q": float(q), "claim": float(claim),
+                  "bisection_rows": int(todo.sum()), "n_a": n_a, "p": float(p), "n_b": n_b, "q": float(q), "claim": float(claim),
                   "delta": float(delta), "alpha_per_bound": float(alpha),
                   "y_range": [int(y_lo), int(y_hi)], "x_crit_at_y_lo": int(x_crit[0]),
                   "expected_x": n_a * float(p), "tails": below * float(cdf_x[0]) + above}
