@@ -140,15 +140,65 @@ def test_check_privacy_quick_correct_pass_and_every_mutant_caught(seed):
     stay <= their claims and every mutant's bound exceeds its claim (power)."""
     records = check_privacy(CheckContext(level="quick", seed=seed))
     assert all(r.passed for r in records), [(r.name, r.statistic, r.threshold) for r in records if not r.passed]
-    audits = [r for r in records if r.kind == "audit"]
-    assert all(r.alpha == AUDIT_ALPHA for r in audits)
+    audits = [r for r in records if r.kind in ("audit", "power")]
+    assert all(r.alpha == AUDIT_ALPHA for r in audits if r.kind == "audit")
     mutants = {r.details["variant"] for r in audits if r.details["mutant"]}
     assert mutants == set(MUTANT_NAMES) - {"sorted-positions-tree"}
     for r in audits:
         if r.details["mutant"]:
-            assert r.statistic > r.threshold
+            assert r.kind == "power" and r.statistic > r.threshold
+            # power with a derived beta; and the audit itself exposes every mutant (fixed seed)
+            assert r.beta is not None and r.beta <= 1e-12 and r.details["beta_terms"]
+            assert r.details["audit_exposed"], r.name
+            if "exact" in r.details["variant"] or "sorted" in r.details["variant"]:
+                assert r.beta == 0.0  # a point mass: deterministic
         else:
-            assert r.statistic <= r.threshold
+            assert r.kind == "audit" and r.statistic <= r.threshold
+    rates = [r.false_failure_rate() for r in records]
+    assert all(x is not None and x <= 1e-5 for x in rates) and sum(rates) <= 5e-5
     # the tight single-number audit reaches most of its claim (the audit is not vacuous)
     c0 = next(r for r in audits if r.name == "audit: tree: released c0 of value column 0")
     assert c0.statistic >= 0.8 * c0.threshold
+
+
+@pytest.mark.statistical
+def test_fixed_event_law_bounds_cover_the_sampled_frequencies(seed):
+    """The oracle's law bounds p_law <= P_D(event), q_law >= P_D'(event) hold on the sampler: the
+    frequencies of its events among many draws stay within binomial error of the bounds (4
+    standard errors, a generous allowance), for the half-noise mutants on numbers and answers."""
+    from dpxattn.verification.checks_privacy import run_case
+
+    cases = {c.name: c for c in audit_cases()}
+    rng = np.random.default_rng(seed)
+    for name in ("mutant direct-half-noise: released S", "mutant direct-half-noise: answers",
+                 "mutant tree-half-noise: released c0 of value column 0"):
+        cr = run_case(cases[name], 60_000, rng)
+        o = cr.oracle
+        n = o.n
+        se_p = np.sqrt(max(o.p_law * (1 - o.p_law), 1e-12) / n)
+        se_q = np.sqrt(max(o.q_law * (1 - o.q_law), 1e-12) / n)
+        assert o.x / n >= o.p_law - 4 * se_p, (name, o.x / n, o.p_law)
+        assert o.y / n <= o.q_law + 4 * se_q, (name, o.y / n, o.q_law)
+        # and the bounds are not vacuous: within 25% of the frequencies
+        assert o.p_law >= 0.75 * o.x / n and o.q_law <= 1.25 * o.y / n + 5 / n, name
+
+
+def test_ratio_bounds_bracket_a_simulation():
+    """The numerical bounds on P(N / max(D, n) < -t) bracket a direct simulation of the law."""
+    from dpxattn.fast.noise import tlap_constants, truncated_laplace
+    from dpxattn.verification.checks_privacy import _ratio_below
+
+    k = tlap_constants(10.0, 1.0, 1e-6)
+    u = np.array([1.0, 1.0])
+    rng = np.random.default_rng(11)
+    m = 400_000
+    Z = truncated_laplace((4, m), 10.0, 1.0, 1e-6, generator=rng).numpy()
+    N = 3.0 + Z[0] + Z[1]
+    D = np.maximum(2.0 + Z[2] + Z[3], 2.0)
+    for t in (2.0, 8.0, 20.0):
+        freq = float(np.mean(N / D < -t))
+        lo = _ratio_below(k, u, 3.0, 2.0, 1e-9, 1e-9, 2.0, t, lower=True, bins=800)
+        hi = _ratio_below(k, u, 3.0, 2.0, 1e-9, 1e-9, 2.0, t, lower=False, bins=800)
+        se = np.sqrt(freq * (1 - freq) / m) + 1e-6
+        assert lo - 5 * se <= freq <= hi + 5 * se and lo <= hi, (t, lo, freq, hi)
+        assert hi - lo <= 0.1 * freq + 1e-4  # and tight
