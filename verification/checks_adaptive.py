@@ -301,7 +301,8 @@ def _window(C: float, sigma: float, xi: float, D_max: float, n: float, R_w: floa
     :func:`wrong_bound_no_violation`): the numerator noise W (log-concave, standard deviation
     ``sigma``, independent of the denominator given everything else) must fall in a window of
     length 2 f C + 2 xi + 2^-48 D_max (R_w + C/n + 1), and a log-concave density is at most
-    1/sigma (Bobkov-Chistyakov: Var X sup f^2 <= 1)."""
+    1/sigma (Lovasz-Vempala 2007, Lemma 5.5(a): an isotropic log-concave density on R is <= 1;
+    equivalently Var X sup f^2 <= 1, Bobkov-Chistyakov 2015; equality for the exponential)."""
     f = WRONG_BOUND_FACTOR * (1.0 + 1e-12)
     length = 2.0 * f * C + 2.0 * xi + 2.0**-48 * D_max * (R_w + C / n + 1.0)
     return min(1.0, length / sigma)
