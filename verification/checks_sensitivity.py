@@ -542,7 +542,12 @@ def check_sensitivity(ctx: CheckContext) -> list[CheckRecord]:
     counts the never-changing constant feature; the denominator's c0 is n, public). The
     `noise calibrated` records confirm the fast path's noise uses at least these values. Power:
     the same search on the literal paper's tree over SORTED keys (PAPER §5 item 7) finds
-    per-level changes several times the sensitivity that listing assumes.
+    per-level changes several times the sensitivity that listing assumes (8x, from a structured
+    rank-shift pair evaluated in every run: deterministic).
+
+    False alarms: none. Every record compares an exactly re-evaluated change with a proven
+    bound, or (power) a deterministic exact change with a threshold: the check's total is 0.
+    The tightness figures in the details are shown, not asserted.
     """
     rng = ctx.rng
     budget = BUDGETS.get(ctx.level, BUDGETS["standard"])
@@ -552,14 +557,20 @@ def check_sensitivity(ctx: CheckContext) -> list[CheckRecord]:
         records += sensitivity_records(search_sensitivity(config, rng, budget), config)
     sorted_cfg = SortedTreeConfig(n=8, R_x=1.0, R_w=1.0, eps=1.0, delta=1e-6)
     best = search_sorted_tree(sorted_cfg, rng, pairs=budget.random_pairs)
+    structured = search_sorted_tree(sorted_cfg, rng, pairs=0)  # no random draw: deterministic
     records.append(CheckRecord(
         name="sensitivity (power): the literal DPTreeDistance over sorted keys is exposed",
         kind="search",
         tests=("the same search finds a neighbouring pair whose per-level l1 change of a tree over "
                "SORTED positions (PAPER §3.2 listing, §5 item 7) exceeds the listing's sensitivity "
-               "2 R_w R_x^k by at least 50%: the search can find a real sensitivity violation"),
+               "2 R_w R_x^k by at least 50%: the search can find a real sensitivity violation. "
+               "Deterministic (cannot fail on a correct build, hence no beta): the structured "
+               "rank-shift pairs, evaluated in every run without randomness and exactly (mpmath "
+               f"node sums), alone reach {structured['ratio']:g}; the random pairs can only raise "
+               "the maximum"),
         statistic=best["ratio"], threshold=1.5, comparison=">=", passed=best["ratio"] >= 1.5,
         sample_size=budget.random_pairs + 2,
-        details={"config": sorted_cfg.describe(), **{k: v for k, v in best.items() if k != "ratio"}},
+        details={"config": sorted_cfg.describe(), "structured_ratio": structured["ratio"],
+                 **{k: v for k, v in best.items() if k != "ratio"}},
     ))
     return records
