@@ -114,3 +114,26 @@ def test_check_records_for_the_harness():
     assert all(math.isfinite(r.statistic) for r in recs)
     d = recs[0].to_dict()
     assert d["kind"] == "exact" and d["comparison"] in ("<=", "==")
+
+
+def test_proven_float_error_bounds_every_answer_of_the_table():
+    """The proven floating-point bound added to the answer tolerance is a bound in fact (fast vs
+    exact reference, every entry of every row) and not vacuous (below 1e-5 relative of the
+    answers' scale R_w): it only guards answers near 0 against rounding luck."""
+    import torch
+
+    from dpxattn.fast import DPCrossAttention as Fast
+    from dpxattn.reference import DPCrossAttention as Ref
+
+    for case in conf.CASES:
+        K, V, Q = conf.case_data(case, 0)
+        count = Fast.noise_count(n=case.n, d=case.d, d_v=case.d_v, degree=case.degree,
+                                 mechanism=case.mechanism, copies=case.copies,
+                                 grid_size=case.grid_size)
+        u = conf.case_uniforms(case, count, 0)
+        ref = np.array([[float(x) for x in row] for row in Ref.build(K, V, uniforms=u, **case.build_kwargs).query(Q)])
+        fast = Fast.build(torch.tensor(K), torch.tensor(V), uniforms=u, **case.build_kwargs)
+        got = fast.query(torch.tensor(Q)).numpy()
+        proven = conf.proven_float_error(fast, torch.tensor(Q))
+        assert np.all(np.abs(got - ref) <= proven), case.name
+        assert np.all(proven <= 1e-5 * case.R_w), case.name
