@@ -161,18 +161,19 @@ class CaseResult:
     oracle: OracleTest | None = None
 
     @property
-    def audit_exposed(self) -> bool:
+    def exposed(self) -> bool:
+        """The audit's eps lower bound exceeds the claim (what ``dpxattn audit`` reports)."""
         return self.result.eps_lower_bound > self.claimed_eps
 
-    @property
-    def exposed(self) -> bool:
-        """The audit's bound, or (mutants) the fixed event's bound, exceeds the claim."""
-        oracle = self.oracle is not None and self.oracle.exposed(self.claimed_eps)
-        return self.audit_exposed or oracle
+    audit_exposed = exposed
 
     @property
     def passed(self) -> bool:
-        return self.exposed if self.case.mutant else not self.audit_exposed
+        """Real mechanisms: not exposed. Mutants (power): exposed by the audit or by the fixed
+        event of the mutant's exact law."""
+        if not self.case.mutant:
+            return not self.exposed
+        return self.exposed or (self.oracle is not None and self.oracle.exposed(self.claimed_eps))
 
 
 def audit_cases() -> list[AuditCase]:
