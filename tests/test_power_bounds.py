@@ -172,3 +172,15 @@ def test_chi_square_projection_bound_where_it_is_the_tighter_one(rng):
     x2 = ((counts - n * p) ** 2 / (n * p)).sum(axis=1)
     escapes = int(np.count_nonzero(x2 <= crit))
     assert _at_most(escapes, reps, bound), (escapes, reps, bound)
+
+
+def test_binomial_window_keeps_tiny_upper_tail_windows():
+    """A window far above the mean has a tiny but positive probability (no cancellation to 0)."""
+    from math import comb
+
+    n, q = 200, 0.1
+    exact = sum(comb(n, k) * q**k * (1 - q) ** (n - k) for k in range(90, 101))
+    got = pb.binomial_window(n, q, 90, 100)
+    assert 0 < got and abs(got - exact) <= 1e-9 * exact
+    low = sum(comb(n, k) * q**k * (1 - q) ** (n - k) for k in range(0, 3))
+    assert abs(pb.binomial_window(n, q, 0, 2) - low) <= 1e-9 * low

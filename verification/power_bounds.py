@@ -58,14 +58,21 @@ def dkw_escape(n: int, critical: float, distance: float) -> float:
 
 
 def binomial_window(n: int, q: float, lo: float, hi: float) -> float:
-    """Exact P(lo <= X <= hi) for X ~ Binomial(n, q): the mutant's count stays accepted."""
+    """Exact P(lo <= X <= hi) for X ~ Binomial(n, q): the mutant's count stays accepted.
+
+    A window above the mean is computed from survival functions, one below it from CDFs, so a
+    window deep in either tail keeps its tiny probability (a difference of two CDFs near 1
+    would cancel to 0 and understate the escape)."""
     n = _check_n(n)
     if not 0.0 <= q <= 1.0:
         raise ValueError(f"q must be a probability (got {q!r})")
     k_lo, k_hi = math.ceil(lo), math.floor(hi)
     if k_hi < k_lo:
         return 0.0
-    p = float(stats.binom.cdf(k_hi, n, q) - stats.binom.cdf(k_lo - 1, n, q))
+    if k_lo > n * q:
+        p = float(stats.binom.sf(k_lo - 1, n, q) - stats.binom.sf(k_hi, n, q))
+    else:
+        p = float(stats.binom.cdf(k_hi, n, q) - stats.binom.cdf(k_lo - 1, n, q))
     return min(1.0, max(p, 0.0))
 
 
