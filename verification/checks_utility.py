@@ -729,19 +729,18 @@ def _sign_details(st: SignTest, level: float) -> dict:
             "rejects_at_count": st.critical, "level": level}
 
 
-def utility_records(eps_points: dict[str, list[PointResult]], n_points: dict[str, list[PointResult]],
-                    R_points: list[PointResult], *, eps_test=EPS_TEST, n_test=N_TEST,
-                    seed: int = 0) -> list[CheckRecord]:
-    """The records of check 7 on measured points (see the module docstring)."""
-    recs: list[CheckRecord] = []
-    alpha = TEST_ALPHA
-    ends = {}  # (sweep, mechanism) -> (near, far)
+def _sweep_ends(eps_points, n_points, eps_test, n_test) -> dict:
+    """(sweep, mechanism) -> (near, far): the points at the two ends of each trend test."""
+    ends = {}
     for sweep, group, key, (lo, hi) in (("eps", eps_points, "eps", eps_test),
                                          ("n", n_points, "n", n_test)):
         for mech in ("direct", "tree"):
             ends[sweep, mech] = (_at(group[mech], key, lo), _at(group[mech], key, hi))
+    return ends
 
-    # direct beats tree at each test point (Bonferroni over the points), same pairs at each
+
+def direct_vs_tree_record(eps_points, n_points, ends: dict, alpha: float) -> CheckRecord:
+    """"direct beats tree at every test point": a sign test per sweep end (Bonferroni alpha/4)."""
     tests = {}
     k = min(p.builds for pair in ends.values() for p in pair)
     for sweep in ("eps", "n"):
@@ -759,7 +758,7 @@ def utility_records(eps_points: dict[str, list[PointResult]], n_points: dict[str
             t = by_key.get((p.experiment, p.eps, p.n))
             if t is not None:
                 ratios[t.label.replace(" tree", "")] = float(np.median(t.err_dp) / np.median(p.err_dp))
-    recs.append(CheckRecord(
+    return CheckRecord(
         name="direct beats tree at every test point", kind="statistical",
         tests=(f"at each end of both sweeps (4 points), the privacy error of `direct` times "
                f"{DIRECT_VS_TREE_MARGIN:g} is below that of `tree` in at least half of the "
@@ -771,9 +770,15 @@ def utility_records(eps_points: dict[str, list[PointResult]], n_points: dict[str
         alpha=alpha, sample_size=sum(2 * st.pairs for st in tests.values()),
         details={"tests": {k: _sign_details(st, alpha / 4) for k, st in tests.items()},
                  "median_ratio_tree_over_direct": ratios},
-    ))
+    )
 
-    # the trend tests and their slopes
+
+
+def trend_records(eps_points, n_points, ends: dict, eps_test, n_test, alpha: float,
+                  seed: int) -> tuple[list[CheckRecord], list[CheckRecord]]:
+    """The trend tests (error falls with eps and with n, per mechanism) and, beside each, its
+    log-log slope as an info figure; returns (tests, figures)."""
+    recs: list[CheckRecord] = []
     info = []
     rng = np.random.default_rng(derive_seed(seed, "bootstrap"))
     for sweep, group, key, (lo, hi) in (("eps", eps_points, "eps", eps_test),
@@ -815,9 +820,14 @@ def utility_records(eps_points: dict[str, list[PointResult]], n_points: dict[str
                          "mean_error": [p.mean("err_dp") for p in pts],
                          "builds": [p.builds for p in pts]},
             ))
-    recs.extend(info)
+    return recs, info
 
-    everything = [p for g in (eps_points, n_points) for pts in g.values() for p in pts] + list(R_points)
+
+
+def envelope_records(everything: list[PointResult], alpha: float) -> list[CheckRecord]:
+    """The certified envelope (sure), the hp envelope's failure rate (Hoeffding over builds) and
+    the hp envelope's tightness (info)."""
+    recs: list[CheckRecord] = []
     worst_sure = max(float(np.max(p.sure_ratio)) for p in everything)
     entries = sum(p.entries for p in everything)
     recs.append(CheckRecord(
@@ -872,8 +882,20 @@ def utility_records(eps_points: dict[str, list[PointResult]], n_points: dict[str
                                           for p in everything}},
     ))
 
-    recs.extend(retrieval_records(R_points))
     return recs
+
+
+def utility_records(eps_points: dict[str, list[PointResult]], n_points: dict[str, list[PointResult]],
+                    R_points: list[PointResult], *, eps_test=EPS_TEST, n_test=N_TEST,
+                    seed: int = 0) -> list[CheckRecord]:
+    """The records of check 7 on measured points (see the module docstring), in report order:
+    direct vs tree, the trend tests, their slopes, the envelopes, retrieval."""
+    alpha = TEST_ALPHA
+    ends = _sweep_ends(eps_points, n_points, eps_test, n_test)
+    tests, figures = trend_records(eps_points, n_points, ends, eps_test, n_test, alpha, seed)
+    everything = [p for g in (eps_points, n_points) for pts in g.values() for p in pts] + list(R_points)
+    return ([direct_vs_tree_record(eps_points, n_points, ends, alpha)] + tests + figures
+            + envelope_records(everything, alpha) + retrieval_records(R_points))
 
 
 def retrieval_test(acc, weight, level: float = TEST_ALPHA) -> SignTest:
