@@ -48,10 +48,11 @@ over at most ``changed`` coordinates, the rounded vectors differ by an integer v
 ``||v||_1 <= sqrt(changed Q)``. Its certified delta at eps (:func:`delta_bounds`) is the smaller
 of
 
-* the continuous analytic Gaussian's delta at ``sqrt(Q) / sigma`` (Balle & Wang 2018) plus a
-  coupling allowance ``sqrt(changed Q) W / sigma^2``, ``W <= 1 + 4 sigma e^(-2 pi^2 sigma^2) /
-  (sqrt(2 pi) (1 - e^(-2 pi^2 sigma^2)))`` bounding the Wasserstein-1 distance between
-  ``N_Z(0, sigma^2)`` and ``N(0, sigma^2)`` (note 25, Lemmas 5-6; nearly tight at sigma ~ 2^28);
+* the continuous analytic Gaussian's delta (Balle & Wang 2018) at ``tau = sqrt(Q) / sigma`` and
+  at the slightly smaller ``eps - sqrt(changed Q) / sigma^2``: the quantile coupling of
+  ``N_Z(0, sigma^2)`` with ``N(0, sigma^2)`` moves no coordinate by more than 1 (note 25, Lemma 5,
+  for sigma^2 >= 1/4), so it moves ``<v, Y>`` by at most ``||v||_1``, and the privacy-loss
+  functional is monotone (Lemma 6); at sigma ~ 2^29 lattice units the shift is ~1e-8;
 * CKS20's bound through concentrated DP: the multivariate discrete Gaussian has Renyi divergence
   ``<= alpha ||v||^2 / (2 sigma^2)`` (its sub-Gaussian MGF), so delta <=
   ``exp((alpha - 1)(alpha rho - eps)) (1 - 1/alpha)^alpha / (alpha - 1)``, ``rho = Q / (2 sigma^2)``
@@ -70,7 +71,7 @@ from fractions import Fraction
 from typing import Iterable, Iterator
 
 from dpxattn.errors import BoundError, ParameterError, ShapeError
-from dpxattn.params import check_positive, check_positive_int, check_privacy
+from dpxattn.params import check_positive, check_positive_int, check_privacy, check_real
 from dpxattn.reference._mp import context, interval_context, resolve_prec
 from dpxattn.reference.discrete_laplace import (
     EXPONENT_MAX,
@@ -111,7 +112,7 @@ __all__ = [
     "sensitivity_sq_units",
     "normal_sf_enclosure",
     "continuous_delta_upper",
-    "wasserstein_upper",
+    "coupling_condition",
     "cdp_delta_upper",
     "delta_bounds",
     "GaussianLatticeParameters",
@@ -494,13 +495,34 @@ def _sq_floor(a: Fraction, changed: int) -> int:
             return m
 
 
+def _normal_sf_series(work, x, prec: int):
+    """Q(x) for a point x (an mpf of ``work``) by erf's Taylor series, as an interval of ``work``."""
+    z = work.mpf(x) / work.sqrt(2)
+    z2 = z * z
+    zmax = float(abs(x)) / math.sqrt(2)
+    term = z  # z^(2n+1) / n!
+    total = work.mpf(0)
+    tiny = work.mpf(2) ** -(prec + 20)
+    n = 0
+    while True:
+        total += term / (2 * n + 1) if n % 2 == 0 else -(term / (2 * n + 1))
+        n += 1
+        term = term * z2 / n
+        nxt = abs(term) / (2 * n + 1)
+        if n > zmax * zmax + 1 and nxt.b < tiny.a:
+            total += work.mpf([-nxt.b, nxt.b])
+            break
+    return (1 - 2 * total / work.sqrt(work.pi)) / 2
+
+
 def _normal_sf_iv(iv, x, prec: int):
     """Q(x) = P(G > x), G ~ N(0, 1), for an interval x, as an enclosing interval.
 
-    |x| <= 30: Q = (1 - erf(x / sqrt 2)) / 2 with erf's Taylor series
+    Q decreases, so Q(x) lies in [Q(x.b), Q(x.a)], each end computed at a point (no interval
+    dependency blow-up). |x| <= 30: Q = (1 - erf(x / sqrt 2)) / 2 with erf's Taylor series
     erf(z) = (2/sqrt pi) sum_n (-1)^n z^(2n+1) / (n! (2n+1)), summed past n > z^2 (where the terms
-    decrease), plus the alternating tail [-|T_N|, |T_N|]. x > 30: Mills' ratio
-    phi(x) x / (1 + x^2) <= Q(x) <= phi(x) / x; x < -30: 1 - Q(-x).
+    decrease) at prec + 1.45 z^2 + 64 bits, plus the alternating tail [-|T_N|, |T_N|]. x > 30:
+    Mills' ratio phi(x) x / (1 + x^2) <= Q(x) <= phi(x) / x; x < -30: 1 - Q(-x).
     """
     lo, hi = _ends(x)
     if lo > 30:
@@ -510,25 +532,13 @@ def _normal_sf_iv(iv, x, prec: int):
         return 1 - _normal_sf_iv(iv, -x, prec)
     zmax = float(max(abs(lo), abs(hi))) / math.sqrt(2)
     work = interval_context(prec + int(zmax * zmax * 1.4427) + 64)
-    z = work.mpf([work.mpf(x.a), work.mpf(x.b)]) / work.sqrt(2)
-    z2 = z * z
-    term = z  # T_0 = z
-    total = work.mpf(0)
-    tiny = work.mpf(2) ** -(prec + 20)
-    n = 0
-    while True:
-        total += term / (2 * n + 1) if n % 2 == 0 else -(term / (2 * n + 1))
-        n += 1
-        term = term * z2 / n  # z^(2n+1) / n!
-        nxt = abs(term) / (2 * n + 1)
-        if n > zmax * zmax + 1 and nxt.b < tiny.a:
-            total += work.mpf([-nxt.b, nxt.b])
-            break
-    erf = 2 * total / work.sqrt(work.pi)
-    q = (1 - erf) / 2
-    lo, hi = _ends(q)  # a probability: clip the enclosure to [0, 1]
-    lo, hi = max(lo, Fraction(0)), min(hi, Fraction(1))
-    return iv.mpf([_iv_frac(iv, lo).a, _iv_frac(iv, hi).b])
+    ctx = context(work.prec)
+    at_hi = _normal_sf_series(work, ctx.make_mpf(x._mpi_[1]), prec)  # Q(x.b): the lower end
+    at_lo = _normal_sf_series(work, ctx.make_mpf(x._mpi_[0]), prec)  # Q(x.a): the upper end
+    q_lo, _ = _ends(at_hi)
+    _, q_hi = _ends(at_lo)
+    q_lo, q_hi = max(q_lo, Fraction(0)), min(q_hi, Fraction(1))  # a probability: clip to [0, 1]
+    return iv.mpf([_iv_frac(iv, q_lo).a, _iv_frac(iv, q_hi).b])
 
 
 def normal_sf_enclosure(x, *, prec: int = ENCLOSURE_PREC) -> tuple[Fraction, Fraction]:
@@ -543,39 +553,40 @@ def normal_sf_enclosure(x, *, prec: int = ENCLOSURE_PREC) -> tuple[Fraction, Fra
     return _ends(_normal_sf_iv(iv, _iv_frac(iv, xf), prec))
 
 
-def _continuous_delta_iv(iv, sigma2: Fraction, sens_sq: int, eps: Fraction, prec: int):
+def _continuous_delta_iv(iv, sigma2: Fraction, sens_sq: int, eps_iv, prec: int):
+    """Balle & Wang's delta at tau = sqrt(sens_sq / sigma2) for an interval eps' (any real)."""
     tau = iv.sqrt(iv.mpf(sens_sq) / _iv_frac(iv, sigma2))
-    e = _iv_frac(iv, eps)
-    return _normal_sf_iv(iv, e / tau - tau / 2, prec) - iv.exp(e) * _normal_sf_iv(iv, e / tau + tau / 2, prec)
+    return _normal_sf_iv(iv, eps_iv / tau - tau / 2, prec) - iv.exp(eps_iv) * _normal_sf_iv(iv, eps_iv / tau + tau / 2, prec)
 
 
 def continuous_delta_upper(sigma2, sens_sq: int, eps, *, prec: int = ENCLOSURE_PREC) -> Fraction:
-    """Certified upper bound on the continuous Gaussian mechanism's delta at eps (Balle & Wang 2018,
-    Theorem 8): Q(eps/tau - tau/2) - e^eps Q(eps/tau + tau/2), tau = sqrt(sens_sq / sigma2).
+    """Certified upper bound on the continuous Gaussian mechanism's hockey-stick divergence at
+    eps (Balle & Wang 2018, Theorem 8; any real eps): Q(eps/tau - tau/2) - e^eps Q(eps/tau + tau/2),
+    tau = sqrt(sens_sq / sigma2), Q the standard normal upper tail (:func:`normal_sf_enclosure`).
 
     Paper: none - not in arXiv 2407.14717 (Balle & Wang 2018); proofs_notes/25-discrete-gaussian.md.
     """
     s2 = check_sigma2(sigma2)
     sens_sq = check_positive_int("sens_sq", sens_sq)
-    e = _exact("eps", check_positive("eps", eps))
+    e = _exact("eps", check_real("eps", eps))
     iv = interval_context(prec)
-    return max(Fraction(0), _ends(_continuous_delta_iv(iv, s2, sens_sq, e, prec))[1])
+    return max(Fraction(0), _ends(_continuous_delta_iv(iv, s2, sens_sq, _iv_frac(iv, e), prec))[1])
 
 
-def _wasserstein_iv(iv, sigma2: Fraction):
-    s = _iv_frac(iv, sigma2)
-    x = iv.exp(-2 * iv.pi ** 2 * s)
-    return 1 + 4 * iv.sqrt(s) * x / (iv.sqrt(2 * iv.pi) * (1 - x))
-
-
-def wasserstein_upper(sigma2, *, prec: int = ENCLOSURE_PREC) -> Fraction:
-    """Certified upper bound on W_1(N_Z(0, sigma^2), N(0, sigma^2)):
-    1 + 4 sigma e^{-2 pi^2 sigma^2} / (sqrt(2 pi) (1 - e^{-2 pi^2 sigma^2})) (note 25, Lemma 5).
+def coupling_condition(sigma2, *, prec: int = ENCLOSURE_PREC) -> bool:
+    """Certified ``min(1/3, 1/(3 sigma^4)) >= 2 x / (1 - x)``, x = e^{-2 pi^2 sigma^2}: the
+    condition of note 25 Lemma 5 (then F_G(k) <= F_Y(k) <= F_G(k + 1) for every integer k, so the
+    quantile coupling of N_Z(0, sigma^2) and N(0, sigma^2) moves no draw by more than 1). True
+    for every sigma^2 >= 1/4.
 
     Paper: none - not in arXiv 2407.14717 (ours); proofs_notes/25-discrete-gaussian.md.
     """
     s2 = check_sigma2(sigma2)
-    return _ends(_wasserstein_iv(interval_context(prec), s2))[1]
+    iv = interval_context(prec)
+    s = _iv_frac(iv, s2)
+    x = iv.exp(-2 * iv.pi ** 2 * s)  # compared as intervals: x may be far below any Fraction's reach
+    rhs = 2 * x / (1 - x)
+    return bool(rhs.b <= iv.mpf(1) / 3) and bool(rhs.b <= (1 / (3 * s * s)).a)
 
 
 def _cdp_alpha(rho: float, eps: float) -> float:
@@ -618,10 +629,16 @@ def delta_bounds(sigma2, sens_sq: int, changed: int, eps, *, prec: int = ENCLOSU
     """The certified delta(eps) of adding iid N_Z(0, sigma^2) to integer vectors whose change v
     has ||v||_2^2 <= ``sens_sq`` and at most ``changed`` nonzero coordinates (note 25, Theorem).
 
-    Returns exact Fractions: ``continuous`` (Balle & Wang's delta at sqrt(sens_sq)/sigma, upper),
-    ``comparison`` (sqrt(changed sens_sq) W / sigma^2, upper), ``coupling`` (their sum),
-    ``cdp`` (CKS20's concentrated-DP bound at rho = sens_sq / (2 sigma^2)) and ``upper`` =
-    min(coupling, cdp, 1): each a valid upper bound on sup_v of the hockey-stick divergence.
+    Returns exact Fractions, each an upper bound (``upper`` the one to use):
+
+    * ``continuous``: Balle & Wang's delta at tau = sqrt(sens_sq)/sigma and eps (the continuous
+      Gaussian's; for comparison, not itself a bound on the discrete law);
+    * ``eps_shift``: an upper bound on l = sqrt(changed sens_sq) / sigma^2 >= ||v||_1 / sigma^2;
+    * ``coupling``: Balle & Wang's delta at tau and eps - l (note 25, Lemma 6: the quantile
+      coupling moves <v, Y> by at most ||v||_1 and the privacy-loss functional is monotone), 1
+      when the coupling lemma's condition fails (sigma^2 < 1/4);
+    * ``cdp``: CKS20's concentrated-DP bound at rho = sens_sq / (2 sigma^2);
+    * ``upper`` = min(coupling, cdp, 1).
 
     Paper: none - not in arXiv 2407.14717 (CKS20 §2.3 and our coupling bound);
     proofs_notes/25-discrete-gaussian.md.
@@ -631,12 +648,17 @@ def delta_bounds(sigma2, sens_sq: int, changed: int, eps, *, prec: int = ENCLOSU
     changed = check_positive_int("changed", changed)
     e = _exact("eps", check_positive("eps", eps))
     iv = interval_context(prec)
-    cont = max(Fraction(0), _ends(_continuous_delta_iv(iv, s2, sens_sq, e, prec))[1])
-    comp = _ends(iv.sqrt(iv.mpf(changed * sens_sq)) * _wasserstein_iv(iv, s2) / _iv_frac(iv, s2))[1]
+    e_iv = _iv_frac(iv, e)
+    cont = max(Fraction(0), _ends(_continuous_delta_iv(iv, s2, sens_sq, e_iv, prec))[1])
+    shift = iv.sqrt(iv.mpf(changed * sens_sq)) / _iv_frac(iv, s2)
+    if coupling_condition(s2, prec=prec):
+        coupling = max(Fraction(0), _ends(_continuous_delta_iv(iv, s2, sens_sq, e_iv - shift, prec))[1])
+    else:
+        coupling = Fraction(1)
     rho = Fraction(sens_sq) / (2 * s2)
     cdp = min(Fraction(1), _ends(_cdp_delta_iv(iv, rho, e, Fraction(_cdp_alpha(float(rho), float(e)))))[1])
-    return {"continuous": cont, "comparison": comp, "coupling": cont + comp, "cdp": cdp,
-            "upper": min(cont + comp, cdp, Fraction(1))}
+    return {"continuous": cont, "eps_shift": _ends(shift)[1], "coupling": min(coupling, Fraction(1)),
+            "cdp": cdp, "upper": min(coupling, cdp, Fraction(1))}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -650,9 +672,10 @@ class GaussianLatticeParameters:
     Exact fields: ``exponent`` k (g = 2^k), ``sensitivity_sq_units`` Q (>= ||v||_2^2 of the
     rounded change), ``scale_units`` t (the grid index: sigma^2 = t (t - 1) lattice units^2, the
     proposal's scale), ``max_value_units`` (the largest |round(x/g)| accepted), the Fractions
-    ``sigma2_units`` = t (t - 1), ``delta_upper`` (certified, <= delta) and its parts
-    ``delta_continuous``, ``delta_comparison``, ``delta_cdp``. ``eps_used`` = eps (the bound is
-    evaluated at eps itself). ``sigma_continuous``: the continuous analytic sigma for the same
+    ``sigma2_units`` = t (t - 1), ``delta_upper`` (certified, <= delta) and the parts of
+    :func:`delta_bounds`: ``delta_coupling``, ``delta_cdp``, ``eps_shift`` and, for comparison,
+    ``delta_continuous`` (the continuous Gaussian's delta at the same sigma and Q). ``eps_used``
+    = eps (the bound is evaluated at eps itself). ``sigma_continuous``: the continuous analytic sigma for the same
     (Delta_2, eps, delta) (reference/gaussian.py::sigma_for), for the comparison.
 
     Paper: none - not in arXiv 2407.14717 (CKS20; our lattice release);
@@ -671,8 +694,9 @@ class GaussianLatticeParameters:
     sigma2_units: Fraction
     delta_upper: Fraction
     delta_continuous: Fraction
-    delta_comparison: Fraction
+    delta_coupling: Fraction
     delta_cdp: Fraction
+    eps_shift: Fraction
     sigma_continuous: float
 
     @property
@@ -724,8 +748,9 @@ class GaussianLatticeParameters:
             "max_value_units": self.max_value_units,
             "delta_achieved": self.delta_achieved,
             "delta_continuous": float(self.delta_continuous),
-            "delta_comparison": float(self.delta_comparison),
+            "delta_coupling": float(self.delta_coupling),
             "delta_cdp": float(self.delta_cdp),
+            "eps_shift": float(self.eps_shift),
         }
 
     def __str__(self) -> str:
@@ -804,7 +829,8 @@ def _gaussian_parameters(sens: Fraction, eps: Fraction, delta: Fraction, changed
         sensitivity=sens, eps=eps, delta=delta, changed=changed, value_bound=value_bound,
         exponent=k, sensitivity_sq_units=Q, scale_units=t, max_value_units=max_units,
         sigma2_units=grid_sigma2(t), delta_upper=parts["upper"], delta_continuous=parts["continuous"],
-        delta_comparison=parts["comparison"], delta_cdp=parts["cdp"], sigma_continuous=sigma_c)
+        delta_coupling=parts["coupling"], delta_cdp=parts["cdp"], eps_shift=parts["eps_shift"],
+        sigma_continuous=sigma_c)
 
 
 def lattice_gaussian_parameters(sensitivity, eps, delta, changed: int, *, value_bound=None

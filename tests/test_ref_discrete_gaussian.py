@@ -304,3 +304,234 @@ def test_bad_inputs_of_the_helpers():
         dg.grid_sigma2(1)
     with pytest.raises(ParameterError, match="m"):
         dg.tail_upper(-1, 2)
+
+
+# ------------------------------------------------ the lattice release's certified (eps, delta)
+
+def brute_hockey_stick(s2: Fraction, v: tuple[int, ...], eps: float) -> tuple[float, float]:
+    """A (lower, upper) enclosure of the exact hockey-stick divergence sup_S P[Y in S] - e^eps P[Y + v in S]
+    of iid N_Z(0, s2)^d (d = len(v) <= 2): the sum of (p(y) - e^eps p(y - v))_+ over the window
+    |y_j| <= M (float64 from certified pmfs, +- 1e-12 for its rounding), plus (upper end) the
+    certified mass of P outside the window (d x 2 x tail_upper(M))."""
+    M = int(11 * math.sqrt(float(s2))) + 12 + max(abs(x) for x in v)
+    p = np.array([float(dg.pmf_enclosure(y, s2, prec=128)[1]) for y in range(-M, M + 1)])
+    ext = np.concatenate([np.zeros(M + 1), p, np.zeros(M + 1)])  # p(y) for |y| <= 2M + 1
+    shifted = [ext[M + 1 - vj: 3 * M + 2 - vj] for vj in v]  # p(y_j - v_j), y_j = -M..M
+    if len(v) == 1:
+        diff = p - math.exp(eps) * shifted[0]
+    else:
+        diff = np.outer(p, p) - math.exp(eps) * np.outer(shifted[0], shifted[1])
+    window = float(np.sum(np.maximum(diff, 0.0)))
+    return window - 1e-12, window + 1e-12 + len(v) * 2 * float(dg.tail_upper(M, s2))
+
+
+def brute_hockey_stick_upper(s2: Fraction, v: tuple[int, ...], eps: float) -> float:
+    return brute_hockey_stick(s2, v, eps)[1]
+
+
+HOCKEY_CASES = [  # (sigma^2, shift, eps): small sigma (the CKS20 bound binds) and moderate sigma
+    (Fraction(2), (1,), 2.0), (Fraction(6), (2,), 0.5), (Fraction(12), (1,), 1.0), (Fraction(12), (3,), 1.0),
+    (Fraction(42), (4,), 1.0), (Fraction(2500), (50,), 1.0), (Fraction(2500), (37,), 0.5),
+    (Fraction(12), (1, 1), 1.0), (Fraction(6), (2, 1), 1.0), (Fraction(12), (3, 4), 0.5),
+    (Fraction(100), (6, 8), 1.0), (Fraction(400), (12, 16), 1.0),
+]
+
+
+@pytest.mark.parametrize("s2,v,eps", HOCKEY_CASES)
+def test_certified_delta_dominates_the_brute_force_hockey_stick(s2, v, eps):
+    """Each certified bound of delta_bounds (the coupling bound and CKS20's concentrated-DP
+    bound, and so their minimum) is >= the exact hockey-stick divergence summed over a window
+    with a certified tail, in 1-D and 2-D; a smaller shift is covered too (monotone bound). The
+    coupling lemma is two-sided: for this v, delta_BW(||v||_2/sigma, eps + ||v||_1/sigma^2) <=
+    exact <= delta_BW(||v||_2/sigma, eps - ||v||_1/sigma^2) (note 25, Lemma 6)."""
+    from dpxattn.reference.gaussian import hockey_stick
+
+    Q = sum(x * x for x in v)
+    b = dg.delta_bounds(s2, Q, len(v), Fraction(eps))
+    lower, exact = brute_hockey_stick(s2, v, eps)
+    assert exact <= f(b["upper"]) and exact <= f(b["coupling"]) and exact <= f(b["cdp"])
+    assert b["upper"] == min(b["coupling"], b["cdp"], Fraction(1))
+    smaller = tuple(max(0, x - 1) for x in v)
+    if any(smaller):
+        assert brute_hockey_stick_upper(s2, smaller, eps) <= f(b["upper"])
+    sigma = math.sqrt(float(s2))
+    l1 = sum(abs(x) for x in v) / float(s2)
+    below = float(hockey_stick(list(v), eps + l1, sigma))
+    above = float(hockey_stick(list(v), eps - l1, sigma))
+    assert below * (1 - 1e-9) <= exact and lower <= above * (1 + 1e-9)
+    if s2 >= 100:  # the discrete law is close to the continuous one: the coupling bound is near-tight
+        assert exact == pytest.approx(f(b["continuous"]), rel=0.02)
+        assert f(b["coupling"]) <= 1.25 * exact
+
+
+@pytest.mark.parametrize("s2", [Fraction(1, 4), Fraction(1, 2), Fraction(2), Fraction(12), Fraction(81, 2)])
+def test_quantile_coupling_moves_each_draw_by_at_most_one(s2):
+    """Note 25 Lemma 5: F_G(k) <= F_Y(k) <= F_G(k + 1) for every integer k (Y ~ N_Z(0, s2),
+    G ~ N(0, s2)), decided with certified enclosures; so the quantile coupling has |Y - G| <= 1.
+    coupling_condition certifies the lemma's hypothesis (sigma^2 >= 1/4)."""
+    assert dg.coupling_condition(s2)
+    sigma = math.sqrt(float(s2))
+    M = int(8 * sigma) + 6
+    lo_n, hi_n = dg.normaliser_enclosure(s2)
+    weights = direct_weights(s2, M)
+    F_lo = F_hi = Fraction(0)  # enclose P(-M <= Y <= k)
+    tail = dg.tail_upper(M, s2)  # P(Y < -M) <= tail
+    # rational bounds 1/sigma in [inv_lo, inv_hi]; F_G(x) = 1 - Q(x / sigma) increases in x / sigma
+    inv_hi = Fraction(1) / Fraction(sigma * (1 - 1e-15))
+    inv_lo = Fraction(1) / Fraction(sigma * (1 + 1e-15))
+    slack = Fraction(1, 10**70)  # the enclosures' width is ~1e-77
+    for k in range(-M, M):
+        wl, wh = ends(weights[k])
+        F_lo, F_hi = F_lo + wl / hi_n, F_hi + wh / lo_n
+        G_k = 1 - dg.normal_sf_enclosure(k * (inv_hi if k > 0 else inv_lo))[0]  # >= F_G(k)
+        G_k1 = 1 - dg.normal_sf_enclosure((k + 1) * (inv_lo if k + 1 > 0 else inv_hi))[1]  # <= F_G(k+1)
+        assert F_lo >= G_k - slack  # F_Y(k) >= P(-M <= Y <= k) >= F_lo >= F_G(k)
+        assert F_hi + tail <= G_k1 + slack  # F_Y(k) <= F_hi + P(Y < -M) <= F_G(k + 1)
+    for tiny in (Fraction(1, 4), Fraction(1), Fraction(2**60)):
+        assert dg.coupling_condition(tiny)
+    assert not dg.coupling_condition(Fraction(1, 100))  # the lemma's proof needs sigma^2 >= 1/4
+    assert dg.delta_bounds(Fraction(1, 100), 1, 1, 1)["coupling"] == 1  # then only CKS20's bound
+
+
+@given(num=st.integers(0, 10**12), den=st.integers(1, 10**6), changed=st.integers(1, 10**4), k=st.integers(-30, 5))
+def test_sensitivity_sq_units_is_the_exact_floor(num, den, changed, k):
+    a = Fraction(num + 1, den) / Fraction(2) ** k
+    Q = dg.sensitivity_sq_units(Fraction(num + 1, den), changed, k)
+    # Q <= (a + sqrt(c))^2 < Q + 1
+    def below(x):  # x <= (a + sqrt c)^2 = a^2 + c + 2 a sqrt(c), decided exactly
+        rest = x - (a * a + changed)
+        return rest <= 0 or rest * rest <= 4 * a * a * changed
+    assert below(Q) and not below(Q + 1)
+
+
+@given(data=st.lists(st.tuples(st.floats(-1e3, 1e3), st.floats(-1, 1)), min_size=1, max_size=12),
+       exponent=st.integers(-12, 2))
+def test_rounding_moves_the_l2_change_by_at_most_sqrt_changed(data, exponent):
+    """For neighbours x, x' = x + d, the rounded integer change v satisfies ||v||_2^2 <= Q =
+    floor((||d||_2 / g + sqrt(changed))^2) (note 25, Lemma 4), exactly."""
+    x = [Fraction(a) for a, _ in data]
+    d = [Fraction(b) for _, b in data]
+    changed = sum(1 for b in d if b != 0)
+    if changed == 0:
+        return
+    norm2 = sum(b * b for b in d)
+    # an exact rational upper bound on ||d||_2 (the sensitivity passed)
+    sens = Fraction(math.isqrt(int(norm2 * 10**12)) + 1, 10**6)
+    v = [dl.round_to_lattice_units(xi + di, exponent) - dl.round_to_lattice_units(xi, exponent)
+         for xi, di in zip(x, d)]
+    assert sum(z * z for z in v) <= dg.sensitivity_sq_units(sens, changed, exponent)
+
+
+@pytest.mark.parametrize("x", [-3.5, -0.3, 0, 0.5, 1.7, 4.753, 9.9, 25, 31, 40])
+def test_normal_sf_enclosure_contains_the_normal_tail(x):
+    ctx = context(400)
+    exact = ctx.erfc(ctx.mpf(x) / ctx.sqrt(2)) / 2
+    lo, hi = dg.normal_sf_enclosure(x)
+    assert CTX.mpf(lo.numerator) / lo.denominator <= exact <= CTX.mpf(hi.numerator) / hi.denominator
+    assert hi - lo <= Fraction(1, 2**200)  # absolute width (relative beyond 30: Mills' ratio)
+    if x > 30:
+        assert hi <= Fraction(102, 100) * lo
+
+
+@pytest.mark.parametrize("sigma,sens,eps", [(4.0, 1.0, 1.0), (39.0, 9.2376, 1.0), (2.0, 1.0, 0.1), (10.0, 3.0, 2.0)])
+def test_continuous_delta_upper_is_balle_wang(sigma, sens, eps):
+    from dpxattn.reference.gaussian import delta_for_sigma
+    s2 = Fraction(sigma) ** 2
+    # with sens_sq = Delta^2 exactly (a perfect square of a dyadic) the bound is Balle & Wang's delta
+    D = Fraction(sens)
+    scale = D.denominator ** 2
+    up = dg.continuous_delta_upper(s2 * scale, int(D * D * scale), eps)
+    exact = delta_for_sigma(sigma, sens, eps, prec=200)
+    assert float(up) == pytest.approx(float(exact), rel=1e-12)
+    assert CTX.mpf(up.numerator) / up.denominator >= exact * (1 - CTX.mpf(2) ** -150)
+
+
+def test_cdp_bound_is_a_valid_upper_bound_at_every_alpha():
+    """Any alpha > 1 gives an upper bound (the chosen alpha is the smallest of them, up to
+    float search); checked against the exact 1-D hockey-stick at sigma^2 = 12, shift 2."""
+    s2, v, eps = Fraction(12), (2,), 1.0
+    exact = brute_hockey_stick_upper(s2, v, eps)
+    rho = Fraction(4) / (2 * s2)
+    best = dg.cdp_delta_upper(rho, eps)
+    for alpha in (Fraction(11, 10), Fraction(3), Fraction(10), Fraction(40)):
+        assert exact <= f(dg.cdp_delta_upper(rho, eps, alpha=alpha))
+        assert best <= dg.cdp_delta_upper(rho, eps, alpha=alpha) * (1 + Fraction(1, 10**9))
+    with pytest.raises(ParameterError, match="alpha"):
+        dg.cdp_delta_upper(rho, eps, alpha=1)
+
+
+CONFIGS = [(9.2376, 1.0, 1e-6, 1485), (29.2, 1.0, 1e-6, 8721), (1.0, 1.0, 1e-6, 1), (1.0, 0.1, 1e-9, 100),
+           (Fraction(3, 7), Fraction(1, 2), Fraction(1, 10**5), 3)]
+
+
+@pytest.mark.parametrize("sens,eps,delta,changed", CONFIGS)
+def test_lattice_gaussian_parameters_are_consistent_and_minimal(sens, eps, delta, changed):
+    from dpxattn.reference.gaussian import sigma_for
+    p = dg.lattice_gaussian_parameters(sens, eps, delta, changed)
+    g = Fraction(2) ** p.exponent
+    assert p.sensitivity_sq_units == dg.sensitivity_sq_units(sens, changed, p.exponent)
+    assert p.sigma2_units == dg.grid_sigma2(p.scale_units) and 2 * p.scale_units * (p.scale_units - 1) <= dl.RANGE_LIMIT
+    parts = dg.delta_bounds(p.sigma2_units, p.sensitivity_sq_units, changed, Fraction(eps))
+    assert parts["upper"] == p.delta_upper <= Fraction(delta)
+    assert p.delta_achieved <= float(delta)
+    prev = dg.delta_bounds(dg.grid_sigma2(p.scale_units - 1), p.sensitivity_sq_units, changed, Fraction(eps))
+    assert prev["upper"] > Fraction(delta)  # the smallest sigma on the grid
+    # sigma in (2^29, 2^30] lattice units (up to the search's increase), the continuous sigma below
+    assert 2**28 < math.sqrt(p.sigma2_units) < 2**30 * 1.05
+    sc = float(sigma_for(sens, eps, delta))
+    assert p.sigma_continuous == sc
+    assert 1.0 <= p.sigma_ratio <= 1.00001
+    assert p.sigma >= float(g) * math.sqrt(p.sigma2_units)
+    assert p.max_value_units == dl.MAX_EXACT_UNITS - dg.TAIL_SIGMAS * p.scale_units
+    d = p.to_dict()
+    assert d["scale_units"] == p.scale_units and d["law"] == "discrete_gaussian"
+    assert str(p).startswith("lattice release, discrete Gaussian")
+
+
+def test_canonical_sigma_ratio_is_within_a_millionth():
+    """The figure the note reports: canonical direct (Delta_2 = 9.2376, eps = 1, delta = 1e-6,
+    1485 entries) needs sigma at most 1 + 1e-6 times the continuous analytic sigma; the coupling
+    bound binds (CKS20's is 4x too large there) and its eps shift is about 1.4e-8."""
+    p = dg.lattice_gaussian_parameters(9.2376, 1.0, 1e-6, 1485)
+    assert 1.0 < p.sigma_ratio < 1.000001
+    assert p.delta_upper == p.delta_coupling < p.delta_cdp / 4
+    assert p.eps_shift < Fraction(2, 10**8)
+
+
+def test_value_bound_coarsens_the_lattice_until_the_release_stays_exact():
+    fine = dg.lattice_gaussian_parameters(1.0, 1.0, 1e-6, 10)
+    coarse = dg.lattice_gaussian_parameters(1.0, 1.0, 1e-6, 10, value_bound=1e9)
+    assert coarse.exponent > fine.exponent
+    g = Fraction(2) ** coarse.exponent
+    assert coarse.max_value_units == math.floor(Fraction(10**9) / g + Fraction(1, 2))
+    assert coarse.max_value_units + dg.TAIL_SIGMAS * coarse.scale_units <= dl.MAX_EXACT_UNITS
+    assert coarse.delta_upper <= Fraction(1e-6)
+
+
+def test_release_from_tape_rounds_then_adds_the_noise(rng):
+    values = [0.0, 1.5, -2.25, 1e-300, 123.456, -0.0]
+    words = tape(rng, len(values))
+    p = dg.lattice_gaussian_parameters(1.0, 1.0, 1e-6, len(values))
+    out = dg.release_from_tape(values, words, sensitivity=1.0, eps=1.0, delta=1e-6, changed=len(values))
+    g = Fraction(2) ** p.exponent
+    for x, row, r in zip(values, words, out):
+        assert r == (dl.round_to_lattice_units(x, p.exponent) + dg.sample_from_words(p.sigma2_units, iter(row.tolist()))) * g
+    with pytest.raises(BoundError, match="finite"):
+        dg.release_from_tape([float("nan")], words[:1], sensitivity=1.0, eps=1.0, delta=1e-6, changed=1)
+    with pytest.raises(BoundError, match="value_bound"):
+        dg.release_from_tape([3.0], words[:1], sensitivity=1.0, eps=1.0, delta=1e-6, changed=1, value_bound=2.0)
+    with pytest.raises(BoundError, match="max_value_units"):
+        dg.release_from_tape([1e300], words[:1], sensitivity=1.0, eps=1.0, delta=1e-6, changed=1)
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    (dict(sensitivity=0), "sensitivity"), (dict(sensitivity="1"), "sensitivity"), (dict(eps=-1), "eps"),
+    (dict(eps="1"), "eps"), (dict(delta=0.7), "delta"), (dict(delta=0), "delta"), (dict(changed=0), "changed"),
+    (dict(value_bound=-1.0), "value_bound"),
+])
+def test_lattice_gaussian_parameters_bad_inputs(kwargs, name):
+    args = dict(sensitivity=1.0, eps=1.0, delta=1e-6, changed=3) | kwargs
+    vb = args.pop("value_bound", None)
+    with pytest.raises(ParameterError, match=name):
+        dg.lattice_gaussian_parameters(args["sensitivity"], args["eps"], args["delta"], args["changed"],
+                                       value_bound=vb)
