@@ -209,42 +209,12 @@ class DPCrossAttention:
             stream = noise_stream(count, noise=noise, generator=generator, uniforms=uniforms,
                                   device=device)
             bounds = feature_bounds(d, degree, R, scale=scale, device=device)
+            args = dict(eps=eps, delta=delta, R=R, R_w=R_w, degree=degree, scale=scale,
+                        bounds=bounds, stream=stream, secure=secure)
             if mechanism == "direct":
-                plan = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree,
-                                   law=law)
-                sens = direct_sensitivity(d=d, degree=degree, R=R, R_w=R_w, d_v=d_v, scale=scale)
-                eps_s, delta_s = plan.share("S")
-                extra = (direct_secure_constants(n=n, d=d, degree=degree, R=R, R_w=R_w, d_v=d_v,
-                                                 scale=scale) if secure else None)
-                gauss = (direct_gaussian_constants(d=d, degree=degree, R=R, R_w=R_w, d_v=d_v,
-                                                   eps=eps_s, delta=delta_s, scale=scale)
-                         if gaussian else None)
-                release = DirectRelease.build(K, V, degree=degree, scale=scale, sensitivity=sens,
-                                              eps=eps_s, delta=delta_s, bounds=bounds,
-                                              stream=stream, secure=extra, gaussian=gauss)
-                # the plan records the numbers the release used
-                if gaussian:
-                    used = gauss
-                else:
-                    used = (extra[0] if secure else release.law.constants[0].sensitivity,
-                            float(release.law.b.max()))
-                plan = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree,
-                                   law=law, sensitivity=used[0], noise_scale=used[1])
+                release, plan = _build_direct(K, V, law=law, **args)
             else:
-                grid = n if grid_size is None else grid_size
-                plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree,
-                                 copies=copies, grid_size=grid_size)
-                scalar_sens, node_sens = tree_sensitivities(d=d, degree=degree, R=R, R_w=R_w,
-                                                            d_v=d_v, scale=scale)
-                extra = (tree_secure_constants(n=n, d=d, degree=degree, R=R, R_w=R_w, d_v=d_v,
-                                               height=tree_height(grid), scale=scale)
-                         if secure else None)
-                release = TreeRelease.build(
-                    K, V, degree=degree, scale=scale, grid=grid, copies=copies, bounds=bounds,
-                    norm_bound=_norm_bound(d, degree, R, scale), R_w=_public_float_up(R_w, "R_w"),
-                    scalar_sens=scalar_sens, node_sens=node_sens,
-                    shares={key: plan.share(key) for key in ("c0", "c1", "tree_level")},
-                    stream=stream, secure=extra)
+                release, plan = _build_tree(K, V, copies=copies, grid_size=grid_size, **args)
             stream.finish()
             del K, V
         numerics = (SECURE_NUMERICS if secure else
@@ -451,3 +421,52 @@ def _norm_bound(d, degree, R, scale) -> float:
     from dpxattn.reference import kernel
 
     return round_up(kernel.feature_norm_sq_bound(d, degree, R, scale=scale), "T_s(t_max)")
+
+
+def _build_direct(K, V, *, eps, delta, R, R_w, degree, scale, bounds, stream, secure: bool,
+                  law: str):
+    """The ``direct`` release of a validated (K, V) and its plan, which records the numbers the
+    release used (sensitivity and TLap scale or sigma)."""
+    n, d = K.shape
+    d_v = V.shape[1]
+    plan = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree, law=law)
+    sens = direct_sensitivity(d=d, degree=degree, R=R, R_w=R_w, d_v=d_v, scale=scale)
+    eps_s, delta_s = plan.share("S")
+    extra = (direct_secure_constants(n=n, d=d, degree=degree, R=R, R_w=R_w, d_v=d_v, scale=scale)
+             if secure else None)
+    gauss = (direct_gaussian_constants(d=d, degree=degree, R=R, R_w=R_w, d_v=d_v, eps=eps_s,
+                                       delta=delta_s, scale=scale)
+             if law == "gaussian" else None)
+    release = DirectRelease.build(K, V, degree=degree, scale=scale, sensitivity=sens, eps=eps_s,
+                                  delta=delta_s, bounds=bounds, stream=stream, secure=extra,
+                                  gaussian=gauss)
+    if gauss is not None:
+        used = gauss
+    else:
+        used = (extra[0] if secure else release.law.constants[0].sensitivity,
+                float(release.law.b.max()))
+    plan = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree, law=law,
+                       sensitivity=used[0], noise_scale=used[1])
+    return release, plan
+
+
+def _build_tree(K, V, *, eps, delta, R, R_w, degree, scale, bounds, stream, secure: bool,
+                copies: int, grid_size):
+    """The ``tree`` release of a validated (K, V) and its plan."""
+    n, d = K.shape
+    d_v = V.shape[1]
+    grid = n if grid_size is None else grid_size
+    plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree, copies=copies,
+                     grid_size=grid_size)
+    scalar_sens, node_sens = tree_sensitivities(d=d, degree=degree, R=R, R_w=R_w, d_v=d_v,
+                                                scale=scale)
+    extra = (tree_secure_constants(n=n, d=d, degree=degree, R=R, R_w=R_w, d_v=d_v,
+                                   height=tree_height(grid), scale=scale)
+             if secure else None)
+    release = TreeRelease.build(
+        K, V, degree=degree, scale=scale, grid=grid, copies=copies, bounds=bounds,
+        norm_bound=_norm_bound(d, degree, R, scale), R_w=_public_float_up(R_w, "R_w"),
+        scalar_sens=scalar_sens, node_sens=node_sens,
+        shares={key: plan.share(key) for key in ("c0", "c1", "tree_level")},
+        stream=stream, secure=extra)
+    return release, plan
