@@ -1,4 +1,4 @@
-"""The floating-point attack separates the float path from the hardened release (issue 5).
+"""The floating-point attack separates the float path from the hardened release (note 23).
 
 dpxattn.verification.checks_float_attack; proofs_notes/23-hardened-noise.md. The hardened
 records are audits with false-alarm rate alpha = 1 - confidence = 1e-6 each; the power records

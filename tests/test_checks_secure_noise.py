@@ -1,4 +1,4 @@
-"""Harness check of the hardened sampler (issue 5): passes on the fast discrete truncated Laplace,
+"""Harness check of the hardened sampler (note 23): passes on the fast discrete truncated Laplace,
 rejects the wrong-scale mutants, and its exact pieces agree with the reference.
 
 verification/checks_secure_noise.py; dpxattn.fast.secure_noise vs

@@ -1,4 +1,4 @@
-"""Bounds appended to verification/power_bounds.py by the checks' false-alarm work (issue 14):
+"""Bounds appended to verification/power_bounds.py by the checks' false-alarm work (note 20, "False alarms and power"):
 clopper_pearson_escape, the exact miss chance of a fixed event's Clopper-Pearson eps bound."""
 
 from __future__ import annotations

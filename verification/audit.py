@@ -6,7 +6,7 @@ M(D), ``samples_b`` from M(D')), (eps, delta)-DP says that for every event S
     P[M(D) in S] <= e^eps P[M(D') in S] + delta     and the same with D, D' swapped,
 
 so any event with p = P_a(S) > delta certifies ``eps >= ln((p - delta) / q)``, q = P_b(S).
-The audit (DESIGN §6; issue 4 check 4; proofs_notes/21-empirical-audit.md):
+The audit (DESIGN §6; harness check 4; proofs_notes/21-empirical-audit.md):
 
 1. shuffles each side and splits it in two: a *selection* split and a fresh *estimation* split;
 2. on the selection split, scores every output by each coordinate and, for (N, k) outputs

@@ -1,4 +1,4 @@
-"""Check 5 (issue 4): adaptive and adversarial queries against the certified envelopes.
+"""Check 5 of the harness: adaptive and adversarial queries against the certified envelopes.
 
 The paper claims robustness to adaptive queries "with probability 1 - p_f" through an eps0-net,
 a Lipschitz extension and the median of l copies (PAPER §2.6, §3.6, §4.1). With truncated noise
@@ -31,7 +31,7 @@ attacks it, per structure (``direct`` and ``tree``, built by ``dpxattn.fast``):
 
 The worst error/envelope ratio found is reported (the envelope is typically 10-100x the
 observed error: DESIGN §9). Paper: adaptive queries via eps0-net, Lipschitz extension and median
-of copies, "with probability 1 - p_f" (v2 App. H; ICLR Thm 1.2; v3: unverified); spec PAPER.md
+of copies, "with probability 1 - p_f" (v2 App. H; ICLR Thm 1.2); spec PAPER.md
 §2.6, §3.6, §4.1, §5 item 10. Notes: ``proofs_notes/22-adaptive-search.md``. Shapes: queries
 (m, d) in [0, R]^d; answers and envelopes (m, d_v).
 """

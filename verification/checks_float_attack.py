@@ -1,6 +1,6 @@
-"""Floating-point attack (issue 5): a bit-pattern classifier that exposes the float sampler.
+"""Floating-point attack (note 23): a bit-pattern classifier that exposes the float sampler.
 
-TLap, hardened release -- paper: truncated Laplace mechanism (v2 §2 / App. B; v3: unverified);
+TLap, hardened release -- paper: truncated Laplace mechanism (v2 §2 / App. B);
 spec PAPER.md §2.1 and §5 item 18; proofs_notes/23-hardened-noise.md; audit method
 proofs_notes/21-empirical-audit.md.
 
@@ -321,7 +321,7 @@ def _power_record(law: FloatPathLaw, result: AttackResult, claim: float, config:
 
 
 def check_float_attack(ctx: CheckContext) -> list[CheckRecord]:
-    """Float vs hardened noise under a DP-Sniper-style bit-pattern attack (issue 5).
+    """Float vs hardened noise under a DP-Sniper-style bit-pattern attack (note 23).
 
     For each configuration of :data:`ATTACK_CONFIGS` (f(D) = 0 vs f(D') = 1, sensitivity 1):
 

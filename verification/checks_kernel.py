@@ -1,8 +1,7 @@
 """Check 6, second part: the fast kernel's measured relative error against the certified eps_s.
 
-Issue 4 check 6 ("the kernel's measured relative error against the certified eps_s"); spec
-PAPER.md §2.3 (the polynomial kernel, "Lemma I.5" in the ICLR numbering; v2 App. I;
-v3: unverified) and §4.1 (the kernel's share of the attention error); proof note
+Harness check 6 ("the kernel's measured relative error against the certified eps_s"); spec
+PAPER.md §2.3 (the polynomial kernel, "Lemma I.5" in the ICLR numbering; v2 App. I) and §4.1 (the kernel's share of the attention error); proof note
 ``proofs_notes/10-taylor-kernel.md`` (the reference's certified eps_s) and
 ``proofs_notes/20-verification-standards.md``.
 

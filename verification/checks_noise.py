@@ -1,6 +1,6 @@
 """Check 1 of the harness: the fast truncated Laplace sampler against the exact law.
 
-Issue 4 check 1; DESIGN §6; spec PAPER.md §2.1 (TLap, v2 §2 / App. B; v3: unverified);
+Harness check 1; DESIGN §6; spec PAPER.md §2.1 (TLap, v2 §2 / App. B);
 proof notes ``proofs_notes/02-tlap-law.md``, ``03-tlap-privacy-tightness.md`` and
 ``20-verification-standards.md``.
 

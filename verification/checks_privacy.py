@@ -1,4 +1,4 @@
-"""Check 4 (issue 4): the empirical privacy audit of the real mechanisms and of planted mutants.
+"""Check 4 of the harness: the empirical privacy audit of the real mechanisms and of planted mutants.
 
 The auditor (:func:`dpxattn.verification.audit.audit`: events chosen on one split, one-sided
 Clopper-Pearson bounds on a fresh split, union bound; DESIGN §6) is applied to
@@ -35,7 +35,7 @@ number or a few). Batches of releases come from the real release code
 against ``DPCrossAttention.build``).
 
 Paper: the privacy claims of DPTree, DPTreeDistance, DPTreeSoftmax and the cross-attention
-structure (v2 §2-4, App. D-I; ICLR Thm 1.2, Algorithm 3 and line 269; v3: unverified); spec
+structure (v2 §2-4, App. D-I; ICLR Thm 1.2, Algorithm 3 and line 269); spec
 PAPER.md §2.1, §3.1-3.7, §5 items 5-7. Notes: ``proofs_notes/21-empirical-audit.md``.
 Shapes: each audit feeds the auditor (N, k) arrays of released numbers or answers per side.
 """

@@ -1,7 +1,7 @@
 """Check of the hardened sampler: the fast discrete truncated Laplace against its exact law.
 
-TLap, hardened release -- paper: truncated Laplace mechanism (v2 §2 / App. B; v3: unverified);
-spec PAPER.md §2.1 and §5 item 18; issue 5; DESIGN §6; proof notes
+TLap, hardened release -- paper: truncated Laplace mechanism (v2 §2 / App. B);
+spec PAPER.md §2.1 and §5 item 18; DESIGN §6; proof notes
 ``proofs_notes/23-hardened-noise.md`` and ``20-verification-standards.md``.
 
 The secure-mode release adds integer noise ``Z`` with ``P(Z = z) = exp(-|z|/t) / N`` on

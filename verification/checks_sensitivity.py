@@ -1,4 +1,4 @@
-"""Check 3 (issue 4): an adversarial search for the neighbouring pair that maximises each change.
+"""Check 3 of the harness: an adversarial search for the neighbouring pair that maximises each change.
 
 For every released quantity of both mechanisms - the ``direct`` statistic S and its ones column
 (the denominator's statistic); the tree's c0, c1 (value columns and the denominator) and every
@@ -25,8 +25,7 @@ Power: the same search applied to the literal paper's DPTreeDistance over *sorte
 (PAPER §3.2 listing, §5 item 7; :mod:`dpxattn.verification.mutants`) finds per-level changes far
 above the sensitivity 2 R_w R_x^k the listing assumes.
 
-Paper: sensitivities of DPTree / DPTreeDistance / DPTreeSoftmax (v2 §4, App. D-G, I; v3:
-unverified) and of our ``direct`` statistic; spec PAPER.md §1.3, §3.1-3.4, §5 items 6-8, 13.
+Paper: sensitivities of DPTree / DPTreeDistance / DPTreeSoftmax (v2 §4, App. D-G, I) and of our ``direct`` statistic; spec PAPER.md §1.3, §3.1-3.4, §5 items 6-8, 13.
 Notes: ``proofs_notes/17-sensitivity.md``, ``proofs_notes/21-empirical-audit.md``.
 """
 

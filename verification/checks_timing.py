@@ -1,6 +1,6 @@
-"""Timing check of the hardened release (issue 5): running time independent of the private value.
+"""Timing check of the hardened release (note 23): running time independent of the private value.
 
-TLap, hardened release -- paper: truncated Laplace mechanism (v2 §2 / App. B; v3: unverified);
+TLap, hardened release -- paper: truncated Laplace mechanism (v2 §2 / App. B);
 spec PAPER.md §2.1 and §5 item 18; proofs_notes/23-hardened-noise.md (threat model).
 
 :func:`dpxattn.fast.secure_noise.secure_release` draws its noise without reading the values

@@ -1,7 +1,6 @@
 """Check 2 of the harness: the noise of the DPTree, node by node and query by query.
 
-Issue 4 check 2; DESIGN §6 (white-box checks); spec PAPER.md §3.1 (DPTree, v2 §4 / App. D;
-v3: unverified) and §3.2 (DPTreeDistance over a public grid, v2 App. F; v3: unverified);
+Harness check 2; DESIGN §6 (white-box checks); spec PAPER.md §3.1 (DPTree, v2 §4 / App. D) and §3.2 (DPTreeDistance over a public grid, v2 App. F);
 conventions ``proofs_notes/01-conventions.md`` ("Mechanism tree"); proof notes
 ``proofs_notes/06-dptree.md`` and ``20-verification-standards.md``.
 

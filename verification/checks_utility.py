@@ -1,7 +1,7 @@
 """Check 7 of the harness: what privacy costs in accuracy, on a retrieval task.
 
-Issue 4 check 7, issue 14 (false alarms); DESIGN §6 and §9 (utility: what to expect, what to
-show); spec PAPER.md §4.1 (main theorem's additive error; v2 §3; v3: unverified), §5 item 8 (the
+Harness check 7 (false alarms: note 20); DESIGN §6 and §9 (utility: what to expect, what to
+show); spec PAPER.md §4.1 (main theorem's additive error; v2 §3), §5 item 8 (the
 ``direct`` mechanism) and §2.3 (kernel degree vs R); proof note
 ``proofs_notes/20-verification-standards.md`` ("False alarms and power").
 
@@ -35,7 +35,7 @@ denominator is dominated by its noise: the answer is a ratio of noises (or clamp
 error does not scale with n or eps and varies 100x between builds (measured: median error 35 at
 n = 256 and 4.2 at n = 4096, eps = 1, but a 5-95 % range of 1.1-81). A bare least-squares slope
 over two or three such points, compared with -0.5 (the former record), failed a correct build on
-3 of 7 seeds (issue 14). From eps = 10 on, both mechanisms are in their scaling regime.
+3 of 7 root seeds. From eps = 10 on, both mechanisms are in their scaling regime.
 
 **Records.** Every record states its false-alarm rate (the chance a correct build fails it):
 

@@ -1,6 +1,6 @@
 """The real mechanisms and their deliberately WRONG variants, sampled through the real release code.
 
-Test fixtures of the privacy audit (check 4, issue 4; DESIGN §6 "keep these wrong variants as
+Test fixtures of the privacy audit (harness check 4; DESIGN §6 "keep these wrong variants as
 test fixtures"; ``proofs_notes/21-empirical-audit.md``). A mutant is never a usable mechanism:
 nothing here is exported by ``dpxattn.fast`` or ``dpxattn.reference``, every mutant is labelled
 ``mutant=True``, and the only outputs are batches of released numbers for the auditor.
@@ -36,7 +36,7 @@ bit for bit. Answers are the real query code: ``DirectRelease.answer`` under ``t
 and ``TreeRelease.copy_answers`` (per copy, i.e. per independent structure).
 
 Paper: the denominator "only a normalization factor" (ICLR line 269), Algorithm 3's ``P_wx``,
-``s_wx`` without noise, DPTreeDistance over sorted keys (v2 §3, App. F, I; v3: unverified);
+``s_wx`` without noise, DPTreeDistance over sorted keys (v2 §3, App. F, I);
 spec PAPER.md §3.2, §3.4, §3.5, §5 items 5-7.
 
 Shapes: ``sample_released`` returns a dict of float64 tensors with a leading batch axis

@@ -1,4 +1,4 @@
-"""PNG plots of the verification report (issue 4; DESIGN §6).
+"""PNG plots of the verification report (DESIGN §6; note 20).
 
 Three kinds of figure, each written to a given path and returned as that path:
 

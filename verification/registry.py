@@ -27,8 +27,9 @@ CHECKS: list[CheckSpec] = [
     # check 1: noise distributions
     CheckSpec("noise-distribution", "dpxattn.verification.checks_noise", "check_noise",
               summary="fast TLap sampler vs the exact law: KS, chi-square, moments, support, "
-                      "delta region; power vs scale x0.7 / x1.3"),
-    CheckSpec("secure-noise-distribution", "dpxattn.verification.checks_secure_noise", "check_secure_noise", summary="hardened (secure-mode) sampler vs the exact discrete truncated Laplace: chi-square, moments, support, delta region, far tail, tape conformance; power vs t x0.7 / x1.3 / x0.5"),
+                      "delta region (alpha 1e-6 each); power vs scale x0.7 / x1.3 with beta "
+                      "from the mutants' exact laws"),
+    CheckSpec("secure-noise-distribution", "dpxattn.verification.checks_secure_noise", "check_secure_noise", summary="hardened (secure-mode) sampler vs the exact discrete truncated Laplace: chi-square, moments, support, delta region, far tail, tape conformance; power vs t x0.7 / x1.3 / x0.5 with beta from the mutants' exact laws"),
     # check 2: tree noise
     CheckSpec("tree-noise", "dpxattn.verification.checks_tree", "check_tree",
               summary="DPTree node noise per level vs the exact variance, range-query error = "
@@ -42,11 +43,13 @@ CHECKS: list[CheckSpec] = [
     CheckSpec("privacy-audit", "dpxattn.verification.checks_privacy", "check_privacy",
               summary="Clopper-Pearson eps lower bounds on worst-case neighbours: the real "
                       "mechanisms stay <= their claimed eps, every planted mutant (noise x0.5, "
-                      "exact denominator, exact c0/c1, sorted keys) is exposed"),
+                      "exact denominator, exact c0/c1, sorted keys) is exposed (beta from an "
+                      "event fixed in advance from the mutant's exact law)"),
     # check 5: adaptive queries
     CheckSpec("adaptive-queries", "dpxattn.verification.checks_adaptive", "check_adaptive",
               summary="random, eps0-net and gradient-ascent queries never exceed the sure "
-                      "envelope; the high-probability bound holds at its failure rate (binomial)"),
+                      "envelope; the high-probability bound holds at its failure rate (binomial, "
+                      "alpha 1e-6); power: an over-optimistic bound is rejected"),
     # check 6: conformance (verification/conformance.py) and the kernel
     CheckSpec("conformance", "dpxattn.verification.conformance", "check_conformance",
               summary="fast (torch float64) vs exact reference from shared uniforms over the "
@@ -56,15 +59,19 @@ CHECKS: list[CheckSpec] = [
                       "certified eps_s (attained at t_max); Taylor vs softmax attention gap"),
     # check 7: utility
     CheckSpec("utility", "dpxattn.verification.checks_utility", "check_utility",
-              summary="privacy-utility on a retrieval task: error vs eps and n (tree, direct), "
-                      "the R trade-off, certified and high-probability envelopes"),
+              summary="privacy-utility on a retrieval task: error falls with eps and n and direct "
+                      "beats tree (exact sign tests over independent builds, alpha 1e-6), "
+                      "certified and high-probability envelopes, retrieval; slopes and the R "
+                      "trade-off as info figures"),
     # the hardened noise (note 23): floating-point attack and timing
     CheckSpec("float-attack", "dpxattn.verification.checks_float_attack", "check_float_attack",
-              summary="bit-pattern classifier + Clopper-Pearson eps lower bound: exposes the "
-                      "float64 path, not the hardened lattice release"),
+              summary="bit-pattern attack: the exact classifier exposes the float64 path on an "
+                      "enumerable uniform grid (beta from its exact law), not the hardened "
+                      "lattice release (audit, alpha 1e-6); a trained classifier as an info figure"),
     CheckSpec("noise-timing", "dpxattn.verification.checks_timing", "check_timing",
-              summary="hardened release time on neighbouring inputs: randomised two-sample "
-                      "tests (alpha 1e-4); power vs a data-dependent rounding mutant"),
+              summary="hardened release time on neighbouring inputs: exact KS and Serfling rank-sum "
+                      "tests (alpha 1e-5 each), valid under any load by random interleaving; "
+                      "power vs a data-dependent rounding mutant in the tests"),
 ]
 
 
