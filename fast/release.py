@@ -26,10 +26,16 @@ Two noise modes (``DPCrossAttention.build(noise=...)``; proofs_notes/23-hardened
   per coordinate given the constants), so each vector (a component of the privacy plan) gets
   exactly the lattice release its constants define.
 
-Gaussian law (``law="gaussian"``, float mode only; :func:`gaussian_law`): iid N(0, sigma^2) on
+Gaussian law (``law="gaussian"``), float mode (:func:`gaussian_law`): iid N(0, sigma^2) on
 every entry, ``sigma Phi^-1(u)`` from the same stream of uniforms in the same row-major order
 and the same chunks (:func:`dpxattn.fast.noise.gaussian_ppf`); sigma is the reference's, for the
-l2 sensitivity of the whole released group, rounded up (one Gaussian component).
+l2 sensitivity of the whole released group, rounded up (one Gaussian component). Secure mode
+(:func:`secure_gaussian_law`): the whole group is one lattice release with exact discrete
+Gaussian noise (:func:`dpxattn.fast.secure_gaussian.secure_gaussian_release_flat`;
+``proofs_notes/25-discrete-gaussian.md``), its constants from the l2 sensitivity of the
+**computed** float64 group; released a chunk of rows at a time on one thread (the noise is iid
+per coordinate given the public constants, so the chunking is not part of the mechanism). Not
+yet offered by the builds (``DPCrossAttention.build`` refuses ``law="gaussian"`` in secure mode).
 
 Privacy unit: replace one row of (K, V); the caller passes the l1 sensitivity of each released
 group under that adjacency, taken from ``dpxattn.reference.sensitivity``.
@@ -48,10 +54,12 @@ import torch
 from dpxattn.errors import ParameterError
 from dpxattn.fast.noise import (NOISE_CHUNK, TLapConstants, gaussian_ppf, ppf_from_constants,
                                 tlap_constants)
+from dpxattn.fast.secure_gaussian import secure_gaussian_parameters, secure_gaussian_release_flat
 from dpxattn.fast.secure_noise import secure_release_flat, secure_parameters, secure_words_label
 from dpxattn.fast.uniforms import uniform_stream
 
 __all__ = ["NoiseLaw", "GaussianLaw", "gaussian_law", "noise_law", "secure_law", "SecureWords",
+           "SecureGaussianLaw", "secure_gaussian_law",
            "noise_stream", "release_",
            "SECURE_CHUNK", "SECURE_PARALLEL_MIN", "NOISE_MODES", "secure_workers"]
 
@@ -168,6 +176,74 @@ def gaussian_law(shape, sigma: float, sensitivity: float) -> GaussianLaw:
     if not (math.isfinite(sigma) and sigma > 0):
         raise ParameterError("sigma", "must be finite and > 0", sigma)
     return GaussianLaw(tuple(int(x) for x in shape), sigma, sensitivity)
+
+
+@dataclass(frozen=True)
+class SecureGaussianLaw:
+    """One lattice release with exact discrete Gaussian noise on every entry of a released group
+    (``law="gaussian"``, secure mode; ``proofs_notes/25-discrete-gaussian.md``).
+
+    ``shape``: the trailing shape of the group's rows; ``parameters``: the
+    :class:`dpxattn.reference.discrete_gaussian.GaussianLatticeParameters` of the whole group.
+    Per entry: ``sigma`` (g sqrt(t (t - 1)), rounded up; the discrete law's variance is below
+    sigma^2), ``rounding`` = g/2 (the deterministic rounding's bound) and ``coupling`` = g (note
+    25 Lemma 5: the noise is within one lattice unit of an N(0, sigma^2) draw coupled to it, surely).
+    There is no support bound (unbounded noise).
+    """
+
+    shape: tuple
+    parameters: object
+    kind: str = "secure_gaussian"
+
+    @property
+    def secure(self) -> bool:
+        return True
+
+    @property
+    def sigma(self) -> float:
+        return self.parameters.sigma
+
+    @property
+    def sensitivity(self) -> float:
+        return _float_up(self.parameters.sensitivity)
+
+    @property
+    def variance(self) -> float:
+        return math.nextafter(self.sigma * self.sigma, math.inf)
+
+    @property
+    def rounding(self) -> float:
+        return self.parameters.granularity / 2
+
+    @property
+    def coupling(self) -> float:
+        return self.parameters.granularity
+
+    @property
+    def constants(self) -> tuple:
+        return (self.parameters,)
+
+    def to(self, device) -> "SecureGaussianLaw":
+        """The same law (it holds no tensors)."""
+        return self
+
+
+def _float_up(x) -> float:
+    from fractions import Fraction
+
+    f = float(x)
+    return f if Fraction(f) >= Fraction(x) else math.nextafter(f, math.inf)
+
+
+def secure_gaussian_law(shape, sensitivity, eps, delta, *, changed: int, value_bound) -> SecureGaussianLaw:
+    """The :class:`SecureGaussianLaw` of a group of trailing ``shape``: ``sensitivity`` is the l2
+    sensitivity of the COMPUTED float64 group (analytic + 2 x float error bound,
+    ``dpxattn.fast.sensitivities.direct_secure_gaussian_constants``), ``changed`` how many of its
+    coordinates can differ on neighbours, ``value_bound`` a public bound on |entry|; the constants
+    come from :func:`dpxattn.fast.secure_gaussian.secure_gaussian_parameters` (cached)."""
+    params = secure_gaussian_parameters(sensitivity=sensitivity, eps=eps, delta=delta,
+                                        changed=int(changed), value_bound=value_bound)
+    return SecureGaussianLaw(tuple(int(x) for x in shape), params)
 
 
 def _exact_variance(k: TLapConstants) -> float:
@@ -338,17 +414,36 @@ def _secure_release_(values: torch.Tensor, law: NoiseLaw, words: SecureWords) ->
     return values
 
 
+def _secure_gaussian_release_(values: torch.Tensor, law: SecureGaussianLaw, words: SecureWords) -> torch.Tensor:
+    if not isinstance(words, SecureWords):
+        raise ValueError("release_: a secure law needs SecureWords randomness")
+    width = max(1, int(np.prod(law.shape)) if law.shape else 1)
+    rows = max(1, SECURE_CHUNK // width)
+    for start in range(0, values.shape[0], rows):
+        stop = min(values.shape[0], start + rows)
+        block = values[start:stop]
+        flat = np.ascontiguousarray(
+            block.detach().to(device="cpu", dtype=torch.float64).reshape(-1).numpy())
+        released, label = secure_gaussian_release_flat(flat, law.parameters, words.generator)
+        block.copy_(torch.from_numpy(released).view(block.shape))
+        words.released += released.size
+        words.label = label
+    return values
+
+
 def release_(values: torch.Tensor, law: NoiseLaw, stream) -> torch.Tensor:
     """Add noise in place to ``values`` (float64, any strides), in row-major uniform order.
 
     ``values``: shape (rows, *law.shape). Float law: the uniforms for row i are the next
     ``prod(law.shape)`` of ``stream`` (a :class:`UniformStream`), consumed row by row in chunks
-    of about :data:`dpxattn.fast.noise.NOISE_CHUNK` entries. Secure law (:func:`secure_law`):
-    ``stream`` is :class:`SecureWords`; every entry is replaced by its hardened release (see the
-    module docstring). Returns ``values``.
+    of about :data:`dpxattn.fast.noise.NOISE_CHUNK` entries. Secure laws (:func:`secure_law`,
+    :func:`secure_gaussian_law`): ``stream`` is :class:`SecureWords`; every entry is replaced by
+    its hardened release (see the module docstring). Returns ``values``.
     """
     if tuple(values.shape[1:]) != law.shape:
         raise ValueError(f"release_: values {tuple(values.shape)} vs law {law.shape}")
+    if isinstance(law, SecureGaussianLaw):
+        return _secure_gaussian_release_(values, law, stream)
     if law.secure:
         return _secure_release_(values, law, stream)
     if isinstance(stream, SecureWords):

@@ -27,7 +27,7 @@ from fractions import Fraction
 from dpxattn.fast.directed import exact_fraction, float_up, memo_safe
 
 __all__ = ["direct_sensitivity", "direct_gaussian_constants", "tree_sensitivities", "round_up",
-           "direct_secure_constants", "tree_secure_constants"]
+           "direct_secure_constants", "direct_secure_gaussian_constants", "tree_secure_constants"]
 
 #: relative margin over the reference's working-precision rounding (it evaluates at >= 100 bits)
 _MARGIN = 1 + Fraction(1, 2**90)
@@ -160,6 +160,39 @@ def _direct_secure_of(n, d, degree, R, R_w, d_v, scale):
 
 #: keyed by the arguments as given (type and value): skips the exact conversions of a repeat
 _direct_secure_memo = lru_cache(maxsize=256, typed=True)(_direct_secure_of)
+
+
+@lru_cache(maxsize=256)
+def _direct_secure_gaussian(n, d, degree, R, R_w, d_v, scale):
+    from functools import partial
+
+    from dpxattn.reference import sensitivity
+    from dpxattn.reference.dptree import certified_upper
+
+    analytic = certified_upper(partial(sensitivity.direct_statistic_l2, scale=scale), d, degree, R,
+                               R_w, d_v)
+    err = sensitivity.direct_statistic_float_error(n, d, degree, R, R_w, d_v, scale=scale)
+    sens = round_up(sensitivity.secure_sensitivity(analytic, err), "secure Delta_2")
+    return sens, _direct_secure(n, d, degree, R, R_w, d_v, scale)[1]
+
+
+def direct_secure_gaussian_constants(*, n: int, d: int, degree: int, R, R_w, d_v: int, scale=None):
+    """``(sensitivity, value_bound)`` of the hardened discrete Gaussian release of S, float64
+    rounded up: ``Delta_2 + 2 direct_statistic_float_error``, an **l2** sensitivity of the
+    computed float64 S (triangle inequality: ||fl(S) - fl(S')||_F <= Delta_2 + ||fl(S) - S||_F
+    + ||fl(S') - S'||_F, and each error's l2 norm is at most its l1 bound E), with Delta_2 the
+    reference's Frobenius sensitivity certified upward; and the same public value bound as
+    :func:`direct_secure_constants`. ``proofs_notes/25-discrete-gaussian.md``."""
+    if memo_safe(n, d, degree, R, R_w, d_v, scale):
+        return _direct_secure_gaussian_memo(n, d, degree, R, R_w, d_v, scale)
+    return _direct_secure_gaussian_of(n, d, degree, R, R_w, d_v, scale)
+
+
+def _direct_secure_gaussian_of(n, d, degree, R, R_w, d_v, scale):
+    return _direct_secure_gaussian(n, d, degree, _key(R), _key(R_w), d_v, _key(scale))
+
+
+_direct_secure_gaussian_memo = lru_cache(maxsize=256, typed=True)(_direct_secure_gaussian_of)
 
 
 @lru_cache(maxsize=64)

@@ -296,3 +296,43 @@ def test_release_time_does_not_depend_on_the_values(rng):
         a, b = ct.time_interleaved(release, x, y, 40, rng)
         p, _ = ct.two_sample_pvalue(a, b)
         assert p >= ct.ALPHA / 2, name
+
+
+# ------------------------------------- groundwork of the secure Gaussian build (not wired yet)
+
+def test_direct_secure_gaussian_constants_cover_the_computed_s():
+    """The l2 sensitivity of the computed float64 S is the reference's certified Delta_2 plus
+    twice the l1 float-error bound of S (>= its l2 norm), rounded up; the value bound is the TLap
+    secure one."""
+    from dpxattn.fast import sensitivities as fs
+    from dpxattn.reference import sensitivity
+
+    args = dict(n=10_000, d=8, degree=3, R=1.0, R_w=1.0, d_v=8)
+    sens, bound = fs.direct_secure_gaussian_constants(**args)
+    delta2, _ = fs.direct_gaussian_constants(d=8, degree=3, R=1.0, R_w=1.0, d_v=8, eps=1.0, delta=1e-6)
+    err = float(sensitivity.direct_statistic_float_error(10_000, 8, 3, 1.0, 1.0, 8))
+    assert sens >= delta2 + 2 * err and sens == pytest.approx(delta2 + 2 * err, rel=1e-12)
+    assert bound == fs.direct_secure_constants(**args)[1]
+    assert fs.direct_secure_gaussian_constants(**args) == (sens, bound)  # memoised, same value
+
+
+def test_secure_gaussian_law_releases_through_release_(rng):
+    """release_ with a SecureGaussianLaw replaces every entry by its discrete Gaussian lattice
+    release: the same numbers as secure_gaussian_release_flat on the flattened rows from the same
+    seeded words, lattice points, the words' label and count; a float stream is refused."""
+    from dpxattn.fast import release as fr
+
+    values = torch.from_numpy(rng.uniform(-3, 3, (165, 9)))
+    law = fr.secure_gaussian_law((9,), 9.5, 1.0, 1e-6, changed=values.numel(), value_bound=1e4)
+    assert law.secure and law.sigma >= law.parameters.sigma_continuous and law.constants == (law.parameters,)
+    assert law.rounding == law.parameters.granularity / 2 and law.coupling == law.parameters.granularity
+    words = fr.SecureWords(np.random.default_rng(5))
+    out = fr.release_(values.clone(), law, words)
+    expected, label = sg.secure_gaussian_release_flat(values.numpy().reshape(-1).copy(), law.parameters,
+                                                      np.random.default_rng(5))
+    assert np.array_equal(out.numpy().reshape(-1), expected)
+    assert words.released == values.numel() and words.label == label and "seeded" in label
+    units = out.numpy() / law.parameters.granularity
+    assert np.array_equal(units, np.round(units))
+    with pytest.raises(ValueError, match="SecureWords"):
+        fr.release_(values.clone(), law, object())
