@@ -21,8 +21,8 @@ Timing (proofs_notes/23-hardened-noise.md, "Threat model", applies unchanged): t
 reads the private values; its running time is a function of its random words and the public
 shape only; requests are padded to :data:`dpxattn.fast.secure_noise.MIN_BLOCK` draws; the
 rounding is the same fixed sequence of integer operations. The few elements whose acceptance
-exponent needs more than 64 bits (``|b X - a| >= 2^32``, about 0.7 % of the proposals on the
-release grid) are computed with Python integers: a function of the random words only.
+exponent needs more than 64 bits (``|b X - a| >= 2^32``, at most 0.7 % of the proposals on the
+release grid, 0.05 % at the canonical t) are computed with Python integers: a function of the random words only.
 
 Shapes: ``values`` any shape (torch tensor or array-like), flattened in C order; the tape has
 one row per flattened element; the output has the input's shape.
@@ -159,7 +159,7 @@ def _exponents(magnitude: np.ndarray, a: int, b: int, D: int) -> tuple[np.ndarra
         uu = u * u
         n[s] = (uu // _U64(D)).view(np.int64)
         r[s] = uu % _U64(D)
-    for i in np.flatnonzero(~small):  # about 0.7 % of proposals on the release grid
+    for i in np.flatnonzero(~small):  # <= 0.7 % of proposals on the release grid (t <= 2^30)
         q, rem = divmod((b * int(magnitude[i]) - a) ** 2, D)
         n[i] = min(q, 1 << 62)
         r[i] = rem

@@ -45,7 +45,7 @@ LAWS = [Fraction(12), Fraction(7, 3), Fraction(1, 3), Fraction(2**20 * 3 + 1, 3)
 
 @pytest.mark.parametrize("s2", LAWS)
 def test_same_words_give_the_same_integers(rng, s2):
-    words = tape(rng, 600, zero_rows=40)
+    words = tape(rng, 600, zero_rows=10)
     fast, label = sg.sample_gaussian_units(600, s2, tape=words)
     assert fast.dtype == np.int64 and "conformance" in label
     assert fast.tolist() == dg.sample_from_tape(words, s2)
@@ -82,8 +82,8 @@ def test_conformance_on_the_rare_paths(rng, monkeypatch):
         t = dg.proposal_scale(s2)
         m = t.bit_length() - 1
         spare = 63 - m
-        words = tape(rng, 300, zero_rows=60)
-        for i in range(60, 120):  # A = 0 (W ~ 1), then a B-word on the boundary of B/t
+        words = tape(rng, 300, zero_rows=20)
+        for i in range(20, 80):  # A = 0 (W ~ 1), then a B-word on the boundary of B/t
             b = int(rng.integers(1, 1 << m)) if m else 0
             words[i, 0] = np.uint64(2**64 - 1)
             words[i, 1] = np.uint64(((b << spare) // t << m) | b | (int(rng.integers(0, 2)) << 63))
@@ -100,7 +100,7 @@ def test_conformance_over_random_laws(p, q, seed):
         with pytest.raises(ParameterError, match="sigma2"):
             sg.sample_gaussian_units(1, s2, tape=np.zeros((1, 4), dtype=np.uint64))
         return
-    words = tape(np.random.default_rng(seed), 100, zero_rows=5)
+    words = tape(np.random.default_rng(seed), 100, zero_rows=5, zeros=3)  # ties, not the long climb
     assert sg.sample_gaussian_units(100, s2, tape=words)[0].tolist() == dg.sample_from_tape(words, s2)
 
 

@@ -209,7 +209,7 @@ def gaussian_bins(s2: Fraction, bins: int | None):
         probs = np.array([sum(w[y] for y in range(-M, -M2))] + [w[y] for y in range(-M2, M2 + 1)]
                          + [sum(w[y] for y in range(M2 + 1, M + 1))])
         return edges, probs
-    cdf, edges, probs, acc, last = 0.0, [], [], 0.0, 0.0
+    cdf, edges, probs, last = 0.0, [], [], 0.0
     for y in range(-M, M + 1):
         cdf += w[y]
         if cdf - last >= 1 / bins and y < M:
