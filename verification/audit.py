@@ -287,21 +287,9 @@ def _counts_above(sorted_scores: np.ndarray, thresholds: np.ndarray) -> np.ndarr
 # the audit
 # ---------------------------------------------------------------------------------------------
 
-def audit(samples_a, samples_b, *, delta, confidence=0.95, rng=None,
-          finalists: int = DEFAULT_FINALISTS, thresholds: int = DEFAULT_THRESHOLDS,
-          select_fraction: float = 0.5, classifiers: bool = True,
-          max_fit_rows: int = 200_000) -> AuditResult:
-    """A lower bound on eps(delta) of a mechanism from its outputs on neighbours D, D'.
-
-    ``samples_a``: (N_a,) or (N_a, k) outputs on D; ``samples_b``: (N_b,) or (N_b, k) on D'.
-    ``delta`` in [0, 1); ``confidence`` in (0, 1): with at least this probability the returned
-    ``eps_lower_bound`` is <= the smallest eps for which the mechanism is (eps, delta)-DP on
-    this pair (in both directions). ``rng``: a ``numpy.random.Generator`` for the split and the
-    classifier's subsample; None draws a fresh one from OS entropy (the split only needs to be
-    independent of the samples, so this is not a privacy-relevant source).
-
-    Returns an :class:`AuditResult`; see the module docstring for the method.
-    """
+def _check_parameters(delta, confidence, finalists, select_fraction, thresholds):
+    """Validate the audit's scalar parameters; returns (delta, confidence, finalists) as float,
+    float, int (the checks run in this order, so the first bad parameter is the one named)."""
     delta = float(delta)
     if not (math.isfinite(delta) and 0.0 <= delta < 1.0):
         raise ParameterError("delta", "must satisfy 0 <= delta < 1", delta)
@@ -314,25 +302,42 @@ def audit(samples_a, samples_b, *, delta, confidence=0.95, rng=None,
         raise ParameterError("select_fraction", "must lie strictly inside (0, 1)", select_fraction)
     if isinstance(thresholds, bool) or int(thresholds) != thresholds or thresholds < 4:
         raise ParameterError("thresholds", "must be an integer >= 4", thresholds)
-    finalists = int(finalists)
+    return delta, confidence, int(finalists)
+
+
+def _check_samples(samples_a, samples_b) -> tuple[np.ndarray, np.ndarray]:
+    """Both sides as (N, k) float64 arrays with the same number of columns k."""
     xa = _as_2d("samples_a", samples_a)
     xb = _as_2d("samples_b", samples_b)
     if xa.shape[1] != xb.shape[1]:
         raise ShapeError("samples_b", f"must have the same number of columns as samples_a ({xa.shape[1]})",
                          f"{xb.shape[1]} columns")
-    if rng is None:
-        rng = np.random.default_rng(int.from_bytes(os.urandom(16), "little"))
+    return xa, xb
 
+
+def _split(xa: np.ndarray, xb: np.ndarray, select_fraction: float, rng: np.random.Generator):
+    """Step 1: shuffle each side and cut it into a selection split (about ``select_fraction``
+    of its rows, at least one) and an estimation split (the rest, at least one row).
+
+    Returns ``(sel_a, est_a, sel_b, est_b)``; draws one permutation of a, then one of b.
+    """
     xa = xa[rng.permutation(len(xa))]
     xb = xb[rng.permutation(len(xb))]
     ka = min(max(int(round(select_fraction * len(xa))), 1), len(xa) - 1)
     kb = min(max(int(round(select_fraction * len(xb))), 1), len(xb) - 1)
-    sel_a, est_a = xa[:ka], xa[ka:]
-    sel_b, est_b = xb[:kb], xb[kb:]
-    alpha_b = per_bound_alpha(confidence, finalists)
+    return xa[:ka], xa[ka:], xb[:kb], xb[kb:]
 
-    # --- selection split: every candidate event, scored by the same bound it will face later
-    scores = _fit_scores(sel_a, sel_b, classifiers=classifiers, max_fit_rows=max_fit_rows, rng=rng)
+
+def _select_finalists(scores, sel_a: np.ndarray, sel_b: np.ndarray, *, thresholds: int,
+                      alpha_b: float, delta: float, finalists: int):
+    """Step 3, on the selection split only (``scores`` from :func:`_fit_scores`, step 2): every
+    candidate event, scored by the bound it will face later (Clopper-Pearson at ``alpha_b``),
+    then the ``finalists`` best groups.
+
+    For each (score, side, direction) group the best threshold is kept (ties, e.g. when no
+    event shows evidence yet, broken by the plug-in log ratio with a half-count correction).
+    Returns ``(chosen, n_candidates)``: chosen rows are ``(value, tie-break, event, score fn)``.
+    """
     groups = []  # (value, tie-break, event) -- the best event of each (score, side, direction)
     n_candidates = 0
     for name, fn in scores:
@@ -351,10 +356,17 @@ def audit(samples_a, samples_b, *, delta, confidence=0.95, rng=None,
                 groups.append((float(value[i]), float(plug[i]),
                                AuditEvent(name, float(ts[i]), side, direction), fn))
     groups.sort(key=lambda g: (g[0], g[1]), reverse=True)
-    chosen = groups[:finalists]
+    return groups[:finalists], n_candidates
 
-    # --- estimation split: Clopper-Pearson bounds, union bound over 2 * len(chosen) bounds
-    # (alpha_b was fixed with `finalists`; fewer chosen events only makes it conservative)
+
+def _estimate(chosen, est_a: np.ndarray, est_b: np.ndarray, alpha_b: float,
+              delta: float) -> list[dict]:
+    """Step 4, on the fresh estimation split: each finalist's frequencies, its one-sided
+    Clopper-Pearson bounds p_lo and q_hi at ``alpha_b`` each, and its eps value.
+
+    The union bound is over 2 * len(chosen) bounds; ``alpha_b`` was fixed with ``finalists``,
+    so fewer chosen events only make it conservative.
+    """
     table = []
     for _, _, ev, fn in chosen:
         sa, sb = fn(est_a), fn(est_b)
@@ -368,9 +380,17 @@ def audit(samples_a, samples_b, *, delta, confidence=0.95, rng=None,
         q_hi = float(clopper_pearson_upper(cq, nq, alpha_b))
         table.append({"event": ev, "p_hat": cp / np_, "q_hat": cq / nq, "p_lo": p_lo, "q_hi": q_hi,
                       "eps": float(eps_from_bounds(p_lo, q_hi, delta))})
+    return table
+
+
+def _result(table: list[dict], score_names: tuple[str, ...], splits, *, delta: float,
+            confidence: float, finalists: int, alpha_b: float, select_fraction: float,
+            n_candidates: int) -> AuditResult:
+    """The :class:`AuditResult`: the best finalist's value, floored at 0 (no event when no
+    finalist gave evidence), with the split sizes and a one-line description of the method."""
+    sel_a, est_a, sel_b, est_b = splits
     best = max(table, key=lambda r: r["eps"])
     bound = best["eps"] if best["eps"] > 0 else 0.0
-    score_names = tuple(name for name, _ in scores)
     method = (
         f"threshold events on {', '.join(score_names)} (and complements, both directions); "
         f"chosen on a {select_fraction:.0%} selection split, bounded on the fresh rest with one-sided "
@@ -398,3 +418,35 @@ def audit(samples_a, samples_b, *, delta, confidence=0.95, rng=None,
             {**{k: v for k, v in r.items() if k != "event"}, "event": r["event"].describe()} for r in table
         ),
     )
+
+
+def audit(samples_a, samples_b, *, delta, confidence=0.95, rng=None,
+          finalists: int = DEFAULT_FINALISTS, thresholds: int = DEFAULT_THRESHOLDS,
+          select_fraction: float = 0.5, classifiers: bool = True,
+          max_fit_rows: int = 200_000) -> AuditResult:
+    """A lower bound on eps(delta) of a mechanism from its outputs on neighbours D, D'.
+
+    ``samples_a``: (N_a,) or (N_a, k) outputs on D; ``samples_b``: (N_b,) or (N_b, k) on D'.
+    ``delta`` in [0, 1); ``confidence`` in (0, 1): with at least this probability the returned
+    ``eps_lower_bound`` is <= the smallest eps for which the mechanism is (eps, delta)-DP on
+    this pair (in both directions). ``rng``: a ``numpy.random.Generator`` for the split and the
+    classifier's subsample; None draws a fresh one from OS entropy (the split only needs to be
+    independent of the samples, so this is not a privacy-relevant source).
+
+    Returns an :class:`AuditResult`; see the module docstring for the method (steps 1-4 below).
+    """
+    delta, confidence, finalists = _check_parameters(delta, confidence, finalists,
+                                                     select_fraction, thresholds)
+    xa, xb = _check_samples(samples_a, samples_b)
+    if rng is None:
+        rng = np.random.default_rng(int.from_bytes(os.urandom(16), "little"))
+
+    sel_a, est_a, sel_b, est_b = _split(xa, xb, select_fraction, rng)
+    alpha_b = per_bound_alpha(confidence, finalists)
+    scores = _fit_scores(sel_a, sel_b, classifiers=classifiers, max_fit_rows=max_fit_rows, rng=rng)
+    chosen, n_candidates = _select_finalists(scores, sel_a, sel_b, thresholds=thresholds,
+                                             alpha_b=alpha_b, delta=delta, finalists=finalists)
+    table = _estimate(chosen, est_a, est_b, alpha_b, delta)
+    return _result(table, tuple(name for name, _ in scores), (sel_a, est_a, sel_b, est_b),
+                   delta=delta, confidence=confidence, finalists=finalists, alpha_b=alpha_b,
+                   select_fraction=select_fraction, n_candidates=n_candidates)
