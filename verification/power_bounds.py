@@ -199,6 +199,67 @@ def chi_square_escape(n: int, critical: float, null_probs, mutant_probs, *,
     return min(1.0, bounds[name]), info
 
 
+def _summed_y_range(n_b: int, q: float) -> tuple[int, int]:
+    """The range of Y ~ Binomial(n_b, q) summed exactly: its mean +- 40 standard deviations
+    (+ 40), clipped to [0, n_b]. What lies outside is bounded by its exact binomial mass (below:
+    times the miss chance at y_lo; above: by 1)."""
+    mean, sd = n_b * q, math.sqrt(n_b * q * (1.0 - q))
+    y_lo = max(0, int(math.floor(mean - 40.0 * sd - 40.0)))
+    y_hi = min(n_b, int(math.ceil(mean + 40.0 * sd + 40.0)))
+    return y_lo, y_hi
+
+
+def _x_crit_window(misses, q_hi: np.ndarray, n_a: int, alpha: float, claim: float, delta: float,
+                   margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """First try at x_crit(y) for every row of ``q_hi``: guessed by the Clopper-Pearson duality
+    (p_lo(x) <= theta iff P(Binomial(n_a, theta) >= x) >= alpha, theta = delta + e^claim q_hi),
+    then settled with the audit's own functions (``misses``) on the window guess - 3 .. guess + 3.
+
+    Returns ``(x_crit, bracketed)``: ``bracketed`` marks the rows whose window starts inside the
+    miss set, ends outside it and crosses once (misses(-1): no count, true); on the other rows
+    ``x_crit`` is not settled (:func:`_x_crit_bisection`).
+    """
+    theta = np.minimum(delta + np.exp(claim + margin) * q_hi, 1.0)
+    guess = np.asarray(stats.binom.isf(alpha, n_a, theta), dtype=np.float64)
+    guess = np.where(np.isfinite(guess), guess, 0.0).astype(np.int64)
+    offsets = np.arange(-3, 4)
+    window = np.clip(guess[:, None] + offsets[None, :], -1, n_a + 1)
+    inside = np.clip(window, 0, n_a)
+    m = misses(inside, np.broadcast_to(q_hi[:, None], inside.shape)) | (window < 0)
+    m &= window <= n_a
+    bracketed = m[:, 0] & ~m[:, -1] & np.all(np.diff(m.astype(np.int8), axis=1) <= 0, axis=1)
+    x_crit = np.where(m, window, -1).max(axis=1)
+    return x_crit, bracketed
+
+
+def _x_crit_bisection(misses, qh: np.ndarray, n_a: int) -> np.ndarray:
+    """x_crit for the rows ``qh`` whose window did not bracket the end: bisection on [-1, n_a]
+    (the last x that misses; -1 when even x = 0 does not), all rows at once."""
+    lo_x = np.full(len(qh), -1, dtype=np.int64)
+    hi_x = np.full(lo_x.shape, n_a + 1, dtype=np.int64)
+    while np.any(hi_x - lo_x > 1):
+        mid = (lo_x + hi_x) // 2
+        mm = misses(np.clip(mid, 0, n_a), qh)
+        open_ = hi_x - lo_x > 1
+        lo_x = np.where(mm & open_, mid, lo_x)
+        hi_x = np.where(~mm & open_, mid, hi_x)
+    return lo_x
+
+
+def _miss_sum(ys: np.ndarray, x_crit: np.ndarray, n_a: int, p: float, n_b: int,
+              q: float) -> tuple[float, float]:
+    """The exact miss probability given x_crit(y) on the summed range ``ys`` = y_lo .. y_hi:
+    ``(sum_y P(Y = y) P(X <= x_crit(y)) + tails, tails)``, where tails = P(Y < y_lo) times
+    P(X <= x_crit(y_lo)) (x_crit is non-decreasing) plus P(Y > y_hi) (counted as a miss)."""
+    y_lo, y_hi = int(ys[0]), int(ys[-1])
+    pmf_y = stats.binom.pmf(ys, n_b, q)
+    cdf_x = np.where(x_crit < 0, 0.0, stats.binom.cdf(np.maximum(x_crit, 0), n_a, p))
+    below = float(stats.binom.cdf(y_lo - 1, n_b, q)) if y_lo > 0 else 0.0
+    above = float(stats.binom.sf(y_hi, n_b, q))
+    beta = float(np.sum(pmf_y * cdf_x)) + below * float(cdf_x[0]) + above
+    return beta, below * float(cdf_x[0]) + above
+
+
 def clopper_pearson_escape(n_a: int, p: float, n_b: int, q: float, claim: float, delta: float,
                            alpha: float, *, margin: float = 1e-9) -> tuple[float, dict]:
     """Upper bound on the chance that a FIXED event's eps lower bound does not exceed ``claim``.
@@ -226,11 +287,7 @@ def clopper_pearson_escape(n_a: int, p: float, n_b: int, q: float, claim: float,
     for name, v in (("p", p), ("q", q)):
         if not 0.0 <= v <= 1.0:
             raise ValueError(f"{name} must be a probability (got {v!r})")
-    # the range of Y summed exactly: its mean +- 40 standard deviations (+ 40); what lies outside
-    # is bounded by its exact binomial mass (below: times the miss chance at y_lo; above: by 1)
-    mean, sd = n_b * q, math.sqrt(n_b * q * (1.0 - q))
-    y_lo = max(0, int(math.floor(mean - 40.0 * sd - 40.0)))
-    y_hi = min(n_b, int(math.ceil(mean + 40.0 * sd + 40.0)))
+    y_lo, y_hi = _summed_y_range(n_b, q)
     ys = np.arange(y_lo, y_hi + 1)
     q_hi = np.asarray(clopper_pearson_upper(ys, n_b, alpha), dtype=np.float64)
 
@@ -239,38 +296,13 @@ def clopper_pearson_escape(n_a: int, p: float, n_b: int, q: float, claim: float,
         return eps_from_bounds(lo, qh, delta) <= claim + margin
 
     # the miss set {x : misses} is an initial segment (the bound increases with x); its end
-    # x_crit(y): first guessed by the Clopper-Pearson duality (p_lo(x) <= theta iff
-    # P(Binomial(n_a, theta) >= x) >= alpha, theta = delta + e^claim q_hi), then settled with
-    # the audit's own functions on a window around the guess; rows where the window does not
-    # bracket the end fall back to a bisection on [-1, n_a] (misses(-1): no count, true)
-    theta = np.minimum(delta + np.exp(claim + margin) * q_hi, 1.0)
-    guess = np.asarray(stats.binom.isf(alpha, n_a, theta), dtype=np.float64)
-    guess = np.where(np.isfinite(guess), guess, 0.0).astype(np.int64)
-    offsets = np.arange(-3, 4)
-    window = np.clip(guess[:, None] + offsets[None, :], -1, n_a + 1)
-    inside = np.clip(window, 0, n_a)
-    m = misses(inside, np.broadcast_to(q_hi[:, None], inside.shape)) | (window < 0)
-    m &= window <= n_a
-    bracketed = m[:, 0] & ~m[:, -1] & np.all(np.diff(m.astype(np.int8), axis=1) <= 0, axis=1)
-    x_crit = np.where(m, window, -1).max(axis=1)
+    # x_crit(y): the duality guess settled on a window, else a bisection
+    x_crit, bracketed = _x_crit_window(misses, q_hi, n_a, alpha, claim, delta, margin)
     todo = ~bracketed
     if np.any(todo):
-        lo_x = np.full(int(todo.sum()), -1, dtype=np.int64)
-        hi_x = np.full(lo_x.shape, n_a + 1, dtype=np.int64)
-        qh = q_hi[todo]
-        while np.any(hi_x - lo_x > 1):
-            mid = (lo_x + hi_x) // 2
-            mm = misses(np.clip(mid, 0, n_a), qh)
-            open_ = hi_x - lo_x > 1
-            lo_x = np.where(mm & open_, mid, lo_x)
-            hi_x = np.where(~mm & open_, mid, hi_x)
-        x_crit[todo] = lo_x
+        x_crit[todo] = _x_crit_bisection(misses, q_hi[todo], n_a)
     x_crit = np.minimum(x_crit, n_a)
-    pmf_y = stats.binom.pmf(ys, n_b, q)
-    cdf_x = np.where(x_crit < 0, 0.0, stats.binom.cdf(np.maximum(x_crit, 0), n_a, p))
-    below = float(stats.binom.cdf(y_lo - 1, n_b, q)) if y_lo > 0 else 0.0
-    above = float(stats.binom.sf(y_hi, n_b, q))
-    beta = float(np.sum(pmf_y * cdf_x)) + below * float(cdf_x[0]) + above
+    beta, tails = _miss_sum(ys, x_crit, n_a, p, n_b, q)
     beta = min(1.0, max(beta, 0.0))
     if not (p == 1.0 and q == 0.0):  # not a point mass: a miss has positive chance; a bound
         beta = max(beta, 1e-300)     # below 1e-300 (float underflow) is stated as 1e-300
@@ -278,4 +310,4 @@ def clopper_pearson_escape(n_a: int, p: float, n_b: int, q: float, claim: float,
                   "bisection_rows": int(todo.sum()), "n_a": n_a, "p": float(p), "n_b": n_b, "q": float(q), "claim": float(claim),
                   "delta": float(delta), "alpha_per_bound": float(alpha),
                   "y_range": [int(y_lo), int(y_hi)], "x_crit_at_y_lo": int(x_crit[0]),
-                  "expected_x": n_a * float(p), "tails": below * float(cdf_x[0]) + above}
+                  "expected_x": n_a * float(p), "tails": tails}
