@@ -236,45 +236,45 @@ def _canonical(lo: int, hi: int, N: int) -> list[int]:
     return list(canonical_decomposition(lo, hi, N)) if lo <= hi else []
 
 
-def plain_float64(case: ConformanceCase, K, V, Q, u) -> np.ndarray:
-    """The case's answers (m, d_v) recomputed in plain numpy float64 from the same uniforms."""
-    from dpxattn.accounting import padded_size, plan_direct, plan_tree
-    from dpxattn.reference import kernel, sensitivity
+def _plain_direct(case: ConformanceCase, FK, FQ, W, u, n: int, d: int, d_v: int) -> np.ndarray:
+    """``direct``: S = phi(K)^T [V | 1] plus one noise draw per entry (uniforms in row-major
+    order), answers phi(Q) S with the denominator column clamped below at n."""
+    from dpxattn.accounting import plan_direct
+    from dpxattn.reference import sensitivity
 
-    n, d = K.shape
-    d_v = V.shape[1]
     s = case.degree
-    scale = 1.0 / d if case.scale is None else float(case.scale)
-    FK = _plain_features(K, s, scale)
-    FQ = _plain_features(Q, s, scale)
-    W = np.hstack([V, np.ones((n, 1))])
-    cols = d_v + 1
-    if case.mechanism == "direct":
-        plan = plan_direct(eps=case.eps, delta=case.delta, n=n, d=d, d_v=d_v, degree=s)
-        e, dl = plan.share("S")
-        sens = float(sensitivity.direct_statistic(d, s, case.R, case.R_w, d_v, scale=case.scale))
-        S = FK.T @ W + _plain_ppf(u, sens, e, dl).reshape(-1, cols)
-        NS = FQ @ S
-        D = np.maximum(NS[:, -1], n)
-        return NS[:, :-1] / D[:, None]
-    plan = plan_tree(eps=case.eps, delta=case.delta, n=n, d=d, d_v=d_v, degree=s,
-                     copies=case.copies, grid_size=case.grid_size)
-    G = n if case.grid_size is None else case.grid_size
-    N = padded_size(G)
-    r = FK.shape[1]
-    l = case.copies
-    M = np.array([float(x) for x in kernel.feature_bounds(d, s, case.R, scale=case.scale)])
-    weights = [case.R_w] * d_v + [1.0]
-    T = float(kernel.feature_norm_sq_bound(d, s, case.R, scale=case.scale))
-    (e0, d0), (e1, d1), (el, dl) = (plan.share(k) for k in ("c0", "c1", "tree_level"))
+    plan = plan_direct(eps=case.eps, delta=case.delta, n=n, d=d, d_v=d_v, degree=s)
+    e, dl = plan.share("S")
+    sens = float(sensitivity.direct_statistic(d, s, case.R, case.R_w, d_v, scale=case.scale))
+    S = FK.T @ W + _plain_ppf(u, sens, e, dl).reshape(-1, d_v + 1)
+    NS = FQ @ S
+    D = np.maximum(NS[:, -1], n)
+    return NS[:, :-1] / D[:, None]
+
+
+def _plain_scalars(W, FK, u, weights, T: float, shares, copies: int) -> np.ndarray:
+    """``tree``: the noisy scalars (copies, cols, 2): per copy and column, c0 = sum_i w_i and
+    c1 = sum_i w_i |phi(k_i)|^2, each with its own draw (two uniforms per (copy, column), the
+    first ones of ``u``); sensitivities 2 w and 2 w T."""
+    (e0, d0), (e1, d1) = shares
+    cols = W.shape[1]
     pos = 0
-    scal = np.zeros((l, cols, 2))
-    for c in range(l):
+    scal = np.zeros((copies, cols, 2))
+    for c in range(copies):
         for k in range(cols):
             scal[c, k, 0] = W[:, k].sum() + _plain_ppf(u[pos:pos + 1], 2 * weights[k], e0, d0)[0]
             scal[c, k, 1] = (W[:, k] * (FK**2).sum(1)).sum() + _plain_ppf(
                 u[pos + 1:pos + 2], 2 * weights[k] * T, e1, d1)[0]
             pos += 2
+    return scal
+
+
+def _plain_node_sums(FK, W, M, G: int, N: int) -> np.ndarray:
+    """``tree``: the exact node sums (2N - 1, cols, r, 3) of the moment trees: leaf cell
+    floor(phi_t(k_i) G / M_t) (the last cell closed) collects w_i phi_t(k_i)^m, m = 0, 1, 2;
+    the leaves sit at N - 1 .. 2N - 2 of the heap layout, each parent sums its two children."""
+    n, r = FK.shape
+    cols = W.shape[1]
     leaves = np.zeros((N, cols, r, 3))
     cells = np.minimum(np.floor(FK * G / M).astype(int), G - 1)
     for i in range(n):
@@ -285,23 +285,43 @@ def plain_float64(case: ConformanceCase, K, V, Q, u) -> np.ndarray:
     nodes[N - 1:] = leaves
     for i in range(N - 2, -1, -1):
         nodes[i] = nodes[2 * i + 1] + nodes[2 * i + 2]
+    return nodes
+
+
+def _plain_noisy_nodes(nodes, u, M, weights, share, copies: int) -> np.ndarray:
+    """``tree``: every node of every copy plus its draw (nodes, copies, cols, r, 3): per node,
+    copies x cols x r x 3 uniforms in row-major order, sensitivity 2 w_k M_t^m at the
+    per-level share ``share``. ``u`` are the uniforms left after the scalars'."""
+    el, dl = share
+    _, cols, r, _ = nodes.shape
     sens = np.array([[[2 * weights[k] * M[t] ** mm for mm in range(3)] for t in range(r)]
                      for k in range(cols)])
-    noisy = np.repeat(nodes[:, None], l, axis=1)  # (nodes, copies, cols, r, 3)
-    width = l * cols * r * 3
-    for i in range(2 * N - 1):
-        uu = u[pos:pos + width].reshape(l, cols, r, 3)
+    noisy = np.repeat(nodes[:, None], copies, axis=1)  # (nodes, copies, cols, r, 3)
+    width = copies * cols * r * 3
+    pos = 0
+    for i in range(nodes.shape[0]):
+        uu = u[pos:pos + width].reshape(copies, cols, r, 3)
         for k in range(cols):
             for t in range(r):
                 for mm in range(3):
                     noisy[i, :, k, t, mm] += _plain_ppf(uu[:, k, t, mm], sens[k, t, mm], el, dl)
         pos += width
-    out = np.zeros((Q.shape[0], l, d_v))
-    for q in range(Q.shape[0]):
+    return noisy
+
+
+def _plain_tree_answers(FQ, noisy, scal, M, G: int, N: int, n: int) -> np.ndarray:
+    """``tree``: each copy's answers (m, copies, d_v). Per coordinate t, the nodes of the
+    canonical decompositions of [0, j_t] and [j_t + 1, G - 1] (j_t: the query's cell) give
+    sum_i w_i (phi_t(q) - phi_t(k_i))^2 as q_t^2 P_0 - 2 q_t P_1 + P_2; the numerator is
+    (c1 + |phi(q)|^2 c0 - distance) / 2 and the denominator column is clamped below at n."""
+    copies, cols = scal.shape[0], scal.shape[1]
+    r = FQ.shape[1]
+    out = np.zeros((FQ.shape[0], copies, cols - 1))
+    for q in range(FQ.shape[0]):
         uq = FQ[q]
         j = np.minimum(np.floor(uq * G / M).astype(int), G - 1)
-        num = np.zeros((l, cols))
-        for c in range(l):
+        num = np.zeros((copies, cols))
+        for c in range(copies):
             dist = np.zeros(cols)
             for t in range(r):
                 idx = _canonical(0, j[t], N) + _canonical(j[t] + 1, G - 1, N)
@@ -310,6 +330,42 @@ def plain_float64(case: ConformanceCase, K, V, Q, u) -> np.ndarray:
             num[c] = (scal[c, :, 1] + (uq @ uq) * scal[c, :, 0] - dist) / 2
         D = np.maximum(num[:, -1], n)
         out[q] = num[:, :-1] / D[:, None]
+    return out
+
+
+def plain_float64(case: ConformanceCase, K, V, Q, u) -> np.ndarray:
+    """The case's answers (m, d_v) recomputed in plain numpy float64 from the same uniforms.
+
+    ``direct``: :func:`_plain_direct`. ``tree``: the scalars take the first 2 x copies x cols
+    uniforms (:func:`_plain_scalars`), the node noise the rest (:func:`_plain_noisy_nodes`, on
+    the exact sums of :func:`_plain_node_sums`); the answer is the median over the copies of
+    :func:`_plain_tree_answers` (the mean of the two middle ones for an even count).
+    """
+    from dpxattn.accounting import padded_size, plan_tree
+    from dpxattn.reference import kernel
+
+    n, d = K.shape
+    d_v = V.shape[1]
+    s = case.degree
+    scale = 1.0 / d if case.scale is None else float(case.scale)
+    FK = _plain_features(K, s, scale)
+    FQ = _plain_features(Q, s, scale)
+    W = np.hstack([V, np.ones((n, 1))])
+    if case.mechanism == "direct":
+        return _plain_direct(case, FK, FQ, W, u, n, d, d_v)
+    plan = plan_tree(eps=case.eps, delta=case.delta, n=n, d=d, d_v=d_v, degree=s,
+                     copies=case.copies, grid_size=case.grid_size)
+    G = n if case.grid_size is None else case.grid_size
+    N = padded_size(G)
+    l = case.copies
+    M = np.array([float(x) for x in kernel.feature_bounds(d, s, case.R, scale=case.scale)])
+    weights = [case.R_w] * d_v + [1.0]
+    T = float(kernel.feature_norm_sq_bound(d, s, case.R, scale=case.scale))
+    s0, s1, sl = (plan.share(k) for k in ("c0", "c1", "tree_level"))
+    scal = _plain_scalars(W, FK, u, weights, T, (s0, s1), l)
+    nodes = _plain_node_sums(FK, W, M, G, N)
+    noisy = _plain_noisy_nodes(nodes, u[2 * l * (d_v + 1):], M, weights, sl, l)
+    out = _plain_tree_answers(FQ, noisy, scal, M, G, N, n)
     srt = np.sort(out, axis=1)
     return (srt[:, (l - 1) // 2] + srt[:, l // 2]) / 2
 
