@@ -606,6 +606,53 @@ def repeated_query_records(case: TreeCase, seed: int, query_fn: QueryFn = _plain
 # the registered check
 # ---------------------------------------------------------------------------------------------
 
+def _variance_builds(case: TreeCase, law: dict, ctx: CheckContext) -> int:
+    """Structures to build for the per-level variance test: enough for :func:`draws_needed`
+    draws at the root level (the smallest), times ``ctx.scale`` at level full."""
+    need = draws_needed(law)
+    per_build_root = case.copies * case.d_v * 3 * math.comb(case.d + case.degree, case.degree)
+    builds = math.ceil(need / per_build_root)
+    if ctx.level == "full":
+        builds = math.ceil(builds * max(ctx.scale, 1.0))
+    return builds
+
+
+def _off_by_one_power_record(case: TreeCase, seed: int) -> CheckRecord:
+    """Power of the range test: it must flag the off-by-one range query (the ranges' seed, so
+    the same structure); beta from :func:`off_by_one_escape`."""
+    mutant = range_query_records(case, seed, off_by_one_range_query,
+                                 mutant_name="off-by-one range")[0]
+    beta, terms = off_by_one_escape(case)
+    return CheckRecord(
+        name="power: off-by-one range query caught", kind="power",
+        tests=("the range-query identity fails for a range query that drops the last leaf; "
+               "beta: the deviation of the range [0, 1] contains one node's noise with "
+               "coefficient 1, which lands in the tiny acceptance window with probability <= "
+               "its density times the window (off_by_one_escape)"),
+        statistic=mutant.statistic, threshold=RANGE_RTOL, comparison=">=",
+        passed=mutant.statistic >= RANGE_RTOL, beta=beta, sample_size=mutant.sample_size,
+        details={"beta_terms": terms},
+    )
+
+
+def _resampling_power_record(case: TreeCase, seed: int) -> CheckRecord:
+    """Power of the repeatability test: it must flag a query that resamples noise on every call
+    (the repeat seed, so the same structures); beta from :func:`resampling_escape`."""
+    resampled = repeated_query_records(case, seed, resampling_query,
+                                       mutant_name="resampling query")
+    beta, terms = resampling_escape(len(resampled))
+    return CheckRecord(
+        name="power: a query that resamples noise is caught", kind="power",
+        tests=("the repeatability test flags a query that adds fresh noise on every call "
+               "(uniform, relative 2^-20 of the answer); beta: two calls agree on one entry only "
+               "if their uniforms are within 2^-32 (monotone IEEE rounding), union over the "
+               "two mechanisms (resampling_escape)"),
+        statistic=min(r.statistic for r in resampled), threshold=1.0, comparison=">=",
+        passed=all(r.statistic >= 1.0 for r in resampled), beta=beta,
+        sample_size=resampled[0].sample_size, details={"beta_terms": terms},
+    )
+
+
 def check_tree(ctx: CheckContext) -> list[CheckRecord]:
     """Check 2: the DPTree noise - per-level node variance, range-query errors, repeatability.
 
@@ -636,45 +683,17 @@ def check_tree(ctx: CheckContext) -> list[CheckRecord]:
     """
     case = TREE_CASE
     law = _unit_law(case)
-    need = draws_needed(law)
-    per_build_root = case.copies * case.d_v * 3 * math.comb(case.d + case.degree, case.degree)
-    builds = math.ceil(need / per_build_root)
-    if ctx.level == "full":
-        builds = math.ceil(builds * max(ctx.scale, 1.0))
+    builds = _variance_builds(case, law, ctx)
     ctx.note(f"per-level variance: {builds} builds")
     records = level_variance_records(case, builds, derive_seed(ctx.seed, "levels"), law=law)
     ctx.note("power: scaled node noise")
     records += _power_records(case, builds, derive_seed(ctx.seed, "levels-mutants"), law, RTOL_VARIANCE)
     ctx.note("range queries")
     records += range_query_records(case, derive_seed(ctx.seed, "ranges"))
-    mutant = range_query_records(case, derive_seed(ctx.seed, "ranges"), off_by_one_range_query,
-                                 mutant_name="off-by-one range")[0]
-    beta, terms = off_by_one_escape(case)
-    records.append(CheckRecord(
-        name="power: off-by-one range query caught", kind="power",
-        tests=("the range-query identity fails for a range query that drops the last leaf; "
-               "beta: the deviation of the range [0, 1] contains one node's noise with "
-               "coefficient 1, which lands in the tiny acceptance window with probability <= "
-               "its density times the window (off_by_one_escape)"),
-        statistic=mutant.statistic, threshold=RANGE_RTOL, comparison=">=",
-        passed=mutant.statistic >= RANGE_RTOL, beta=beta, sample_size=mutant.sample_size,
-        details={"beta_terms": terms},
-    ))
+    records.append(_off_by_one_power_record(case, derive_seed(ctx.seed, "ranges")))
     ctx.note("reference DPTree")
     records += reference_tree_records(derive_seed(ctx.seed, "reference"))
     ctx.note("repeated queries")
     records += repeated_query_records(case, derive_seed(ctx.seed, "repeat"))
-    resampled = repeated_query_records(case, derive_seed(ctx.seed, "repeat"), resampling_query,
-                                       mutant_name="resampling query")
-    beta, terms = resampling_escape(len(resampled))
-    records.append(CheckRecord(
-        name="power: a query that resamples noise is caught", kind="power",
-        tests=("the repeatability test flags a query that adds fresh noise on every call "
-               "(uniform, relative 2^-20 of the answer); beta: two calls agree on one entry only "
-               "if their uniforms are within 2^-32 (monotone IEEE rounding), union over the "
-               "two mechanisms (resampling_escape)"),
-        statistic=min(r.statistic for r in resampled), threshold=1.0, comparison=">=",
-        passed=all(r.statistic >= 1.0 for r in resampled), beta=beta,
-        sample_size=resampled[0].sample_size, details={"beta_terms": terms},
-    ))
+    records.append(_resampling_power_record(case, derive_seed(ctx.seed, "repeat")))
     return records
