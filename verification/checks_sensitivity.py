@@ -166,35 +166,34 @@ def _memo(fn):
     return wrapped
 
 
-def quantities(config: StructureConfig) -> list[Quantity]:
-    """Every released quantity of the structure, with its analytic sensitivity (reference).
-
-    Flat layout (:func:`flat_release`): ``direct``: S (r, cols) row-major; ``tree``: ``payload``
-    (2N - 1, r, 1, cols, 3) then ``scalars`` (1, cols, 2), each row-major.
-    """
-    from dpxattn.reference import kernel, sensitivity
-    from dpxattn.reference.dptree import exact_node_sums
-    from dpxattn.reference.dptree_distance import moment_leaves
+def _direct_quantities(config: StructureConfig, M) -> list[Quantity]:
+    """``direct``: the whole matrix S (l1 over every entry) and its ones column (the
+    denominator's statistic, bound sum_t M_t), both read off the exact reference S."""
+    from dpxattn.reference import sensitivity
 
     d, s, R, R_w, d_v, sc = config.d, config.degree, config.R, config.R_w, config.d_v, config.scale
     cols, r = d_v + 1, config.r
-    M = kernel.feature_bounds(d, s, R, scale=sc)
-    if config.mechanism == "direct":
-        ones_bound = sum(M, _mp(0))
-        S_exact = _memo(lambda K, V: sensitivity.released_S(K, V, degree=s, scale=sc))
-        return [
-            Quantity("S (whole matrix)", "S", sensitivity.direct_statistic(d, s, R, R_w, d_v, scale=sc),
-                     np.arange(r * cols), S_exact,
-                     sensitivity.direct_statistic_tight(d, s, R, R_w, d_v, scale=sc)),
-            Quantity("ones column of S (the denominator's statistic)", "S ones column (denominator)",
-                     ones_bound, np.arange(r) * cols + d_v,
-                     lambda K, V: S_exact(K, V)[d_v::cols], ones_bound - M[0]),
-        ]
+    ones_bound = sum(M, _mp(0))
+    S_exact = _memo(lambda K, V: sensitivity.released_S(K, V, degree=s, scale=sc))
+    return [
+        Quantity("S (whole matrix)", "S", sensitivity.direct_statistic(d, s, R, R_w, d_v, scale=sc),
+                 np.arange(r * cols), S_exact,
+                 sensitivity.direct_statistic_tight(d, s, R, R_w, d_v, scale=sc)),
+        Quantity("ones column of S (the denominator's statistic)", "S ones column (denominator)",
+                 ones_bound, np.arange(r) * cols + d_v,
+                 lambda K, V: S_exact(K, V)[d_v::cols], ones_bound - M[0]),
+    ]
 
-    G = config.grid
-    N = padded_size(G)
-    L = tree_levels(G)
-    payload_size = (2 * N - 1) * r * cols * 3
+
+def _exact_tree_nodes(config: StructureConfig, M):
+    """``tree``: the memoised exact node sums of every moment tree of a dataset (reference),
+    ``(K, V) -> {(column k, coordinate t, moment m): node sums}``; one cache for all levels."""
+    from dpxattn.reference import kernel
+    from dpxattn.reference.dptree import exact_node_sums
+    from dpxattn.reference.dptree_distance import moment_leaves
+
+    s, d_v, sc, G = config.degree, config.d_v, config.scale, config.grid
+    cols, r = d_v + 1, config.r
 
     @_memo
     def exact_tree(K, V):
@@ -208,35 +207,64 @@ def quantities(config: StructureConfig) -> list[Quantity]:
                     leaves = moment_leaves([f[t] for f in feats], w, upper=M[t], grid_size=G, k=m)
                     out[(k, t, m)] = exact_node_sums(leaves)
         return out
+    return exact_tree
 
+
+def _tree_column_quantities(config: StructureConfig, k: int, M, exact_tree) -> list[Quantity]:
+    """``tree``, column k (k = d_v: the denominator, weight 1; else weight R_w): its scalars
+    c0 and c1, then every (coordinate, moment, level) of its moment trees, each level's nodes
+    together (the flat layout of :func:`quantities`)."""
+    from dpxattn.reference import sensitivity
+
+    d, s, R, R_w, d_v, sc = config.d, config.degree, config.R, config.R_w, config.d_v, config.scale
+    cols, r = d_v + 1, config.r
+    N = padded_size(config.grid)
+    L = tree_levels(config.grid)
+    payload_size = (2 * N - 1) * r * cols * 3
+    den = k == d_v
+    W = 1 if den else R_w
+    tag = "denominator" if den else f"value column {k}"
+    fam = "denominator" if den else "value columns"
+    out = [Quantity(f"c0 ({tag})", f"c0 ({fam})", sensitivity.c0(W),
+                    np.array([payload_size + 2 * k]),
+                    _memo(lambda K, V, k=k: sensitivity.released_c0(K, V, column=k)),
+                    sensitivity.c0_denominator() if den else sensitivity.c0(W),
+                    (("column", k),)),
+           Quantity(f"c1 ({tag})", f"c1 ({fam})", sensitivity.c1(d, s, R, W, scale=sc),
+                    np.array([payload_size + 2 * k + 1]),
+                    _memo(lambda K, V, k=k: sensitivity.released_c1(K, V, column=k, degree=s,
+                                                                    scale=sc)),
+                    sensitivity.c1_denominator(d, s, R, scale=sc) if den
+                    else sensitivity.c1(d, s, R, W, scale=sc), (("column", k),))]
+    for t in range(r):
+        for m in range(3):
+            analytic = sensitivity.tree_level(M[t], m, W)
+            for lev in range(L):
+                nodes = np.arange((1 << lev) - 1, (1 << (lev + 1)) - 1)
+                out.append(Quantity(
+                    f"tree level {lev} (column {'den' if den else k}, coordinate {t}, moment {m})",
+                    f"tree levels ({fam})", analytic,
+                    ((nodes * r + t) * cols + k) * 3 + m,
+                    lambda K, V, key=(k, t, m), nodes=nodes: [exact_tree(K, V)[key][i] for i in nodes],
+                    analytic, (("column", k), ("coordinate", t), ("moment", m), ("level", lev))))
+    return out
+
+
+def quantities(config: StructureConfig) -> list[Quantity]:
+    """Every released quantity of the structure, with its analytic sensitivity (reference).
+
+    Flat layout (:func:`flat_release`): ``direct``: S (r, cols) row-major; ``tree``: ``payload``
+    (2N - 1, r, 1, cols, 3) then ``scalars`` (1, cols, 2), each row-major.
+    """
+    from dpxattn.reference import kernel
+
+    M = kernel.feature_bounds(config.d, config.degree, config.R, scale=config.scale)
+    if config.mechanism == "direct":
+        return _direct_quantities(config, M)
+    exact_tree = _exact_tree_nodes(config, M)
     out: list[Quantity] = []
-    for k in range(cols):
-        den = k == d_v
-        W = 1 if den else R_w
-        tag = "denominator" if den else f"value column {k}"
-        fam = "denominator" if den else "value columns"
-        out.append(Quantity(f"c0 ({tag})", f"c0 ({fam})", sensitivity.c0(W),
-                            np.array([payload_size + 2 * k]),
-                            _memo(lambda K, V, k=k: sensitivity.released_c0(K, V, column=k)),
-                            sensitivity.c0_denominator() if den else sensitivity.c0(W),
-                            (("column", k),)))
-        out.append(Quantity(f"c1 ({tag})", f"c1 ({fam})", sensitivity.c1(d, s, R, W, scale=sc),
-                            np.array([payload_size + 2 * k + 1]),
-                            _memo(lambda K, V, k=k: sensitivity.released_c1(K, V, column=k, degree=s,
-                                                                            scale=sc)),
-                            sensitivity.c1_denominator(d, s, R, scale=sc) if den
-                            else sensitivity.c1(d, s, R, W, scale=sc), (("column", k),)))
-        for t in range(r):
-            for m in range(3):
-                analytic = sensitivity.tree_level(M[t], m, W)
-                for lev in range(L):
-                    nodes = np.arange((1 << lev) - 1, (1 << (lev + 1)) - 1)
-                    out.append(Quantity(
-                        f"tree level {lev} (column {'den' if den else k}, coordinate {t}, moment {m})",
-                        f"tree levels ({fam})", analytic,
-                        ((nodes * r + t) * cols + k) * 3 + m,
-                        lambda K, V, key=(k, t, m), nodes=nodes: [exact_tree(K, V)[key][i] for i in nodes],
-                        analytic, (("column", k), ("coordinate", t), ("moment", m), ("level", lev))))
+    for k in range(config.d_v + 1):
+        out += _tree_column_quantities(config, k, M, exact_tree)
     return out
 
 
