@@ -308,6 +308,85 @@ def _window(C: float, sigma: float, xi: float, D_max: float, n: float, R_w: floa
     return min(1.0, length / sigma)
 
 
+def _direct_windows(att, truth, cfg: AdaptiveConfig, Qv: torch.Tensor, failure_prob: float,
+                    R_w: float, n: float) -> list[dict]:
+    """``direct`` (one copy): per entry, the window bound with C from the envelope's own public
+    terms at failure/2, sigma^2 = Var(TLap) |phi(q)|^2 and xi = (gamma_{2r+4} + kappa) times
+    sum_t |phi_t(q)| (|S_tk| + A); D_max bounds the released denominator."""
+    from dpxattn.fast.envelope import gamma, unit_roundoff
+    from dpxattn.reference import truncated_laplace as tl
+
+    u64 = unit_roundoff(torch.float64)
+    rel = att.release
+    terms = rel.envelope_terms(Qv)
+    E = rel.noise_bounds(terms, failure_prob / 2)
+    Fv = rel.fp_allowance(terms, R_w, Qv.dtype, att.r)
+    Fd = rel.fp_allowance(terms, 1.0, Qv.dtype, att.r)
+    C = (E + Fv) + R_w * (E + Fd)  # (m,)
+    (k_law,) = rel.law.constants
+    var = float(tl.variance(k_law.sensitivity, k_law.eps, k_law.delta))
+    A = float(rel.law.support_up.max())
+    kappa = _coupling_factor([rel.law])
+    S = truth.release.S  # exact (noiseless) statistic, (r, d_v + 1)
+    Uabs = terms.U.abs()  # (m, r)
+    r = Uabs.shape[1]
+    out = []
+    for i in range(Qv.shape[0]):
+        sigma = math.sqrt(var * float(terms.l2sq[i]))
+        D_max = float(Uabs[i] @ (S[:, -1].abs() + A)) * (1 + 2.0**-50) + n
+        for k in range(cfg.d_v):
+            mag = float(Uabs[i] @ (S[:, k].abs() + A))
+            xi = (gamma(2 * r + 4, u64) + kappa) * mag
+            out.append({"query": i, "column": k, "C": float(C[i]), "sigma": sigma,
+                        "xi": xi, "bound": _window(float(C[i]), sigma, xi, D_max, n, R_w)})
+    return out
+
+
+def _tree_windows(att, truth, cfg: AdaptiveConfig, Qv: torch.Tensor, failure_prob: float,
+                  R_w: float, n: float) -> list[dict]:
+    """``tree`` (one copy): per entry, the window bound with C from the column bounds at the
+    median-copy failure / 2; sigma^2 and xi from the numerator's node and scalar noises
+    (each coefficient times its node count, halved as in the numerator's formula); D_max =
+    the exact denominator plus its sure column bound plus n."""
+    from dpxattn.fast.envelope import gamma, median_copy_failure, unit_roundoff
+    from dpxattn.fast.features import features_t
+
+    u64 = unit_roundoff(torch.float64)
+    rel = att.release
+    q = median_copy_failure(1, failure_prob) / 2
+    col = rel.column_bounds(Qv, q)  # (m, d_v + 1)
+    col_sure = rel.column_bounds(Qv, None)
+    U = features_t(Qv, rel.degree, scale=rel.scale).t()  # (m, r)
+    sizes = (rel._nodes(U) >= 0).sum(dim=-1).to(torch.float64)  # (m, r)
+    norm = (U * U).sum(dim=1)
+    coef = torch.stack([U * U, 2.0 * U, torch.ones_like(U)], dim=-1).abs()  # (m, r, 3)
+    var, var_s = rel.node_law.variance, rel.scalar_law.variance
+    A, A_s = rel.node_law.support_up, rel.scalar_law.support_up
+    Mpow = torch.stack([torch.ones_like(rel.bounds), rel.bounds, rel.bounds**2], -1)
+    kappa = _coupling_factor([rel.node_law, rel.scalar_law])
+    T = float(rel.norm_bound)
+    _, D_exact = truth.release.copy_answers(Qv)  # (m, 1)
+    out = []
+    for i in range(Qv.shape[0]):
+        c2s = coef[i] ** 2 * sizes[i].unsqueeze(-1)
+        cs = coef[i] * sizes[i].unsqueeze(-1)
+        K_terms = 2 + 3 * int(sizes[i].sum())
+        D_max = float(D_exact[i].abs().max()) + float(col_sure[i, -1]) + n
+        C_i = col[i, :-1] + R_w * col[i, -1]
+        for k in range(cfg.d_v):
+            s2 = (float(var_s[k, 1]) + float(norm[i]) ** 2 * float(var_s[k, 0])
+                  + float((c2s * var[k]).sum())) / 4
+            x_abs = (n * R_w * T + float(norm[i]) * n * R_w
+                     + float((cs * Mpow).sum()) * n * R_w) / 2
+            a_abs = (float(A_s[k, 1]) + float(norm[i]) * float(A_s[k, 0])
+                     + float((cs * A[k]).sum())) / 2
+            xi = (gamma(2 * K_terms + 4, u64) + kappa) * (x_abs + a_abs)
+            C = float(C_i[k])
+            out.append({"query": i, "column": k, "C": C, "sigma": math.sqrt(s2),
+                        "xi": xi, "bound": _window(C, math.sqrt(s2), xi, D_max, n, R_w)})
+    return out
+
+
 def wrong_bound_no_violation(att, truth, cfg: AdaptiveConfig, Q: torch.Tensor,
                              failure_prob: float) -> list[dict] | None:
     """For every entry (query i, value column k): an upper bound on the chance that one
@@ -324,71 +403,13 @@ def wrong_bound_no_violation(att, truth, cfg: AdaptiveConfig, Q: torch.Tensor,
     several copies the answer is a median and the window grows with the ratio of the copies'
     denominators, which has no useful sure bound: None.
     """
-    from dpxattn.fast.envelope import gamma, median_copy_failure, unit_roundoff
-    from dpxattn.fast.features import features_t
-
     if att.copies != 1:
         return None
-    u64 = unit_roundoff(torch.float64)
-    rel, Qv = att.release, att._queries(Q)
+    Qv = att._queries(Q)
     R_w, n = float(att._R_w_up), float(cfg.n)
-    out = []
+    windows = _direct_windows if cfg.mechanism == "direct" else _tree_windows
     with torch.no_grad():
-        if cfg.mechanism == "direct":
-            terms = rel.envelope_terms(Qv)
-            E = rel.noise_bounds(terms, failure_prob / 2)
-            Fv = rel.fp_allowance(terms, R_w, Qv.dtype, att.r)
-            Fd = rel.fp_allowance(terms, 1.0, Qv.dtype, att.r)
-            C = (E + Fv) + R_w * (E + Fd)  # (m,)
-            (k_law,) = rel.law.constants
-            from dpxattn.reference import truncated_laplace as tl
-
-            var = float(tl.variance(k_law.sensitivity, k_law.eps, k_law.delta))
-            A = float(rel.law.support_up.max())
-            kappa = _coupling_factor([rel.law])
-            S = truth.release.S  # exact (noiseless) statistic, (r, d_v + 1)
-            Uabs = terms.U.abs()  # (m, r)
-            r = Uabs.shape[1]
-            for i in range(Qv.shape[0]):
-                sigma = math.sqrt(var * float(terms.l2sq[i]))
-                D_max = float(Uabs[i] @ (S[:, -1].abs() + A)) * (1 + 2.0**-50) + n
-                for k in range(cfg.d_v):
-                    mag = float(Uabs[i] @ (S[:, k].abs() + A))
-                    xi = (gamma(2 * r + 4, u64) + kappa) * mag
-                    out.append({"query": i, "column": k, "C": float(C[i]), "sigma": sigma,
-                                "xi": xi, "bound": _window(float(C[i]), sigma, xi, D_max, n, R_w)})
-        else:
-            q = median_copy_failure(1, failure_prob) / 2
-            col = rel.column_bounds(Qv, q)  # (m, d_v + 1)
-            col_sure = rel.column_bounds(Qv, None)
-            U = features_t(Qv, rel.degree, scale=rel.scale).t()  # (m, r)
-            sizes = (rel._nodes(U) >= 0).sum(dim=-1).to(torch.float64)  # (m, r)
-            norm = (U * U).sum(dim=1)
-            coef = torch.stack([U * U, 2.0 * U, torch.ones_like(U)], dim=-1).abs()  # (m, r, 3)
-            var, var_s = rel.node_law.variance, rel.scalar_law.variance
-            A, A_s = rel.node_law.support_up, rel.scalar_law.support_up
-            Mpow = torch.stack([torch.ones_like(rel.bounds), rel.bounds, rel.bounds**2], -1)
-            kappa = _coupling_factor([rel.node_law, rel.scalar_law])
-            T = float(rel.norm_bound)
-            _, D_exact = truth.release.copy_answers(Qv)  # (m, 1)
-            for i in range(Qv.shape[0]):
-                c2s = coef[i] ** 2 * sizes[i].unsqueeze(-1)
-                cs = coef[i] * sizes[i].unsqueeze(-1)
-                K_terms = 2 + 3 * int(sizes[i].sum())
-                D_max = float(D_exact[i].abs().max()) + float(col_sure[i, -1]) + n
-                C_i = col[i, :-1] + R_w * col[i, -1]
-                for k in range(cfg.d_v):
-                    s2 = (float(var_s[k, 1]) + float(norm[i]) ** 2 * float(var_s[k, 0])
-                          + float((c2s * var[k]).sum())) / 4
-                    x_abs = (n * R_w * T + float(norm[i]) * n * R_w
-                             + float((cs * Mpow).sum()) * n * R_w) / 2
-                    a_abs = (float(A_s[k, 1]) + float(norm[i]) * float(A_s[k, 0])
-                             + float((cs * A[k]).sum())) / 2
-                    xi = (gamma(2 * K_terms + 4, u64) + kappa) * (x_abs + a_abs)
-                    C = float(C_i[k])
-                    out.append({"query": i, "column": k, "C": C, "sigma": math.sqrt(s2),
-                                "xi": xi, "bound": _window(C, math.sqrt(s2), xi, D_max, n, R_w)})
-    return out
+        return windows(att, truth, cfg, Qv, failure_prob, R_w, n)
 
 
 def hp_failure_test(cfg: AdaptiveConfig, trials: int, rng: np.random.Generator,
