@@ -360,6 +360,59 @@ def _as_list(x) -> list:
     return list(x)
 
 
+def _phi_mass(ctx, lo, hi):
+    """int_lo^hi e^{-|x|} dx for lo <= hi on one side of 0 (closed form)."""
+    if hi <= 0:
+        return ctx.exp(hi) - ctx.exp(lo)
+    return ctx.exp(-lo) - ctx.exp(-hi)
+
+
+def _hs2_constant_loss(law, sig1, lg, J2):
+    """The x-integral (dimensionless, without the factor (B b)^2) over the regions where the
+    first coordinate's loss l1 is constant, accumulated in this order from zero:
+
+    * uncovered, x in [-a, sigma1 - a) (f(x - s1) = 0): H1 = 1, i.e. J2(None) = 1/(B b);
+    * overlap, x <= 0: l1 = sigma1, the mass times J2(eps' - sigma1);
+    * overlap, x >= sigma1: l1 = -sigma1, the mass times J2(eps' + sigma1).
+    """
+    ctx, a = law.ctx, law.a
+    total = ctx.zero
+    inv_Bb = 2 * law.one_m_em_a  # J2(None) = int phi = 1/(B b)
+    # uncovered region: x in [-a, sigma1 - a) (f(x - s1) = 0): H1 = 1
+    lo, hi = -a, min(sig1 - a, a)
+    if hi > lo:
+        cut = min(max(ctx.zero, lo), hi)
+        total += (_phi_mass(ctx, lo, cut) + _phi_mass(ctx, cut, hi)) * inv_Bb
+    # overlap, x <= 0: l1 = sigma1
+    lo, hi = max(sig1 - a, -a), min(ctx.zero, a)
+    if hi > lo:
+        total += _phi_mass(ctx, lo, hi) * J2(lg - sig1)
+    # overlap, x >= sigma1: l1 = -sigma1
+    lo, hi = sig1, a
+    if hi > lo:
+        total += _phi_mass(ctx, lo, hi) * J2(lg + sig1)
+    return total
+
+
+def _hs2_linear_loss(law, sig1, sig2, lg, J2):
+    """The x-integral over the overlap 0 < x < sigma1, where l1 = sigma1 - 2x: the integrand
+    e^{-x} J2(eps' - sigma1 + 2x) by tanh-sinh quadrature, split at every kink of H1 (where
+    eps' - sigma1 + 2x meets +-sigma2 or +-(2a - sigma2)) so each piece is analytic.
+
+    Returns ``(value, quadrature error estimate)``, or None when the interval is empty.
+    """
+    ctx, a = law.ctx, law.a
+    lo, hi = max(ctx.zero, sig1 - a), min(sig1, a)
+    if not hi > lo:
+        return None
+    pts = {lo, hi}
+    for kink in (sig2, -sig2, 2 * a - sig2, sig2 - 2 * a):
+        x = (kink - lg + sig1) / 2
+        if lo < x < hi:
+            pts.add(x)
+    return ctx.quad(lambda x: ctx.exp(-x) * J2(lg - sig1 + 2 * x), sorted(pts), error=True)
+
+
 def hockey_stick_2d(shifts, eps_prime, sensitivity, eps, delta, *, prec=None, error=False):
     """Hockey-stick divergence of Z and Z + (s1, s2) for Z = two iid TLap(Delta, eps, delta).
 
@@ -389,37 +442,11 @@ def hockey_stick_2d(shifts, eps_prime, sensitivity, eps, delta, *, prec=None, er
     def J2(log_gamma):
         return _pieces_integral(ctx, a, sig2, log_gamma)
 
-    def phi_mass(lo, hi):  # int_lo^hi e^{-|x|} dx for lo <= hi on one side of 0
-        if hi <= 0:
-            return ctx.exp(hi) - ctx.exp(lo)
-        return ctx.exp(-lo) - ctx.exp(-hi)
-
-    total = ctx.zero
+    total = _hs2_constant_loss(law, sig1, lg, J2)
     err = ctx.zero
-    inv_Bb = 2 * law.one_m_em_a  # J2(None) = int phi = 1/(B b)
-    # uncovered region: x in [-a, sigma1 - a) (f(x - s1) = 0): H1 = 1
-    lo, hi = -a, min(sig1 - a, a)
-    if hi > lo:
-        cut = min(max(ctx.zero, lo), hi)
-        total += (phi_mass(lo, cut) + phi_mass(cut, hi)) * inv_Bb
-    # overlap, x <= 0: l1 = sigma1
-    lo, hi = max(sig1 - a, -a), min(ctx.zero, a)
-    if hi > lo:
-        total += phi_mass(lo, hi) * J2(lg - sig1)
-    # overlap, x >= sigma1: l1 = -sigma1
-    lo, hi = sig1, a
-    if hi > lo:
-        total += phi_mass(lo, hi) * J2(lg + sig1)
-    # overlap, 0 < x < sigma1: l1 = sigma1 - 2x, integrand e^{-x} J2(lg - sigma1 + 2x)
-    lo, hi = max(ctx.zero, sig1 - a), min(sig1, a)
-    if hi > lo:
-        pts = {lo, hi}
-        for kink in (sig2, -sig2, 2 * a - sig2, sig2 - 2 * a):
-            x = (kink - lg + sig1) / 2
-            if lo < x < hi:
-                pts.add(x)
-        value, e = ctx.quad(lambda x: ctx.exp(-x) * J2(lg - sig1 + 2 * x), sorted(pts),
-                            error=True)
+    linear = _hs2_linear_loss(law, sig1, sig2, lg, J2)
+    if linear is not None:
+        value, e = linear
         total += value
         err += e
     result = law.Bb**2 * total
