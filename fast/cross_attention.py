@@ -23,12 +23,12 @@ is (eps, delta)-DP end to end (``privacy``). Noise modes (``build(noise=...)``; 
   attacks (DESIGN §5); reproducible and in conformance with the exact reference.
 
 Noise laws (``build(law=...)``): ``"tlap"`` (default, both mechanisms, both modes) and
-``"gaussian"`` (``direct``, float mode only: iid N(0, sigma^2) on S, sigma the reference's
-analytic-Gaussian sigma on the l2 sensitivity, one component; ``proofs_notes/24-analytic-gaussian.md``).
-The hardened (exact discrete Gaussian) release does not exist yet, so ``law="gaussian"`` with
-``noise="secure"`` (the default without a generator or uniforms) raises
-:class:`dpxattn.errors.ParameterError` asking for ``noise="float"``. Gaussian noise is
-unbounded: ``error_bound`` raises :class:`dpxattn.errors.NoSureEnvelopeError`;
+``"gaussian"`` (``direct`` only, one component). Float mode: iid N(0, sigma^2) on S, sigma the
+reference's analytic-Gaussian sigma on the l2 sensitivity (``proofs_notes/24-analytic-gaussian.md``).
+Secure mode (the default without a generator or uniforms): the whole S as one lattice release
+with exact discrete Gaussian noise from CSPRNG words on the l2 sensitivity of the computed S,
+certified (eps, delta) of ``proofs_notes/25-discrete-gaussian.md``; numerics
+``SECURE_GAUSSIAN_NUMERICS``. Gaussian noise is unbounded: ``error_bound`` raises :class:`dpxattn.errors.NoSureEnvelopeError`;
 ``hp_error_bound`` is exact in law (normal quantiles) plus the float allowance.
 """
 
@@ -46,9 +46,10 @@ from dpxattn.fast.direct import DirectRelease, direct_noise_count
 from dpxattn.fast.directed import float_up, memo_safe
 from dpxattn.fast.envelope import finalize, hp_ratio_bound, median_copy_failure, ratio_bound
 from dpxattn.fast.features import feature_bounds
-from dpxattn.fast.release import NOISE_MODES, noise_stream
+from dpxattn.fast.release import NOISE_MODES, SecureGaussianLaw, noise_stream
 from dpxattn.fast.secure_noise import SECURE_NUMERICS
 from dpxattn.fast.sensitivities import (direct_gaussian_constants, direct_secure_constants,
+                                        direct_secure_gaussian_constants,
                                         direct_sensitivity, round_up, tree_secure_constants,
                                         tree_sensitivities)
 from dpxattn.fast.tree_mechanism import TreeRelease, median_over_copies, tree_noise_count
@@ -57,7 +58,16 @@ from dpxattn.params import (check_build_arguments, check_clip, check_degree, che
                             check_mechanism, check_mechanism_options, check_positive_int)
 
 __all__ = ["DPCrossAttention", "resolve_noise", "check_law_noise", "Tolerance", "TOLERANCES",
-           "ATOL_F64", "RTOL_F64", "ATOL_F32", "RTOL_F32"]
+           "ATOL_F64", "RTOL_F64", "ATOL_F32", "RTOL_F32", "SECURE_GAUSSIAN_NUMERICS"]
+
+#: numerics label of a secure ``law="gaussian"`` build (``proofs_notes/25-discrete-gaussian.md``)
+SECURE_GAUSSIAN_NUMERICS = (
+    "hardened: lattice release with exact discrete Gaussian noise from CSPRNG words: every "
+    "released number is a lattice point (round to a public 2^k, ties to even) plus g times an "
+    "exact N_Z(0, t (t - 1)) integer; the l2 sensitivity includes the float64 error and the "
+    "rounding; certified (eps, delta) of proofs_notes/25-discrete-gaussian.md (coupling and "
+    "concentrated-DP bounds, interval arithmetic)"
+)
 
 
 @dataclass(frozen=True)
@@ -101,21 +111,15 @@ def resolve_noise(noise, generator, uniforms) -> str:
 
 
 def check_law_noise(law: str, noise: str, noise_given) -> None:
-    """The rule for noise laws and modes: ``law="gaussian"`` needs ``noise="float"``.
+    """The rule for noise laws and modes: every law takes both modes.
 
-    The hardened (exact discrete Gaussian) release is not implemented, so a Gaussian build in
-    secure mode (``noise="secure"``, or ``noise=None`` with neither a generator nor uniforms)
-    raises :class:`ParameterError`; the float inversion (idealised real arithmetic, labelled in
-    the plan's numerics) must be asked for explicitly or implied by a generator / uniforms.
-    """
-    if law == "gaussian" and noise == "secure":
-        how = ("noise='secure'" if noise_given is not None else
-               "noise=None without a generator or uniforms means noise='secure'")
-        raise ParameterError(
-            "noise", "'secure' is not available for law='gaussian' yet: the hardened Gaussian "
-            f"release (exact discrete Gaussian) is not implemented ({how})", noise_given,
-            hint="pass noise='float' (float64 inversion sigma * Phi^-1(u), idealised real "
-                 "arithmetic, labelled in the plan's numerics) or use law='tlap'")
+    ``law="gaussian"`` with ``noise="secure"`` (or ``noise=None`` without a generator or
+    uniforms) is the exact discrete Gaussian lattice release (``proofs_notes/25-discrete-gaussian.md``);
+    with ``noise="float"`` the float64 inversion (idealised real arithmetic). Secure mode with
+    ``uniforms`` is refused for every law by :func:`resolve_noise` (uniforms define float64
+    inversion draws), before this check. Kept as the one place for the rule (no combination of
+    an accepted ``law`` and a resolved ``noise`` is refused today)."""
+    return None
 
 
 class DPCrossAttention:
@@ -187,8 +191,9 @@ class DPCrossAttention:
         None``, else "float"), "secure" (hardened lattice release; with a seeded generator it is
         reproducible and labelled seeded; with ``uniforms`` it raises ParameterError) or "float"
         (float64 inversion, idealised numerics). ``law``: "tlap" (default) or "gaussian"
-        (``direct`` only, float mode only: :func:`check_law_noise`; the plan records the l2
-        sensitivity and sigma). Paper: DPTreeCrossAttention.Init (v2 §3, App. I); PAPER.md
+        (``direct`` only, either mode: secure is the exact discrete Gaussian lattice release,
+        ``proofs_notes/25-discrete-gaussian.md``; the plan records the l2 sensitivity and sigma
+        actually used). Paper: DPTreeCrossAttention.Init (v2 §3, App. I); PAPER.md
         §3.5-3.7, §5 item 8.
         """
         mechanism, degree, copies, grid_size, clip = check_build_arguments(
@@ -217,7 +222,7 @@ class DPCrossAttention:
                 release, plan = _build_tree(K, V, copies=copies, grid_size=grid_size, **args)
             stream.finish()
             del K, V
-        numerics = (SECURE_NUMERICS if secure else
+        numerics = ((SECURE_GAUSSIAN_NUMERICS if gaussian else SECURE_NUMERICS) if secure else
                     NUMERICS_FLOAT_GAUSSIAN if gaussian else NUMERICS_FLOAT)
         plan = plan.with_labels(randomness=stream.label, clip=clip, numerics=numerics,
                                 notes=(_secure_note(release),) if secure else ())
@@ -331,7 +336,9 @@ class DPCrossAttention:
         min(sure, Hoeffding, Bernstein, Chernoff with the exact TLap MGF), then the ratio step
         min((t_N + R_w t_D)/D~, (t_N + |a| t_D)/(D~ - t_D)) with a the copy's answer).
         ``law="gaussian"``: each noise is N(0, sigma^2 ||P(q)||_2^2) exactly, bounded at p/2 by
-        its two-sided normal quantile, then the same ratio step and float allowance.
+        its two-sided normal quantile, then the same ratio step and float allowance; secure mode
+        adds 1.5 g ||P(q)||_1 (the discrete Gaussian's sure coupling to the normal draw, g, and
+        the rounding to the lattice, g/2: ``proofs_notes/25-discrete-gaussian.md``).
         Paper: "with probability 1 - p_f" (ICLR Thm 1.2; v2
         §3); PAPER.md §4.1, §2.6; DESIGN §9(c)."""
         return self._bound(Q, check_failure_prob(failure_prob))
@@ -398,7 +405,20 @@ def _secure_note(release) -> str:
     """One line for the privacy plan: the lattice laws of a secure build."""
     laws = ((release.law,) if isinstance(release, DirectRelease)
             else (release.scalar_law, release.node_law))
+    if isinstance(laws[0], SecureGaussianLaw):
+        return _secure_gaussian_note_text(laws[0].parameters)
     return _secure_note_text(tuple(p for law in laws for p in law.constants))
+
+
+@lru_cache(maxsize=256)
+def _secure_gaussian_note_text(p) -> str:
+    """:func:`_secure_note` of one discrete Gaussian lattice release (``GaussianLatticeParameters``
+    ``p``, frozen and hashable), memoised."""
+    return (f"hardened release: 1 discrete Gaussian lattice law, g = 2^{p.exponent}, "
+            f"sigma = g sqrt(t (t - 1)), t = {p.scale_units}; l2 sensitivity of the computed "
+            "float64 S (analytic + 2 x float64 error bound); sigma / continuous analytic sigma = "
+            f"{p.sigma_ratio:.9g}; delta achieved / delta share <= "
+            f"{p.delta_achieved / float(p.delta):.9g} (certified, proofs_notes/25-discrete-gaussian.md)")
 
 
 @lru_cache(maxsize=256)
@@ -432,15 +452,23 @@ def _build_direct(K, V, *, eps, delta, R, R_w, degree, scale, bounds, stream, se
     plan = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree, law=law)
     sens = direct_sensitivity(d=d, degree=degree, R=R, R_w=R_w, d_v=d_v, scale=scale)
     eps_s, delta_s = plan.share("S")
-    extra = (direct_secure_constants(n=n, d=d, degree=degree, R=R, R_w=R_w, d_v=d_v, scale=scale)
-             if secure else None)
-    gauss = (direct_gaussian_constants(d=d, degree=degree, R=R, R_w=R_w, d_v=d_v, eps=eps_s,
-                                       delta=delta_s, scale=scale)
-             if law == "gaussian" else None)
+    gaussian = law == "gaussian"
+    if secure:
+        constants = direct_secure_gaussian_constants if gaussian else direct_secure_constants
+        extra = constants(n=n, d=d, degree=degree, R=R, R_w=R_w, d_v=d_v, scale=scale)
+    else:
+        extra = None
+    if gaussian:
+        gauss = True if secure else direct_gaussian_constants(
+            d=d, degree=degree, R=R, R_w=R_w, d_v=d_v, eps=eps_s, delta=delta_s, scale=scale)
+    else:
+        gauss = None
     release = DirectRelease.build(K, V, degree=degree, scale=scale, sensitivity=sens, eps=eps_s,
                                   delta=delta_s, bounds=bounds, stream=stream, secure=extra,
                                   gaussian=gauss)
-    if gauss is not None:
+    if gaussian and secure:  # the l2 sensitivity of the computed S and the lattice's sigma
+        used = (release.law.sensitivity, release.law.sigma)
+    elif gaussian:
         used = gauss
     else:
         used = (extra[0] if secure else release.law.constants[0].sensitivity,

@@ -12,10 +12,14 @@ Build: ``S`` (r, d_v + 1) is accumulated in float64 over chunks of keys, one GEM
 uniforms in row-major order of S; secure mode (``secure=``), the whole S as ONE lattice release
 (``proofs_notes/23-hardened-noise.md``) with the sensitivity of the computed S (Delta_S + 2 x its
 float64 error bound), ``changed`` = every one of its r (d_v + 1) coordinates and a public value
-bound. Only the noisy ``S~`` is kept. Gaussian law (``gaussian=``, float mode only): iid
+bound. Only the noisy ``S~`` is kept. Gaussian law (``gaussian=``), float mode: iid
 N(0, sigma^2) per entry from the same uniforms in the same order
 (:func:`dpxattn.fast.release.gaussian_law`), sigma the reference's analytic-Gaussian sigma on
-the l2 sensitivity of the whole S (``proofs_notes/24-analytic-gaussian.md``).
+the l2 sensitivity of the whole S (``proofs_notes/24-analytic-gaussian.md``); secure mode: the
+whole S as ONE lattice release with exact discrete Gaussian noise
+(:func:`dpxattn.fast.release.secure_gaussian_law`, ``proofs_notes/25-discrete-gaussian.md``) on
+the l2 sensitivity of the computed S (Delta_2 + 2 x its float64 error bound,
+:func:`dpxattn.fast.sensitivities.direct_secure_gaussian_constants`).
 
 Query (m tokens at once): ``U = P(Q)`` (m, r); ``NS = U S~`` (m, d_v + 1);
 ``D~ = max(NS[:, d_v], n)``; answer ``NS[:, :d_v] / D~``. O(r (d_v + 1)) per token, independent of n.
@@ -31,8 +35,8 @@ from dpxattn.errors import no_sure_envelope
 from dpxattn.fast.envelope import (DirectEnvelopeTerms, gamma, gaussian_noise_bound,
                                    hp_noise_bound, unit_roundoff)
 from dpxattn.fast.features import chunk_rows, feature_chunks, feature_plan, features_t
-from dpxattn.fast.release import (GaussianLaw, NoiseLaw, gaussian_law, noise_law, release_,
-                                  secure_law)
+from dpxattn.fast.release import (GaussianLaw, NoiseLaw, SecureGaussianLaw, gaussian_law,
+                                  noise_law, release_, secure_gaussian_law, secure_law)
 
 #: relative error allowed for one float64 Gaussian draw sigma Phi^-1(u) (ndtri, measured within
 #: 5 ulps over (0, 1), one product with sigma, sigma's own rounding): 16 ulps
@@ -51,12 +55,13 @@ class DirectRelease:
     """The released part of ``direct``: the noisy statistic and public constants only.
 
     ``S`` (r, d_v + 1) float64 noisy; ``law``: the TLap constants of its entries (one group),
-    or a :class:`dpxattn.fast.release.GaussianLaw` (``law="gaussian"``);
+    a :class:`dpxattn.fast.release.GaussianLaw` (``law="gaussian"``, float mode) or a
+    :class:`dpxattn.fast.release.SecureGaussianLaw` (``law="gaussian"``, secure mode);
     ``bounds`` (r,) float64 feature bounds M (public); ``n``, ``degree``, ``scale``.
     """
 
     S: torch.Tensor
-    law: NoiseLaw | GaussianLaw
+    law: NoiseLaw | GaussianLaw | SecureGaussianLaw
     bounds: torch.Tensor
     n: int
     degree: int
@@ -73,13 +78,22 @@ class DirectRelease:
         value_bound)`` of the computed S (secure mode: ``stream`` is SecureWords).
         ``gaussian``: None (TLap) or ``(Delta_2, sigma)`` (float64, rounded up): the Gaussian law
         in float mode (``sensitivity``, ``eps``, ``delta`` are then not used: sigma carries the
-        calibration)."""
+        calibration). Gaussian law in secure mode: ``gaussian`` is ``True`` and ``secure`` is
+        ``(l2 sensitivity, value_bound)`` of the computed S
+        (:func:`dpxattn.fast.sensitivities.direct_secure_gaussian_constants`); the whole S is one
+        discrete Gaussian lattice release at ``eps``, ``delta`` with ``changed`` = r (d_v + 1)
+        (``proofs_notes/25-discrete-gaussian.md``, "The lattice release")."""
         n, d_v = V.shape
         r = bounds.shape[0]
         S = statistic(K, V, degree=degree, scale=scale, r=r)
-        if gaussian is not None:
-            if secure is not None:
-                raise ValueError("DirectRelease.build: the Gaussian law has no secure release yet")
+        if gaussian is not None and secure is not None:
+            if gaussian is not True:
+                raise ValueError("DirectRelease.build: secure Gaussian mode takes gaussian=True "
+                                 "(the calibration comes from secure's l2 sensitivity)")
+            sens, value_bound = secure
+            law = secure_gaussian_law((d_v + 1,), sens, eps, delta, changed=r * (d_v + 1),
+                                      value_bound=value_bound)
+        elif gaussian is not None:
             l2, sigma = gaussian
             law = gaussian_law((d_v + 1,), sigma, l2)
         elif secure is None:
@@ -103,7 +117,8 @@ class DirectRelease:
 
     @property
     def gaussian(self) -> bool:
-        return isinstance(self.law, GaussianLaw)
+        """Either Gaussian law: float (GaussianLaw) or secure (SecureGaussianLaw)."""
+        return isinstance(self.law, (GaussianLaw, SecureGaussianLaw))
 
     def noise_magnitude(self) -> float:
         """A bound on |noise| per entry for the floating-point allowance: TLap's sure A; for the
@@ -163,8 +178,8 @@ class DirectRelease:
         g_build = gamma(self.n + s + 3, u64)
         g_q = gamma(r + s + 5, uq) + 2 * u64
         A = self.noise_magnitude()
-        if self.gaussian:  # the draws' own float64 error, relative to the released magnitudes
-            g_q = g_q + GAUSSIAN_DRAW_ULPS * u64
+        if isinstance(self.law, GaussianLaw):  # the float draws' own error, relative to the
+            g_q = g_q + GAUSSIAN_DRAW_ULPS * u64  # released magnitudes (secure: exact lattice points)
         return (g_build + 2 * g_q) * self.n * weight * terms.uM + g_q * A * terms.l1
 
     def noise_bounds(self, terms: DirectEnvelopeTerms, failure: float | None):
@@ -178,11 +193,26 @@ class DirectRelease:
         Gaussian law: no sure bound (failure None raises
         :class:`dpxattn.errors.NoSureEnvelopeError`); at ``failure`` the exact normal threshold
         :func:`dpxattn.fast.envelope.gaussian_noise_bound` (the noise is N(0, sigma^2 ||U||_2^2)).
+
+        Secure Gaussian law (``proofs_notes/25-discrete-gaussian.md``, "Deviations and limits",
+        the hp envelope; Lemma 5): the released noise of a column is
+        ``sum_j U_j ((round_g(S_j) - S_j) + g Y_j)`` with ``Y_j ~ N_Z(0, t (t - 1))`` iid; the
+        quantile coupling puts every ``Y_j`` within 1 of an ``N(0, t (t - 1))`` draw ``G_j``
+        (iid), surely, so the noise is within ``g ||U||_1`` (coupling) ``+ (g/2) ||U||_1``
+        (rounding) of ``g U . G ~ N(0, g^2 t (t - 1) ||U||_2^2)``, ``g sqrt(t (t - 1)) <=
+        law.sigma``: the float Gaussian bound at ``law.sigma`` plus ``1.5 g ||U||_1`` (U >= 0).
+        Also no sure bound.
         """
         if self.gaussian:
             if failure is None:
                 raise no_sure_envelope("error_bound")
-            return gaussian_noise_bound(self.law.sigma, terms.l2sq, self.bounds.shape[0], failure)
+            t = gaussian_noise_bound(self.law.sigma, terms.l2sq, self.bounds.shape[0], failure)
+            if isinstance(self.law, SecureGaussianLaw):
+                # (g + g/2) ||U||_1: exact in binary (g a power of two), l1 rounded up a little
+                c = self.law.coupling + self.law.rounding
+                t = t + c * terms.l1 * (1.0 + gamma(self.bounds.shape[0] + 2,
+                                                    unit_roundoff(torch.float64)))
+            return t
         A = float(self.law.support_up.max())
         var = float(self.law.variance.max())
         sure = A * terms.l1
