@@ -565,16 +565,17 @@ def test_tree_with_gaussian_is_not_implemented_yet(rng):
             call()
 
 
-def test_gaussian_secure_mode_is_refused_with_a_pointer_to_float(rng):
+def test_gaussian_secure_mode_is_the_hardened_default(rng):
+    from dpxattn.fast.release import SecureGaussianLaw
+
     K, V = (torch.tensor(x) for x in _data(rng, 4, 2, 1)[:2])
     kw = dict(degree=1, law="gaussian", **KW)
-    # the default without a generator is secure: refused, saying so
-    with pytest.raises(ParameterError, match="noise='float'") as info:
-        DPCrossAttention.build(K, V, **kw)
-    assert "means noise='secure'" in str(info.value) and "discrete Gaussian" in str(info.value)
-    with pytest.raises(ParameterError, match="not available for law='gaussian'"):
-        DPCrossAttention.build(K, V, noise="secure", generator=torch.Generator().manual_seed(0),
-                               **kw)
+    # the default without a generator is secure: the lattice release with discrete Gaussian noise
+    att = DPCrossAttention.build(K, V, **kw)
+    assert att.noise == "secure" and isinstance(att.release.law, SecureGaussianLaw)
+    att = DPCrossAttention.build(K, V, noise="secure", generator=torch.Generator().manual_seed(0),
+                                 **kw)
+    assert att.noise == "secure" and isinstance(att.release.law, SecureGaussianLaw)
     # float mode: with the OS CSPRNG, a seeded generator or uniforms
     for extra in ({"noise": "float"}, {"generator": torch.Generator().manual_seed(0)},
                   {"uniforms": np.full(DPCrossAttention.noise_count(n=4, d=2, d_v=1, degree=1),

@@ -59,8 +59,8 @@ NUMERICS_FLOAT = (
 NUMERICS_FLOAT_GAUSSIAN = (
     "idealised real arithmetic: Gaussian noise sigma * Phi^-1(u) by float64 inversion "
     "(torch.special.ndtri on min(u, 1 - u)); the proof assumes exact reals and is NOT hardened "
-    "against floating-point attacks (Mironov 2012); the hardened (exact discrete Gaussian) release "
-    "is not available yet"
+    "against floating-point attacks (Mironov 2012); the hardened release (the default secure "
+    "mode: exact discrete Gaussian noise on a lattice, proofs_notes/25-discrete-gaussian.md) is"
 )
 
 #: DPTreeDistance with p = 2 keeps the moments k = 0, 1, 2 (w, w x, w x^2) per coordinate.
@@ -259,7 +259,8 @@ def _make_direct_component(eps, delta, r: int, d_v: int, law: str = "tlap",
             eps=e,
             delta=dl,
             sensitivity="2 R_w sqrt(d_v T_s(t_max)) (l2: Frobenius norm of the change of the "
-                        "whole matrix, reference.sensitivity.direct_statistic_l2)",
+                        "whole matrix, reference.sensitivity.direct_statistic_l2; in secure mode "
+                        "plus twice the float64 error bound of the computed S, note 25)",
             per=f"the whole {r} x {d_v + 1} matrix: ONE analytic Gaussian mechanism (iid "
                 "N(0, sigma^2) per entry; nothing composed over entries)",
             law="gaussian", sensitivity_norm="l2", sensitivity_value=sensitivity,
