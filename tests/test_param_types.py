@@ -82,3 +82,13 @@ def test_failure_probability_refuses_strings():
         att.hp_error_bound(Q, "0.01")
     assert torch.equal(att.hp_error_bound(Q, torch.tensor(0.01, dtype=torch.float64)),
                        att.hp_error_bound(Q, 0.01))
+
+
+@pytest.mark.parametrize("name", ["delta", "confidence"])
+def test_the_audit_refuses_string_parameters(name):
+    from dpxattn.verification.audit import audit
+
+    a = np.random.default_rng(0).laplace(size=2000)
+    kw = {"delta": 1e-6, "confidence": 0.95, name: "0.5"}
+    with pytest.raises(ParameterError, match=rf"^{name} must be a real number"):
+        audit(a, a + 1, rng=np.random.default_rng(1), **kw)

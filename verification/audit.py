@@ -39,6 +39,7 @@ import numpy as np
 from scipy import stats
 
 from dpxattn.errors import ParameterError, ShapeError
+from dpxattn.params import check_real
 
 __all__ = [
     "AuditEvent",
@@ -290,12 +291,13 @@ def _counts_above(sorted_scores: np.ndarray, thresholds: np.ndarray) -> np.ndarr
 def _check_parameters(delta, confidence, finalists, select_fraction, thresholds):
     """Validate the audit's scalar parameters; returns (delta, confidence, finalists) as float,
     float, int (the checks run in this order, so the first bad parameter is the one named)."""
-    delta = float(delta)
+    delta = float(check_real("delta", delta))
     if not (math.isfinite(delta) and 0.0 <= delta < 1.0):
         raise ParameterError("delta", "must satisfy 0 <= delta < 1", delta)
-    confidence = float(confidence)
+    confidence = float(check_real("confidence", confidence))
     if not (0.0 < confidence < 1.0):
         raise ParameterError("confidence", "must lie strictly inside (0, 1)", confidence)
+    check_real("select_fraction", select_fraction)
     if isinstance(finalists, bool) or int(finalists) != finalists or finalists < 1:
         raise ParameterError("finalists", "must be an integer >= 1", finalists)
     if not (0.0 < select_fraction < 1.0):
