@@ -70,7 +70,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Iterable, Iterator
 
-from dpxattn.errors import BoundError, ParameterError, ShapeError
+from dpxattn.errors import ParameterError
 from dpxattn.params import check_positive, check_positive_int, check_privacy, check_real
 from dpxattn.reference._mp import context, interval_context, resolve_prec
 from dpxattn.reference.discrete_laplace import (
@@ -82,11 +82,11 @@ from dpxattn.reference.discrete_laplace import (
     _block_accepted,
     _check_tape,
     _exact,
-    _exact_value,
     _float_up,
     _next_word,
     _pow2_at_least,
     bernoulli_exp,
+    lattice_release_from_tape,
     threshold_count,
 )
 
@@ -866,20 +866,5 @@ def release_from_tape(values, tape, *, sensitivity, eps, delta, changed: int, va
     proofs_notes/25-discrete-gaussian.md.
     """
     params = lattice_gaussian_parameters(sensitivity, eps, delta, changed, value_bound=value_bound)
-    xs = [_exact_value(v, i) for i, v in enumerate(values)]
-    arr = _check_tape(tape)
-    if arr.shape[0] != len(xs):
-        raise ShapeError("tape", f"must have one row per value ({len(xs)})", f"{arr.shape[0]} rows")
-    g = Fraction(2) ** params.exponent
-    out = []
-    for i, x in enumerate(xs):
-        if params.value_bound is not None and abs(x) > params.value_bound:
-            raise BoundError("values", f"must satisfy |x| <= value_bound = {float(params.value_bound)!r}",
-                             hint=f"index {i}")
-        m = round(x / g)
-        if abs(m) > params.max_value_units:
-            raise BoundError("values", "must round to at most max_value_units lattice units "
-                             f"({params.max_value_units} at g = 2^{params.exponent})", hint=f"index {i}")
-        y = sample_from_words(params.sigma2_units, iter(arr[i].tolist()))
-        out.append((m + y) * g)
-    return out
+    return lattice_release_from_tape(params, values, tape,
+                                     lambda words: sample_from_words(params.sigma2_units, words))

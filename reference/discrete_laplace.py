@@ -106,6 +106,7 @@ __all__ = [
     "sample_from_words",
     "sample_from_tape",
     "release_from_tape",
+    "lattice_release_from_tape",
 ]
 
 #: g is the smallest power of two >= b / 2^NOISE_RESOLUTION_BITS (Google's secure noise: 2^40)
@@ -863,6 +864,20 @@ def release_from_tape(values, tape, *, sensitivity, eps, delta, changed: int, va
     Paper: none (hardened noise is ours, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
     """
     params = lattice_parameters(sensitivity, eps, delta, changed, value_bound=value_bound)
+    return lattice_release_from_tape(
+        params, values, tape,
+        lambda words: sample_from_words(params.scale_units, params.support_units, words))
+
+
+def lattice_release_from_tape(params, values, tape, draw) -> list[Fraction]:
+    """``(round(x_i / g) + draw(words of row i)) g`` as exact Fractions, g = 2^params.exponent:
+    the lattice release shared by every hardened law (``draw`` maps an iterator of row i's
+    64-bit words to one integer noise draw). ``params`` needs ``exponent``, ``value_bound`` and
+    ``max_value_units``. Raises :class:`BoundError` for NaN/inf, |x| > value_bound or
+    |round(x/g)| > max_value_units, and :class:`ShapeError` for a tape of the wrong length.
+
+    Paper: none (hardened noise is ours, after Mironov 2012); spec PAPER.md §2.1, §5 item 18; proofs_notes/23-hardened-noise.md.
+    """
     xs = [_exact_value(v, i) for i, v in enumerate(values)]
     arr = _check_tape(tape)
     if arr.shape[0] != len(xs):
@@ -877,8 +892,7 @@ def release_from_tape(values, tape, *, sensitivity, eps, delta, changed: int, va
         if abs(m) > params.max_value_units:
             raise BoundError("values", "must round to at most max_value_units lattice units "
                              f"({params.max_value_units} at g = 2^{params.exponent})", hint=f"index {i}")
-        z = sample_from_words(params.scale_units, params.support_units, iter(arr[i].tolist()))
-        out.append((m + z) * g)
+        out.append((m + draw(iter(arr[i].tolist()))) * g)
     return out
 
 
