@@ -111,12 +111,12 @@ def test_ks_distance_is_that_of_the_scaled_law(laws):
         assert exact - 2e-3 <= info["distance_lower_bound"] <= exact + 1e-9
 
 
-def test_quick_level_false_alarm_total_is_within_the_check_budget():
-    """Every quick configuration: 4 statistical records at alpha = 1e-6 and two power records
-    whose betas are derived here, sum <= 5e-5 (without drawing)."""
-    sizes = cn.sizes_for("quick")
+def _level_false_alarm_total(level: str, configs) -> float:
+    """4 statistical records at alpha = 1e-6 and two power records per configuration, whose
+    betas are derived here (without drawing)."""
+    sizes = cn.sizes_for(level)
     total = 0.0
-    for config in cn.QUICK_CONFIGS:
+    for config in configs:
         law = cn.exact_law(config, sizes.grid)
         total += 4 * cn.ALPHA
         for mutant in SCALE_MUTANTS:
@@ -124,22 +124,16 @@ def test_quick_level_false_alarm_total_is_within_the_check_budget():
             _check_power_info(required, info)
             assert info["beta"] <= BETA_MAX, (config.label, mutant.label)
             total += info["beta"]
-    assert total <= CHECK_BUDGET
+    return total
+
+
+def test_quick_level_false_alarm_total_is_within_the_check_budget():
+    assert _level_false_alarm_total("quick", cn.QUICK_CONFIGS) <= CHECK_BUDGET
 
 
 @pytest.mark.slow
 def test_standard_level_false_alarm_total_is_within_the_check_budget():
-    sizes = cn.sizes_for("standard")
-    total = 0.0
-    for config in cn.STANDARD_CONFIGS:
-        law = cn.exact_law(config, sizes.grid)
-        total += 4 * cn.ALPHA
-        for mutant in SCALE_MUTANTS:
-            required, info = cn.required_power_tests(law, mutant.factor, sizes)
-            _check_power_info(required, info)
-            assert info["beta"] <= BETA_MAX, (config.label, mutant.label)
-            total += info["beta"]
-    assert total <= CHECK_BUDGET
+    assert _level_false_alarm_total("standard", cn.STANDARD_CONFIGS) <= CHECK_BUDGET
 
 
 @pytest.mark.statistical
