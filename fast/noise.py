@@ -193,6 +193,19 @@ def fill_noise(out: torch.Tensor, stream: UniformStream, k: TLapConstants) -> to
     return out
 
 
+def _check_shape_dtype(shape, dtype) -> tuple[int, ...]:
+    """A sampler's output shape (an int or a sequence of sizes >= 0) as a tuple, and its dtype
+    (float64 or float32): ParameterError naming the bad one."""
+    if isinstance(shape, int):
+        shape = (shape,)
+    shape = tuple(int(s) for s in shape)
+    if any(s < 0 for s in shape):
+        raise ParameterError("shape", "must have non-negative sizes", shape)
+    if dtype not in (torch.float64, torch.float32):
+        raise ParameterError("dtype", "must be torch.float64 or torch.float32", dtype)
+    return shape
+
+
 def truncated_laplace(shape, sensitivity, eps, delta, *, generator=None, uniforms=None,
                       dtype=torch.float64, device=None) -> torch.Tensor:
     """iid TLap(sensitivity, eps, delta) draws of the given ``shape`` (PAPER §2.1).
@@ -204,13 +217,7 @@ def truncated_laplace(shape, sensitivity, eps, delta, *, generator=None, uniform
     ``dtype`` is; a float32 result is the float64 draw rounded to nearest (so within
     ``A (1 + 2^-24)``). Memory: the output plus chunk-sized temporaries (:data:`NOISE_CHUNK`).
     """
-    if isinstance(shape, int):
-        shape = (shape,)
-    shape = tuple(int(s) for s in shape)
-    if any(s < 0 for s in shape):
-        raise ParameterError("shape", "must have non-negative sizes", shape)
-    if dtype not in (torch.float64, torch.float32):
-        raise ParameterError("dtype", "must be torch.float64 or torch.float32", dtype)
+    shape = _check_shape_dtype(shape, dtype)
     k = tlap_constants(sensitivity, eps, delta)
     count = math.prod(shape)
     if device is None and isinstance(generator, torch.Generator):
@@ -253,13 +260,7 @@ def gaussian(shape, sigma, *, generator=None, uniforms=None, dtype=torch.float64
     """
     check_positive("sigma", sigma)
     sg = float_up(sigma, "sigma")
-    if isinstance(shape, int):
-        shape = (shape,)
-    shape = tuple(int(s) for s in shape)
-    if any(s < 0 for s in shape):
-        raise ParameterError("shape", "must have non-negative sizes", shape)
-    if dtype not in (torch.float64, torch.float32):
-        raise ParameterError("dtype", "must be torch.float64 or torch.float32", dtype)
+    shape = _check_shape_dtype(shape, dtype)
     count = math.prod(shape)
     if device is None and isinstance(generator, torch.Generator):
         device = generator.device
