@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, TextIO
 
-from dpxattn.verification.harness import HarnessRun, draw_root_seed, format_number, run_harness
+from dpxattn.verification.harness import (DEFAULT_ROOT_SEED, HarnessRun, draw_root_seed,
+                                          format_number, run_harness)
 
 __all__ = ["SweepRun", "SweepResult", "run_sweep", "render_sweep", "write_sweep"]
 
@@ -76,7 +77,6 @@ def run_sweep(level: str, *, runs: int, first_seed: int | None = None, fresh_ent
     """Run ``level`` ``runs`` times: root seeds ``first_seed``, ``first_seed + 1``, ... (or fresh
     OS entropy for each run). The full report of each failing run is written to
     ``out_dir/seed-ROOT/`` when ``out_dir`` is given. ``stream`` receives one line per run."""
-    from dpxattn.verification.harness import DEFAULT_ROOT_SEED
     from dpxattn.verification.report import write_report
 
     if isinstance(runs, bool) or int(runs) != runs or runs < 1:
