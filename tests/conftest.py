@@ -31,3 +31,28 @@ def seed(request) -> int:
 def rng(seed) -> np.random.Generator:
     """A seeded numpy Generator for this test (tests only: never for production noise)."""
     return np.random.default_rng(seed)
+
+
+@pytest.fixture
+def reversed_uniform_order(monkeypatch):
+    """Mutant (power fixture): the fast releases consume their uniforms reversed per chunk.
+
+    Patches ``release_`` where the direct and tree mechanisms call it; conformance from shared
+    uniforms must catch it."""
+    import dpxattn.fast.release as fast_release
+
+    original = fast_release.release_
+
+    class Reversed:
+        def __init__(self, stream):
+            self.stream = stream
+
+        def take(self, k):
+            return self.stream.take(k).flip(0)
+
+    def wrong(values, law, stream):
+        return original(values, law, Reversed(stream))
+
+    monkeypatch.setattr("dpxattn.fast.direct.release_", wrong)
+    monkeypatch.setattr("dpxattn.fast.tree_mechanism.release_", wrong)
+    return wrong

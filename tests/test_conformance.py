@@ -67,22 +67,8 @@ def test_power_noise_scale_off_by_1e_8(monkeypatch):
     assert not records[0].passed
 
 
-def test_power_uniform_order_swapped(monkeypatch):
+def test_power_uniform_order_swapped(reversed_uniform_order):
     """Consuming the uniforms in a different order (reversed per chunk) is caught."""
-    original = fast_release.release_
-
-    class Reversed:
-        def __init__(self, stream):
-            self.stream = stream
-
-        def take(self, k):
-            return self.stream.take(k).flip(0)
-
-    def wrong(values, law, stream):
-        return original(values, law, Reversed(stream))
-
-    monkeypatch.setattr("dpxattn.fast.direct.release_", wrong)
-    monkeypatch.setattr("dpxattn.fast.tree_mechanism.release_", wrong)
     for case in (conf.CASES[5], [c for c in conf.CASES if c.mechanism == "tree"][3]):
         records = conf.run_case(case)
         assert not records[0].passed, case.name
