@@ -30,6 +30,11 @@ CHECKS: list[CheckSpec] = [
                       "delta region (alpha 1e-6 each); power vs scale x0.7 / x1.3 with beta "
                       "from the mutants' exact laws"),
     CheckSpec("secure-noise-distribution", "dpxattn.verification.checks_secure_noise", "check_secure_noise", summary="hardened (secure-mode) sampler vs the exact discrete truncated Laplace: chi-square, moments, support, delta region, far tail, tape conformance; power vs t x0.7 / x1.3 / x0.5 with beta from the mutants' exact laws"),
+    CheckSpec("gaussian-noise-distribution", "dpxattn.verification.checks_gaussian_noise",
+              "check_gaussian_noise",
+              summary="float N(0, sigma^2) and exact discrete N_Z(0, sigma^2) samplers vs their exact "
+                      "laws: KS, chi-square, moments (alpha 1e-6 each); power vs sigma x0.7 / x1.3 with "
+                      "beta from the mutants' exact laws; quantile and tape conformance"),
     # check 2: tree noise
     CheckSpec("tree-noise", "dpxattn.verification.checks_tree", "check_tree",
               summary="DPTree node noise per level vs the exact variance, range-query error = "
@@ -45,6 +50,11 @@ CHECKS: list[CheckSpec] = [
                       "mechanisms stay <= their claimed eps, every planted mutant (noise x0.5, "
                       "exact denominator, exact c0/c1, sorted keys) is exposed (beta from an "
                       "event fixed in advance from the mutant's exact law)"),
+    CheckSpec("gaussian-privacy-audit", "dpxattn.verification.checks_gaussian_privacy",
+              "check_gaussian_privacy",
+              summary="Clopper-Pearson eps lower bound of direct with law='gaussian' on its attained "
+                      "worst pair stays <= the claim; the sigma x0.5 mutant is exposed (beta from a "
+                      "fixed event of its exact law); the batched draws are the real build"),
     # check 5: adaptive queries
     CheckSpec("adaptive-queries", "dpxattn.verification.checks_adaptive", "check_adaptive",
               summary="random, eps0-net and gradient-ascent queries never exceed the sure "

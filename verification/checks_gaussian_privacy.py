@@ -1,0 +1,225 @@
+"""Empirical privacy audit of the Gaussian law: ``direct`` with ``law="gaussian"`` and its mutant.
+
+Gaussian law -- paper: none (arXiv 2407.14717 uses truncated Laplace only; our ``law="gaussian"``
+for the ``direct`` statistic, PAPER §5 item 8; Balle & Wang 2018); DESIGN §6; proof notes
+``proofs_notes/24-analytic-gaussian.md`` (the calibration), ``17-sensitivity.md`` ("l2": the
+worst pair) and ``21-empirical-audit.md`` (the auditor).
+
+The structure: ``direct`` on n = 2 rows, d = 1, d_v = 1, degree 1, R = 1, R_w = 10 (so
+m = d_v R_w^2 >= 1 and the l2 sensitivity 2 R_w sqrt(d_v T_s(t_max)) is ATTAINED, note 17), at
+eps = 1, delta = 1e-6, float mode. The release is the whole S (r x (d_v + 1) = 2 x 2 numbers),
+one Gaussian component: S + N(0, sigma^2 I) with sigma from the plan.
+
+Records:
+
+* **sampler is the real build** (exact): the batched draws S0 + sigma Phi^-1(u) equal
+  ``DPCrossAttention.build(K, V, law="gaussian", uniforms=u)`` bit for bit on the same uniforms.
+* **worst pair** (search): over every pair of corner rows (key in {0, R}, value in {-R_w, R_w})
+  replacing row 0, no ||S(D) - S(D')||_F exceeds the plan's numeric l2 sensitivity, and the
+  audited pair (x = x' = R, v = -v' = R_w) attains the largest.
+* **audit of the real mechanism** (audit, alpha = :data:`AUDIT_ALPHA`): the black-box auditor
+  (:func:`dpxattn.verification.audit.audit`) on the released S on the audited pair: its eps lower
+  bound at the claimed delta stays <= the claimed eps.
+* **power: sigma x0.5** (power): the same draws with half the noise at the same claim. Passes when
+  the auditor's bound, or that of a FIXED event chosen in advance from the mutant's exact law,
+  exceeds the claim. The event: the projection of the release on the unit shift u = dS / |dS|
+  exceeds c (chosen to minimise beta); under D the projection is N(0, (sigma/2)^2), under D' it
+  is N(|dS|, (sigma/2)^2), exactly. beta = the exact chance that the fixed event's one-sided
+  Clopper-Pearson bound (confidence 1 - 1e-6) does not exceed the claim
+  (:func:`dpxattn.verification.power_bounds.clopper_pearson_escape`), with the projection's
+  float64 rounding allowed for (:data:`PROJECTION_SLACK`).
+
+Budget: one audit record (1e-6) plus the power record's beta (below 1e-9 at quick and standard).
+Shapes: releases are (N, r (d_v + 1)) float64 arrays, one row per release.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import special
+
+from dpxattn.fast import DPCrossAttention
+from dpxattn.fast.noise import gaussian
+from dpxattn.reference import gaussian as ref_gaussian
+from dpxattn.verification.audit import (audit, clopper_pearson_lower, clopper_pearson_upper,
+                                        eps_from_bounds)
+from dpxattn.verification.power_bounds import clopper_pearson_escape
+from dpxattn.verification.records import CheckContext, CheckRecord
+
+__all__ = [
+    "AUDIT_ALPHA",
+    "SAMPLES",
+    "PROJECTION_SLACK",
+    "GaussianAuditConfig",
+    "CONFIG",
+    "noiseless_S",
+    "sample_releases",
+    "worst_corner_pair",
+    "fixed_event",
+    "check_gaussian_privacy",
+]
+
+#: false-alarm rate of the real mechanism's audit (confidence 1 - alpha), and the fixed event's
+AUDIT_ALPHA = 1e-6
+#: releases per side
+SAMPLES = {"quick": 1_000_000, "standard": 2_000_000, "full": 4_000_000}
+#: relative allowance for the float64 projection <x - S0, u> (a few ulps of |x| per term)
+PROJECTION_SLACK = 1e-12
+
+
+@dataclass(frozen=True)
+class GaussianAuditConfig:
+    n: int = 2
+    d: int = 1
+    d_v: int = 1
+    degree: int = 1
+    R: float = 1.0
+    R_w: float = 10.0
+    eps: float = 1.0
+    delta: float = 1e-6
+
+    def build_kwargs(self) -> dict:
+        return dict(eps=self.eps, delta=self.delta, R=self.R, R_w=self.R_w, degree=self.degree,
+                    mechanism="direct", law="gaussian", noise="float")
+
+    def corner(self, key: float, value: float) -> tuple[np.ndarray, np.ndarray]:
+        """The dataset whose row 0 is (key 1_d, value 1_{d_v}) and whose other rows are fixed."""
+        K = np.full((self.n, self.d), 0.5 * self.R)
+        V = np.full((self.n, self.d_v), 0.3 * self.R_w)
+        K[0], V[0] = key, value
+        return K, V
+
+
+CONFIG = GaussianAuditConfig()
+
+
+def _build(cfg: GaussianAuditConfig, K, V, uniforms) -> DPCrossAttention:
+    return DPCrossAttention.build(torch.as_tensor(K), torch.as_tensor(V),
+                                  uniforms=torch.as_tensor(uniforms), **cfg.build_kwargs())
+
+
+def _count(cfg: GaussianAuditConfig) -> int:
+    return DPCrossAttention.noise_count(n=cfg.n, d=cfg.d, d_v=cfg.d_v, degree=cfg.degree,
+                                        mechanism="direct", law="gaussian")
+
+
+def noiseless_S(cfg: GaussianAuditConfig, K, V) -> tuple[np.ndarray, float, float]:
+    """(S flattened row-major, the plan's sigma, the plan's numeric l2 sensitivity) of the real
+    build at uniforms 1/2 (zero noise: Phi^-1(1/2) = 0 exactly)."""
+    att = _build(cfg, K, V, np.full(_count(cfg), 0.5))
+    (component,) = att.privacy.to_dict()["components"]
+    return att.released_tensors()["S"].numpy().ravel().copy(), float(component["sigma"]), \
+        float(component["sensitivity_value"])
+
+
+def sample_releases(S0: np.ndarray, sigma: float, count: int, seed: int) -> np.ndarray:
+    """``count`` releases S0 + sigma Phi^-1(u) (the real sampler, seeded: an audit)."""
+    g = torch.Generator().manual_seed(seed)
+    noise = gaussian((count, S0.size), sigma, generator=g).numpy()
+    return noise + S0[None, :]
+
+
+def worst_corner_pair(cfg: GaussianAuditConfig) -> dict:
+    """Every pair of corner rows for row 0: the largest ||S(D) - S(D')||_F and where."""
+    corners = [(k, v) for k in (0.0, cfg.R) for v in (-cfg.R_w, cfg.R_w)]
+    S = {c: noiseless_S(cfg, *cfg.corner(*c))[0] for c in corners}
+    best = max(((float(np.linalg.norm(S[a] - S[b])), a, b) for a in corners for b in corners))
+    return {"largest": best[0], "pair": [list(best[1]), list(best[2])]}
+
+
+def _sampler_record(cfg: GaussianAuditConfig, rng: np.random.Generator) -> CheckRecord:
+    K, V = cfg.corner(cfg.R, cfg.R_w)
+    S0, sigma, _ = noiseless_S(cfg, K, V)
+    equal = True
+    for _ in range(4):
+        u = rng.random(_count(cfg)) * (1 - 2.0 ** -53) + 2.0 ** -54
+        built = _build(cfg, K, V, u).released_tensors()["S"].numpy().ravel()
+        batch = S0 + gaussian((S0.size,), sigma, uniforms=torch.as_tensor(u)).numpy()
+        equal &= bool(np.array_equal(built, batch))
+    return CheckRecord(name="gaussian audit sampler is the real build", kind="exact",
+                       tests="S0 + sigma Phi^-1(u) (the batched draws) equals "
+                             "DPCrossAttention.build(..., law='gaussian', uniforms=u) bit for bit",
+                       statistic=0.0 if equal else 1.0, threshold=0.0, comparison="<=",
+                       passed=equal, sample_size=4)
+
+
+def fixed_event(shift: float, sigma: float, n: int, claim: float, delta: float) -> dict:
+    """The threshold c on the projection (in units of the mutant's sigma) that minimises beta:
+    P_D'(T > c) = Phi((shift - c') / sigma), P_D(T > c) = Phi(-c'' / sigma), with c' and c''
+    moved by the projection's allowance so that both are bounded the conservative way."""
+    best = None
+    slack = PROJECTION_SLACK * (abs(shift) + 10.0 * sigma)
+    for k in np.linspace(0.0, 6.0, 25):
+        c = shift / 2 + k * sigma
+        p = float(special.ndtr((shift - (c + slack)) / sigma))
+        q = float(special.ndtr(-(c - slack) / sigma))
+        beta, terms = clopper_pearson_escape(n, p, n, q, claim, delta, AUDIT_ALPHA / 2)
+        if best is None or beta < best["beta"]:
+            best = {"threshold": c, "p": p, "q": q, "beta": beta, "beta_terms": terms}
+    return best
+
+
+def _oracle_bound(event: dict, proj_a: np.ndarray, proj_b: np.ndarray, delta: float) -> float:
+    n = proj_a.size
+    x = int(np.count_nonzero(proj_a > event["threshold"]))
+    y = int(np.count_nonzero(proj_b > event["threshold"]))
+    lo = clopper_pearson_lower(x, n, AUDIT_ALPHA / 2)
+    hi = clopper_pearson_upper(y, n, AUDIT_ALPHA / 2)
+    return max(float(eps_from_bounds(lo, hi, delta)), 0.0)
+
+
+def check_gaussian_privacy(ctx: CheckContext) -> list[CheckRecord]:
+    """Run the audit at ``ctx.level`` (see the module docstring)."""
+    cfg, rng = CONFIG, ctx.rng
+    n = int(SAMPLES.get(ctx.level, SAMPLES["standard"]) * (ctx.scale if ctx.level == "full" else 1))
+    records = [_sampler_record(cfg, rng)]
+    K_a, V_a = cfg.corner(cfg.R, cfg.R_w)
+    K_b, V_b = cfg.corner(cfg.R, -cfg.R_w)
+    S_a, sigma, sens = noiseless_S(cfg, K_a, V_a)
+    S_b = noiseless_S(cfg, K_b, V_b)[0]
+    worst = worst_corner_pair(cfg)
+    shift = float(np.linalg.norm(S_b - S_a))
+    records.append(CheckRecord(
+        name="gaussian worst pair", kind="search",
+        tests="over all corner pairs for one row, ||S(D) - S(D')||_F <= the plan's l2 sensitivity; "
+              "the audited pair attains the largest (note 17: attained when d_v R_w^2 >= 1)",
+        statistic=worst["largest"], threshold=sens, comparison="<=",
+        passed=worst["largest"] <= sens and shift >= worst["largest"] * (1 - 1e-12),
+        details={**worst, "audited_shift": shift, "sigma": sigma}))
+    for label, factor in (("real", 1.0), ("sigma x0.5", 0.5)):
+        ctx.note(f"gaussian audit: {label}")
+        s = sigma * factor
+        a = sample_releases(S_a, s, n, int(rng.integers(2 ** 63)))
+        b = sample_releases(S_b, s, n, int(rng.integers(2 ** 63)))
+        res = audit(b, a, delta=cfg.delta, confidence=1 - AUDIT_ALPHA, rng=rng)
+        details = {"sigma_used": s, "plan_sigma": sigma, "shift": shift, "audit": res.to_dict(),
+                   "samples_per_side": n,
+                   # the exact delta at the claimed eps of N(0, s^2) vs N(shift, s^2) (reference)
+                   "exact_delta_at_claim": float(ref_gaussian.delta_for_sigma(s, shift, cfg.eps))}
+        if factor == 1.0:
+            records.append(CheckRecord(
+                name="gaussian audit: direct (real)", kind="audit",
+                tests="the auditor's eps lower bound on the released S (worst pair) stays <= the "
+                      "claimed eps of the one Gaussian component",
+                statistic=res.eps_lower_bound, threshold=cfg.eps, comparison="<=",
+                passed=res.eps_lower_bound <= cfg.eps, alpha=AUDIT_ALPHA,
+                confidence=1 - AUDIT_ALPHA, sample_size=2 * n, details=details))
+            continue
+        u = (S_b - S_a) / shift
+        event = fixed_event(shift, s, n, cfg.eps, cfg.delta)
+        oracle = _oracle_bound(event, (b - S_a) @ u, (a - S_a) @ u, cfg.delta)
+        stat = max(res.eps_lower_bound, oracle)
+        records.append(CheckRecord(
+            name="gaussian audit: direct sigma x0.5 (mutant)", kind="power",
+            tests="half the noise at the same claim is EXPOSED: the auditor's bound or a fixed "
+                  "event's (projection on the shift > c, chosen from the mutant's exact law) "
+                  "exceeds the claimed eps; beta: the exact chance that the fixed event's does not",
+            statistic=stat, threshold=cfg.eps, comparison=">=", passed=stat > cfg.eps,
+            beta=event["beta"], confidence=1 - AUDIT_ALPHA, sample_size=2 * n,
+            details={**details, "fixed_event": {k: v for k, v in event.items() if k != "beta_terms"},
+                     "fixed_event_bound": oracle, "beta_terms": event["beta_terms"]}))
+    return records
+
