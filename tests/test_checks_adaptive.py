@@ -15,6 +15,7 @@ from dpxattn.verification.records import CheckContext
 SMALL = QueryBudget(random=500, grid=400, starts=20, steps=8, structures=40)
 DIRECT = AdaptiveConfig("direct", n=32, d=2, d_v=2, degree=2)
 TREE = AdaptiveConfig("tree", n=8, d=2, d_v=1, degree=2)
+GAUSSIAN = AdaptiveConfig("direct", n=32, d=2, d_v=2, degree=2, law="gaussian")
 
 
 @pytest.mark.parametrize("d,count", [(1, 10), (2, 400), (3, 30)])
@@ -99,13 +100,13 @@ def test_check_adaptive_quick_budget(seed):
     records = check_adaptive(CheckContext(level="quick", seed=seed))
     assert all(r.passed for r in records)
     power = [r for r in records if r.kind == "power"]
-    assert len(power) == 2 and all(r.beta <= 1e-20 for r in power)
+    assert len(power) == 3 and all(r.beta <= 1e-20 for r in power)  # direct, tree, gaussian
     rates = [r.false_failure_rate() for r in records]
     assert all(x is not None and x <= 1e-5 for x in rates) and sum(rates) <= 5e-5
 
 
 @pytest.mark.statistical
-@pytest.mark.parametrize("cfg", [DIRECT, TREE], ids=["direct", "tree"])
+@pytest.mark.parametrize("cfg", [DIRECT, TREE, GAUSSIAN], ids=["direct", "tree", "gaussian"])
 def test_wrong_bound_floor_is_below_the_observed_violation_rate(cfg, rng):
     """The derived per-structure violation floor q_min is a lower bound: the observed rate of the
     0.02x bound over many structures is above it (4 standard errors)."""
@@ -127,3 +128,27 @@ def test_wrong_bound_is_rejected_with_several_copies(rng):
     cfg = AdaptiveConfig("tree", n=16, d=2, d_v=2, degree=2, copies=3)
     h = hp_failure_test(cfg, 150, rng)
     assert h.no_violation is None and h.wrong_failures > h.critical
+
+
+@pytest.mark.statistical
+def test_gaussian_hp_bound_rejects_under_stated_noise(rng):
+    """Power of the Gaussian hp records on a wrong implementation: a structure whose released S
+    carries 6x the noise its plan states (behind the same hp_error_bound) violates the bound at
+    its 1% failure rate far more often than the binomial critical value allows (alpha 1e-6).
+    The factor is large because the bound is conservative at this tiny n, where the answer is
+    a ratio of noises: over 1200 entries of correct builds the 99% quantile of error / bound was
+    0.45 and the largest 0.59; at x6 about 40% of the entries are violated."""
+    from dpxattn.verification.checks_adaptive import _data, _noiseless, binomial_critical
+
+    K, V = _data(GAUSSIAN, rng)
+    truth = _noiseless(GAUSSIAN, K, V)
+    Q = torch.rand((4, GAUSSIAN.d), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    exact = truth.query(Q)
+    trials, fails = 150, 0
+    for t in range(trials):
+        att = DPCrossAttention.build(K, V, generator=rng, **GAUSSIAN.build_kwargs())
+        S0 = truth.release.S
+        att.release.S.copy_(S0 + 6.0 * (att.release.S - S0))  # the wrong variant: noise x6
+        err = (att.query(Q) - exact).abs()
+        fails += bool(err[t % 4, t % 2] > att.hp_error_bound(Q, 0.01)[t % 4, t % 2])
+    assert fails > binomial_critical(trials, 0.01)

@@ -29,6 +29,13 @@ attacks it, per structure (``direct`` and ``tree``, built by ``dpxattn.fast``):
     no useful sure bound, so that structure has no power record in the report;
     ``tests/test_checks_adaptive.py`` demonstrates its power with fixed seeds.
 
+Gaussian law (``law="gaussian"``, ``direct``, float mode; notes 24 and 16): the noise is
+unbounded, so there is no sure envelope ((a) does not apply: an ``exact`` record checks that
+``error_bound`` refuses), and (b) tests ``hp_error_bound`` (exact normal quantiles, then the same
+ratio step) with the same binomial records and the same power record; its beta rests on the
+numerator noise N(0, sigma^2 |phi(q)|^2), on the event that every uniform lies in
+[2^-40, 1 - 2^-40] (its complement's probability is added to each window bound).
+
 The worst error/envelope ratio found is reported (the envelope is typically 10-100x the
 observed error: DESIGN §9). Paper: adaptive queries via eps0-net, Lipschitz extension and median
 of copies, "with probability 1 - p_f" (v2 App. H; ICLR Thm 1.2); spec PAPER.md
@@ -86,18 +93,22 @@ class AdaptiveConfig:
     eps: float = 1.0
     delta: float = 1e-6
     copies: int = 1
+    law: str = "tlap"
 
     def build_kwargs(self) -> dict:
         kw = dict(eps=self.eps, delta=self.delta, R=self.R, R_w=self.R_w, degree=self.degree,
                   mechanism=self.mechanism)
         if self.mechanism == "tree":
             kw["copies"] = self.copies
+        if self.law != "tlap":  # float mode (a seeded generator or uniforms)
+            kw.update(law=self.law, noise="float")
         return kw
 
     def describe(self) -> str:
         c = f", copies={self.copies}" if self.mechanism == "tree" else ""
+        law = f", law={self.law}" if self.law != "tlap" else ""
         return (f"{self.mechanism}: n={self.n}, d={self.d}, d_v={self.d_v}, degree={self.degree}, "
-                f"R={self.R:g}, R_w={self.R_w:g}, eps={self.eps:g}, delta={self.delta:g}{c}")
+                f"R={self.R:g}, R_w={self.R_w:g}, eps={self.eps:g}, delta={self.delta:g}{c}{law}")
 
 
 @dataclass(frozen=True)
@@ -118,7 +129,8 @@ BUDGETS = {
 
 def adaptive_configs(level: str) -> list[AdaptiveConfig]:
     out = [AdaptiveConfig("direct", n=64, d=2, d_v=2, degree=3),
-           AdaptiveConfig("tree", n=16, d=2, d_v=1, degree=2)]
+           AdaptiveConfig("tree", n=16, d=2, d_v=1, degree=2),
+           AdaptiveConfig("direct", n=64, d=2, d_v=2, degree=3, law="gaussian")]
     if level != "quick":
         out += [AdaptiveConfig("direct", n=1024, d=4, d_v=3, degree=2, R_w=2.0, eps=0.5),
                 AdaptiveConfig("tree", n=32, d=2, d_v=2, degree=2, copies=3)]
@@ -277,6 +289,15 @@ class HPTest:
 #: the fast inverse CDF's error allowed for (times the support bound A): far above the few ulps
 #: tests/test_fast_noise.py verifies
 PPF_ERROR = 1e-10
+#: Gaussian law: the window bounds hold on the event that every uniform of the structure lies in
+#: [2^-40, 1 - 2^-40] (probability >= 1 - count 2^-39, added to the bound); there every draw is
+#: within GAUSSIAN_Z_MAX sigma of 0 (Phi^-1(2^-40) = -7.05...)
+GAUSSIAN_TAIL_EXPONENT = 40
+GAUSSIAN_Z_MAX = 7.1
+#: and the seeded uniform (j + 1/2) 2^-52 is within 2^-53 of an exact uniform V, so the draw is
+#: within 2^-53 / phi(7.1) sigma < 2e-5 sigma of sigma Phi^-1(V) (the quantile's slope 1/phi),
+#: plus the fast quantile's own 16 ulps and the release sum's rounding (2^-52 relative)
+GAUSSIAN_COUPLING = 2e-5
 
 
 def _coupling_factor(laws) -> float:
@@ -312,7 +333,12 @@ def _direct_windows(att, truth, cfg: AdaptiveConfig, Qv: torch.Tensor, failure_p
                     R_w: float, n: float) -> list[dict]:
     """``direct`` (one copy): per entry, the window bound with C from the envelope's own public
     terms at failure/2, sigma^2 = Var(TLap) |phi(q)|^2 and xi = (gamma_{2r+4} + kappa) times
-    sum_t |phi_t(q)| (|S_tk| + A); D_max bounds the released denominator."""
+    sum_t |phi_t(q)| (|S_tk| + A); D_max bounds the released denominator.
+
+    Gaussian law: the numerator noise is N(0, sigma^2 |phi(q)|^2) (log-concave); unbounded, so
+    the bound is taken on the event that every uniform lies in [2^-40, 1 - 2^-40], where
+    A = GAUSSIAN_Z_MAX sigma and the coupling to the exact normal draw is GAUSSIAN_COUPLING
+    sigma; the event's complement (probability <= count 2^-39) is added to each bound."""
     from dpxattn.fast.envelope import gamma, unit_roundoff
     from dpxattn.reference import truncated_laplace as tl
 
@@ -323,10 +349,17 @@ def _direct_windows(att, truth, cfg: AdaptiveConfig, Qv: torch.Tensor, failure_p
     Fv = rel.fp_allowance(terms, R_w, Qv.dtype, att.r)
     Fd = rel.fp_allowance(terms, 1.0, Qv.dtype, att.r)
     C = (E + Fv) + R_w * (E + Fd)  # (m,)
-    (k_law,) = rel.law.constants
-    var = float(tl.variance(k_law.sensitivity, k_law.eps, k_law.delta))
-    A = float(rel.law.support_up.max())
-    kappa = _coupling_factor([rel.law])
+    tail = 0.0
+    if att.law == "gaussian":  # on the event of GAUSSIAN_TAIL_EXPONENT (its complement: tail)
+        var = rel.law.variance
+        A = GAUSSIAN_Z_MAX * rel.law.sigma
+        kappa = GAUSSIAN_COUPLING
+        tail = rel.S.numel() * 2.0 ** (1 - GAUSSIAN_TAIL_EXPONENT)
+    else:
+        (k_law,) = rel.law.constants
+        var = float(tl.variance(k_law.sensitivity, k_law.eps, k_law.delta))
+        A = float(rel.law.support_up.max())
+        kappa = _coupling_factor([rel.law])
     S = truth.release.S  # exact (noiseless) statistic, (r, d_v + 1)
     Uabs = terms.U.abs()  # (m, r)
     r = Uabs.shape[1]
@@ -337,8 +370,9 @@ def _direct_windows(att, truth, cfg: AdaptiveConfig, Qv: torch.Tensor, failure_p
         for k in range(cfg.d_v):
             mag = float(Uabs[i] @ (S[:, k].abs() + A))
             xi = (gamma(2 * r + 4, u64) + kappa) * mag
+            bound = min(1.0, _window(float(C[i]), sigma, xi, D_max, n, R_w) + tail)
             out.append({"query": i, "column": k, "C": float(C[i]), "sigma": sigma,
-                        "xi": xi, "bound": _window(float(C[i]), sigma, xi, D_max, n, R_w)})
+                        "xi": xi, "tail": tail, "bound": bound})
     return out
 
 
@@ -495,6 +529,29 @@ def _attack_records(res: AttackResult) -> list[CheckRecord]:
     ]
 
 
+def _no_sure_envelope_record(cfg: AdaptiveConfig) -> CheckRecord:
+    """Gaussian noise is unbounded, so there is no sure envelope to attack (``error_bound``
+    raises ``NoSureEnvelopeError``); the record says so and checks that it does."""
+    from dpxattn.errors import NoSureEnvelopeError
+    from dpxattn.fast import DPCrossAttention
+
+    K = torch.full((2, cfg.d), 0.5 * cfg.R, dtype=torch.float64)
+    V = torch.zeros((2, cfg.d_v), dtype=torch.float64)
+    att = DPCrossAttention.build(K, V, generator=torch.Generator().manual_seed(0),
+                                 **replace(cfg, n=2).build_kwargs())
+    try:
+        att.error_bound(K)
+        refused = False
+    except NoSureEnvelopeError:
+        refused = True
+    return CheckRecord(
+        name=f"adaptive: no sure envelope to attack [{cfg.describe()}]", kind="exact",
+        tests=("Gaussian noise is unbounded: error_bound must raise NoSureEnvelopeError (the "
+               "adaptive attack applies to sure envelopes only; hp_error_bound holds for queries "
+               "fixed before the noise and is tested below)"),
+        statistic=0.0 if refused else 1.0, threshold=0.0, comparison="<=", passed=refused)
+
+
 def _hp_records(h: HPTest) -> list[CheckRecord]:
     cfg = h.config
     common = dict(kind="statistical", alpha=ALPHA, sample_size=h.trials)
@@ -556,7 +613,9 @@ def check_adaptive(ctx: CheckContext) -> list[CheckRecord]:
     test rejects an over-optimistic bound (0.02 x hp_error_bound), a power record with a
     derived beta (each structure violates it with probability >= q_min, about 0.55 here, from
     the log-concave numerator noise; beta = P(Binomial(T, q_min) <= critical), below 1e-35);
-    structures with several copies have no such record (tests show their power).
+    structures with several copies have no such record (tests show their power). The Gaussian
+    `direct` structure has no sure envelope (an exact record checks `error_bound` refuses); its
+    `hp_error_bound` gets the same binomial records and power record.
 
     False alarms: the envelope records are sure (a proven bound); the binomial records have
     alpha = 1e-6 each (4e-6 at quick, 8e-6 at standard); the power betas add less than 1e-30.
@@ -569,8 +628,11 @@ def check_adaptive(ctx: CheckContext) -> list[CheckRecord]:
                          structures=int(budget.structures * s))
     records: list[CheckRecord] = []
     for cfg in adaptive_configs(ctx.level):
-        ctx.note(f"attacking {cfg.describe()}")
-        records += _attack_records(attack_structure(cfg, budget, rng))
+        if cfg.law == "gaussian":
+            records.append(_no_sure_envelope_record(cfg))
+        else:
+            ctx.note(f"attacking {cfg.describe()}")
+            records += _attack_records(attack_structure(cfg, budget, rng))
         ctx.note(f"hp bound failure rate over {budget.structures} structures ({cfg.mechanism})")
         records += _hp_records(hp_failure_test(replace(cfg, n=min(cfg.n, 16)), budget.structures, rng))
     return records
