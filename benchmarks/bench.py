@@ -50,7 +50,7 @@ from dpxattn.benchmarks import subject
 
 __all__ = ["add_arguments", "run", "SECTIONS"]
 
-SECTIONS = ("anchors", "configs", "ranges", "reference", "slopes", "hardening")
+SECTIONS = ("anchors", "configs", "ranges", "reference", "laws", "slopes", "hardening")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -299,6 +299,14 @@ def _extra_target_sections(rep: _Report, ctx: RunContext, sections) -> None:
             rep.doc["targets"].extend(rows)
             rep.doc["reference"] = raw
         _run_section(rep, "reference", do_reference)
+    if "laws" in sections:
+        def do_laws():
+            from dpxattn.benchmarks.noise_laws import measure_noise_laws
+
+            rows, raw = measure_noise_laws(ctx)
+            rep.doc["targets"].extend(rows)
+            rep.doc["noise_laws"] = raw
+        _run_section(rep, "laws", do_laws)
 
 
 def _slopes_section(rep: _Report, ctx: RunContext, sections, fast_why) -> None:

@@ -20,7 +20,8 @@ from dpxattn.benchmarks.timing import measure, measure_many, measure_memory
 from dpxattn.cli import main
 
 ROW = re.compile(r"^\| (?P<id>[A-Z][A-Za-z0-9]*) +\|.*\| (?P<verdict>PASS|FAIL|UNSURE|INFO|SKIP) +\|")
-EXPECTED_TARGETS = {"G1", "G2", "G3", "G4", "G6", "G7", "G8", "G9", "G10", "G11", "REF", "ERR", "ENV"}
+EXPECTED_TARGETS = {"G1", "G2", "G3", "G4", "G6", "G7", "G8", "G9", "G10", "G11", "REF", "ERR", "ENV",
+                    "L1", "L2", "L3", "L4", "L5"}
 EXPECTED_SLOPES = {"S1", "S2", "S3", "S4", "S5", "S6", "S7"}
 
 
@@ -77,7 +78,7 @@ def test_json_is_written_and_matches_the_text(quick_run):
     _, text, path = quick_run
     doc = json.loads(path.read_text())
     for key in ("header", "settings", "anchors", "configs", "targets", "slopes", "crossover",
-                "tree_ranges", "reference", "noise_hardening", "summary"):
+                "tree_ranges", "reference", "noise_laws", "noise_hardening", "summary"):
         assert key in doc, key
     assert [c["config"]["name"] for c in doc["configs"]] == list(DEFAULT_NAMES)
     for c in doc["configs"]:
