@@ -261,6 +261,22 @@ class DPCrossAttention:
             return {"S": self.release.S}
         return {"payload": self.release.payload, "scalars": self.release.scalars}
 
+    def save(self, path):
+        """Write the structure to ``path`` (``.npz``): released numbers, public parameters and
+        the privacy plan only, no pickle (``dpxattn.persist``). Returns the path written."""
+        from dpxattn.persist import save_structure
+
+        return save_structure(self, path, "fast")
+
+    @classmethod
+    def load(cls, path, device="cpu") -> "DPCrossAttention":
+        """A structure written by :meth:`save`, its tensors on ``device``; answers are
+        bit-identical. A foreign, altered or truncated file raises
+        :class:`dpxattn.persist.StructureFileError`; nothing named by the file is executed."""
+        from dpxattn.persist import load_structure
+
+        return load_structure(path, "fast", device=torch.device(device))
+
     def to(self, device) -> "DPCrossAttention":
         """A copy of the structure on ``device`` (released numbers and constants only)."""
         device = torch.device(device)

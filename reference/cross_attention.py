@@ -249,6 +249,22 @@ class DPCrossAttention:
         k = self.kernel_error_bound()
         return [[e + k for e in row] for row in self.error_bound(Q)]
 
+    def save(self, path):
+        """Write the structure to ``path`` (``.npz``; every mpf exactly, with its precision):
+        released numbers, public parameters and the privacy plan only, no pickle
+        (``dpxattn.persist``). Returns the path written."""
+        from dpxattn.persist import save_structure
+
+        return save_structure(self, path, "reference")
+
+    @classmethod
+    def load(cls, path) -> "DPCrossAttention":
+        """A structure written by :meth:`save`; answers are identical. A foreign, altered or
+        truncated file raises :class:`dpxattn.persist.StructureFileError`."""
+        from dpxattn.persist import load_structure
+
+        return load_structure(path, "reference")
+
     def __repr__(self) -> str:
         eps, delta = self._plan.eps, self._plan.delta
         return (f"RefDPCrossAttention(mechanism={self.mechanism!r}, n={self.n}, d={self.d}, "

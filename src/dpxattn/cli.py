@@ -1,7 +1,8 @@
-"""The ``dpxattn`` command line: ``demo``, ``verify``, ``audit``, ``bench``.
+"""The ``dpxattn`` command line: ``demo``, ``verify``, ``audit``, ``bench``, ``build``, ``query``.
 
-Each subcommand lives in its own module, imported only when that subcommand runs. A module
-provides ``add_arguments(parser)`` and ``run(args) -> int`` (the exit status).
+Each subcommand lives in its own module, imported only when that subcommand runs. A module (or
+an object named ``module:attr``) provides ``add_arguments(parser)`` and ``run(args) -> int``
+(the exit status).
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ COMMANDS = {
     "verify": ("dpxattn.verification.cli_verify", "run the verification harness and write its report"),
     "audit": ("dpxattn.verification.cli_audit", "one empirical privacy audit (eps lower bound), printed"),
     "bench": ("dpxattn.benchmarks.bench", "the performance table (ratios measured in one run)"),
+    "build": ("dpxattn.fast.cli_structure:BuildCommand", "build a structure from K.npy, V.npy and save it"),
+    "query": ("dpxattn.fast.cli_structure:QueryCommand", "answer queries from a saved structure"),
 }
+
+
+def _command(spec: str):
+    """The object with ``add_arguments`` and ``run`` named by ``module`` or ``module:attr``."""
+    module, _, attr = spec.partition(":")
+    obj = importlib.import_module(module)
+    return getattr(obj, attr) if attr else obj
 
 
 def _parser(selected: str | None) -> argparse.ArgumentParser:
@@ -33,7 +43,7 @@ def _parser(selected: str | None) -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == selected:
-            importlib.import_module(module).add_arguments(p)
+            _command(module).add_arguments(p)
     return parser
 
 
@@ -45,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    module = importlib.import_module(COMMANDS[args.command][0])
-    return int(module.run(args) or 0)
+    return int(_command(COMMANDS[args.command][0]).run(args) or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,124 @@
+"""``dpxattn build`` and ``dpxattn query``: build a structure from ``.npy`` files, save it, serve it.
+
+    dpxattn build --keys K.npy --values V.npy --eps E --delta D --R R --R-w RW --degree S
+                  [--mechanism direct|tree] [--law tlap|gaussian] [--clip] --out FILE
+    dpxattn query FILE --queries Q.npy [--out A.npy] [--failure-prob P]
+
+Paper: the structure is built once from the private context and answers any number of public
+queries (v2 §1, §3; DESIGN §1); saving it is software (``dpxattn.persist``). ``build`` reads the
+arrays without pickle (memory-mapped), builds in the secure default mode (OS CSPRNG, lattice
+release) and writes only the released structure; the private arrays are not copied into the
+file. ``query`` prints (or writes) the answers and an envelope: ``error_bound`` for TLap
+structures, ``hp_error_bound(Q, P)`` for Gaussian ones (unbounded noise has no sure envelope).
+Bad files and bounds give an error message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["add_build_arguments", "run_build", "add_query_arguments", "run_query", "BuildCommand",
+           "QueryCommand"]
+
+
+def _load_array(path: str, what: str):
+    import numpy as np
+
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"dpxattn: cannot read {what} from {path!r} as a .npy array ({exc})")
+
+
+def add_build_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--keys", required=True, metavar="K.npy", help="private keys, (n, d) float")
+    parser.add_argument("--values", required=True, metavar="V.npy", help="private values, (n, d_v) float")
+    parser.add_argument("--eps", type=float, required=True, help="end-to-end epsilon")
+    parser.add_argument("--delta", type=float, required=True, help="end-to-end delta")
+    parser.add_argument("--R", type=float, required=True, help="public bound on keys and queries")
+    parser.add_argument("--R-w", dest="R_w", type=float, required=True, help="public bound on |values|")
+    parser.add_argument("--degree", type=int, required=True, help="Taylor degree s")
+    parser.add_argument("--mechanism", choices=("direct", "tree"), default="direct")
+    parser.add_argument("--law", choices=("tlap", "gaussian"), default="tlap",
+                        help="noise law (tlap: sure envelopes; gaussian: less noise, hp envelopes)")
+    parser.add_argument("--clip", action="store_true",
+                        help="clip entries to the public bounds instead of refusing them")
+    parser.add_argument("--out", required=True, metavar="FILE", help="where the structure goes (.npz)")
+
+
+def run_build(args: argparse.Namespace) -> int:
+    import torch
+
+    from dpxattn.errors import DPXAttnError
+    from dpxattn.fast import DPCrossAttention
+
+    K = torch.from_numpy(_load_array(args.keys, "keys").astype("float64"))
+    V = torch.from_numpy(_load_array(args.values, "values").astype("float64"))
+    try:
+        att = DPCrossAttention.build(K, V, eps=args.eps, delta=args.delta, R=args.R, R_w=args.R_w,
+                                     degree=args.degree, mechanism=args.mechanism, law=args.law,
+                                     clip=args.clip)
+    except DPXAttnError as exc:
+        print(f"dpxattn build: {exc}", file=sys.stderr)
+        return 2
+    del K, V
+    path = att.save(args.out)
+    print(f"built {att!r}")
+    print(att.privacy)
+    print(f"saved: {path}")
+    return 0
+
+
+def add_query_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("structure", metavar="FILE", help="a structure written by `dpxattn build`")
+    parser.add_argument("--queries", required=True, metavar="Q.npy", help="public queries, (m, d) float")
+    parser.add_argument("--out", metavar="A.npy", default=None,
+                        help="write answers (m, d_v) here, and the envelope to A.envelope.npy")
+    parser.add_argument("--failure-prob", type=float, default=0.05,
+                        help="failure probability of the high-probability envelope (Gaussian law)")
+
+
+def run_query(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from dpxattn.errors import DPXAttnError
+    from dpxattn.fast import DPCrossAttention
+
+    try:
+        att = DPCrossAttention.load(args.structure)
+        Q = torch.from_numpy(_load_array(args.queries, "queries").astype("float64"))
+        answers = att.query(Q)
+        if att.law == "tlap":
+            envelope, kind = att.error_bound(Q), "sure envelope error_bound"
+        else:
+            envelope = att.hp_error_bound(Q, args.failure_prob)
+            kind = f"hp_error_bound at failure probability {args.failure_prob:g} per entry"
+    except DPXAttnError as exc:
+        print(f"dpxattn query: {exc}", file=sys.stderr)
+        return 2
+    if args.out:
+        np.save(args.out, answers.numpy())
+        env_path = args.out.removesuffix(".npy") + ".envelope.npy"
+        np.save(env_path, envelope.numpy())
+        print(f"answers: {args.out}  envelope ({kind}): {env_path}")
+        return 0
+    print(f"answers ({answers.shape[0]} x {answers.shape[1]}) and {kind}:")
+    for a, e in zip(answers.tolist(), envelope.tolist()):
+        print("  " + "  ".join(f"{x:+.6f} ± {b:.3g}" for x, b in zip(a, e)))
+    return 0
+
+
+class BuildCommand:
+    """The module interface of ``dpxattn.cli`` for ``build``."""
+
+    add_arguments = staticmethod(add_build_arguments)
+    run = staticmethod(run_build)
+
+
+class QueryCommand:
+    """The module interface of ``dpxattn.cli`` for ``query``."""
+
+    add_arguments = staticmethod(add_query_arguments)
+    run = staticmethod(run_query)
