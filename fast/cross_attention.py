@@ -42,6 +42,7 @@ import torch
 from dpxattn.accounting import (NUMERICS_FLOAT, NUMERICS_FLOAT_GAUSSIAN, feature_dimension,
                                 plan_direct, plan_tree, tree_height)
 from dpxattn.errors import ParameterError, no_sure_envelope
+from dpxattn.memory import check_build_memory
 from dpxattn.fast.direct import DirectRelease, direct_noise_count
 from dpxattn.fast.directed import float_up, memo_safe
 from dpxattn.fast.envelope import finalize, hp_ratio_bound, median_copy_failure, ratio_bound
@@ -208,6 +209,8 @@ class DPCrossAttention:
             K, V = check_keys_values(K, V, R=R, R_w=R_w, clip=clip)
             n, d = K.shape
             d_v = V.shape[1]
+            check_build_memory(mechanism=mechanism, n=n, d=d, d_v=d_v, degree=degree,
+                               copies=copies, grid_size=grid_size)
             device = K.device
             count = _noise_count(n=n, d=d, d_v=d_v, degree=degree, mechanism=mechanism,
                                  copies=copies, grid_size=grid_size)

@@ -32,6 +32,7 @@ from fractions import Fraction
 
 from dpxattn.accounting import TREE_MOMENTS, feature_dimension, plan_direct, plan_tree, tree_levels
 from dpxattn.errors import ShapeError, no_sure_envelope
+from dpxattn.memory import check_build_memory
 from dpxattn.params import (check_build_arguments, check_degree, check_law, check_mechanism,
                             check_mechanism_options, check_positive_int)
 from dpxattn.reference._mp import (DEFAULT_PREC, check_entries, context, resolve_prec,
@@ -119,6 +120,8 @@ class DPCrossAttention:
         Km = check_entries(Km, "K", 0, R, "[0, R]", clip)
         Vm = check_entries(Vm, "V", -R_w, R_w, "[-R_w, R_w]", clip)
         n, d, d_v = len(Km), len(Km[0]), len(Vm[0])
+        check_build_memory(mechanism=mechanism, n=n, d=d, d_v=d_v, degree=degree, copies=copies,
+                           grid_size=grid_size, implementation="reference")
 
         if mechanism == "tree":  # direct's plan records the release's numbers: made below
             plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree,

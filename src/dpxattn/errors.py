@@ -7,7 +7,7 @@ parameter broke which bound, e.g. ``eps must be finite and > 0 (got -1.0)``.
 from __future__ import annotations
 
 __all__ = ["DPXAttnError", "ParameterError", "BoundError", "ShapeError", "UniformsError",
-           "NoSureEnvelopeError", "no_sure_envelope"]
+           "NoSureEnvelopeError", "ResourceError", "no_sure_envelope"]
 
 
 class DPXAttnError(ValueError):
@@ -40,6 +40,11 @@ class ShapeError(DPXAttnError):
 
 class UniformsError(DPXAttnError):
     """Given uniforms have the wrong length or lie outside the open interval (0, 1)."""
+
+
+class ResourceError(DPXAttnError):
+    """A structure would need more memory than the stated budget (``dpxattn.memory``): refused
+    before anything is allocated."""
 
 
 class NoSureEnvelopeError(DPXAttnError):
