@@ -64,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"documents in the set (at most d = {DEFAULTS['d']})")
     parser.add_argument("--grid", type=int, default=DEFAULTS["grid"],
                         help="tree mechanism: public grid cells G per coordinate")
+    parser.add_argument("--law", choices=("both", "tlap", "gaussian"), default="both",
+                        help="noise law(s): tlap (truncated Laplace, sure envelopes), gaussian (less "
+                             "noise, high-probability envelopes only), or both side by side (default)")
 
 
 def _hadamard(k: int) -> np.ndarray:
@@ -119,25 +122,37 @@ def _fmt(v: np.ndarray) -> str:
     return "[" + " ".join(f"{x:+.3f}" for x in v) + "]"
 
 
-def _run_mechanism(mechanism, K, V, Q, args, patterns, target, scale, out) -> bool:
+def _run_mechanism(mechanism, K, V, Q, args, patterns, target, scale, out,
+                   law: str = "tlap") -> tuple[bool | None, dict | None]:
+    """Build, answer and print one (mechanism, law); returns (every answer inside its sure
+    envelopes, or None for the Gaussian law, which has none; the summary row, or None when
+    the law is not offered for the mechanism)."""
+    from dpxattn.errors import ParameterError
+
     gen = torch.Generator().manual_seed(args.seed + 1) if args.seed is not None else None
     Kt, Vt, Qt = (torch.from_numpy(x) for x in (K, V, Q))
     t0 = time.perf_counter()
     extra = {"grid_size": min(args.grid, len(K))} if mechanism == "tree" else {}
-    att = DPCrossAttention.build(Kt, Vt, eps=args.eps, delta=args.delta, R=args.R, R_w=1.0,
-                                 degree=args.degree, mechanism=mechanism, generator=gen, **extra)
+    try:
+        att = DPCrossAttention.build(Kt, Vt, eps=args.eps, delta=args.delta, R=args.R, R_w=1.0,
+                                     degree=args.degree, mechanism=mechanism, generator=gen,
+                                     law=law, **extra)
+    except ParameterError as exc:
+        out(f"\n=== mechanism: {mechanism}, law: {law} ===\nnot offered: {exc}")
+        return None, None
     t_build = time.perf_counter() - t0
     t0 = time.perf_counter()
     dp = att.query(Qt).numpy()
     t_query = time.perf_counter() - t0
-    sure = att.error_bound(Qt).numpy()
+    gaussian = law == "gaussian"
     hp = att.hp_error_bound(Qt, HP_FAILURE).numpy()
+    sure = None if gaussian else att.error_bound(Qt).numpy()
     kernel = att.kernel_error_bound()
     exact, _ = _softmax_attention(Q, K, V, scale)
     taylor = _taylor_attention(Q, K, V, scale, args.degree)
-    held = bool(np.all(np.abs(dp - taylor) <= sure)) and bool(
+    held = None if gaussian else bool(np.all(np.abs(dp - taylor) <= sure)) and bool(
         np.all(np.abs(dp - exact) <= sure + kernel))
-    out(f"\n=== mechanism: {mechanism} ===")
+    out(f"\n=== mechanism: {mechanism}, law: {law} ===")
     draws = att.noise_count(n=att.n, d=att.d, d_v=att.d_v, degree=att.degree,
                             mechanism=mechanism, grid_size=att.grid_size)
     out(f"build {t_build * 1e3:.1f} ms ({draws:,} noise draws); {len(Q)} queries in "
@@ -149,13 +164,39 @@ def _run_mechanism(mechanism, K, V, Q, args, patterns, target, scale, out) -> bo
         out(f"  DP answer               : {_fmt(dp[i])}  -> document {_nearest_doc(dp[i], patterns)}")
         out(f"  |DP - exact|   max {np.abs(dp[i] - exact[i]).max():.3g}   "
             f"|DP - Taylor| max {np.abs(dp[i] - taylor[i]).max():.3g}")
-        out(f"  certified envelope (sure) {sure[i].max():.3g}   "
-            f"high-probability envelope (p={HP_FAILURE}) {hp[i].max():.3g}   "
-            f"vs exact attention (sure, + kernel {kernel:.3g}) {sure[i].max() + kernel:.3g}")
-    out(f"every DP answer within its certified envelopes (of the noiseless Taylor attention, and "
-        f"of exact softmax attention): {'yes' if held else 'NO'}")
+        if gaussian:
+            out(f"  high-probability envelope (p={HP_FAILURE} per entry) {hp[i].max():.3g}   "
+                "(no sure envelope: Gaussian noise is unbounded)")
+        else:
+            out(f"  certified envelope (sure) {sure[i].max():.3g}   "
+                f"high-probability envelope (p={HP_FAILURE}) {hp[i].max():.3g}   "
+                f"vs exact attention (sure, + kernel {kernel:.3g}) {sure[i].max() + kernel:.3g}")
+    if gaussian:
+        inside = bool(np.all(np.abs(dp - taylor) <= hp))
+        out(f"every DP answer within its high-probability envelope: {'yes' if inside else 'no'} "
+            f"(each entry may exceed it with probability <= {HP_FAILURE})")
+    else:
+        out(f"every DP answer within its certified envelopes (of the noiseless Taylor attention, "
+            f"and of exact softmax attention): {'yes' if held else 'NO'}")
     out(str(att.privacy))
-    return held
+    row = {"mechanism": mechanism, "law": law, "error": float(np.abs(dp - taylor).mean()),
+           "envelope": float((hp if gaussian else sure).mean()),
+           "envelope_kind": f"hp p={HP_FAILURE}" if gaussian else "sure",
+           "hits": sum(_nearest_doc(dp[i], patterns) == target[i] for i in range(len(Q))),
+           "build_ms": t_build * 1e3}
+    return held, row
+
+
+def _summary(rows: list[dict], queries: int, out) -> None:
+    """The side-by-side table of every (mechanism, law) that ran."""
+    out("\n=== side by side (same data, same budget) ===")
+    out(f"{'mechanism':9}  {'law':8}  {'mean |DP - Taylor|':>18}  {'mean envelope':>13}  "
+        f"{'envelope':12}  {'right document':>14}  {'build':>10}")
+    for r in rows:
+        out(f"{r['mechanism']:9}  {r['law']:8}  {r['error']:18.3g}  {r['envelope']:13.3g}  "
+            f"{r['envelope_kind']:12}  {r['hits']:>9} of {queries}  {r['build_ms']:7.1f} ms")
+    out("tlap: every answer has a sure error bar; gaussian: less noise for the same (eps, delta), "
+        "error bars hold with probability only.")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -183,7 +224,12 @@ def run(args: argparse.Namespace) -> int:
     out("exact attention weight on the query's own document: " + ", ".join(
         f"{w:.3f} (uniform {s:.3f})" for w, s in zip(own, share)))
     mechanisms = ("direct", "tree") if args.mechanism == "both" else (args.mechanism,)
-    ok = True
+    laws = ("tlap", "gaussian") if getattr(args, "law", "both") == "both" else (args.law,)
+    ok, rows = True, []
     for mechanism in mechanisms:
-        ok &= _run_mechanism(mechanism, K, V, Q, args, patterns, target, scale, out)
+        for law in laws:
+            held, row = _run_mechanism(mechanism, K, V, Q, args, patterns, target, scale, out, law)
+            ok &= held is not False
+            rows += [row] if row is not None else []
+    _summary(rows, len(Q), out)
     return 0 if ok else 1
