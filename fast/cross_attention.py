@@ -43,6 +43,11 @@ from dpxattn.accounting import (NUMERICS_FLOAT, NUMERICS_FLOAT_GAUSSIAN, feature
                                 plan_direct, plan_tree, tree_height)
 from dpxattn.errors import ParameterError, no_sure_envelope
 from dpxattn.memory import check_build_memory
+from dpxattn.fast.ball import (ball_denominator_floor, ball_direct_sensitivity,
+                               ball_feature_bounds, ball_gaussian_constants,
+                               ball_plan_note, ball_secure_constants,
+                               ball_secure_gaussian_constants, check_ball_degree,
+                               resolve_ball_scale)
 from dpxattn.fast.direct import DirectRelease, direct_noise_count
 from dpxattn.fast.directed import float_up, memo_safe
 from dpxattn.fast.envelope import finalize, hp_ratio_bound, median_copy_failure, ratio_bound
@@ -149,11 +154,12 @@ class DPCrossAttention:
 
     __slots__ = ("mechanism", "release", "_plan", "n", "d", "d_v", "degree", "r", "R", "R_w",
                  "_R_w_up", "scale", "clip", "copies", "grid_size", "device", "_kernel_bound",
-                 "noise", "law")
+                 "noise", "law", "domain")
 
     def __init__(self, *, mechanism, release, plan, n, d, d_v, degree, R, R_w, scale, clip,
-                 copies, grid_size, device, noise="float", law="tlap") -> None:
+                 copies, grid_size, device, noise="float", law="tlap", domain="box") -> None:
         self.mechanism = mechanism
+        self.domain = domain
         self.noise = noise
         self.law = law
         self.release = release
@@ -178,7 +184,7 @@ class DPCrossAttention:
     @classmethod
     def build(cls, K, V, *, eps, delta, R, R_w, degree, mechanism="direct", scale=None,
               generator=None, uniforms=None, clip=False, copies=1,
-              grid_size=None, noise=None, law="tlap") -> "DPCrossAttention":
+              grid_size=None, noise=None, law="tlap", domain="box") -> "DPCrossAttention":
         """Init: validate, compute the exact sums in float64, add the noise, keep only the release.
 
         ``K`` (n, d) in [0, R]^d and ``V`` (n, d_v) in [-R_w, R_w]: torch tensors (or arrays);
@@ -194,19 +200,27 @@ class DPCrossAttention:
         (float64 inversion, idealised numerics). ``law``: "tlap" (default) or "gaussian"
         (``direct`` only, either mode: secure is the exact discrete Gaussian lattice release,
         ``proofs_notes/25-discrete-gaussian.md``; the plan records the l2 sensitivity and sigma
-        actually used). Paper: DPTreeCrossAttention.Init (v2 §3, App. I); PAPER.md
-        §3.5-3.7, §5 item 8.
+        actually used). ``domain``: "box" (default, [0, R]^d, scale default 1/d) or "ball"
+        (``direct`` only; keys and queries with l2 norm <= R, signed, decided exactly; with
+        ``clip=True`` rows are projected radially onto the ball; scale default 1, logits in
+        [-R^2, R^2]; an even degree, or an odd one with T_s(-scale R^2) > 0; every bound from
+        ``proofs_notes/27-ball-domain.md``). Paper: DPTreeCrossAttention.Init (v2 §3, App. I);
+        PAPER.md §3.5-3.7, §5 item 8.
         """
         mechanism, degree, copies, grid_size, clip = check_build_arguments(
             mechanism=mechanism, eps=eps, delta=delta, R=R, R_w=R_w, degree=degree, scale=scale,
-            copies=copies, grid_size=grid_size, clip=clip, law=law)
+            copies=copies, grid_size=grid_size, clip=clip, law=law, domain=domain)
+        ball = domain == "ball"
+        if ball:
+            scale = resolve_ball_scale(scale)
+            check_ball_degree(degree=degree, R=R, scale=scale)  # odd s with T_s(-a) <= 0 raises
         noise_given = noise
         noise = resolve_noise(noise, generator, uniforms)
         check_law_noise(law, noise, noise_given)
         secure = noise == "secure"
         gaussian = law == "gaussian"
         with torch.no_grad():
-            K, V = check_keys_values(K, V, R=R, R_w=R_w, clip=clip)
+            K, V = check_keys_values(K, V, R=R, R_w=R_w, clip=clip, domain=domain)
             n, d = K.shape
             d_v = V.shape[1]
             check_build_memory(mechanism=mechanism, n=n, d=d, d_v=d_v, degree=degree,
@@ -216,23 +230,26 @@ class DPCrossAttention:
                                  copies=copies, grid_size=grid_size)
             stream = noise_stream(count, noise=noise, generator=generator, uniforms=uniforms,
                                   device=device)
-            bounds = feature_bounds(d, degree, R, scale=scale, device=device)
+            bounds = (ball_feature_bounds(d, degree, R, scale=scale, device=device) if ball
+                      else feature_bounds(d, degree, R, scale=scale, device=device))
             args = dict(eps=eps, delta=delta, R=R, R_w=R_w, degree=degree, scale=scale,
                         bounds=bounds, stream=stream, secure=secure)
             if mechanism == "direct":
-                release, plan = _build_direct(K, V, law=law, **args)
+                release, plan = _build_direct(K, V, law=law, domain=domain, **args)
             else:
                 release, plan = _build_tree(K, V, copies=copies, grid_size=grid_size, **args)
             stream.finish()
             del K, V
         numerics = ((SECURE_GAUSSIAN_NUMERICS if gaussian else SECURE_NUMERICS) if secure else
                     NUMERICS_FLOAT_GAUSSIAN if gaussian else NUMERICS_FLOAT)
+        notes = ((_secure_note(release),) if secure else ()) + (
+            (ball_plan_note(clip),) if ball else ())
         plan = plan.with_labels(randomness=stream.label, clip=clip, numerics=numerics,
-                                notes=(_secure_note(release),) if secure else ())
+                                notes=notes)
         return cls(mechanism=mechanism, release=release, plan=plan, n=n, d=d, d_v=d_v,
                    degree=degree, R=R, R_w=R_w, scale=scale, clip=clip, copies=copies,
                    grid_size=(n if grid_size is None else grid_size) if mechanism == "tree"
-                   else None, device=device, noise=noise, law=law)
+                   else None, device=device, noise=noise, law=law, domain=domain)
 
     @staticmethod
     def noise_count(*, n: int, d: int, d_v: int, degree: int, mechanism: str = "direct",
@@ -294,7 +311,8 @@ class DPCrossAttention:
 
     def _queries(self, Q, clip=None) -> torch.Tensor:
         return check_queries(Q, d=self.d, R=self.R, device=self.device,
-                             clip=self.clip if clip is None else check_clip(clip))
+                             clip=self.clip if clip is None else check_clip(clip),
+                             domain=self.domain)
 
     def query(self, Q) -> torch.Tensor:
         """The private answers (m, d_v) in Q's dtype (float64 or float32).
@@ -370,10 +388,15 @@ class DPCrossAttention:
         2 eps_s/(1 - eps_s) read for signed values (ICLR Thm 1.2; v2 §3);
         PAPER.md §4.1, §5 item 12."""
         if self._kernel_bound is None:
-            from dpxattn.reference.kernel import certified_eps_s
+            from dpxattn.reference.kernel import certified_eps_s, certified_eps_s_logits
             from dpxattn.reference.theorem_bounds import kernel_additive_error
 
-            eps_s = certified_eps_s(self.R, self.degree, self.d, scale=self.scale)
+            if self.domain == "ball":  # logits in [-scale R^2, scale R^2] (proofs_notes/27)
+                from dpxattn.reference.ball import logit_bound
+
+                eps_s = certified_eps_s_logits(logit_bound(self.R, self.scale), self.degree)
+            else:
+                eps_s = certified_eps_s(self.R, self.degree, self.d, scale=self.scale)
             if not eps_s < 1:
                 self._kernel_bound = float("inf")
             else:
@@ -463,28 +486,36 @@ def _norm_bound(d, degree, R, scale) -> float:
 
 
 def _build_direct(K, V, *, eps, delta, R, R_w, degree, scale, bounds, stream, secure: bool,
-                  law: str):
+                  law: str, domain: str = "box"):
     """The ``direct`` release of a validated (K, V) and its plan, which records the numbers the
-    release used (sensitivity and TLap scale or sigma)."""
+    release used (sensitivity and TLap scale or sigma). ``domain="ball"``: every constant from
+    :mod:`dpxattn.fast.ball` (``proofs_notes/27-ball-domain.md``)."""
     n, d = K.shape
     d_v = V.shape[1]
+    ball = domain == "ball"
     plan = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree, law=law)
-    sens = direct_sensitivity(d=d, degree=degree, R=R, R_w=R_w, d_v=d_v, scale=scale)
+    sens = (ball_direct_sensitivity if ball else direct_sensitivity)(
+        d=d, degree=degree, R=R, R_w=R_w, d_v=d_v, scale=scale)
     eps_s, delta_s = plan.share("S")
     gaussian = law == "gaussian"
     if secure:
-        constants = direct_secure_gaussian_constants if gaussian else direct_secure_constants
+        if ball:
+            constants = ball_secure_gaussian_constants if gaussian else ball_secure_constants
+        else:
+            constants = direct_secure_gaussian_constants if gaussian else direct_secure_constants
         extra = constants(n=n, d=d, degree=degree, R=R, R_w=R_w, d_v=d_v, scale=scale)
     else:
         extra = None
     if gaussian:
-        gauss = True if secure else direct_gaussian_constants(
+        gauss = True if secure else (ball_gaussian_constants if ball else
+                                     direct_gaussian_constants)(
             d=d, degree=degree, R=R, R_w=R_w, d_v=d_v, eps=eps_s, delta=delta_s, scale=scale)
     else:
         gauss = None
+    floor = ball_denominator_floor(n=n, degree=degree, R=R, scale=scale) if ball else None
     release = DirectRelease.build(K, V, degree=degree, scale=scale, sensitivity=sens, eps=eps_s,
                                   delta=delta_s, bounds=bounds, stream=stream, secure=extra,
-                                  gaussian=gauss)
+                                  gaussian=gauss, floor=floor)
     if gaussian and secure:  # the l2 sensitivity of the computed S and the lattice's sigma
         used = (release.law.sensitivity, release.law.sigma)
     elif gaussian:

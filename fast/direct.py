@@ -57,7 +57,9 @@ class DirectRelease:
     ``S`` (r, d_v + 1) float64 noisy; ``law``: the TLap constants of its entries (one group),
     a :class:`dpxattn.fast.release.GaussianLaw` (``law="gaussian"``, float mode) or a
     :class:`dpxattn.fast.release.SecureGaussianLaw` (``law="gaussian"``, secure mode);
-    ``bounds`` (r,) float64 feature bounds M (public); ``n``, ``degree``, ``scale``.
+    ``bounds`` (r,) float64 feature bounds M (public); ``n``, ``degree``, ``scale``;
+    ``floor``: the denominator's public lower bound (None: n, the box; ``domain="ball"``:
+    n tau rounded down, ``proofs_notes/27-ball-domain.md``).
     """
 
     S: torch.Tensor
@@ -67,11 +69,12 @@ class DirectRelease:
     degree: int
     scale: object
     _cast: dict
+    floor: float | None = None
 
     @classmethod
     def build(cls, K: torch.Tensor, V: torch.Tensor, *, degree: int, scale, sensitivity: float,
               eps, delta, bounds: torch.Tensor, stream, secure=None,
-              gaussian=None) -> "DirectRelease":
+              gaussian=None, floor: float | None = None) -> "DirectRelease":
         """K (n, d), V (n, d_v): validated float64 private data (not kept).
 
         ``secure``: None (float mode: ``stream`` a UniformStream) or ``(sensitivity,
@@ -103,13 +106,14 @@ class DirectRelease:
             law = secure_law((d_v + 1,), sens, eps, delta, changed=r * (d_v + 1),
                              value_bound=value_bound, device=K.device)
         release_(S, law, stream)
-        return cls(S=S, law=law, bounds=bounds, n=n, degree=degree, scale=scale, _cast={})
+        return cls(S=S, law=law, bounds=bounds, n=n, degree=degree, scale=scale, _cast={},
+                   floor=floor)
 
     def to(self, device) -> "DirectRelease":
         """The same release on ``device`` (a copy of the public tensors)."""
         return DirectRelease(S=self.S.to(device), law=self.law.to(device),
                              bounds=self.bounds.to(device), n=self.n, degree=self.degree,
-                             scale=self.scale, _cast={})
+                             scale=self.scale, _cast={}, floor=self.floor)
 
     @property
     def secure(self) -> bool:
@@ -156,15 +160,18 @@ class DirectRelease:
             self._cast["plan"] = plan
         U = features_t(Q, self.degree, scale=self.scale, plan=plan)  # (r, m), Q's dtype
         NS = self._S_as(Q.dtype).t() @ U  # (d_v + 1, m)
-        D = torch.clamp(NS[-1], min=float(self.n))
+        D = torch.clamp(NS[-1], min=float(self.n) if self.floor is None else self.floor)
         # plain division (no out=): the answer must also work under torch.func.vmap, which the
         # privacy audit's batched sampler uses and which has no batching rule for div.out
         return (NS[:-1] / D).t().contiguous(), D
 
     def envelope_terms(self, Q: torch.Tensor) -> DirectEnvelopeTerms:
-        """The public quantities the envelopes need at Q (float64, no gradient)."""
+        """The public quantities the envelopes need at Q (float64, no gradient). The sums are of
+        |P(q)| (signed features on the ball; the identity on the box, where P(q) >= 0)."""
         with torch.no_grad():
             F = features_t(Q.detach().to(torch.float64), self.degree, scale=self.scale)  # (r, m)
+            if self.floor is not None:
+                F = F.abs()
         return DirectEnvelopeTerms(U=F.t(), l1=F.sum(dim=0), l2sq=(F * F).sum(dim=0),
                                    linf=F.amax(dim=0), uM=self.bounds @ F)
 

@@ -20,6 +20,8 @@ privacy-relevant sums are accumulated in float64), Q keeps float32 or float64.
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
@@ -34,6 +36,7 @@ __all__ = [
     "as_tensor",
     "check_matrix",
     "check_range",
+    "check_ball_rows",
     "VALIDATION_CHUNK_ELEMENTS",
     "check_keys_values",
     "check_queries",
@@ -199,8 +202,85 @@ def _check_limits(X: torch.Tensor, name: str, lo: float, hi: float, low, high, b
     return X
 
 
-def check_keys_values(K, V, *, R, R_w, clip: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate the private side: K (n, d) in [0, R], V (n, d_v) in [-R_w, R_w]; float64 out.
+def _gamma_up(k: int) -> float:
+    """k u / (1 - k u) for float64, rounded up generously (k u < 1/2)."""
+    ku = k * 2.0**-53
+    return (ku / (1.0 - ku)) * (1 + 2.0**-40)
+
+
+def _exact_outside(row: torch.Tensor, R2: Fraction) -> bool:
+    """sum x_i^2 > R^2, decided in exact rational arithmetic."""
+    return sum((Fraction(float(x)) ** 2 for x in row.tolist()), Fraction(0)) > R2
+
+
+def _outside_rows(data: torch.Tensor, R2: Fraction, lo: float, hi: float) -> torch.Tensor:
+    """(m,) bool: row i has exact squared l2 norm > R^2. The float64 sum s of the squares is
+    within gamma_d of the exact one (d terms, one rounding each plus the additions), so
+    s (1 + 2 gamma_{d+2}) <= R^2 (rounded down) proves inside and s (1 - 2 gamma_{d+2}) > R^2
+    (rounded up) proves outside, even after the rounding of those products; rows in between are
+    decided exactly (``proofs_notes/27-ball-domain.md``, "Validation")."""
+    s = data.to(torch.float64).square().sum(dim=1)
+    g = 2.0 * _gamma_up(data.shape[1] + 2)
+    out = s * (1.0 - g) > hi
+    unsure = (~out) & (s * (1.0 + g) > lo)
+    for i in unsure.nonzero().flatten().tolist():
+        out[i] = _exact_outside(data[i], R2)
+    return out
+
+
+def check_ball_rows(X: torch.Tensor, name: str, R, *, clip: bool = False,
+                    private: bool = False) -> torch.Tensor:
+    """Every row of ``X`` (m, d) finite with l2 norm <= R, decided exactly (no slack), or, with
+    ``clip``, projected radially onto the ball (``domain="ball"``).
+
+    A row of norm > R raises :class:`BoundError` ``"{name} rows must have l2 norm <= R = ..."``
+    naming the first such row (and its norm unless ``private``); NaN/inf always raise. The
+    projection multiplies a row by ``c <= R / ||x||`` (computed, then shrunk by 4 gamma_{d+2}
+    steps until the exact test passes): a per-record map (DP is kept), identity on rows
+    inside; the factor is a constant (no gradient through it), so queries keep autograd.
+    Paper: PAPER.md §5 item 19 (clipping). Proof note ``proofs_notes/27-ball-domain.md``.
+    """
+    data = X.detach()
+    if data.numel() and not bool(torch.isfinite(data).all()):
+        bad = _first(data, lambda block: ~torch.isfinite(block))
+        shown = "not finite" if private else f"{data[bad].item()}"
+        raise BoundError(f"{name} entries", "must be finite (no NaN or inf)",
+                         hint=f"entry {bad} is {shown}")
+    R2 = exact_fraction("R", R) ** 2
+    lo, hi = float_down(R2), float_up(R2)
+    out = _outside_rows(data, R2, lo, hi) if data.numel() else torch.zeros(0, dtype=torch.bool)
+    if not bool(out.any()):
+        return X
+    idx = out.nonzero().flatten()
+    if not clip:
+        i = int(idx[0])
+        nsq = sum((Fraction(float(x)) ** 2 for x in data[i].tolist()), Fraction(0))
+        shown = "" if private else (f" (its norm is {math.sqrt(float(nsq))!r}; squared norm - "
+                                    f"R^2 = {float(nsq - R2):.3g} > 0)")
+        raise BoundError(f"{name} rows", f"must have l2 norm <= R = {_bound_text(R)} "
+                         "(domain='ball')",
+                         hint=f"row {i} is outside{shown}; pass clip=True to project rows "
+                              "radially onto the ball")
+    step = 1.0 - 4.0 * _gamma_up(data.shape[1] + 2)
+    rows = data[idx].to(torch.float64)
+    c = torch.sqrt(lo / rows.square().sum(dim=1)) * step
+    factor = torch.ones(data.shape[0], dtype=torch.float64, device=data.device)
+    pending = torch.arange(idx.numel(), device=data.device)
+    for _ in range(64):
+        factor[idx[pending]] = c[pending]
+        trial = data[idx[pending]] * factor[idx[pending]].to(data.dtype).unsqueeze(1)
+        still = _outside_rows(trial, R2, lo, hi)
+        if not bool(still.any()):
+            return X * factor.to(X.dtype).unsqueeze(1)
+        pending = pending[still]
+        c[pending] = c[pending] * step
+    raise ArithmeticError("check_ball_rows: the projection did not land inside the ball")
+
+
+def check_keys_values(K, V, *, R, R_w, clip: bool,
+                      domain: str = "box") -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate the private side: K (n, d) in [0, R] (``domain="ball"``: rows of l2 norm <= R,
+    :func:`check_ball_rows`), V (n, d_v) in [-R_w, R_w]; float64 out.
 
     Both on one device; returned detached (no gradient ever flows into the private side).
     """
@@ -210,7 +290,10 @@ def check_keys_values(K, V, *, R, R_w, clip: bool) -> tuple[torch.Tensor, torch.
         raise ParameterError("V.device", f"must equal K.device = {K.device}", str(V.device))
     K = K.detach().to(torch.float64)
     V = V.detach().to(torch.float64)
-    K = check_range(K, "K", 0, R, "[0, R]", clip=clip, private=True)
+    if domain == "ball":
+        K = check_ball_rows(K, "K", R, clip=clip, private=True)
+    else:
+        K = check_range(K, "K", 0, R, "[0, R]", clip=clip, private=True)
     low, lo, hi = _value_limits(R_w)
     V = _check_limits(V, "V", lo, hi, low, R_w, "[-R_w, R_w]", clip=clip, private=True)
     return K, V
@@ -233,11 +316,15 @@ def _value_limits(R_w) -> tuple:
     return _value_limits_of(R_w)
 
 
-def check_queries(Q, *, d: int, R, device: torch.device, clip: bool) -> torch.Tensor:
-    """Validate queries: Q (m, d) float32/float64 in [0, R] on ``device`` (m = 0 allowed)."""
+def check_queries(Q, *, d: int, R, device: torch.device, clip: bool,
+                  domain: str = "box") -> torch.Tensor:
+    """Validate queries: Q (m, d) float32/float64 in [0, R] (``domain="ball"``: rows of l2 norm
+    <= R) on ``device`` (m = 0 allowed)."""
     Q = check_matrix(Q, "Q", cols=d, min_rows=0)
     if Q.device != device:
         raise ParameterError("Q.device", f"must be the structure's device {device}", str(Q.device))
+    if domain == "ball":
+        return check_ball_rows(Q, "Q", R, clip=clip)
     return check_range(Q, "Q", 0, R, "[0, R]", clip=clip)
 
 

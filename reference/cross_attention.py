@@ -42,7 +42,8 @@ from dpxattn.reference.dptree import draw_uniforms, numerics_label
 from dpxattn.reference.dptree_softmax import TreeRelease, tree_noise_count
 from dpxattn.reference.envelope import (certified_envelope, check_failure_prob, hp_envelope,
                                         rounding_allowance)
-from dpxattn.reference.kernel import certified_eps_s
+from dpxattn.reference import ball
+from dpxattn.reference.kernel import certified_eps_s, certified_eps_s_logits
 from dpxattn.reference.theorem_bounds import kernel_additive_error
 
 __all__ = ["DPCrossAttention", "accounting_comparison"]
@@ -61,12 +62,13 @@ class DPCrossAttention:
     """
 
     __slots__ = ("mechanism", "release", "_plan", "n", "d", "d_v", "degree", "R", "R_w",
-                 "scale", "clip", "copies", "grid_size", "prec", "law")
+                 "scale", "clip", "copies", "grid_size", "prec", "law", "domain")
 
     def __init__(self, *, mechanism, release, plan, n, d, d_v, degree, R, R_w, scale, clip,
-                 copies, grid_size, prec, law="tlap"):
+                 copies, grid_size, prec, law="tlap", domain="box"):
         self.mechanism = mechanism
         self.law = law
+        self.domain = domain
         self.release = release
         self._plan = plan
         self.n = n
@@ -86,7 +88,7 @@ class DPCrossAttention:
     @classmethod
     def build(cls, K, V, *, eps, delta, R, R_w, degree, mechanism="direct", scale=None,
               generator=None, uniforms=None, clip=False, copies=1, grid_size=None,
-              prec=DEFAULT_PREC, law="tlap") -> "DPCrossAttention":
+              prec=DEFAULT_PREC, law="tlap", domain="box") -> "DPCrossAttention":
         """Init: validate, draw the noise, release the noisy structure; keep nothing private.
 
         ``K`` (n x d) in [0, R]^d, ``V`` (n x d_v) in [-R_w, R_w]: numpy arrays or nested
@@ -104,20 +106,31 @@ class DPCrossAttention:
         ``prec`` bits, idealised real arithmetic (it has no hardened mode to refuse).
         The whole released structure is (eps, delta)-DP under replace-one-row adjacency
         (:attr:`privacy`), in idealised real arithmetic.
+        ``domain``: "box" (default; K and Q in [0, R]^d, scale default 1/d) or "ball"
+        (``direct`` only: every key and query row has l2 norm <= R, signed entries, decided
+        exactly; ``clip=True`` projects rows radially onto the ball; scale default 1 (logits
+        in [-R^2, R^2]); an even degree, or an odd one with T_s > 0 on [-scale R^2, scale R^2];
+        ``proofs_notes/27-ball-domain.md``).
         Paper: DPTreeCrossAttention.Init (v2 §3, App. I); spec PAPER.md §3.5-3.7.
         """
         mechanism, degree, copies, grid_size, clip = check_build_arguments(
             mechanism=mechanism, eps=eps, delta=delta, R=R, R_w=R_w, degree=degree, scale=scale,
-            copies=copies, grid_size=grid_size, clip=clip, law=law)
+            copies=copies, grid_size=grid_size, clip=clip, law=law, domain=domain)
         p = resolve_prec(prec)
         ctx = context(p)
+        if domain == "ball":
+            scale = ball.ball_scale(scale) if scale is None else scale
+            ball.ball_kernel_floor(degree, R, scale=scale, prec=p)  # refuses odd s with T_s(-a) <= 0
 
         Km = to_matrix(K, ctx, "K")
         Vm = to_matrix(V, ctx, "V")
         if len(Vm) != len(Km):
             raise ShapeError("V", f"must have as many rows as K (n = {len(Km)})",
                              f"{len(Vm)} rows")
-        Km = check_entries(Km, "K", 0, R, "[0, R]", clip)
+        if domain == "ball":
+            Km = ball.check_ball_rows(Km, "K", R, clip, private=True)
+        else:
+            Km = check_entries(Km, "K", 0, R, "[0, R]", clip)
         Vm = check_entries(Vm, "V", -R_w, R_w, "[-R_w, R_w]", clip)
         n, d, d_v = len(Km), len(Km[0]), len(Vm[0])
         check_build_memory(mechanism=mechanism, n=n, d=d, d_v=d_v, degree=degree, copies=copies,
@@ -133,7 +146,7 @@ class DPCrossAttention:
         if mechanism == "direct":
             release = DirectRelease.build(Km, Vm, eps=eps, delta=delta, R=R, R_w=R_w,
                                           degree=degree, scale=scale, uniforms=u, prec=p,
-                                          law=law)
+                                          law=law, domain=domain)
             # the plan records the numbers the release used (sensitivity, b or sigma)
             plan = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree, law=law,
                                sensitivity=release.sensitivity,
@@ -143,11 +156,12 @@ class DPCrossAttention:
             release = TreeRelease.build(Km, Vm, plan=plan, R=R, R_w=R_w, degree=degree,
                                         scale=scale, copies=copies, grid_size=grid_size,
                                         uniforms=u, prec=p)
-        plan = plan.with_labels(randomness=label, clip=clip, numerics=numerics_label(p))
+        plan = plan.with_labels(randomness=label, clip=clip, numerics=numerics_label(p),
+                                notes=(ball.ball_plan_note(clip),) if domain == "ball" else ())
         return cls(mechanism=mechanism, release=release, plan=plan, n=n, d=d, d_v=d_v,
                    degree=degree, R=R, R_w=R_w, scale=scale, clip=clip, copies=copies,
                    grid_size=(n if grid_size is None else grid_size)
-                   if mechanism == "tree" else None, prec=p, law=law)
+                   if mechanism == "tree" else None, prec=p, law=law, domain=domain)
 
     @staticmethod
     def noise_count(*, n: int, d: int, d_v: int, degree: int, mechanism: str, copies: int = 1,
@@ -186,7 +200,10 @@ class DPCrossAttention:
         if len(Qm[0]) != self.d:
             raise ShapeError("Q", f"must have d = {self.d} columns (the keys' width)",
                              f"{len(Qm[0])} columns")
-        Qm = check_entries(Qm, "Q", 0, self.R, "[0, R]", self.clip)
+        if self.domain == "ball":
+            Qm = ball.check_ball_rows(Qm, "Q", self.R, self.clip)
+        else:
+            Qm = check_entries(Qm, "Q", 0, self.R, "[0, R]", self.clip)
         return [self.release.query_features(q) for q in Qm]
 
     def query(self, Q) -> list:
@@ -227,7 +244,8 @@ class DPCrossAttention:
                 for u in self._queries(Q)]
 
     def kernel_error_bound(self):
-        """2 eps_s R_w / (1 - eps_s), eps_s certified for [0, R]^d: surely
+        """2 eps_s R_w / (1 - eps_s), eps_s certified for [0, R]^d (ball: for logits in
+        [-scale R^2, scale R^2]): surely
         |taylor_attention - attention| <= this, entrywise, for every query in the box.
 
         A public constant (no private data): the additive form of the kernel's relative error,
@@ -235,7 +253,11 @@ class DPCrossAttention:
         Thm 1.2; v2 §3); spec PAPER.md §4.1, §5 item 12. Proof note:
         ``proofs_notes/18-kernel-error-theorem.md``.
         """
-        e = certified_eps_s(self.R, self.degree, self.d, scale=self.scale, prec=self.prec)
+        if self.domain == "ball":  # logits in [-a, a], a = scale R^2 (proofs_notes/27)
+            e = certified_eps_s_logits(ball.logit_bound(self.R, self.scale), self.degree,
+                                       prec=self.prec)
+        else:
+            e = certified_eps_s(self.R, self.degree, self.d, scale=self.scale, prec=self.prec)
         b = kernel_additive_error(e, self.R_w, prec=self.prec)
         return b + rounding_allowance(b, self.R_w, prec=self.prec)
 

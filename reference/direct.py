@@ -37,7 +37,7 @@ from functools import lru_cache, partial
 from dpxattn.accounting import feature_dimension, plan_direct
 from dpxattn.params import check_law
 from dpxattn.randomness import check_uniforms
-from dpxattn.reference import gaussian, kernel, sensitivity
+from dpxattn.reference import ball, ball_sensitivity, gaussian, kernel, sensitivity
 from dpxattn.reference import truncated_laplace as tl
 from dpxattn.reference._mp import context, resolve_prec, to_mpf
 from dpxattn.reference.dptree import certified_upper
@@ -52,7 +52,7 @@ __all__ = [
 
 
 def gaussian_constants(d: int, degree: int, R, R_w, d_v: int, eps, delta, *, scale=None,
-                       prec=None):
+                       prec=None, domain: str = "box"):
     """``(Delta_2, sigma)`` of the Gaussian ``direct`` release, both certified upward (mpf).
 
     ``Delta_2``: :func:`dpxattn.reference.sensitivity.direct_statistic_l2` (the Frobenius
@@ -60,19 +60,22 @@ def gaussian_constants(d: int, degree: int, R, R_w, d_v: int, eps, delta, *, sca
     (evaluated 32 bits deeper, multiplied by 1 + 2^-prec upward); ``sigma``:
     :func:`dpxattn.reference.gaussian.sigma_for` (Delta_2, eps, delta), the smallest sigma for
     which N(0, sigma^2 I) on the whole S is (eps, delta)-DP, rounded up. The fast path takes
-    both from here (rounded up to float64). Paper: none (Balle & Wang 2018, Thm 8; PAPER.md §5
+    both from here (rounded up to float64). ``domain="ball"``: Delta_2 is
+    :func:`dpxattn.reference.ball_sensitivity.ball_direct_statistic_l2` (``proofs_notes/27``).
+    Paper: none (Balle & Wang 2018, Thm 8; PAPER.md §5
     item 8). Proof note ``proofs_notes/24-analytic-gaussian.md``.
     """
     p = resolve_prec(prec)
     args = (d, degree, R, R_w, d_v, eps, delta, scale)
     if all(x is None or type(x) in (int, float, Fraction) for x in args):
-        return _gaussian_constants_memo(*args, p)  # public parameters only: memoised
-    return _gaussian_constants(*args, p)
+        return _gaussian_constants_memo(*args, p, domain)  # public parameters only: memoised
+    return _gaussian_constants(*args, p, domain)
 
 
-def _gaussian_constants(d, degree, R, R_w, d_v, eps, delta, scale, p):
-    Delta2 = certified_upper(partial(sensitivity.direct_statistic_l2, scale=scale), d, degree, R,
-                             R_w, d_v, prec=p)
+def _gaussian_constants(d, degree, R, R_w, d_v, eps, delta, scale, p, domain="box"):
+    l2 = (ball_sensitivity.ball_direct_statistic_l2 if domain == "ball"
+          else sensitivity.direct_statistic_l2)
+    Delta2 = certified_upper(partial(l2, scale=scale), d, degree, R, R_w, d_v, prec=p)
     return Delta2, gaussian.sigma_for(Delta2, eps, delta, prec=p)
 
 
@@ -115,10 +118,11 @@ class DirectRelease:
 
     __slots__ = ("noisy", "n", "d", "d_v", "r", "degree", "scale", "R", "R_w", "sensitivity",
                  "eps", "delta", "support_bound", "variance", "laplace_scale", "prec", "law",
-                 "sigma")
+                 "sigma", "domain", "floor")
 
     def __init__(self, *, noisy, n, d, d_v, degree, scale, R, R_w, sensitivity, eps, delta,
-                 support_bound, variance, laplace_scale, prec, law="tlap", sigma=None):
+                 support_bound, variance, laplace_scale, prec, law="tlap", sigma=None,
+                 domain="box", floor=None):
         self.noisy = tuple(tuple(row) for row in noisy)
         self.n = n
         self.d = d
@@ -137,10 +141,13 @@ class DirectRelease:
         self.prec = prec
         self.law = law
         self.sigma = sigma
+        self.domain = domain
+        #: the public lower bound of the Taylor denominator: n (box), n tau (ball)
+        self.floor = context(prec).mpf(n) if floor is None else floor
 
     @classmethod
     def build(cls, K, V, *, eps, delta, R, R_w, degree, scale=None, uniforms, prec=None,
-              law="tlap"):
+              law="tlap", domain="box"):
         """Release S~ = P(K)^T [V, 1] + Z from validated inputs.
 
         ``K``: n rows of d mpf in [0, R]; ``V``: n rows of d_v mpf in [-R_w, R_w] (validated by
@@ -151,6 +158,10 @@ class DirectRelease:
         ``law="gaussian"``: iid N(0, sigma^2) from the same uniforms in the same order
         (:func:`gaussian_constants`); (eps, delta)-DP by the analytic Gaussian mechanism on the
         l2 change of S, at most Delta_2 (``proofs_notes/24-analytic-gaussian.md``).
+        ``domain="ball"`` (keys with ||k||_2 <= R, validated by the caller; ``scale`` given, not
+        None): the ball's sensitivities (:mod:`dpxattn.reference.ball_sensitivity`) and the
+        denominator floor n tau (:func:`dpxattn.reference.ball.ball_denominator_floor`;
+        ``proofs_notes/27-ball-domain.md``).
         Paper: not in the paper (spec PAPER.md §5 item 8; ``proofs_notes/15-direct-mechanism.md``).
         """
         p = resolve_prec(prec)
@@ -162,12 +173,15 @@ class DirectRelease:
         u = check_uniforms(uniforms, direct_noise_count(d=d, d_v=d_v, degree=degree))
         if law == "gaussian":
             Delta2, sigma = gaussian_constants(d, degree, R, R_w, d_v, eps_s, delta_s,
-                                               scale=scale, prec=p)
+                                               scale=scale, prec=p, domain=domain)
             noise = gaussian.sample(u, sigma, prec=p)
         else:
-            Delta = to_mpf(sensitivity.direct_statistic(d, degree, R, R_w, d_v, scale=scale,
-                                                        prec=p), ctx, "Delta_S")
+            l1 = (ball_sensitivity.ball_direct_statistic if domain == "ball"
+                  else sensitivity.direct_statistic)
+            Delta = to_mpf(l1(d, degree, R, R_w, d_v, scale=scale, prec=p), ctx, "Delta_S")
             noise = tl.sample(u, Delta, eps_s, delta_s, prec=p)
+        floor = (ball.ball_denominator_floor(n, degree, R, scale=scale, prec=p)
+                 if domain == "ball" else None)
         exact = sensitivity.released_S(K, V, degree=degree, scale=scale, prec=p)  # private
         cols = d_v + 1
         noisy = [[ctx.fadd(exact[noise_index(t, k, d_v)], noise[noise_index(t, k, d_v)])
@@ -177,13 +191,14 @@ class DirectRelease:
                        R=to_mpf(R, ctx, "R"), R_w=to_mpf(R_w, ctx, "R_w"), sensitivity=Delta2,
                        eps=Fraction(eps_s), delta=Fraction(delta_s), support_bound=None,
                        variance=ctx.fmul(sigma, sigma, rounding="u"), laplace_scale=None,
-                       prec=p, law="gaussian", sigma=sigma)
+                       prec=p, law="gaussian", sigma=sigma, domain=domain, floor=floor)
         return cls(noisy=noisy, n=n, d=d, d_v=d_v, degree=degree, scale=scale,
                    R=to_mpf(R, ctx, "R"), R_w=to_mpf(R_w, ctx, "R_w"), sensitivity=Delta,
                    eps=Fraction(eps_s), delta=Fraction(delta_s),
                    support_bound=certified_upper(tl.support_bound, Delta, eps_s, delta_s, prec=p),
                    variance=certified_upper(tl.variance, Delta, eps_s, delta_s, prec=p),
-                   laplace_scale=tl.scale(Delta, eps_s, delta_s, prec=p), prec=p)
+                   laplace_scale=tl.scale(Delta, eps_s, delta_s, prec=p), prec=p, domain=domain,
+                   floor=floor)
 
     # -- queries: post-processing of S~ only -----------------------------------------------------
 
@@ -202,9 +217,9 @@ class DirectRelease:
         return ctx.fsum(ut * row[self.d_v] for ut, row in zip(u, self.noisy))
 
     def denominator(self, u):
-        """D~ = max(u . S~[:, d_v], n): clamped below by its public bound n (post-processing;
-        the noiseless Taylor denominator is >= n because T_s(t) >= 1 for t >= 0)."""
-        return max(self.raw_denominator(u), context(self.prec).mpf(self.n))
+        """D~ = max(u . S~[:, d_v], floor): clamped below by its public bound (post-processing):
+        n on the box (T_s(t) >= 1 for t >= 0), n tau on the ball (T_s >= tau on [-a, a])."""
+        return max(self.raw_denominator(u), self.floor)
 
     def answer(self, u) -> list:
         """The private answer row: N~_k / D~ for k = 0..d_v - 1 (d_v mpf)."""

@@ -44,6 +44,7 @@ __all__ = [
     "t_max",
     "eps_s_exact",
     "certified_eps_s",
+    "certified_eps_s_logits",
     "lagrange_eps_s_bound",
     "select_degree",
     "feature_norm_sq_bound",
@@ -273,6 +274,34 @@ def certified_eps_s(R, degree: int, d: int, *, scale=None, signed: bool = False,
     if signed:
         neg = abs(iv.exp(t) * _iv_tail(iv, -t, s))
         upper = max(upper, interval_upper(neg, ctx))
+    return upper
+
+
+def certified_eps_s_logits(a, degree: int, *, signed: bool = True, prec=None):
+    """An upper bound (interval arithmetic, never below the truth) on
+    sup_{t in [-a, a]} |1 - e^{-t} T_s(t)|: the kernel's relative error for logits bounded by a
+    in absolute value (``signed=False``: t in [0, a]).
+
+    The sup is at an end: d/dt [e^{-t} T_s(t)] = -e^{-t} t^s/s!, so for even s e^{-t} T_s(t) is
+    decreasing through 1 at t = 0, and for odd s it increases to 1 on t < 0 and decreases on
+    t > 0; either way |1 - e^{-t} T_s(t)| grows with |t| on each side. Used by
+    ``domain="ball"`` with a = scale R^2 (``proofs_notes/27-ball-domain.md``); on the box the
+    same quantity at a = t_max is :func:`certified_eps_s`. ``a`` >= 0, exact rational.
+    Paper: eps_s of the polynomial-kernel lemma (v2 App. I); spec PAPER.md §2.3.
+    Proof note: ``proofs_notes/10-taylor-kernel.md``.
+    """
+    prec = resolve_prec(prec)
+    ctx = context(prec)
+    s = check_degree(degree)
+    tq = to_fraction(a, "a")
+    if tq < 0:
+        raise ParameterError("a", "must be >= 0", a)
+    guard = _guard_bits(float(tq), s) if signed else 32
+    iv = interval_context(prec + guard)
+    t = iv.mpf(tq.numerator) / tq.denominator
+    upper = interval_upper(iv.exp(-t) * _iv_tail(iv, t, s), ctx)
+    if signed:
+        upper = max(upper, interval_upper(abs(iv.exp(t) * _iv_tail(iv, -t, s)), ctx))
     return upper
 
 

@@ -39,6 +39,8 @@ __all__ = [
     "check_positive_int",
     "check_mechanism",
     "check_law",
+    "DOMAINS",
+    "check_domain",
     "check_mechanism_options",
     "check_clip",
     "check_privacy",
@@ -159,6 +161,27 @@ def check_law(law, mechanism: str = "direct") -> str:
     return law
 
 
+#: the public key/query domains: the paper's box [0, R]^d (default) and the l2 ball of radius R
+#: (signed entries; ``proofs_notes/27-ball-domain.md``)
+DOMAINS = ("box", "ball")
+
+
+def check_domain(domain, mechanism: str = "direct") -> str:
+    """The key/query domain: a ``str`` in :data:`DOMAINS`. ``"ball"`` is offered by ``direct``
+    only: the tree's DPTrees index a public grid over [0, R] per feature coordinate and bound
+    every node with the box's nonnegative features (moments, law of cosines, c1 >= 0), none of
+    which holds for signed keys (``proofs_notes/27-ball-domain.md``, "tree")."""
+    if not isinstance(domain, str) or domain not in DOMAINS:
+        raise ParameterError("domain", f"must be one of {DOMAINS}", domain)
+    if domain == "ball" and mechanism != "direct":
+        raise ParameterError(
+            "domain", f"'ball' is not available for mechanism '{mechanism}': the tree's bounds "
+            "(a public grid over [0, R] for each feature coordinate, nonnegative features and "
+            "moments) do not hold for signed keys with ||k||_2 <= R", domain,
+            hint="use mechanism='direct' with domain='ball', or domain='box' with the tree")
+    return domain
+
+
 def check_privacy(eps, delta):
     """Validate an (eps, delta) pair; returns it unchanged."""
     return check_eps(eps), check_delta(delta)
@@ -187,14 +210,15 @@ def check_clip(clip) -> bool:
 
 
 def check_build_arguments(*, mechanism, eps, delta, R, R_w, degree, scale, copies, grid_size,
-                          clip, law="tlap") -> tuple[str, int, int, int | None, bool]:
+                          clip, law="tlap", domain="box") -> tuple[str, int, int, int | None, bool]:
     """The public arguments of ``DPCrossAttention.build`` (DESIGN §4), shared by the reference and
     the fast implementation, checked in one order: mechanism, law (:func:`check_law`),
-    (eps, delta), R, R_w, degree, scale (None or > 0), copies and grid_size, clip. Returns
+    domain (:func:`check_domain`), (eps, delta), R, R_w, degree, scale (None or > 0), copies and grid_size, clip. Returns
     ``(mechanism, degree, copies, grid_size, clip)`` as normalised by their checks (a valid
     ``law`` is returned by neither: it is one of the :data:`LAWS` strings as given)."""
     mechanism = check_mechanism(mechanism)
     check_law(law, mechanism)
+    check_domain(domain, mechanism)
     check_privacy(eps, delta)
     check_positive("R", R)
     check_positive("R_w", R_w)
