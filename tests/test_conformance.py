@@ -123,3 +123,17 @@ def test_proven_float_error_bounds_every_answer_of_the_table():
         proven = conf.proven_float_error(fast, torch.tensor(Q))
         assert np.all(np.abs(got - ref) <= proven), case.name
         assert np.all(proven <= 1e-5 * case.R_w), case.name
+
+
+def test_table_covers_the_ball_domain():
+    """domain="ball" rows (proofs_notes/27-ball-domain.md): n = 1, even and odd degrees, a
+    given scale, extreme and zero uniforms, R != 1; every one runs in test_conformance_row."""
+    ball = [c for c in conf.CASES if c.domain == "ball"]
+    assert {c.mechanism for c in ball} == {"direct"}
+    assert 1 in {c.n for c in ball}
+    assert {0, 2, 4} <= {c.degree for c in ball} and any(c.degree % 2 for c in ball)
+    assert {"low", "high", "half", "mixed"} <= {c.uniforms for c in ball}
+    assert any(c.R != 1 for c in ball) and any(c.scale is not None for c in ball)
+    assert any(c.domain == "ball" for c in conf.QUICK_CASES)
+    K, _, Q = conf.case_data(ball[1])
+    assert np.all((K * K).sum(axis=1) <= ball[1].R ** 2) and (K < 0).any()

@@ -37,6 +37,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 
@@ -67,7 +68,9 @@ HP_FAILURE = 0.05
 class ConformanceCase:
     """One row of the table. ``uniforms``: "random", "low" (all 2^-53), "high" (all 1 - 2^-53),
     "alternating" (low/high), "mixed" (random with a third pushed to each extreme), "half" (all
-    1/2: zero noise). ``data``: "random" or "corners" (keys and queries at 0 or R)."""
+    1/2: zero noise). ``data``: "random" or "corners" (keys and queries at 0 or R; on the ball:
+    at 0 or +-R e_i). ``domain``: "box" or "ball" (``direct`` only; random rows inside the ball
+    of radius R; ``proofs_notes/27-ball-domain.md``)."""
 
     name: str
     mechanism: str
@@ -85,11 +88,14 @@ class ConformanceCase:
     eps: float = 1.0
     delta: float = 1e-6
     scale: float | None = None
+    domain: str = "box"
 
     @property
     def build_kwargs(self) -> dict:
         kw = dict(eps=self.eps, delta=self.delta, R=self.R, R_w=self.R_w, degree=self.degree,
                   mechanism=self.mechanism, scale=self.scale)
+        if self.domain != "box":
+            kw.update(domain=self.domain)
         if self.mechanism == "tree":
             kw.update(copies=self.copies, grid_size=self.grid_size)
         return kw
@@ -114,6 +120,17 @@ def _cases() -> list[ConformanceCase]:
         C("direct n33 d5 s2 R2", "direct", 33, 5, 2, 2, R=2.0, R_w=0.5),
         C("direct n64 d3 s3 scale", "direct", 64, 3, 2, 3, scale=0.25, eps=0.3, delta=1e-9),
         C("direct n65 d1 s4 high", "direct", 65, 1, 3, 4, uniforms="high"),
+        # direct on the ball (signed keys, ||k|| <= R; even degree or odd with T_s(-a) > 0)
+        C("ball n1 d1 s2", "direct", 1, 1, 1, 2, domain="ball"),
+        C("ball n7 d3 s2", "direct", 7, 3, 2, 2, domain="ball"),
+        C("ball n16 d2 s4 low", "direct", 16, 2, 2, 4, uniforms="low", domain="ball"),
+        C("ball n17 d3 s3 scale mixed", "direct", 17, 3, 1, 3, scale=0.5, uniforms="mixed",
+          domain="ball"),
+        C("ball n31 d3 s1 corners", "direct", 31, 3, 2, 1, scale=0.5, data="corners",
+          domain="ball"),
+        C("ball n32 d2 s0 half", "direct", 32, 2, 1, 0, uniforms="half", domain="ball"),
+        C("ball n33 d5 s2 R2 high", "direct", 33, 5, 2, 2, R=2.0, R_w=0.5, scale=0.25,
+          uniforms="high", domain="ball"),
         # tree: n = 1, powers of two and +-1; copies 1..3; grid sizes; extreme uniforms
         C("tree n1 d1 s0", "tree", 1, 1, 1, 0),
         C("tree n1 d3 s2", "tree", 1, 3, 1, 2),
@@ -142,6 +159,7 @@ CASES: tuple[ConformanceCase, ...] = tuple(_cases())
 #: a subset for the harness's quick level (still both mechanisms, n = 1, extremes, copies)
 QUICK_CASES: tuple[ConformanceCase, ...] = tuple(c for c in CASES if c.name in {
     "direct n1 d1 s0", "direct n9 d3 s3 low", "direct n15 d1 s2 high", "direct n31 d3 s1 corners",
+    "ball n16 d2 s4 low",
     "tree n1 d1 s0", "tree n5 d1 s2 c3", "tree n8 d1 s3 high", "tree n16 d2 s1 corners"})
 
 
@@ -168,6 +186,8 @@ def _rng(case: ConformanceCase, root: int, what: str) -> np.random.Generator:
 def case_data(case: ConformanceCase, root: int = 0):
     """(K (n, d), V (n, d_v), Q (m, d)) float64 numpy arrays for the case (seeded)."""
     rng = _rng(case, root, "data")
+    if case.domain == "ball":
+        return _ball_data(case, rng)
     if case.data == "corners":
         K = rng.integers(0, 2, (case.n, case.d)).astype(np.float64) * case.R
         Q = np.vstack([np.full(case.d, case.R), np.zeros(case.d),
@@ -178,6 +198,27 @@ def case_data(case: ConformanceCase, root: int = 0):
         Q = rng.random((case.m, case.d)) * case.R
         V = rng.uniform(-case.R_w, case.R_w, (case.n, case.d_v))
     return K, V, Q
+
+
+def _ball_data(case: ConformanceCase, rng: np.random.Generator):
+    """Rows inside the ball of radius R: random directions at random radii (some at
+    R (1 - 2^-40), on the sphere up to rounding inward), or for "corners" 0 and +-R e_i."""
+    def rows(count):
+        if case.data == "corners":
+            out = np.zeros((count, case.d))
+            idx = rng.integers(0, case.d + 1, count)
+            sign = rng.choice([-1.0, 1.0], count)
+            for i, (j, sg) in enumerate(zip(idx, sign)):
+                if j < case.d:
+                    out[i, j] = sg * case.R
+            return out
+        x = rng.standard_normal((count, case.d))
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        radius = np.where(rng.random(count) < 0.5, 1.0, rng.random(count)) * (1 - 2.0**-40)
+        return x * (radius * case.R)[:, None]
+    V = (rng.choice([-case.R_w, case.R_w], (case.n, case.d_v)) if case.data == "corners"
+         else rng.uniform(-case.R_w, case.R_w, (case.n, case.d_v)))
+    return rows(case.n), V, rows(case.m)
 
 
 def case_uniforms(case: ConformanceCase, count: int, root: int = 0) -> np.ndarray:
@@ -236,19 +277,33 @@ def _canonical(lo: int, hi: int, N: int) -> list[int]:
     return list(canonical_decomposition(lo, hi, N)) if lo <= hi else []
 
 
+def _case_scale(case: ConformanceCase, d: int):
+    """The case's scale: given, or the domain's default (1/d on the box, 1 on the ball)."""
+    if case.scale is not None:
+        return case.scale
+    return 1 if case.domain == "ball" else Fraction(1, d)
+
+
 def _plain_direct(case: ConformanceCase, FK, FQ, W, u, n: int, d: int, d_v: int) -> np.ndarray:
     """``direct``: S = phi(K)^T [V | 1] plus one noise draw per entry (uniforms in row-major
-    order), answers phi(Q) S with the denominator column clamped below at n."""
+    order), answers phi(Q) S with the denominator column clamped below at n (the ball: at
+    n tau, ``reference.ball.ball_denominator_floor``)."""
     from dpxattn.accounting import plan_direct
-    from dpxattn.reference import sensitivity
+    from dpxattn.reference import ball, ball_sensitivity, sensitivity
 
     s = case.degree
     plan = plan_direct(eps=case.eps, delta=case.delta, n=n, d=d, d_v=d_v, degree=s)
     e, dl = plan.share("S")
-    sens = float(sensitivity.direct_statistic(d, s, case.R, case.R_w, d_v, scale=case.scale))
+    if case.domain == "ball":
+        sc = _case_scale(case, d)
+        sens = float(ball_sensitivity.ball_direct_statistic(d, s, case.R, case.R_w, d_v, scale=sc))
+        floor = float(ball.ball_denominator_floor(n, s, case.R, scale=sc))
+    else:
+        sens = float(sensitivity.direct_statistic(d, s, case.R, case.R_w, d_v, scale=case.scale))
+        floor = n
     S = FK.T @ W + _plain_ppf(u, sens, e, dl).reshape(-1, d_v + 1)
     NS = FQ @ S
-    D = np.maximum(NS[:, -1], n)
+    D = np.maximum(NS[:, -1], floor)
     return NS[:, :-1] / D[:, None]
 
 
@@ -347,7 +402,7 @@ def plain_float64(case: ConformanceCase, K, V, Q, u) -> np.ndarray:
     n, d = K.shape
     d_v = V.shape[1]
     s = case.degree
-    scale = 1.0 / d if case.scale is None else float(case.scale)
+    scale = float(_case_scale(case, d))
     FK = _plain_features(K, s, scale)
     FQ = _plain_features(Q, s, scale)
     W = np.hstack([V, np.ones((n, 1))])
@@ -416,7 +471,8 @@ def proven_float_error(fast, Qt) -> np.ndarray:
             fpN = rel.fp_allowance(terms, R_w, Qv.dtype, fast.r) + PPF_ULPS_BOUND * sure
             fpD = rel.fp_allowance(terms, 1.0, Qv.dtype, fast.r) + PPF_ULPS_BOUND * sure
             a = ans.abs()
-            den = torch.clamp(D - fpD, min=float(fast.n))
+            floor = float(fast.n) if rel.floor is None else rel.floor  # the ball's n tau
+            den = torch.clamp(D - fpD, min=floor)
             bound = (fpN[:, None] + a * (1 + 2.0**-52) * fpD[:, None]) / den[:, None] + 2.0**-52 * a
         else:
             per_copy, D = rel.copy_answers(Qv)  # (m, l, d_v), (m, l)
@@ -487,7 +543,9 @@ def run_case(case: ConformanceCase, root: int = 0) -> list[ConformanceRecord]:
             bool(np.all(bdiff <= REL_TOL * np.abs(r_b)) and np.all(f_b >= r_b * (1 - 1e-14))),
             {"fast_not_below_reference": bool(np.all(f_b >= r_b * (1 - 1e-14)))}))
 
-    taylor = _floats(taylor_attention(Q, K, V, degree=case.degree, scale=case.scale))
+    taylor = _floats(taylor_attention(Q, K, V, degree=case.degree,
+                                      scale=_case_scale(case, case.d) if case.domain == "ball"
+                                      else case.scale))
     bound = fast.error_bound(Qt).numpy()
     ratio = np.abs(fast_ans - taylor) / bound
     records.append(ConformanceRecord(
