@@ -524,7 +524,7 @@ def _build_direct(K, V, *, eps, delta, R, R_w, degree, scale, bounds, stream, se
         used = (extra[0] if secure else release.law.constants[0].sensitivity,
                 float(release.law.b.max()))
     plan = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree, law=law,
-                       sensitivity=used[0], noise_scale=used[1])
+                       sensitivity=used[0], noise_scale=used[1], domain=domain)
     return release, plan
 
 

@@ -151,7 +151,7 @@ class DPCrossAttention:
             plan = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree, law=law,
                                sensitivity=release.sensitivity,
                                noise_scale=(release.sigma if law == "gaussian"
-                                            else release.laplace_scale))
+                                            else release.laplace_scale), domain=domain)
         else:
             release = TreeRelease.build(Km, Vm, plan=plan, R=R, R_w=R_w, degree=degree,
                                         scale=scale, copies=copies, grid_size=grid_size,

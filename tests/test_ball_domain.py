@@ -285,3 +285,24 @@ def test_box_default_is_unchanged():
     assert str(a.privacy) == str(b.privacy)
     with pytest.raises(BoundError, match=r"\[0, R\]"):
         Fast.build(torch.tensor(-K), torch.tensor(V), eps=1, delta=1e-6, R=1, R_w=1, degree=2)
+
+
+def test_the_plan_names_the_ball_sensitivity_and_the_box_text_is_unchanged():
+    import torch
+
+    from dpxattn.accounting import plan_direct
+    from dpxattn.fast import DPCrossAttention
+
+    K = torch.randn(20, 3, dtype=torch.float64)
+    K = 0.9 * K / K.norm(dim=1, keepdim=True)
+    V = torch.rand(20, 2, dtype=torch.float64) * 2 - 1
+    for law, needle in (("tlap", "ball_direct_statistic;"), ("gaussian", "ball_direct_statistic_l2")):
+        att = DPCrossAttention.build(K, V, eps=1.0, delta=1e-6, R=1.0, R_w=1.0, degree=2,
+                                     domain="ball", law=law, noise="float",
+                                     generator=torch.Generator().manual_seed(0))
+        (comp,) = att.privacy.to_dict()["components"]
+        assert comp["sensitivity"].startswith("ball: ") and needle in comp["sensitivity"]
+    box = plan_direct(eps=1, delta=1e-6, n=20, d=3, d_v=2, degree=2).components[0].sensitivity
+    assert box == "(2 d_v R_w + 1) * sum_alpha M_alpha (l1, whole matrix)"
+    with pytest.raises(ValueError, match="domain"):
+        plan_direct(eps=1, delta=1e-6, n=20, d=3, d_v=2, degree=2, domain="sphere")

@@ -247,10 +247,28 @@ class PrivacyPlan:
 COMPOSITION_NONE = "none"
 
 
+#: the sensitivity each (law, domain) of ``direct`` is calibrated to, in words
+_DIRECT_SENSITIVITY_TEXT = {
+    ("gaussian", "box"): "2 R_w sqrt(d_v T_s(t_max)) (l2: Frobenius norm of the change of the whole "
+                         "matrix, reference.sensitivity.direct_statistic_l2; in secure mode plus "
+                         "twice the float64 error bound of the computed S, note 25)",
+    ("tlap", "box"): "(2 d_v R_w + 1) * sum_alpha M_alpha (l1, whole matrix)",
+    ("gaussian", "ball"): "ball: the exact sup of the Frobenius change of the whole matrix over "
+                          "rows with ||k||_2 <= R (l2, reference.ball_sensitivity."
+                          "ball_direct_statistic_l2; in secure mode plus twice the float64 error "
+                          "bound of the computed S; note 27)",
+    ("tlap", "ball"): "ball: 2 d_v R_w (1 + sum_k B_k) + sum_k min(2 B_k, sum_|alpha|=k w_alpha "
+                      "M_alpha), B_k the per-degree l1 bound of P(k) on ||k||_2 <= R (l1, whole "
+                      "matrix, a sound bound; reference.ball_sensitivity.ball_direct_statistic; "
+                      "note 27)",
+}
+
+
 def _make_direct_component(eps, delta, r: int, d_v: int, law: str = "tlap",
-                           sensitivity=None, noise_scale=None) -> Component:
+                           sensitivity=None, noise_scale=None, domain: str = "box") -> Component:
     """The one component of :func:`plan_direct`: the whole S, budget exactly (eps, delta)."""
     e, dl = Fraction(eps), Fraction(delta)
+    text = _DIRECT_SENSITIVITY_TEXT[(law, domain)]
     if law == "gaussian":
         return Component(
             key="S",
@@ -258,9 +276,7 @@ def _make_direct_component(eps, delta, r: int, d_v: int, law: str = "tlap",
             count=1,
             eps=e,
             delta=dl,
-            sensitivity="2 R_w sqrt(d_v T_s(t_max)) (l2: Frobenius norm of the change of the "
-                        "whole matrix, reference.sensitivity.direct_statistic_l2; in secure mode "
-                        "plus twice the float64 error bound of the computed S, note 25)",
+            sensitivity=text,
             per=f"the whole {r} x {d_v + 1} matrix: ONE analytic Gaussian mechanism (iid "
                 "N(0, sigma^2) per entry; nothing composed over entries)",
             law="gaussian", sensitivity_norm="l2", sensitivity_value=sensitivity,
@@ -272,7 +288,7 @@ def _make_direct_component(eps, delta, r: int, d_v: int, law: str = "tlap",
         count=1,
         eps=e,
         delta=dl,
-        sensitivity="(2 d_v R_w + 1) * sum_alpha M_alpha (l1, whole matrix)",
+        sensitivity=text,
         per=f"the whole {r} x {d_v + 1} matrix (iid noise per entry)",
         sensitivity_value=sensitivity, laplace_scale=noise_scale,
     )
@@ -288,19 +304,19 @@ _direct_component_cached = lru_cache(maxsize=256, typed=True)(_make_direct_compo
 
 
 def _direct_component(eps, delta, r: int, d_v: int, law: str = "tlap", sensitivity=None,
-                      noise_scale=None) -> Component:
+                      noise_scale=None, domain: str = "box") -> Component:
     """:class:`Component` "S" of :func:`plan_direct` (exact shares ``Fraction(eps)``,
     ``Fraction(delta)``), memoised when eps, delta and the recorded numbers are int, float or
     Fraction (or None)."""
     if all(type(x) in _EXACT_TYPES for x in (eps, delta)) and all(
             x is None or type(x) in _EXACT_TYPES for x in (sensitivity, noise_scale)):
-        return _direct_component_cached(eps, delta, r, d_v, law, sensitivity, noise_scale)
+        return _direct_component_cached(eps, delta, r, d_v, law, sensitivity, noise_scale, domain)
     # other types (mpf, ...): converted without the memo
-    return _make_direct_component(eps, delta, r, d_v, law, sensitivity, noise_scale)
+    return _make_direct_component(eps, delta, r, d_v, law, sensitivity, noise_scale, domain)
 
 
 def plan_direct(*, eps, delta, n: int, d: int, d_v: int, degree: int, law: str = "tlap",
-                sensitivity=None, noise_scale=None) -> PrivacyPlan:
+                sensitivity=None, noise_scale=None, domain: str = "box") -> PrivacyPlan:
     """Plan of the ``direct`` mechanism: one release of S = P(K)^T [V, 1] (r x (d_v + 1)).
 
     ``law="tlap"`` (default): the whole matrix is one component, iid TLap(Delta_S, eps, delta)
@@ -311,14 +327,18 @@ def plan_direct(*, eps, delta, n: int, d: int, d_v: int, degree: int, law: str =
     ``reference.sensitivity.direct_statistic_l2``); ``composition`` is ``"none"``.
     ``sensitivity`` and ``noise_scale`` (TLap: the Laplace scale b; Gaussian: sigma) are the
     numbers the build used, recorded in the component (``to_dict()``); they do not change the
-    budget. Proof notes ``proofs_notes/15-direct-mechanism.md``, ``24-analytic-gaussian.md``.
+    budget. ``domain`` ("box" or "ball") selects the sensitivity's description (the budget is
+    the same). Proof notes ``proofs_notes/15-direct-mechanism.md``, ``24-analytic-gaussian.md``,
+    ``27-ball-domain.md``.
     """
     check_law(law, "direct")
+    if domain not in ("box", "ball"):
+        raise _parameter_error("domain", "must be 'box' or 'ball'", domain)
     check_privacy(eps, delta)
     n = check_positive_int("n", n)
     r = feature_dimension(d, degree)
     d_v = check_positive_int("d_v", d_v)
-    comp = _direct_component(eps, delta, r, d_v, law, sensitivity, noise_scale)
+    comp = _direct_component(eps, delta, r, d_v, law, sensitivity, noise_scale, domain)
     gaussian = law == "gaussian"
     return PrivacyPlan(
         mechanism="direct",
