@@ -32,16 +32,33 @@ def test_the_fixed_event_exposes_half_noise_at_the_quick_size():
     sigma = float(ref_gaussian.sigma_for(shift, cfg.eps, cfg.delta))
     n = cgp.SAMPLES["quick"]
     assert cgp.fixed_event(shift, 0.5 * sigma, n, cfg.eps, cfg.delta)["beta"] < 1e-20
-    # and no fixed event can expose the real mechanism: its exact best event stays below the claim
-    real = cgp.fixed_event(shift, sigma, n, cfg.eps, cfg.delta)
-    assert real["beta"] > 0.999
 
 
+@pytest.mark.slow
 @pytest.mark.statistical
 def test_quick_run_passes():
-    """alpha 1e-6 for the audit record; the mutant's beta < 1e-20 (fixed seed)."""
+    """alpha 1e-6 for each audit record (box and ball); the mutants' beta < 1e-20 (fixed seed).
+    Slow (about 40 s): CI runs this check at quick through
+    tests/test_verification_harness.py::test_real_registry_level_passes, three root seeds."""
     records = cgp.check_gaussian_privacy(CheckContext(level="quick", seed=20261203))
     assert all(r.passed for r in records), [(r.name, r.statistic) for r in records if not r.passed]
     power = [r for r in records if r.kind == "power"]
-    assert len(power) == 1 and power[0].beta < 1e-20 and power[0].statistic > 1.0
-    assert sum(r.false_failure_rate() for r in records) < 2e-6
+    assert len(power) == 2 and all(p.beta < 1e-20 and p.statistic > 1.0 for p in power)
+    assert sum(r.false_failure_rate() for r in records) < 3e-6
+
+
+def test_the_ball_pair_attains_the_ball_l2_sensitivity():
+    """On the ball with d_v R_w^2 < 1 the worst pair is not x = x' (note 27): the audited pair
+    attains the reference's exact sup, and no candidate pair exceeds it."""
+    from dpxattn.reference.ball_sensitivity import ball_direct_statistic_l2
+
+    cfg = cgp.BALL_CONFIG
+    exact = float(ball_direct_statistic_l2(cfg.d, cfg.degree, cfg.R, cfg.R_w, cfg.d_v))
+    (Ka, Va), (Kb, Vb) = cfg.worst_pair()
+    assert not (Ka == Kb).all()  # two different keys on the sphere
+    Sa, sigma, sens = cgp.noiseless_S(cfg, Ka, Va)
+    Sb = cgp.noiseless_S(cfg, Kb, Vb)[0]
+    assert float(((Sa - Sb) ** 2).sum() ** 0.5) == pytest.approx(exact, rel=1e-9)
+    assert sens == pytest.approx(exact, rel=1e-12)
+    worst = cgp.worst_corner_pair(cfg)
+    assert worst["largest"] <= sens
