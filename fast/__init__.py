@@ -20,6 +20,14 @@ _EXPORTS: dict[str, str] = {
     "PrivateCrossAttention": "module",
     "secure_release": "secure_noise",
     "secure_support_bound": "secure_noise",
+    "Projection": "projection",
+    "random_projection": "projection",
+    "fit_pca": "projection",
+    "to_ball": "domain_map",
+    "BoxMap": "domain_map",
+    "DegreeChoice": "degree_choice",
+    "choose_degree": "degree_choice",
+    "certified_kernel_error": "degree_choice",
 }
 
 __all__ = sorted(_EXPORTS)
