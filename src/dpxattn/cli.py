@@ -1,4 +1,5 @@
-"""The ``dpxattn`` command line: ``demo``, ``verify``, ``audit``, ``bench``, ``build``, ``query``.
+"""The ``dpxattn`` command line: ``demo``, ``verify``, ``audit``, ``bench``, ``build``, ``query``,
+``eval``.
 
 Each subcommand lives in its own module, imported only when that subcommand runs. A module (or
 an object named ``module:attr``) provides ``add_arguments(parser)`` and ``run(args) -> int``
@@ -21,6 +22,7 @@ COMMANDS = {
     "bench": ("dpxattn.benchmarks.bench", "the performance table (ratios measured in one run)"),
     "build": ("dpxattn.fast.cli_structure:BuildCommand", "build a structure from K.npy, V.npy and save it"),
     "query": ("dpxattn.fast.cli_structure:QueryCommand", "answer queries from a saved structure"),
+    "eval": ("dpxattn.benchmarks.realdata_cli", "private attention on a real corpus (extra 'eval')"),
 }
 
 
