@@ -33,6 +33,13 @@ def _ints(text):
     return tuple(int(float(x)) for x in text.split(",") if x)
 
 
+def _pairs(text):
+    """'2:0.2,3:0.3' -> ((2.0, 0.2), (3.0, 0.3)); 'none' -> ()."""
+    if text.strip().lower() == "none":
+        return ()
+    return tuple(tuple(float(x) for x in item.split(":")) for item in text.split(",") if item)
+
+
 def add_arguments(p) -> None:
     p.add_argument("--quick", action="store_true", help="the small grid (a few minutes)")
     p.add_argument("--out", default="eval-out", help="report folder (default eval-out)")
@@ -58,6 +65,9 @@ def add_arguments(p) -> None:
     p.add_argument("--mechanisms", default=None, help="comma list (direct,tree)")
     p.add_argument("--scale", type=float, default=None,
                    help="inverse temperature of the ball's logits (default 1)")
+    p.add_argument("--alt-scales", type=_pairs, default=None,
+                   help="extra ball grids as scale:eps_s_target pairs, e.g. 2:0.2,3:0.3, or none "
+                        "(default 2:0.2)")
     p.add_argument("--eps-s-target", type=float, default=None,
                    help="certified kernel error target for the degree helper (default 0.05)")
     p.add_argument("--noise", choices=("secure", "float"), default=None,
@@ -76,7 +86,7 @@ def _config(args):
                       ("n_queries", "n_queries"), ("n", "n_list"), ("d", "d_list"),
                       ("eps", "eps_list"), ("scale", "scale"), ("eps_s_target", "eps_s_target"),
                       ("noise", "noise"), ("tree_max_n", "tree_max_n"), ("seed", "seed"),
-                      ("tree_dims", "tree_dims")):
+                      ("tree_dims", "tree_dims"), ("alt_scales", "alt_scales")):
         v = getattr(args, name)
         if v is not None:
             upd[key] = v

@@ -33,12 +33,12 @@ def headline(rows) -> list[dict]:
     """Per (domain, d, n >= GOAL_N) with DP rows at eps = GOAL_EPS: the best law's DP top-1
     beside ``exact``, their paired difference (95% half width) and whether the goal is met."""
     out = []
-    keys = sorted({(r["domain"], r["d"], r["n"]) for r in rows
+    keys = sorted({(r["grid"], r["d"], r["n"]) for r in rows
                    if r["kind"] == "dp" and r["eps"] == GOAL_EPS and r["n"] >= GOAL_N
                    and r["mechanism"] == "direct"})
     for domain, d, n in keys:
-        ex = _one(rows, kind="exact", domain=domain, d=d, n=n)
-        dps = _find(rows, kind="dp", domain=domain, d=d, n=n, eps=GOAL_EPS, mechanism="direct")
+        ex = _one(rows, kind="exact", grid=domain, d=d, n=n)
+        dps = _find(rows, kind="dp", grid=domain, d=d, n=n, eps=GOAL_EPS, mechanism="direct")
         best = max(dps, key=lambda r: r["top1"])
         out.append({"domain": domain, "d": d, "n": n, "law": best["law"], "degree": best["degree"],
                     "r": best["r"], "dp_top1": best["top1"], "exact_top1": ex["top1"],
@@ -52,21 +52,23 @@ def _pct(x):
 
 
 def _baselines(rows, info) -> list[str]:
+    grids = info["grids"]
     lines = ["| d | n | full-dim (scale " + ", ".join(
         f"{s:g}" for s in [info["scale"]] + list(info["sharp_scales"])) + ") | random proj. "
         "exact | PCA exact, no cap (" + ", ".join(f"{s:g}" for s in info["sharp_scales"])
-        + ") | ball exact | ball Taylor | box exact | box Taylor |",
-        "|---|---|---|---|---|---|---|---|---|"]
+        + ") | " + " | ".join(f"{g} exact | {g} Taylor" for g in grids) + " |",
+        "|---|---|---|---|---|" + "---|---|" * len(grids)]
     for d in info["d_list"]:
         for n in info["n_list"]:
             full = " / ".join(_pct(r["top1"]) for r in _find(rows, kind="full", n=n))
             rnd = _one(rows, kind="exact_random", d=d, n=n)
             sharp = " / ".join(_pct(r["top1"]) for r in _find(rows, kind="exact_sharp", d=d, n=n))
             cells = []
-            for dom in ("ball", "box"):
+            for g in grids:
                 for kind in ("exact", "taylor"):
-                    r = _one(rows, kind=kind, domain=dom, d=d, n=n)
-                    cells.append(_pct(r["top1"]) if r else "-")
+                    r = _one(rows, kind=kind, grid=g, d=d, n=n)
+                    cells.append(_pct(r["top1"]) + f" (s={r['degree']})" * (kind == "taylor")
+                                 if r else "-")
             lines.append(f"| {d} | {n} | {full} | {_pct(rnd['top1']) if rnd else '-'} | {sharp} | "
                          + " | ".join(cells) + " |")
     return lines
@@ -79,17 +81,19 @@ def _dp_table(rows, info, domain) -> list[str]:
              "|---|---|---|---|---|---|" + "---|" * len(eps_list) + "---|---|---|"]
     for d in info["d_list"]:
         for n in info["n_list"]:
-            ex = _one(rows, kind="exact", domain=domain, d=d, n=n)
+            ex = _one(rows, kind="exact", grid=domain, d=d, n=n)
+            if ex is None:
+                continue
             for mech in ("direct", "tree"):
                 for law in info["laws"]:
                     cells = []
                     for e in eps_list:
-                        r = _one(rows, kind="dp", domain=domain, d=d, n=n, mechanism=mech,
+                        r = _one(rows, kind="dp", grid=domain, d=d, n=n, mechanism=mech,
                                  law=law, eps=e)
                         cells.append(_pct(r["top1"]) if r else "-")
                     if all(c == "-" for c in cells):
                         continue
-                    r1 = _one(rows, kind="dp", domain=domain, d=d, n=n, mechanism=mech, law=law,
+                    r1 = _one(rows, kind="dp", grid=domain, d=d, n=n, mechanism=mech, law=law,
                               eps=1.0)
                     err = f"{r1['mae_exact']:.3g}" if r1 else "-"
                     lines.append(f"| {d} | {n} | {ex['degree']} | {ex['r']} | {mech} | {law} | "
@@ -104,7 +108,7 @@ def _times(rows) -> list[str]:
     groups = {}
     for r in rows:
         if r["kind"] == "dp":
-            groups.setdefault((r["domain"], r["d"], r["n"], r["r"], r["mechanism"], r["law"]),
+            groups.setdefault((r["grid"], r["d"], r["n"], r["r"], r["mechanism"], r["law"]),
                               []).append(r)
     for k, rs in sorted(groups.items()):
         lines.append("| " + " | ".join(str(x) for x in k) + f" | "
@@ -116,30 +120,30 @@ def _times(rows) -> list[str]:
 def _breaks(rows) -> list[str]:
     out, said = [], set()
     for r in rows:
-        if r["kind"] == "refused" and (r["domain"], r["d"], r["n"], r["mechanism"],
+        if r["kind"] == "refused" and (r["grid"], r["d"], r["n"], r["mechanism"],
                                        r["reason"]) not in said:
-            said.add((r["domain"], r["d"], r["n"], r["mechanism"], r["reason"]))
-            out.append(f"- refused/not run: {r['domain']} d={r['d']} n={r['n']} "
+            said.add((r["grid"], r["d"], r["n"], r["mechanism"], r["reason"]))
+            out.append(f"- refused/not run: {r['grid']} d={r['d']} n={r['n']} "
                        f"{r['mechanism']} (s={r['degree']}, r={r['r']}): {r['reason']}")
     seen = set()
     for r in rows:
         if r["kind"] != "dp":
             continue
-        ex = _one(rows, kind="exact", domain=r["domain"], d=r["d"], n=r["n"])
-        key = (r["domain"], r["d"], r["n"], r["mechanism"], r["law"])
+        ex = _one(rows, kind="exact", grid=r["grid"], d=r["d"], n=r["n"])
+        key = (r["grid"], r["d"], r["n"], r["mechanism"], r["law"])
         if r["mae_exact"] > ex["gap"] and key not in seen:
-            worse = sorted(x["eps"] for x in _find(rows, kind="dp", domain=r["domain"], d=r["d"],
+            worse = sorted(x["eps"] for x in _find(rows, kind="dp", grid=r["grid"], d=r["d"],
                                                    n=r["n"], mechanism=r["mechanism"],
                                                    law=r["law"])
                            if x["mae_exact"] > ex["gap"])
             seen.add(key)
-            out.append(f"- noise above signal: {r['domain']} d={r['d']} n={r['n']} "
+            out.append(f"- noise above signal: {r['grid']} d={r['d']} n={r['n']} "
                        f"{r['mechanism']}/{r['law']}: mean error > the median top-2 gap "
                        f"{ex['gap']:.3g} at eps in {{{', '.join(f'{e:g}' for e in worse)}}} "
-                       f"(at eps={worse[0]:g}: error {_one(rows, kind='dp', domain=r['domain'], d=r['d'], n=r['n'], mechanism=r['mechanism'], law=r['law'], eps=worse[0])['mae_exact']:.3g})")
+                       f"(at eps={worse[0]:g}: error {_one(rows, kind='dp', grid=r['grid'], d=r['d'], n=r['n'], mechanism=r['mechanism'], law=r['law'], eps=worse[0])['mae_exact']:.3g})")
     for d in sorted({r["d"] for r in rows if r["kind"] == "exact"}):
         for n in sorted({r["n"] for r in rows if r["kind"] == "exact"}):
-            b = _one(rows, kind="exact", domain="box", d=d, n=n)
+            b = _one(rows, kind="exact", grid="box", d=d, n=n)
             if b and b["top1"] <= _majority_guard(rows):
                 out.append(f"- the box domain at d={d} n={n}: exact attention itself is at "
                            f"{_pct(b['top1'])}%, no better than the majority class")
@@ -161,15 +165,15 @@ def _plots(rows, info, out_dir) -> list[str]:
     fig, axes = plt.subplots(1, len(info["d_list"]), figsize=(5 * len(info["d_list"]), 4),
                              squeeze=False)
     for ax, d in zip(axes[0], info["d_list"]):
-        for dom, style in (("ball", "-"), ("box", ":")):
-            ex = _one(rows, kind="exact", domain=dom, d=d, n=nmax)
+        for dom, style in [(g, "-" if g.startswith("ball") else ":") for g in info["grids"]]:
+            ex = _one(rows, kind="exact", grid=dom, d=d, n=nmax)
             if ex is None:
                 continue
             ax.axhline(ex["top1"], color="k", ls=style, lw=1, label=f"{dom} exact (non-private)")
             for mech in ("direct", "tree"):
                 for law in info["laws"]:
                     pts = sorted((r["eps"], r["top1"]) for r in
-                                 _find(rows, kind="dp", domain=dom, d=d, n=nmax, mechanism=mech,
+                                 _find(rows, kind="dp", grid=dom, d=d, n=nmax, mechanism=mech,
                                        law=law))
                     if pts:
                         ax.plot(*zip(*pts), style, marker="o", label=f"{dom} {mech} {law}")
@@ -189,11 +193,11 @@ def _plots(rows, info, out_dir) -> list[str]:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for d in info["d_list"]:
-        pts = sorted((r["n"], r["top1"]) for r in _find(rows, kind="exact", domain="ball", d=d))
+        pts = sorted((r["n"], r["top1"]) for r in _find(rows, kind="exact", grid="ball", d=d))
         if pts:
             ax.plot(*zip(*pts), "-", marker="s", label=f"d={d} exact")
         for law in info["laws"]:
-            pts = sorted((r["n"], r["top1"]) for r in _find(rows, kind="dp", domain="ball", d=d,
+            pts = sorted((r["n"], r["top1"]) for r in _find(rows, kind="dp", grid="ball", d=d,
                                                                eps=1.0, law=law,
                                                                mechanism="direct"))
             if pts:
@@ -201,7 +205,7 @@ def _plots(rows, info, out_dir) -> list[str]:
     ax.set_xscale("log")
     ax.set_xlabel("n (private passages)")
     ax.set_ylabel("top-1 accuracy")
-    ax.set_title("ball domain: top-1 against n")
+    ax.set_title("ball (scale %g): top-1 against n" % info["scale"])
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "top1_vs_n.png"), dpi=110)
@@ -243,8 +247,8 @@ def write_report(result: dict, out_dir: str, *, header: list[str]) -> str:
            "logit range is 'no cap' minus exact; the cost of the Taylor kernel is exact minus "
            "Taylor; the cost of privacy is Taylor (or exact) minus DP.", ""]
     md += _baselines(rows, info)
-    for dom in info["domains"]:
-        md += ["", f"## DP top-1 (%), domain = {dom}", ""]
+    for dom in info["grids"]:
+        md += ["", f"## DP top-1 (%), {dom}", ""]
         md += _dp_table(rows, info, dom)
     md += ["", "Mean err: mean |DP answer - exact answer| over the m x C entries; gap: median "
            "over queries of the noiseless Taylor answer's top-1 minus top-2 entry.", "",

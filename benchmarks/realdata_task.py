@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from dpxattn.accounting import feature_dimension
-from dpxattn.errors import DPXAttnError
+from dpxattn.errors import DPXAttnError, ParameterError
 from dpxattn.fast import (BoxMap, DPCrossAttention, choose_degree, fit_pca, random_projection,
                           to_ball)
 
@@ -58,7 +58,9 @@ class EvalConfig:
     ||q||, ||k|| <= R = 1); the box uses R = sqrt(scale) with its paper scale 1/d, so its logits
     span the same width [0, scale]. ``eps_s_target``: the degree helper's target.
     ``tree_max_n`` / ``tree_dims``: where ``tree`` is attempted (its build grows like n^2 here).
-    ``max_r``: larger feature dimensions are reported as refused, not built."""
+    ``max_r``: larger feature dimensions are reported as refused, not built. ``alt_scales``:
+    extra (scale, eps_s target) pairs run on the ball with ``direct`` only (grid "ball xS"):
+    sharper attention for a larger degree and r."""
 
     eps_list: tuple = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
     n_list: tuple = (1000, 3000, 10000, 0)  # 0: the whole private pool
@@ -78,6 +80,7 @@ class EvalConfig:
     tree_dims: tuple = (4,)
     max_r: int = 10000
     sharp_scales: tuple = (10.0, 30.0)
+    alt_scales: tuple = ((2.0, 0.2),)
     extra: dict = field(default_factory=dict)
 
 
@@ -190,7 +193,9 @@ def run_task(E: np.ndarray, labels: np.ndarray, C: int, cfg: EvalConfig, *, log=
             "noise": cfg.noise, "n_public": cfg.n_public, "n_queries": cfg.n_queries,
             "d_list": list(cfg.d_list), "eps_list": list(cfg.eps_list), "laws": list(cfg.laws),
             "domains": list(cfg.domains), "mechanisms": list(cfg.mechanisms),
-            "sharp_scales": list(cfg.sharp_scales), "tree_max_n": cfg.tree_max_n,
+            "grids": list(cfg.domains) + ([f"ball x{sc:g}" for sc, _ in cfg.alt_scales]
+                                          if "ball" in cfg.domains else []),
+            "sharp_scales": list(cfg.sharp_scales), "alt_scales": [list(a) for a in cfg.alt_scales], "tree_max_n": cfg.tree_max_n,
             "tree_dims": list(cfg.tree_dims), "max_r": cfg.max_r, "seed": cfg.seed}
 
     # the full-dimensional baseline: centred by the public mean, normalised
@@ -221,17 +226,26 @@ def run_task(E: np.ndarray, labels: np.ndarray, C: int, cfg: EvalConfig, *, log=
                 rows.append(_row(kind="exact_sharp", domain="ball", d=d, n=n, mechanism="-",
                                  law="-", eps=None, degree=None, r=None, scale=sc,
                                  top1=float((predictions(A) == labels_q).mean())))
-        for domain in cfg.domains:
-            if domain == "ball":
-                R, scale = 1.0, cfg.scale
-                X = to_ball(Z, R)
-                choice = choose_degree(cfg.eps_s_target, R=R, d=d, scale=scale, domain="ball",
-                                       max_degree=12)
-            else:
-                R, scale = math.sqrt(cfg.scale), 1.0 / d
-                box = BoxMap.from_public_sample(Z[pub], R, quantile=0.01)
-                X = box(Z)
-                choice = choose_degree(cfg.eps_s_target, R=R, d=d, domain="box", max_degree=12)
+        grids = [(dom, cfg.scale, cfg.eps_s_target, dom) for dom in cfg.domains]
+        if "ball" in cfg.domains:
+            grids += [("ball", sc, tgt, f"ball x{sc:g}") for sc, tgt in cfg.alt_scales]
+        for domain, grid_scale, target, grid in grids:
+            try:
+                if domain == "ball":
+                    R, scale = 1.0, grid_scale
+                    X = to_ball(Z, R)
+                    choice = choose_degree(target, R=R, d=d, scale=scale, domain="ball",
+                                           max_degree=12)
+                else:
+                    R, scale = math.sqrt(grid_scale), 1.0 / d
+                    box = BoxMap.from_public_sample(Z[pub], R, quantile=0.01)
+                    X = box(Z)
+                    choice = choose_degree(target, R=R, d=d, domain="box", max_degree=12)
+            except ParameterError as exc:  # no degree <= 12 reaches the target
+                rows.append(_row(kind="refused", domain=domain, grid=grid, d=d, n=n_list[0],
+                                 mechanism="direct", law="-", eps=None, degree=None, r=None,
+                                 reason=str(exc)))
+                continue
             s, r = choice.degree, choice.r
             logit_scale = scale
             for n in n_list:
@@ -240,8 +254,8 @@ def run_task(E: np.ndarray, labels: np.ndarray, C: int, cfg: EvalConfig, *, log=
                 V = value_code(labels[pool][:n], C)
                 A_ex = softmax_answers(Q, K, V, logit_scale)
                 A_ty = taylor_answers(Q, K, V, logit_scale, s)
-                base = dict(domain=domain, d=d, n=n, degree=s, r=r, R=R, scale=logit_scale,
-                            eps_s=choice.eps_s)
+                base = dict(domain=domain, grid=grid, d=d, n=n, degree=s, r=r, R=R,
+                            scale=logit_scale, eps_s=choice.eps_s, eps_s_target=target)
                 m_ex = _metrics(A_ex, labels_q, A_ex, A_ty)
                 m_ty = _metrics(A_ty, labels_q, A_ex, A_ty)
                 gap = _median_gap(A_ty)
@@ -249,7 +263,7 @@ def run_task(E: np.ndarray, labels: np.ndarray, C: int, cfg: EvalConfig, *, log=
                                  **base, **m_ex))
                 rows.append(_row(kind="taylor", mechanism="-", law="-", eps=None, gap=gap,
                                  **base, **m_ty))
-                log(f"  d={d:2d} {domain:4s} n={n:6d} s={s} r={r}: exact top1 "
+                log(f"  d={d:2d} {grid:8s} n={n:6d} s={s} r={r}: exact top1 "
                     f"{m_ex['top1']:.3f}, taylor {m_ty['top1']:.3f}, gap {gap:.3g}")
                 for mech in cfg.mechanisms:
                     if mech == "tree":
@@ -259,6 +273,8 @@ def run_task(E: np.ndarray, labels: np.ndarray, C: int, cfg: EvalConfig, *, log=
                                 rows.append(_row(kind="refused", mechanism=mech, law="-",
                                                  eps=None, **base, reason=why))
                             continue
+                    if mech == "tree" and grid != domain:
+                        continue
                     if r > cfg.max_r:
                         rows.append(_row(kind="refused", mechanism=mech, law="-", eps=None,
                                          **base, reason=f"r = C({d}+{s}, {s}) = {r} > max_r "

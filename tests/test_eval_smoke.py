@@ -42,7 +42,7 @@ def _args(tmp_path, *extra):
             "--out", str(tmp_path / "out"), "--encoder", "hashing", "--quick",
             "--max-passages", "210", "--n-public", "40", "--n-queries", "50", "--n", "60,0",
             "--d", "2", "--eps", "1,8", "--noise", "float", "--tree-max-n", "60", "--tree-dims", "2",
-            "--scale", "2", "--eps-s-target", "0.2", *extra]
+            "--scale", "2", "--eps-s-target", "0.2", "--alt-scales", "3:0.3", *extra]
 
 
 def test_eval_end_to_end_on_a_synthetic_corpus(tmp_path, capsys):
@@ -53,8 +53,8 @@ def test_eval_end_to_end_on_a_synthetic_corpus(tmp_path, capsys):
     assert "embedded 210/210" in first
     out = tmp_path / "out"
     md = (out / "report.md").read_text()
-    for section in ("## Headline", "## Non-private baselines", "## DP top-1 (%), domain = ball",
-                    "## DP top-1 (%), domain = box", "## Where it breaks",
+    for section in ("## Headline", "## Non-private baselines", "## DP top-1 (%), ball\n",
+                    "## DP top-1 (%), box\n", "## DP top-1 (%), ball x3\n", "## Where it breaks",
                     "## Build and query times"):
         assert section in md
     assert (out / "top1_vs_eps.png").stat().st_size > 1000
@@ -70,6 +70,10 @@ def test_eval_end_to_end_on_a_synthetic_corpus(tmp_path, capsys):
                 assert (dom, "direct", law, n, 1.0) in got
     assert ("box", "tree", "tlap", 60, 8.0) in got  # tree: box only, n <= tree_max_n
     assert not any(r["mechanism"] == "tree" and r["domain"] == "ball" for r in dp)
+    alt = [r for r in dp if r["grid"] == "ball x3"]  # the extra ball grid: direct, both laws
+    assert {(r["law"], r["scale"], r["eps_s_target"]) for r in alt} == {
+        ("tlap", 3.0, 0.3), ("gaussian", 3.0, 0.3)}
+    assert all(r["eps_s"] <= 0.3 for r in alt)
     assert any(r["kind"] == "refused" and r["mechanism"] == "tree" and r["n"] == 120
                for r in rows)
     for r in dp:
