@@ -1,4 +1,4 @@
-"""``dpxattn eval``: private cross-attention over a real labelled corpus (issue 13).
+"""``dpxattn eval``: private cross-attention over a real labelled corpus.
 
 One command on a fresh machine (``make eval`` does all three)::
 

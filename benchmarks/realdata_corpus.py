@@ -1,7 +1,7 @@
 """The labelled text corpus of ``dpxattn eval``: WordNet 3.0 noun entries and their 25
 lexicographer categories, read from the Debian package ``wordnet-base``.
 
-Why this corpus (issue 13): it is real text written by people (the Princeton WordNet glosses),
+Why this corpus: it is real text written by people (the Princeton WordNet glosses),
 every entry carries a human-assigned label (the ``lex_filenum`` field of ``data.noun``: one of 25
 categories such as ``noun.animal``, ``noun.artifact``, ``noun.feeling``), it is large (82,115
 noun synsets, so n can range from 1e3 to tens of thousands), and it ships inside a package of a

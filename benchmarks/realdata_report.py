@@ -1,7 +1,7 @@
 """The report of ``dpxattn eval``: ``report.md``, ``report.json`` and PNG plots in ``--out``.
 
 Every figure is read from the rows :func:`dpxattn.benchmarks.realdata_task.run_task` measured;
-nothing is typed in. The headline is checked against issue 13's goal: at eps = 1 and
+nothing is typed in. The headline is checked against the real-data goal: at eps = 1 and
 n >= 1e4, DP top-1 within 2 points of the non-private attention on the same reduced vectors
 (``exact``), for the best noise law.
 """
@@ -227,7 +227,7 @@ def write_report(result: dict, out_dir: str, *, header: list[str]) -> str:
     heads = headline(rows)
     plots = _plots(rows, info, out_dir)
     md = ["# dpxattn eval: private cross-attention on a real corpus", ""] + header + [""]
-    md += ["## Headline (issue 13 goal: eps = 1, n >= 1e4, DP top-1 within 2 points of the "
+    md += ["## Headline (goal: eps = 1, n >= 1e4, DP top-1 within 2 points of the "
            "non-private attention on the same reduced vectors, best law)", ""]
     if heads:
         md += ["| domain | d | n | s | r | best law | DP top-1 | exact top-1 | diff (95%) | goal |",

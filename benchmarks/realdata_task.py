@@ -1,4 +1,4 @@
-"""The retrieval task of ``dpxattn eval`` (issue 13): private cross-attention over a real
+"""The retrieval task of ``dpxattn eval``: private cross-attention over a real
 labelled corpus, measured against the non-private attentions on the same vectors.
 
 Data flow (all public maps fitted on public data only; the private context is touched only by

@@ -11,8 +11,8 @@ either from a norm bound (:meth:`BoxMap.from_norm_bound`, sure for every input) 
 the caller declares public (:meth:`BoxMap.from_public_sample`, then clipped). The same maps are
 applied to queries (public).
 
-Issue 13: on real sentence embeddings the signed ball is the domain that works; the box form
-of the same vectors gives chance-level attention (issue 9's measurement), and the evaluation
+On real sentence embeddings the signed ball is the domain that works; the box form
+of the same vectors gives chance-level attention (measured by ``dpxattn eval``), and the evaluation
 reports both.
 
 Shapes: (n, d) in, (n, d) float64 out.
@@ -41,7 +41,7 @@ def to_ball(X, R, *, normalize: bool = True, input_scale: float = 1.0) -> torch.
     projected radially onto the ball (the same per-record clip that ``build(clip=True)`` does).
     Either way the result passes the ball's exact norm test (:func:`check_ball_rows`: a row
     whose float norm rounds above R is shrunk until the exact test passes). Paper: none (the
-    ball is issue 9's signed domain, ``proofs_notes/27-ball-domain.md``); clip: PAPER.md §5 item 19."""
+    ball is the signed domain of ``proofs_notes/27-ball-domain.md``); clip: PAPER.md §5 item 19."""
     R = check_positive("R", R)
     check_positive("input_scale", input_scale)
     X = _matrix(X, "X")

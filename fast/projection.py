@@ -1,10 +1,10 @@
 """Public linear projections from an embedding space (dimension D) to the mechanism's d.
 
 The feature dimension r = C(d + s, s) of the polynomial kernel (PAPER.md §2.3) forces a small d,
-while real sentence embeddings have hundreds of dimensions (issue 13, "From embeddings to the
-mechanism's domain"). A projection applied row by row before :meth:`DPCrossAttention.build` is a
+while real sentence embeddings have hundreds of dimensions (the real-data evaluation,
+``dpxattn eval``). A projection applied row by row before :meth:`DPCrossAttention.build` is a
 fixed public map of each record, so it changes no sensitivity and costs no privacy **provided
-the map itself does not depend on the private set**. The two maps here are public by
+the map itself does not depend on the private set** (``proofs_notes/28-public-maps.md``). The two maps here are public by
 construction:
 
 * :func:`random_projection`: a random D x d matrix with orthonormal columns, drawn from an
@@ -53,7 +53,7 @@ class Projection:
     map is a contraction: ``||(x - mean) @ matrix|| <= ||x - mean||``. ``mean``: (D,) float64
     (zero for a random projection; the public sample's mean for PCA). ``kind``: "random" or
     "pca"; ``explained``: for PCA the fraction of the public sample's variance kept, else None.
-    Paper: none (a public per-record map before build, PAPER.md §5 item 19); issue 13.
+    Paper: none (a public per-record map before build, PAPER.md §5 item 19).
     """
 
     matrix: torch.Tensor
@@ -91,7 +91,7 @@ def random_projection(D: int, d: int, *, generator: torch.Generator | None = Non
     matrix with the signs of R's diagonal moved into Q. Data-independent, hence public.
 
     ``generator``: a seeded :class:`torch.Generator` (reproducible) or None (a seed from the OS
-    CSPRNG via :mod:`secrets`). Same generator state, same matrix. Paper: none; issue 13."""
+    CSPRNG via :mod:`secrets`). Same generator state, same matrix. Paper: none."""
     D, d = _dims(D, d)
     if generator is None:
         generator = torch.Generator().manual_seed(secrets.randbits(63))
@@ -112,7 +112,7 @@ def fit_pca(public_sample, d: int, *, center: bool = True) -> Projection:
     (the mean is part of the public map). Directions are the right singular vectors of the
     (centred) sample, sign-fixed so each direction's largest-magnitude entry is positive
     (deterministic). Needs p >= d rows. Paper: none (keys are given in [0, R]^d, PAPER.md
-    §1.1); issue 13."""
+    §1.1)."""
     X = _matrix(public_sample, "public_sample")
     p, D = X.shape
     D, d = _dims(D, d)

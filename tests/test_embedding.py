@@ -1,4 +1,4 @@
-"""From embeddings to the mechanism's domain (issue 13): public projections, domain maps and the
+"""From embeddings to the mechanism's domain: public projections, domain maps and the
 degree helper (fast/projection.py, fast/domain_map.py, fast/degree_choice.py)."""
 
 from __future__ import annotations

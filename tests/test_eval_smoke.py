@@ -1,4 +1,4 @@
-"""Smoke test of ``dpxattn eval`` (issue 13): the whole code path (WordNet parsing, the
+"""Smoke test of ``dpxattn eval``: the whole code path (WordNet parsing, the
 embedding cache, PCA and domain maps, both domains, both mechanisms, both laws, the report)
 on a tiny synthetic corpus in WordNet's own file format, with the model-free hashing encoder,
 so it runs without the optional ``eval`` packages. Deterministic (seeded), no statistics."""
