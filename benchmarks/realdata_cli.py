@@ -67,7 +67,7 @@ def add_arguments(p) -> None:
                    help="inverse temperature of the ball's logits (default 1)")
     p.add_argument("--alt-scales", type=_pairs, default=None,
                    help="extra ball grids as scale:eps_s_target pairs, e.g. 2:0.2,3:0.3, or none "
-                        "(default 2:0.2)")
+                        "(default 2:0.2,4:0.5)")
     p.add_argument("--eps-s-target", type=float, default=None,
                    help="certified kernel error target for the degree helper (default 0.05)")
     p.add_argument("--noise", choices=("secure", "float"), default=None,

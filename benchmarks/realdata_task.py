@@ -80,7 +80,7 @@ class EvalConfig:
     tree_dims: tuple = (4,)
     max_r: int = 10000
     sharp_scales: tuple = (10.0, 30.0)
-    alt_scales: tuple = ((2.0, 0.2),)
+    alt_scales: tuple = ((2.0, 0.2), (4.0, 0.5))
     extra: dict = field(default_factory=dict)
 
 
