@@ -2,6 +2,7 @@
 
     dpxattn verify [--level quick|standard|full] [--out DIR] [--seed N | --fresh-entropy]
                    [--only CHECK ...] [--scale F] [--sweep K] [--list] [--quiet]
+    dpxattn verify --target MODULE:ATTR [--level ...] [--out DIR] [--seed N | --fresh-entropy]
 
 Runs the checks of the level with a progress bar on stderr, prints the summary table on stdout,
 writes ``DIR/report.md``, ``DIR/report.json`` and ``DIR/plots/*.png``, and exits 0 only if every
@@ -53,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "roots with --fresh-entropy) and write DIR/sweep.md, DIR/sweep.json")
     parser.add_argument("--list", action="store_true", help="list the checks of the level and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--target", metavar="MODULE:ATTR", default=None,
+                        help="run the target checks (dpxattn.verification.checks_target) against "
+                             "anyone's implementation of the target protocol: 'module:attr' or "
+                             "'path/to/file.py:attr' (e.g. dpxattn.verification.target:FastTarget)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"dpxattn verify: --scale must be > 0 (got {args.scale})", file=sys.stderr)
         return 2
     scale = (args.scale if args.scale is not None else DEFAULT_FULL_SCALE) if args.level == "full" else 1.0
+    if args.target is not None:
+        return _run_target(args, Path(args.out), scale)
     try:
         selected = select_checks(args.level, args.only)
     except ValueError as exc:
@@ -89,6 +96,44 @@ def run(args: argparse.Namespace) -> int:
     md, js = write_report(result, out)
     print(summary_table(result))
     print(f"report: {md}  {js}  plots: {out / 'plots'}")
+    return result.exit_status
+
+
+def _run_target(args: argparse.Namespace, out: Path, scale: float) -> int:
+    """``--target``: the target checks against the named implementation."""
+    from dpxattn.verification.checks_target import TARGET_CHECKS, run_target
+    from dpxattn.verification.harness import summary_table
+    from dpxattn.verification.report import write_report
+    from dpxattn.verification.target import TargetError, load_target
+
+    if args.sweep is not None:
+        print("dpxattn verify: --sweep does not combine with --target", file=sys.stderr)
+        return 2
+    names = [c[0] for c in TARGET_CHECKS]
+    if args.list:
+        for name, _, summary in TARGET_CHECKS:
+            print(f"{name:<28} {summary}")
+        return 0
+    bad = [o for o in args.only if o not in names]
+    if bad:
+        print(f"dpxattn verify: with --target, --only takes {names} (got {bad})", file=sys.stderr)
+        return 2
+    try:
+        target = load_target(args.target)
+    except TargetError as exc:
+        print(f"dpxattn verify: {exc}", file=sys.stderr)
+        return 2
+    result = run_target(target, args.level, root_seed=args.seed, fresh_entropy=args.fresh_entropy,
+                        scale=scale, out_dir=out, progress=not args.quiet, only=tuple(args.only))
+    if result.fresh_entropy:
+        print(f"fresh entropy: root seed {result.root_seed} (replay: {result.replay_command()})",
+              file=sys.stderr)
+    md, js = write_report(result, out)
+    print(f"target: {target.spec} (mechanisms: {', '.join(target.obj.mechanisms)})")
+    for line in result.environment["target_checks_not_applicable"]:
+        print(f"did not apply: {line}")
+    print(summary_table(result))
+    print(f"report: {md}  {js}")
     return result.exit_status
 
 
