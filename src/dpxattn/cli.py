@@ -23,6 +23,7 @@ COMMANDS = {
     "build": ("dpxattn.fast.cli_structure:BuildCommand", "build a structure from K.npy, V.npy and save it"),
     "query": ("dpxattn.fast.cli_structure:QueryCommand", "answer queries from a saved structure"),
     "eval": ("dpxattn.benchmarks.realdata_cli", "private attention on a real corpus (extra 'eval')"),
+    "vectors": ("dpxattn.verification.cli_vectors", "export conformance vectors, or check a target against them"),
 }
 
 
