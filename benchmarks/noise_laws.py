@@ -1,4 +1,4 @@
-"""Benchmark rows: the Gaussian law against truncated Laplace, same data, same run (issue targets).
+"""Benchmark rows: the Gaussian law against truncated Laplace, same data, same run (the targets of the Gaussian law).
 
 Gaussian law -- paper: none (arXiv 2407.14717 calibrates truncated Laplace only); our
 ``law="gaussian"`` (analytic Gaussian on the l2 sensitivity, one component for the whole

@@ -6,7 +6,7 @@ The fast path never re-derives a bound: it evaluates the reference's named funct
 safe direction (:func:`dpxattn.fast.sensitivities.round_up` for sensitivities, sigma and
 feature bounds; :func:`dpxattn.fast.directed.float_down` for the denominator floor). Memoised
 on public parameters only. Keys and queries: l2 norm <= R (validation in
-:func:`dpxattn.fast.validation.check_ball_rows`). Spec: issue 9 "A signed domain"; PAPER.md §5
+:func:`dpxattn.fast.validation.check_ball_rows`). Spec: DESIGN §10 ("Domains"); PAPER.md §5
 items 3 and 8.
 """
 

@@ -1,7 +1,7 @@
 """The signed domain ``domain="ball"``: keys and queries with l2 norm <= R, every bound re-derived.
 
 Not in the paper (its domain is [0, R]^d with scale 1/d, PAPER.md §1.1; signed entries are spec
-§5 item 3; issue 9 "A signed domain"). Proof note: ``proofs_notes/27-ball-domain.md``.
+§5 item 3; DESIGN §10, "Domains"). Proof note: ``proofs_notes/27-ball-domain.md``.
 Conventions: the feature map P, its order and ``T_s`` are those of
 :mod:`dpxattn.reference.kernel` (``<P(x), P(y)> = T_s(scale <x, y>)`` for every real x, y).
 

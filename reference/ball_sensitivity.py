@@ -1,7 +1,7 @@
 """Sensitivities of ``direct``'s statistic S on the ball domain, and neighbours for brute force.
 
 Adjacency: replace one row of (K, V), keys (old and new) in the ball ||k||_2 <= R, values in
-[-R_w, R_w]^{d_v} (``proofs_notes/01-conventions.md``; issue 9 "A signed domain"). The box
+[-R_w, R_w]^{d_v} (``proofs_notes/01-conventions.md``; DESIGN §10, "Domains"). The box
 counterparts are :func:`dpxattn.reference.sensitivity.direct_statistic` and
 :func:`~dpxattn.reference.sensitivity.direct_statistic_l2`; the bounds used are those of
 :mod:`dpxattn.reference.ball`. Paper: none (our ``direct`` on our signed domain; PAPER.md §5
