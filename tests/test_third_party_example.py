@@ -62,3 +62,20 @@ def test_noiseless_denominator_fails_the_audit_and_the_noise_law():
     per = next(r for r in run.records if r.name.startswith("noise law: per-entry KS"))
     # exactly the ones column (every (d_v + 1)-th entry, d_v = 1) has no noise
     assert per.details["rejected_entries"] == list(range(1, 12, 2))
+
+
+@pytest.mark.statistical
+def test_outside_sampler_diffprivlib_bounded_laplace():
+    """diffprivlib's bounded Laplace as a degree-0 direct target: its own law is not the
+    truncated Laplace (noise law fails, as it must), yet its released numbers stay within the
+    claimed eps on the worst corner pair (audit at alpha 1e-6), and the halved noise is seen."""
+    pytest.importorskip("diffprivlib.mechanisms")
+    path = EXAMPLE.with_name("diffprivlib_bounded_laplace.py")
+    run = run_target(load_target(f"{path}:BoundedLaplaceDirect"), "quick", progress=False,
+                     only=("target-noise-law", "target-sensitivity", "target-audit"))
+    assert _failed(run, "noise law: pooled KS")
+    assert not _failed(run, "sensitivity") and not _failed(run, "audit")
+    halved = next(r for r in run.records if r.name.startswith("audit: released numbers, noise x0.5"))
+    assert halved.statistic > 1.0  # the audit sees the under-noised variant
+    # the target offers degree 0 only (``degrees``): the suite ran there
+    assert all("s=0" in r.name for r in run.records)

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -67,6 +67,8 @@ __all__ = [
     "sizes_for",
     "float64_tolerance",
     "conformance_cases",
+    "target_degrees",
+    "stat_config",
     "check_target_conformance",
     "check_target_noiseless",
     "check_target_noise_law",
@@ -177,16 +179,35 @@ def _query_weights(mechanism: str, Q: np.ndarray, degree: int, n: int) -> tuple[
     return w, float(2 * levels)
 
 
-def conformance_cases(mechanisms, quick: bool):
+def target_degrees(obj):
+    """The degrees a target offers: its optional ``degrees`` attribute (a tuple), or None for
+    every degree."""
+    degrees = getattr(obj, "degrees", None)
+    return None if degrees is None else tuple(int(s) for s in degrees)
+
+
+def stat_config(obj, mechanism: str) -> StatConfig:
+    """The configuration of checks 3-5 for a target: :data:`STAT_CONFIGS`, at the largest
+    degree the target offers when it does not offer that one (``degrees``)."""
+    cfg = STAT_CONFIGS[mechanism]
+    degrees = target_degrees(obj)
+    if degrees is not None and cfg.degree not in degrees:
+        cfg = replace(cfg, degree=max(degrees))
+    return cfg
+
+
+def conformance_cases(mechanisms, quick: bool, degrees=None):
     """The conformance table's cases that the protocol can express: box domain, one copy,
-    default grid and scale (:data:`dpxattn.verification.conformance.CASES`; quick: at most 4
-    per mechanism, n = 1 and extreme uniforms first)."""
+    default grid and scale (:data:`dpxattn.verification.conformance.CASES`), at the
+    ``degrees`` given (None: all); quick: at most 4 per mechanism, n = 1 and extreme uniforms
+    first."""
     from dpxattn.verification.conformance import CASES
 
     out = []
     for mech in mechanisms:
         rows = [c for c in CASES if c.mechanism == mech and c.domain == "box" and c.copies == 1
-                and c.grid_size is None and c.scale is None]
+                and c.grid_size is None and c.scale is None
+                and (degrees is None or c.degree in degrees)]
         if quick:
             first = [c for c in rows if c.n == 1 or c.uniforms in ("low", "high", "half")]
             rows = (first + [c for c in rows if c not in first])[:4]
@@ -235,7 +256,8 @@ def _conformance_records(target: LoadedTarget, ctx: CheckContext, *, noiseless: 
     what = "noiselessness" if noiseless else "conformance"
     sizes = sizes_for(ctx.level, ctx.scale)
     out = []
-    for case in conformance_cases(target.obj.mechanisms, sizes.quick_cases):
+    for case in conformance_cases(target.obj.mechanisms, sizes.quick_cases,
+                                  target_degrees(target.obj)):
         ctx.note(f"{what}: {case.name}")
         K, V, Q, u = _case_inputs(case, ctx.seed)
         if noiseless:
@@ -404,7 +426,7 @@ class _Shared:
     def get(self, target: LoadedTarget, mechanism: str, ctx: CheckContext, builds: int):
         key = (id(target.obj), mechanism, ctx.level, ctx.seed, builds)
         if key not in self.cache:
-            cfg = STAT_CONFIGS[mechanism]
+            cfg = stat_config(target.obj, mechanism)
             ctx.note("sensitivity: corner pairs")
             pair = _pair_search(target, cfg, mechanism, ctx.seed)
             draws = _draw(target, cfg, mechanism, pair, builds, ctx.seed, ctx)
@@ -590,7 +612,8 @@ def check_target_adaptive(target: LoadedTarget, ctx: CheckContext,
     sz = _sizes(ctx, sizes)
     out = []
     for mech in target.obj.mechanisms:
-        cfg = STAT_CONFIGS.get(mech, StatConfig(n=5, d=1, d_v=1, degree=1))
+        cfg = (stat_config(target.obj, mech) if mech in STAT_CONFIGS
+               else StatConfig(n=5, d=1, d_v=1, degree=1))
         K, V = _base_data(cfg, ctx.seed)
         kw = cfg.kwargs(mech)
         count = int(target.obj.noise_count(n=cfg.n, d=cfg.d, d_v=cfg.d_v, degree=cfg.degree,

@@ -4,6 +4,7 @@ A *target* is a class (or any object) with::
 
     mechanisms: tuple[str, ...]                       # e.g. ("direct",) or ("direct", "tree")
     laws: tuple[str, ...]                             # optional, default ("tlap",)
+    degrees: tuple[int, ...]                          # optional, default every degree
     @classmethod
     def build(cls, K, V, *, eps, delta, R, R_w, degree, mechanism, uniforms=None, rng=None): ...
     @staticmethod
