@@ -11,8 +11,8 @@ import pytest
 
 from dpxattn.cli import main
 from dpxattn.verification.checks_target import TargetSizes, run_target
-from dpxattn.verification.target import (FastTarget, ReferenceTarget, Target, TargetError,
-                                         load_target, released_vector)
+from dpxattn.verification.target import (FastTarget, LoadedTarget, ReferenceTarget, Target,
+                                         TargetError, load_target, released_vector)
 
 SMALL = TargetSizes(noise=1500, audit=2500, queries=300, quick_cases=True)
 
@@ -108,8 +108,51 @@ def test_our_adapters_pass_the_target_suite(target):
     names = {r.name.split(":")[0] for r in run.records}
     assert {"conformance", "noiselessness", "noise law", "sensitivity", "audit",
             "adaptive queries"} <= names
-    # both mechanisms are checked for conformance; the tree's statistical checks say why not
-    assert any(r.name.startswith("conformance: tree") for r in run.records)
-    assert any(line.startswith("noise law [tree]") and "not yet derived" in line
-               for line in run.environment["target_checks_not_applicable"])
+    # both mechanisms go through every check
+    for prefix in ("conformance", "noiselessness", "noise law: per-entry KS", "sensitivity",
+                   "audit: released numbers", "adaptive queries"):
+        for mech in ("direct", "tree"):
+            assert any(r.name.startswith(f"{prefix}: {mech}") or
+                       (r.name.startswith(prefix) and f": {mech} [" in r.name)
+                       for r in run.records), (prefix, mech)
+    assert run.environment["target_checks_not_applicable"] == []
     assert run.environment["target"] == target
+
+
+class _TreeNodes07:
+    """A wrong tree through the protocol: every DPTree node's noise x0.7 (c0, c1 untouched),
+    built by rescaling our fast tree's draws around its noiseless release."""
+
+    mechanisms = ("tree",)
+    noise_count = staticmethod(FastTarget.noise_count)
+
+    @classmethod
+    def build(cls, K, V, *, eps, delta, R, R_w, degree, mechanism, uniforms=None, rng=None):
+        kw = dict(eps=eps, delta=delta, R=R, R_w=R_w, degree=degree, mechanism=mechanism)
+        count = FastTarget.noise_count(n=len(K), d=K.shape[1], d_v=V.shape[1], degree=degree,
+                                       mechanism=mechanism)
+        built = FastTarget.build(K, V, uniforms=uniforms, rng=rng, **kw)
+        base = FastTarget.build(K, V, uniforms=np.full(count, 0.5), **kw).released()
+        rel = built.released()
+        rel["nodes"] = base["nodes"] + 0.7 * (rel["nodes"] - base["nodes"])
+
+        class Built:
+            query = built.query
+
+            def released(self):
+                return rel
+        return Built()
+
+
+def test_tree_checks_have_power_against_under_noised_nodes():
+    target = LoadedTarget(_TreeNodes07, "tests/test_target_protocol.py:_TreeNodes07")
+    run = run_target(target, "quick", progress=False, sizes=SMALL,
+                     only=("target-conformance", "target-noise-law"))
+    failed = [r.name for r in run.records if not r.passed]
+    assert any(n.startswith("conformance: tree") for n in failed)
+    node_ks = [r for r in run.records if r.name.startswith("noise law: pooled KS: tree")
+               and "84 of the entries" in r.name]
+    assert node_ks and not node_ks[0].passed
+    scalar_ks = [r for r in run.records if r.name.startswith("noise law: pooled KS: tree")
+                 and "2 of the entries" in r.name]
+    assert scalar_ks and all(r.passed for r in scalar_ks)  # c0, c1 were left correct
