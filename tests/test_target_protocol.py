@@ -4,7 +4,9 @@ own implementations (``verification/target.py``, ``verification/checks_target.py
 
 from __future__ import annotations
 
+import json
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,3 +158,19 @@ def test_tree_checks_have_power_against_under_noised_nodes():
     scalar_ks = [r for r in run.records if r.name.startswith("noise law: pooled KS: tree")
                  and "2 of the entries" in r.name]
     assert scalar_ks and all(r.passed for r in scalar_ks)  # c0, c1 were left correct
+
+
+def test_cli_verify_target_writes_a_report_naming_the_target(tmp_path, capsys):
+    example = str(Path(__file__).resolve().parents[1] / "examples" / "third_party_numpy.py")
+    out = tmp_path / "r"
+    rc = main(["verify", "--target", f"{example}:Correct", "--only", "target-conformance",
+               "--only", "target-adaptive", "--out", str(out), "--quiet"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert f"target: {example}:Correct" in text
+    assert "did not apply: every check [tree]: the target does not declare mechanism 'tree'" in text
+    report = json.loads((out / "report.json").read_text())
+    assert report["metadata"]["environment"]["target"] == f"{example}:Correct"
+    assert "--target" in report["metadata"]["replay"]
+    assert main(["verify", "--target", f"{example}:NoiseTimes07", "--only", "target-conformance",
+                 "--out", str(out), "--quiet"]) == 1
