@@ -152,3 +152,29 @@ def test_cli_export_and_check(tmp_path, capsys):
     assert main(["vectors", "check", "--target", f"{EXAMPLE}:Correct", "--dir", str(out)]) == 2
     assert main(["vectors", "check", "--target", f"{EXAMPLE}:Correct",
                  "--dir", str(tmp_path / "empty")]) == 2
+
+
+def test_standalone_checker_without_dpxattn(exported, tmp_path):
+    """examples/check_vectors_standalone.py (json + numpy, the non-Python route) passes the numpy
+    example on every applicable vector and fails a tampered one."""
+    import ast
+    import subprocess
+    import sys
+
+    script = Path(EXAMPLE).with_name("check_vectors_standalone.py")
+    tree = ast.parse(script.read_text())
+    mods = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    mods |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert "dpxattn" not in mods
+    d, _, _ = exported
+    run = subprocess.run([sys.executable, str(script), str(d)], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert re.search(r"(\d+) of \1 applicable vectors passed", run.stdout)
+    vectors = json.loads((d / "direct_tlap.json").read_text())
+    v = next(x for x in vectors if not x["noiseless"])
+    v["expected"]["answers"][0][0] = repr(float(v["expected"]["answers"][0][0]) + 1e-3)
+    (tmp_path / "one.json").write_text(json.dumps([v]))
+    run = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 1 and "FAIL" in run.stdout
