@@ -32,7 +32,7 @@ from dpxattn.reference.ball import (ball_degree_l1_bounds, ball_feature_bounds,
                                     ball_feature_l1_bound, ball_feature_norm_sq_bound,
                                     ball_kernel_floor, ball_scale, logit_bound, project_to_ball)
 from dpxattn.reference.kernel import multi_indices
-from dpxattn.reference.sensitivity import (NeighbourPair, direct_term_roundings,
+from dpxattn.reference.sensitivity import (NeighbourPair, row_pairs, direct_term_roundings,
                                            float64_sum_error_bound)
 
 __all__ = [
@@ -211,13 +211,7 @@ def ball_neighbouring_pairs(n: int, d: int, d_v: int, R, R_w, *, degree: int, rn
     vals = [list(v) for v in itertools.product((-Rwm, Rwm), repeat=d_v)][:max_values]
     vals = vals + [[Rwm if i % 2 else -Rwm for i in range(d_v)]]
     rows = [(k, v) for k in keys for v in vals]
-    others = [rows[(i * 7 + 3) % len(rows)] for i in range(n - 1)]
-    oK, oV = [list(k) for k, _ in others], [list(v) for _, v in others]
-    pairs = []
-    for ia, ib in itertools.combinations(range(len(rows)), 2):
-        (ka, va), (kb, vb) = rows[ia], rows[ib]
-        pairs.append(NeighbourPair([list(ka)] + oK, [list(va)] + oV, [list(kb)] + oK,
-                                   [list(vb)] + oV, 0, f"ball rows {ia} -> {ib}"))
+    pairs = row_pairs(rows, n, "ball rows")
     if rng is not None:
         Rf = float(R)
         for t in range(check_positive_int("n_random", n_random, minimum=0)):

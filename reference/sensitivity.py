@@ -53,6 +53,7 @@ from dpxattn.reference.kernel import feature_bounds, feature_norm_sq_bound, feat
 __all__ = [
     "direct_statistic",
     "direct_statistic_tight",
+    "row_pairs",
     "direct_statistic_l2",
     "c0",
     "c1",
@@ -307,6 +308,21 @@ def _corner_set(dim: int, low, high, limit: int, ctx) -> list:
     return out
 
 
+def row_pairs(rows: list, n: int, label: str) -> list:
+    """Every unordered pair of distinct candidate rows ``(key, value)`` as the changed row 0 of
+    two datasets whose other n - 1 rows are fixed (cycling through the candidates), as
+    :class:`NeighbourPair` s. Paper: replace-one-row adjacency (PAPER.md §1.3). Proof note:
+    ``proofs_notes/17-sensitivity.md``."""
+    others = [rows[(i * 7 + 3) % len(rows)] for i in range(n - 1)]
+    oK, oV = [list(k) for k, _ in others], [list(v) for _, v in others]
+    pairs = []
+    for ia, ib in itertools.combinations(range(len(rows)), 2):
+        (ka, va), (kb, vb) = rows[ia], rows[ib]
+        pairs.append(NeighbourPair([list(ka)] + oK, [list(va)] + oV, [list(kb)] + oK,
+                                   [list(vb)] + oV, 0, f"{label} {ia} -> {ib}"))
+    return pairs
+
+
 def neighbouring_corner_pairs(n: int, d: int, d_v: int, R, R_w, *, rng=None, n_random: int = 4,
                               max_corners: int = 16, prec=None) -> list:
     """Neighbouring datasets for brute force: the changed row at corners of the bound box.
@@ -331,13 +347,7 @@ def neighbouring_corner_pairs(n: int, d: int, d_v: int, R, R_w, *, rng=None, n_r
     keys = _corner_set(d, ctx.zero, Rm, max_corners, ctx)
     vals = _corner_set(d_v, -Rwm, Rwm, max_corners, ctx)
     rows = [(k, v) for k in keys for v in vals]
-    others = [rows[(i * 7 + 3) % len(rows)] for i in range(n - 1)]
-    oK, oV = [list(k) for k, _ in others], [list(v) for _, v in others]
-    pairs = []
-    for ia, ib in itertools.combinations(range(len(rows)), 2):
-        (ka, va), (kb, vb) = rows[ia], rows[ib]
-        pairs.append(NeighbourPair([list(ka)] + oK, [list(va)] + oV, [list(kb)] + oK,
-                                   [list(vb)] + oV, 0, f"corner rows {ia} -> {ib}"))
+    pairs = row_pairs(rows, n, "corner rows")
     if rng is not None:
         for t in range(check_positive_int("n_random", n_random, minimum=0)):
             def key():
