@@ -175,6 +175,8 @@ def test_cli_verify_target_writes_a_report_naming_the_target(tmp_path, capsys):
     assert "did not apply: every check [tree]: the target does not declare mechanism 'tree'" in text
     report = json.loads((out / "report.json").read_text())
     assert report["metadata"]["environment"]["target"] == f"{example}:Correct"
+    assert report["metadata"]["target"] == f"{example}:Correct"
+    assert any("mechanism 'tree'" in x for x in report["metadata"]["target_checks_not_applicable"])
     assert "--target" in report["metadata"]["replay"]
     assert main(["verify", "--target", f"{example}:NoiseTimes07", "--only", "target-conformance",
                  "--out", str(out), "--quiet"]) == 1

@@ -783,6 +783,14 @@ class TargetRun(HarnessRun):
             cmd += f" --only {name}"
         return cmd
 
+    def metadata(self) -> dict:
+        """The harness metadata plus ``target`` and ``target_checks_not_applicable``."""
+        meta = super().metadata()
+        meta["target"] = self.target
+        meta["target_checks_not_applicable"] = list(
+            self.environment.get("target_checks_not_applicable", []))
+        return meta
+
 
 def _run_one(spec: CheckSpec, fn: Callable, ctx: CheckContext) -> CheckRun:
     """Run one bound check like the harness's ``run_check``: an exception becomes a failed
