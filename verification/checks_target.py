@@ -776,12 +776,8 @@ class TargetRun(HarnessRun):
     target: str = ""
 
     def replay_command(self) -> str:
-        cmd = f"dpxattn verify --target {self.target} --level {self.level} --seed {self.root_seed}"
-        if self.level == "full":
-            cmd += f" --scale {self.scale:g}"
-        for name in self.only:
-            cmd += f" --only {name}"
-        return cmd
+        """The harness's replay command with ``--target`` after ``verify``."""
+        return super().replay_command().replace("dpxattn verify", f"dpxattn verify --target {self.target}", 1)
 
     def metadata(self) -> dict:
         """The harness metadata plus ``target`` and ``target_checks_not_applicable``."""
