@@ -21,6 +21,10 @@ l2 sensitivities (each an upper bound on max ||f(X) - f(X')||_2, for the Gaussia
 * :func:`direct_statistic_l2`: the Frobenius norm of the change of S: ``2 R_w sqrt(d_v T)`` with
   ``T = T_s(t_max)`` when ``d_v R_w^2 >= 1`` (the exact sup, attained), else
   ``sqrt(2 T (1 + m) - 2 (1 - m))``, ``m = d_v R_w^2`` (an upper bound);
+* :func:`tree_release_l2`: the l2 norm of the change of the WHOLE ``tree`` release (every copy,
+  column, coordinate, moment, level, c0, c1): ``2 R_w sqrt(l d_v S_max)`` when ``m >= 1``
+  (attained), ``S_max = L (r + sum_t M_t^2 + sum_t M_t^4) + 1 + (sum_t M_t^2)^2``
+  (:func:`tree_row_norm_sq_bound`); :func:`released_tree` is that release, noiseless;
 
 Floating-point sums (the hardened release, ``noise="secure"``; ``proofs_notes/23-hardened-noise.md``
 "Floating-point sums" and ``proofs_notes/17-sensitivity.md``): the released vectors are float64
@@ -55,6 +59,8 @@ __all__ = [
     "direct_statistic_tight",
     "row_pairs",
     "direct_statistic_l2",
+    "tree_row_norm_sq_bound",
+    "tree_release_l2",
     "c0",
     "c1",
     "c0_denominator",
@@ -69,6 +75,7 @@ __all__ = [
     "released_S",
     "released_c0",
     "released_c1",
+    "released_tree",
     "UNIT_ROUNDOFF_F64",
     "float64_gamma",
     "float64_sum_error_bound",
@@ -142,6 +149,61 @@ def direct_statistic_l2(d: int, degree: int, R, R_w, d_v: int, *, scale=None, pr
     if m >= 1:
         return 2 * Rw * ctx.sqrt(d_v * T)
     return ctx.sqrt(2 * T * (1 + m) - 2 * (1 - m))
+
+
+def tree_row_norm_sq_bound(d: int, degree: int, R, *, grid_size: int, scale=None, prec=None):
+    """S_max = L (r + sum_t M_t^2 + sum_t M_t^4) + 1 + (sum_t M_t^2)^2: the largest squared l2
+    norm of one row's contribution a(k) to one column of the ``tree`` release, per unit weight.
+
+    A row with key k and weight w adds w a(k) to one (copy, column): w x_t^m to ONE node per
+    level (L = ``tree_levels(grid_size)`` levels) of the moment-m tree of coordinate t
+    (x_t = P(k)_t, the actual feature value; the levels partition the leaves), w to c0 and
+    w ||P(k)||^2 to c1. So ``||a(k)||^2 = L sum_t (1 + x_t^2 + x_t^4) + 1 + ||P(k)||^4``,
+    increasing in every x_t in [0, M_t] and attained at k = R 1_d (x_t = M_t,
+    :func:`dpxattn.reference.kernel.feature_bounds`). Rounded at ``prec`` (callers certify it
+    upward, :func:`dpxattn.reference.dptree.certified_upper`).
+    Paper: not in the paper (the Gaussian calibration of the ``tree``, PAPER §3.4-3.7; the
+    released nodes of DPTreeSoftmax, v2 App. I). Proof note ``proofs_notes/26-tree-gaussian.md``.
+    """
+    from dpxattn.accounting import tree_levels  # here: accounting imports nothing of this module
+    L = tree_levels(check_positive_int("grid_size", grid_size))
+    ctx = context(prec)
+    M = feature_bounds(d, degree, R, scale=scale, prec=prec)
+    sq = ctx.fsum(x * x for x in M)
+    quad = ctx.fsum((x * x) ** 2 for x in M)
+    return L * (len(M) + sq + quad) + 1 + sq * sq
+
+
+def tree_release_l2(d: int, degree: int, R, R_w, d_v: int, *, grid_size: int, copies: int = 1,
+                    scale=None, prec=None):
+    """l2 sensitivity of the WHOLE ``tree`` release: sup over neighbours of the l2 norm of the
+    change of every released number (c0, c1 and every node of every moment tree, every column
+    and copy; :func:`released_tree`).
+
+    Replacing row (k, v) by (k', v') changes one copy by b' (x) a' - b (x) a with b = (v, 1)
+    (the d_v value columns' weights and the denominator's weight 1) and a = a(k) of
+    :func:`tree_row_norm_sq_bound` (entries >= 0; <a, a'> >= r + 1: the r roots of the moment-0
+    trees and c0 are 1 for every row). The argument of :func:`direct_statistic_l2` carries over
+    with P(x) replaced by a(k) and T by S_max; with m = d_v R_w^2:
+
+    * m >= 1: ``2 R_w sqrt(d_v S_max)``, attained at k = k' = R 1_d, v = -v' = R_w 1;
+    * m < 1: ``sqrt(2 (1 + m) S_max - 2 (1 - m)(r + 1))`` (an upper bound).
+
+    The l = ``copies`` copies are identical statistics (independent noise): the change is the
+    same in each, so the whole vector's change is sqrt(l) times one copy's.
+    Paper: not in the paper (PAPER §3.4-3.7, §5 item 8; Balle & Wang 2018). Proof note
+    ``proofs_notes/26-tree-gaussian.md``.
+    """
+    d_v = check_positive_int("d_v", d_v)
+    copies = check_positive_int("copies", copies)
+    ctx = context(prec)
+    Rw = to_mpf(check_positive("R_w", R_w), ctx, "R_w")
+    S = tree_row_norm_sq_bound(d, degree, R, grid_size=grid_size, scale=scale, prec=prec)
+    r = len(feature_bounds(d, degree, R, scale=scale, prec=prec))
+    m = d_v * Rw * Rw
+    if m >= 1:
+        return 2 * Rw * ctx.sqrt(copies * d_v * S)
+    return ctx.sqrt(copies * (2 * (1 + m) * S - 2 * (1 - m) * (r + 1)))
 
 
 def c0(R_w, *, prec=None):
@@ -275,6 +337,40 @@ def released_c1(K, V, *, column: int, degree: int, scale=None, prec=None) -> lis
     w = _column(Vm, column, ctx)
     norms = [ctx.fsum(p * p for p in features(k, degree, scale=scale, prec=ctx.prec)) for k in Km]
     return [ctx.fsum(wi * ni for wi, ni in zip(w, norms))]
+
+
+def released_tree(K, V, *, degree: int, R, grid_size: int, copies: int = 1, scale=None,
+                  prec=None) -> list:
+    """The whole noiseless ``tree`` release, flat, in the uniform order of
+    :mod:`dpxattn.reference.dptree_softmax` (length ``tree_noise_count``): for copy c, column k:
+    [c0, c1]; then node-major, for node i, for (c, k, coordinate t, moment m): the exact node sum
+    of the moment-m tree over the public grid (G = ``grid_size`` cells on [0, M_t]; leaves
+    ``sum_{cell(x_it) = g} w_i x_it^m``, padded to N = 2^ceil(log2 G) with zeros).
+    Columns k < d_v have w = V[:, k], column d_v the ones. Exact at ``prec``.
+    Paper: DPTreeSoftmax.Init without noise (v2 App. I); spec PAPER.md §3.4-3.7. Proof note
+    ``proofs_notes/26-tree-gaussian.md``.
+    """
+    from dpxattn.reference.dptree import exact_node_sums
+    from dpxattn.reference.dptree_distance import moment_leaves
+    ctx = context(resolve_prec(prec))
+    Km, Vm = _rows(K, V, ctx)
+    G = check_positive_int("grid_size", grid_size)
+    copies = check_positive_int("copies", copies)
+    d_v = len(Vm[0])
+    feats = [features(k, degree, scale=scale, prec=ctx.prec) for k in Km]
+    M = feature_bounds(len(Km[0]), degree, R, scale=scale, prec=ctx.prec)
+    scalars, columns = [], []
+    for k in range(d_v + 1):
+        w = _column(Vm, k, ctx)
+        scalars += [ctx.fsum(w), ctx.fsum(wi * ctx.fsum(p * p for p in f)
+                                          for wi, f in zip(w, feats))]
+        for t in range(len(M)):
+            xs = [f[t] for f in feats]
+            for m in range(3):
+                columns.append(exact_node_sums(moment_leaves(
+                    xs, w, upper=M[t], grid_size=G, k=m, prec=ctx.prec), prec=ctx.prec))
+    nodes = [col[i] for i in range(len(columns[0])) for _ in range(copies) for col in columns]
+    return scalars * copies + nodes
 
 
 # ---------------------------------------------------------------------------------------------
