@@ -39,6 +39,7 @@ from functools import lru_cache
 
 import torch
 
+from dpxattn.accounting import check_public_maps
 from dpxattn.accounting import (NUMERICS_FLOAT, NUMERICS_FLOAT_GAUSSIAN, feature_dimension,
                                 plan_direct, plan_tree, tree_height)
 from dpxattn.errors import ParameterError, no_sure_envelope
@@ -184,7 +185,8 @@ class DPCrossAttention:
     @classmethod
     def build(cls, K, V, *, eps, delta, R, R_w, degree, mechanism="direct", scale=None,
               generator=None, uniforms=None, clip=False, copies=1,
-              grid_size=None, noise=None, law="tlap", domain="box") -> "DPCrossAttention":
+              grid_size=None, noise=None, law="tlap", domain="box",
+              public_maps=None) -> "DPCrossAttention":
         """Init: validate, compute the exact sums in float64, add the noise, keep only the release.
 
         ``K`` (n, d) in [0, R]^d and ``V`` (n, d_v) in [-R_w, R_w]: torch tensors (or arrays);
@@ -204,9 +206,14 @@ class DPCrossAttention:
         (``direct`` only; keys and queries with l2 norm <= R, signed, decided exactly; with
         ``clip=True`` rows are projected radially onto the ball; scale default 1, logits in
         [-R^2, R^2]; an even degree, or an odd one with T_s(-scale R^2) > 0; every bound from
-        ``proofs_notes/27-ball-domain.md``). Paper: DPTreeCrossAttention.Init (v2 §3, App. I);
-        PAPER.md §3.5-3.7, §5 item 8.
+        ``proofs_notes/27-ball-domain.md``). ``public_maps``: None or a list of str describing
+        the public per-record maps the caller applied to K (and queries) before build, e.g.
+        ``fit_pca`` on a declared-public sample then ``to_ball``; recorded in the plan
+        (``privacy.public_maps``, ``to_dict()``, ``str``) with the condition that they never saw
+        the private set (``proofs_notes/28-public-maps.md``). Paper: DPTreeCrossAttention.Init
+        (v2 §3, App. I); PAPER.md §3.5-3.7, §5 item 8.
         """
+        maps = () if public_maps is None else check_public_maps(public_maps)
         mechanism, degree, copies, grid_size, clip = check_build_arguments(
             mechanism=mechanism, eps=eps, delta=delta, R=R, R_w=R_w, degree=degree, scale=scale,
             copies=copies, grid_size=grid_size, clip=clip, law=law, domain=domain)
@@ -246,6 +253,8 @@ class DPCrossAttention:
             (ball_plan_note(clip),) if ball else ())
         plan = plan.with_labels(randomness=stream.label, clip=clip, numerics=numerics,
                                 notes=notes)
+        if maps:
+            plan = plan.with_public_maps(maps)
         return cls(mechanism=mechanism, release=release, plan=plan, n=n, d=d, d_v=d_v,
                    degree=degree, R=R, R_w=R_w, scale=scale, clip=clip, copies=copies,
                    grid_size=(n if grid_size is None else grid_size) if mechanism == "tree"

@@ -95,6 +95,12 @@ class BoxMap:
         hi = torch.quantile(X, 1.0 - quantile, dim=0)
         return cls(lo, torch.maximum(hi, lo + 1e-12), float(R))
 
+    def describe(self, source: str | None = None) -> str:
+        """One line for the privacy plan (``build(public_maps=[...])``): the affine map and
+        ``source``, where its bounds came from (a norm bound, or a declared-public sample)."""
+        return (f"BoxMap: coordinate-wise [lo, hi] -> [0, {self.R:g}] with clip, d = "
+                f"{self.lo.shape[0]}, bounds from {source or 'public numbers'}")
+
     def __call__(self, X) -> torch.Tensor:
         """(n, d) -> (n, d) float64 in [0, R], passing the box's exact check."""
         X = _matrix(X, "X")

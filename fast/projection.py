@@ -77,6 +77,16 @@ class Projection:
         """||mean||_2: with inputs of norm <= B, outputs have norm <= B + ||mean|| (public)."""
         return float(torch.linalg.vector_norm(self.mean))
 
+    def describe(self, source: str | None = None) -> str:
+        """One line for the privacy plan (``build(public_maps=[...])``): the kind, D -> d, and
+        ``source``, what a PCA was fitted on (the caller's declared-public sample)."""
+        D, d = self.dims
+        if self.kind == "pca":
+            kept = "" if self.explained is None else f", keeps {self.explained:.3g} of its variance"
+            return (f"PCA {D} -> {d} fitted on {source or 'a sample declared public'}"
+                    f" (centred by its mean{kept})")
+        return f"random orthogonal projection {D} -> {d} (data-independent, seeded)"
+
 
 def _dims(D, d) -> tuple[int, int]:
     D = check_positive_int("D", D)

@@ -207,3 +207,44 @@ def test_pipeline_feeds_build_within_its_bounds():
     with pytest.raises(BoundError):
         DPCrossAttention.build(2 * to_ball(P(E), 1), V, eps=1.0, delta=1e-6, R=1, R_w=1,
                                degree=c.degree, domain="ball", generator=g, noise="float")
+
+
+def test_public_maps_are_stated_in_the_plan(tmp_path):
+    """build(public_maps=[...]) records the caller's public maps in the plan (to_dict and str)
+    without changing a share or a released number; the default plan has none."""
+    E = _unit_rows(40, 24, 3)
+    P = fit_pca(_unit_rows(50, 24, 4), 3)
+    V = torch.sign(torch.randn((40, 2), generator=torch.Generator().manual_seed(1),
+                               dtype=torch.float64))
+    kw = dict(eps=1.0, delta=1e-6, R=1, R_w=1, degree=2, domain="ball", noise="float")
+    maps = [P.describe("50 declared-public rows"), "to_ball(R = 1): x -> x / ||x||"]
+    plain = DPCrossAttention.build(to_ball(P(E), 1), V, generator=torch.Generator().manual_seed(5),
+                                   **kw)
+    att = DPCrossAttention.build(to_ball(P(E), 1), V, generator=torch.Generator().manual_seed(5),
+                                 public_maps=maps, **kw)
+    assert torch.equal(att.release.S, plain.release.S)
+    assert plain.privacy.public_maps == () and plain.privacy.to_dict()["public_maps"] == []
+    assert att.privacy.public_maps == tuple(maps)
+    assert att.privacy.to_dict()["public_maps"] == maps
+    assert att.privacy.components == plain.privacy.components
+    assert att.privacy.total() == plain.privacy.total()
+    text = str(att.privacy)
+    assert "never on the private set" in text and "PCA 24 -> 3 fitted on 50 declared" in text
+    assert "public maps" not in str(plain.privacy)
+    path = tmp_path / "mapped.npz"
+    att.save(path)
+    assert DPCrossAttention.load(path).privacy.to_dict() == att.privacy.to_dict()
+    box = BoxMap.from_norm_bound(3, 1.0 + P.center_norm(), 1.0)
+    assert "bounds from the norm bound" in box.describe("the norm bound")
+    assert "random orthogonal projection 24 -> 3" in random_projection(
+        24, 3, generator=torch.Generator().manual_seed(0)).describe()
+
+
+@pytest.mark.parametrize("bad", ["PCA on public rows", ["ok", ""], [3], {"a": 1}, ["  "]])
+def test_public_maps_bad_input_names_the_argument(bad):
+    E = to_ball(_unit_rows(10, 3, 2), 1)
+    V = torch.ones((10, 1), dtype=torch.float64)
+    with pytest.raises(ParameterError, match="public_maps"):
+        DPCrossAttention.build(E, V, eps=1.0, delta=1e-6, R=1, R_w=1, degree=2, domain="ball",
+                               generator=torch.Generator().manual_seed(0), noise="float",
+                               public_maps=bad)

@@ -25,10 +25,11 @@ build actually used (``to_dict()``: ``law``, ``sensitivity_norm``, ``sensitivity
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import lru_cache
 
+from dpxattn.errors import ParameterError
 from dpxattn.params import check_degree, check_law, check_positive_int, check_privacy
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "feature_dimension",
     "Component",
     "PrivacyPlan",
+    "check_public_maps",
     "plan_direct",
     "plan_tree",
     "plan_dptree",
@@ -155,6 +157,9 @@ class PrivacyPlan:
     clip: bool = False
     paper_accounting: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: the caller's descriptions of the public per-record maps applied to the keys (and queries)
+    #: before build, e.g. a PCA fitted on a declared-public sample (proofs_notes/28-public-maps.md)
+    public_maps: tuple[str, ...] = ()
 
     def component(self, key: str) -> Component:
         for c in self.components:
@@ -180,8 +185,16 @@ class PrivacyPlan:
         return PrivacyPlan(
             self.mechanism, self.eps, self.delta, self.components, self.sizes, self.composition,
             self.numerics if numerics is None else numerics, randomness, clip,
-            self.paper_accounting, self.notes + tuple(notes),
+            self.paper_accounting, self.notes + tuple(notes), self.public_maps,
         )
+
+    def with_public_maps(self, maps) -> "PrivacyPlan":
+        """The same plan recording ``maps`` (a sequence of non-empty str): the public per-record
+        maps the caller applied to the rows before build (projection, PCA on a declared-public
+        sample, to_ball, BoxMap). They never see the private set, so they change no share; the
+        plan states them and that condition (``proofs_notes/28-public-maps.md``). Bad input:
+        :class:`dpxattn.errors.ParameterError` naming ``public_maps``."""
+        return replace(self, public_maps=self.public_maps + check_public_maps(maps))
 
     def to_dict(self) -> dict:
         eps, delta = self.total()
@@ -201,6 +214,7 @@ class PrivacyPlan:
             "clip": self.clip,
             "paper_accounting": self.paper_accounting,
             "notes": list(self.notes),
+            "public_maps": list(self.public_maps),
         }
 
     def __str__(self) -> str:
@@ -240,7 +254,24 @@ class PrivacyPlan:
             lines.append(f"  paper's accounting, for comparison: {self.paper_accounting}")
         for note in self.notes:
             lines.append(f"  note: {note}")
+        if self.public_maps:
+            lines.append("  public maps applied to every row before build (fitted on declared-"
+                         "public data, never on the private set; per-record, so no share changes):")
+            lines.extend(f"    - {m}" for m in self.public_maps)
         return "\n".join(lines)
+
+
+def check_public_maps(maps) -> tuple[str, ...]:
+    """``maps`` (a list or tuple of non-empty str) as a tuple of stripped str, or
+    :class:`dpxattn.errors.ParameterError` naming ``public_maps`` (a bare str, another type, an
+    empty or non-str entry)."""
+    if isinstance(maps, str) or not isinstance(maps, (list, tuple)):
+        raise ParameterError("public_maps", "must be a list or tuple of str (one per map)",
+                             type(maps).__name__)
+    for m in maps:
+        if not isinstance(m, str) or not m.strip():
+            raise ParameterError("public_maps", "must hold non-empty str descriptions", m)
+    return tuple(m.strip() for m in maps)
 
 
 #: ``PrivacyPlan.composition`` of a plan that is one Gaussian release (nothing is composed)
