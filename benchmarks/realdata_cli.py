@@ -75,6 +75,14 @@ def add_arguments(p) -> None:
     p.add_argument("--tree-max-n", type=int, default=None, help="largest n tree is built at")
     p.add_argument("--tree-dims", type=_ints, default=None, help="comma list of d for tree")
     p.add_argument("--seed", type=int, default=None, help="split, projection and noise seed")
+    p.add_argument("--draws", type=int, default=None,
+                   help="independent noise draws per direct cell (default 5, quick 2)")
+    p.add_argument("--tree-draws", type=int, default=None,
+                   help="independent noise draws per tree cell (default 2, quick 1)")
+    p.add_argument("--merge", default=None,
+                   help="a report.json of an earlier run on the same data and split: its DP and "
+                        "refused rows of the mechanisms this run does not run are kept "
+                        "(e.g. rerun only --mechanisms tree and merge the direct rows)")
 
 
 def _config(args):
@@ -86,7 +94,8 @@ def _config(args):
                       ("n_queries", "n_queries"), ("n", "n_list"), ("d", "d_list"),
                       ("eps", "eps_list"), ("scale", "scale"), ("eps_s_target", "eps_s_target"),
                       ("noise", "noise"), ("tree_max_n", "tree_max_n"), ("seed", "seed"),
-                      ("tree_dims", "tree_dims"), ("alt_scales", "alt_scales")):
+                      ("tree_dims", "tree_dims"), ("alt_scales", "alt_scales"),
+                      ("draws", "draws"), ("tree_draws", "tree_draws")):
         v = getattr(args, name)
         if v is not None:
             upd[key] = v
@@ -95,6 +104,29 @@ def _config(args):
         if v:
             upd[name] = tuple(x.strip() for x in v.split(",") if x.strip())
     return replace(cfg, **upd)
+
+
+def _merge(result, path, cfg) -> str:
+    """Add to ``result`` the DP and refused rows of ``path`` (an earlier report.json on the same
+    data, split and grid) whose mechanism this run did not run; returns a header line."""
+    import json
+
+    with open(path) as fh:
+        old = json.load(fh)
+    if old["info"].get("N") != result["info"]["N"] or old["info"].get("seed") != cfg.seed:
+        raise ValueError(f"--merge {path}: another corpus size or seed "
+                         f"({old['info'].get('N')}, {old['info'].get('seed')})")
+    kept = [r for r in old["rows"] if r["kind"] in ("dp", "refused")
+            and r.get("mechanism") not in cfg.mechanisms]
+    result["rows"].extend(kept)
+    mechs = sorted({r["mechanism"] for r in kept})
+    info = result["info"]
+    info["mechanisms"] = sorted(set(info["mechanisms"]) | set(mechs))
+    info["merged_from"] = {"path": str(path), "mechanisms": mechs,
+                           "draws": old["info"].get("draws")}
+    return (f"Merged: the {', '.join(mechs)} rows ({len(kept)}) from the earlier run "
+            f"{path} (same corpus, split and seed; its draws: {old['info'].get('draws')}); "
+            f"this run measured {', '.join(cfg.mechanisms)}.")
 
 
 def run(args) -> int:
@@ -136,6 +168,7 @@ def run(args) -> int:
           f"({'quick' if args.quick else 'full'})")
     result = run_task(E, labels, len(corpus.categories), cfg, log=print)
     info = result["info"]
+    merged = _merge(result, args.merge, cfg) if args.merge else None
     header = [
         f"Command: `dpxattn eval {' '.join(sys.argv[2:]) if sys.argv[1:2] == ['eval'] else ''}`"
         .rstrip(),
@@ -150,9 +183,11 @@ def run(args) -> int:
         f"smallest admissible s with certified eps_s <= {cfg.eps_s_target:g}. Values: +-1 code "
         f"of the category (R_w = 1). delta = {cfg.delta:g}; direct release mode "
         f"{cfg.noise} (tree: float); seeded noise (reproducible, for evaluation only).",
+        f"Noise draws: {cfg.draws} per direct cell, {cfg.tree_draws} per tree cell "
+        f"(independent seeded streams {cfg.seed + 1} + 1000 k, k = 0, 1, ...).",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, shared with other jobs; "
         f"total wall time {{total}} s.",
-    ]
+    ] + ([merged] if merged else [])
     t_total = time.perf_counter() - t_start
     header = [h.replace("{total}", f"{t_total:.0f}") for h in header]
     path = write_report(result, args.out, header=header)

@@ -27,7 +27,9 @@ Rows of the result (dicts), ``kind``:
 * ``exact``: exact softmax attention on the same reduced, mapped vectors (non-private);
 * ``taylor``: the noiseless degree-s Taylor attention on them (the mechanism without noise);
 * ``dp``: the mechanism (``direct`` or ``tree``, each law), its ``top1``, its agreement with
-  ``exact``, its mean |error| against ``exact`` and ``taylor``, build and query times;
+  ``exact``, its mean |error| against ``exact`` and ``taylor``, build and query times; one row
+  per noise draw (``draw`` 0 .. ``draws - 1``: independent seeded noise on the same data and
+  queries), so the report gives each cell's mean and spread over draws, not one draw;
 * ``refused``: a configuration the library refused (r too large, memory), with the reason.
 
 ``gap``: the median over queries of the top-1 minus top-2 entry of the noiseless Taylor
@@ -60,10 +62,12 @@ class EvalConfig:
     ``tree_max_n`` / ``tree_dims``: where ``tree`` is attempted (box only).
     ``max_r``: larger feature dimensions are reported as refused, not built. ``alt_scales``:
     extra (scale, eps_s target) pairs run on the ball with ``direct`` only (grid "ball xS"):
-    sharper attention for a larger degree and r."""
+    sharper attention for a larger degree and r. ``draws``: independent noise draws per DP cell
+    (``direct``); ``tree_draws`` for ``tree`` (its builds take seconds to minutes).
+    ``max_passages`` above the corpus size means the whole corpus."""
 
     eps_list: tuple = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
-    n_list: tuple = (1000, 3000, 10000, 0)  # 0: the whole private pool
+    n_list: tuple = (1000, 3000, 10000, 30000, 0)  # 0: the whole private pool
     d_list: tuple = (4, 8, 16)
     laws: tuple = ("tlap", "gaussian")
     domains: tuple = ("ball", "box")
@@ -73,7 +77,7 @@ class EvalConfig:
     delta: float = 1e-6
     n_public: int = 2000
     n_queries: int = 1000
-    max_passages: int = 24064
+    max_passages: int = 1_000_000  # the whole corpus (82,115 WordNet nouns)
     seed: int = 0
     noise: str = "secure"
     tree_max_n: int = 10000
@@ -81,12 +85,14 @@ class EvalConfig:
     max_r: int = 10000
     sharp_scales: tuple = (10.0, 30.0)
     alt_scales: tuple = ((2.0, 0.2), (4.0, 0.5))
+    draws: int = 5
+    tree_draws: int = 2
     extra: dict = field(default_factory=dict)
 
 
 QUICK = EvalConfig(eps_list=(0.25, 1.0, 4.0), n_list=(1000, 3000), d_list=(4, 8),
                    n_public=1000, n_queries=300, max_passages=4352, tree_max_n=1000,
-                   tree_dims=(4,))
+                   tree_dims=(4,), draws=2, tree_draws=1)
 FULL = EvalConfig()
 
 
@@ -186,7 +192,11 @@ def run_task(E: np.ndarray, labels: np.ndarray, C: int, cfg: EvalConfig, *, log=
         raise ValueError("no private pool: raise max_passages or lower n_public + n_queries")
     n_list = sorted({pool_size if n == 0 else min(n, pool_size) for n in cfg.n_list})
     labels_q = labels[qs]
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    if cfg.draws < 1 or cfg.tree_draws < 1:
+        raise ValueError(f"draws = {cfg.draws}, tree_draws = {cfg.tree_draws}: need >= 1")
+    # one noise stream per draw, each consumed in grid order (draw 0 is the single-draw stream)
+    gens = [torch.Generator().manual_seed(cfg.seed + 1 + 1000 * k)
+            for k in range(max(cfg.draws, cfg.tree_draws))]
     rows = []
     info = {"N": N, "pool": pool_size, "n_list": n_list, "D": int(E.shape[1]), "C": C,
             "majority": float(np.bincount(labels_q, minlength=C).max() / labels_q.size),
@@ -198,7 +208,8 @@ def run_task(E: np.ndarray, labels: np.ndarray, C: int, cfg: EvalConfig, *, log=
                                           if "ball" in cfg.domains else []),
             "sharp_scales": list(cfg.sharp_scales),
             "alt_scales": [list(a) for a in cfg.alt_scales], "tree_max_n": cfg.tree_max_n,
-            "tree_dims": list(cfg.tree_dims), "max_r": cfg.max_r, "seed": cfg.seed}
+            "tree_dims": list(cfg.tree_dims), "max_r": cfg.max_r, "seed": cfg.seed,
+            "draws": cfg.draws, "tree_draws": cfg.tree_draws}
 
     # the full-dimensional baseline: centred by the public mean, normalised
     mu = E[pub].mean(dim=0)
@@ -236,12 +247,16 @@ def run_task(E: np.ndarray, labels: np.ndarray, C: int, cfg: EvalConfig, *, log=
                 if domain == "ball":
                     R, scale = 1.0, grid_scale
                     X = to_ball(Z, R)
+                    maps = [proj.describe(f"the {cfg.n_public} passages of the public split"),
+                            f"to_ball(R = {R:g}): x -> R x / ||x|| (per record)"]
                     choice = choose_degree(target, R=R, d=d, scale=scale, domain="ball",
                                            max_degree=12)
                 else:
                     R, scale = math.sqrt(grid_scale), 1.0 / d
                     box = BoxMap.from_public_sample(Z[pub], R, quantile=0.01)
                     X = box(Z)
+                    maps = [proj.describe(f"the {cfg.n_public} passages of the public split"),
+                            box.describe("the 1%/99% quantiles of the public split")]
                     choice = choose_degree(target, R=R, d=d, domain="box", max_degree=12)
             except ParameterError as exc:  # no degree <= 12 reaches the target
                 rows.append(_row(kind="refused", domain=domain, grid=grid, d=d, n=n_list[0],
@@ -284,9 +299,11 @@ def run_task(E: np.ndarray, labels: np.ndarray, C: int, cfg: EvalConfig, *, log=
                         continue
                     for law in cfg.laws:
                         for eps in cfg.eps_list:
-                            rows.append(_dp_row(K, V, Q, A_ex, A_ty, labels_q, m_ex, base,
-                                                mech, law, eps, cfg, gen, s, R, logit_scale,
-                                                domain, log))
+                            for k in range(cfg.tree_draws if mech == "tree" else cfg.draws):
+                                rows.append(_dp_row(K, V, Q, A_ex, A_ty, labels_q, m_ex, base,
+                                                    mech, law, eps, cfg, gens[k], s, R,
+                                                    logit_scale, domain, log, draw=k,
+                                                    maps=maps))
     return {"rows": rows, "info": info}
 
 
@@ -306,10 +323,12 @@ def _tree_skip(domain, d, s, n, cfg) -> str | None:
 
 
 def _dp_row(K, V, Q, A_ex, A_ty, labels_q, m_ex, base, mech, law, eps, cfg, gen, s, R, scale,
-            domain, log) -> dict:
-    head = dict(kind="dp", mechanism=mech, law=law, eps=eps, **base)
+            domain, log, *, draw=0, maps=()) -> dict:
+    head = dict(kind="dp", mechanism=mech, law=law, eps=eps, draw=draw, **base)
     kw = dict(eps=eps, delta=cfg.delta, R=R, R_w=1.0, degree=s, mechanism=mech, law=law,
-              generator=gen, noise=cfg.noise if mech == "direct" else "float")
+              generator=gen, noise=cfg.noise if mech == "direct" else "float",
+              public_maps=list(maps) + ["values: the +-1 code of each row's category (R_w = 1)"]
+              if maps else None)
     if domain == "ball":
         kw.update(domain="ball", scale=scale)
     t0 = time.perf_counter()
@@ -324,11 +343,12 @@ def _dp_row(K, V, Q, A_ex, A_ty, labels_q, m_ex, base, mech, law, eps, cfg, gen,
     t_query = time.perf_counter() - t0
     m = _metrics(A, labels_q, A_ex, A_ty)
     diff, half = _paired(m["pred"], m_ex["pred"], labels_q)
-    log(f"    {mech:6s} {law:8s} eps={eps:<5g} top1 {m['top1']:.3f} (exact {m_ex['top1']:.3f}, "
+    log(f"    {mech:6s} {law:8s} eps={eps:<5g} #{draw} top1 {m['top1']:.3f} (exact {m_ex['top1']:.3f}, "
         f"diff {100 * diff:+.1f} +- {100 * half:.1f} pts) mae {m['mae_exact']:.3g} "
         f"build {t_build:.2f}s query {t_query:.3f}s")
     return {**head, **m, "diff_vs_exact": diff, "diff_half95": half, "build_s": t_build,
-            "query_s": t_query, "m": int(Q.shape[0])}
+            "query_s": t_query, "m": int(Q.shape[0]),
+            **({"plan": str(att.privacy)} if draw == 0 and eps == 1.0 else {})}
 
 
 def replace_kind(row: dict, kind: str, **extra) -> dict:
