@@ -186,7 +186,7 @@ class DPCrossAttention:
     def build(cls, K, V, *, eps, delta, R, R_w, degree, mechanism="direct", scale=None,
               generator=None, uniforms=None, clip=False, copies=1,
               grid_size=None, noise=None, law="tlap", domain="box",
-              public_maps=None) -> "DPCrossAttention":
+              public_maps=None, composition="basic") -> "DPCrossAttention":
         """Init: validate, compute the exact sums in float64, add the noise, keep only the release.
 
         ``K`` (n, d) in [0, R]^d and ``V`` (n, d_v) in [-R_w, R_w]: torch tensors (or arrays);
@@ -210,13 +210,16 @@ class DPCrossAttention:
         the public per-record maps the caller applied to K (and queries) before build, e.g.
         ``fit_pca`` on a declared-public sample then ``to_ball``; recorded in the plan
         (``privacy.public_maps``, ``to_dict()``, ``str``) with the condition that they never saw
-        the private set (``proofs_notes/28-public-maps.md``). Paper: DPTreeCrossAttention.Init
-        (v2 §3, App. I); PAPER.md §3.5-3.7, §5 item 8.
+        the private set (``proofs_notes/28-public-maps.md``). ``composition``: "basic" (default)
+        or "pld" (``tree`` with TLap only: the optimal composition of its components, about
+        10-27x the per-level eps of basic composition; ``proofs_notes/05-composition.md``).
+        Paper: DPTreeCrossAttention.Init (v2 §3, App. I); PAPER.md §3.5-3.7, §5 item 8.
         """
         maps = () if public_maps is None else check_public_maps(public_maps)
         mechanism, degree, copies, grid_size, clip = check_build_arguments(
             mechanism=mechanism, eps=eps, delta=delta, R=R, R_w=R_w, degree=degree, scale=scale,
-            copies=copies, grid_size=grid_size, clip=clip, law=law, domain=domain)
+            copies=copies, grid_size=grid_size, clip=clip, law=law, domain=domain,
+            composition=composition)
         ball = domain == "ball"
         if ball:
             scale = resolve_ball_scale(scale)
@@ -244,7 +247,8 @@ class DPCrossAttention:
             if mechanism == "direct":
                 release, plan = _build_direct(K, V, law=law, domain=domain, **args)
             else:
-                release, plan = _build_tree(K, V, copies=copies, grid_size=grid_size, **args)
+                release, plan = _build_tree(K, V, copies=copies, grid_size=grid_size,
+                                            composition=composition, **args)
             stream.finish()
             del K, V
         numerics = ((SECURE_GAUSSIAN_NUMERICS if gaussian else SECURE_NUMERICS) if secure else
@@ -538,13 +542,13 @@ def _build_direct(K, V, *, eps, delta, R, R_w, degree, scale, bounds, stream, se
 
 
 def _build_tree(K, V, *, eps, delta, R, R_w, degree, scale, bounds, stream, secure: bool,
-                copies: int, grid_size):
+                copies: int, grid_size, composition: str = "basic"):
     """The ``tree`` release of a validated (K, V) and its plan."""
     n, d = K.shape
     d_v = V.shape[1]
     grid = n if grid_size is None else grid_size
     plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree, copies=copies,
-                     grid_size=grid_size)
+                     grid_size=grid_size, composition=composition)
     scalar_sens, node_sens = tree_sensitivities(d=d, degree=degree, R=R, R_w=R_w, d_v=d_v,
                                                 scale=scale)
     extra = (tree_secure_constants(n=n, d=d, degree=degree, R=R, R_w=R_w, d_v=d_v,

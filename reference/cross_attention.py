@@ -88,7 +88,8 @@ class DPCrossAttention:
     @classmethod
     def build(cls, K, V, *, eps, delta, R, R_w, degree, mechanism="direct", scale=None,
               generator=None, uniforms=None, clip=False, copies=1, grid_size=None,
-              prec=DEFAULT_PREC, law="tlap", domain="box") -> "DPCrossAttention":
+              prec=DEFAULT_PREC, law="tlap", domain="box",
+              composition="basic") -> "DPCrossAttention":
         """Init: validate, draw the noise, release the noisy structure; keep nothing private.
 
         ``K`` (n x d) in [0, R]^d, ``V`` (n x d_v) in [-R_w, R_w]: numpy arrays or nested
@@ -111,11 +112,14 @@ class DPCrossAttention:
         exactly; ``clip=True`` projects rows radially onto the ball; scale default 1 (logits
         in [-R^2, R^2]); an even degree, or an odd one with T_s > 0 on [-scale R^2, scale R^2];
         ``proofs_notes/27-ball-domain.md``).
+        ``composition``: "basic" (default) or "pld" (``tree`` with TLap only: the optimal
+        composition of its components; ``proofs_notes/05-composition.md``).
         Paper: DPTreeCrossAttention.Init (v2 §3, App. I); spec PAPER.md §3.5-3.7.
         """
         mechanism, degree, copies, grid_size, clip = check_build_arguments(
             mechanism=mechanism, eps=eps, delta=delta, R=R, R_w=R_w, degree=degree, scale=scale,
-            copies=copies, grid_size=grid_size, clip=clip, law=law, domain=domain)
+            copies=copies, grid_size=grid_size, clip=clip, law=law, domain=domain,
+            composition=composition)
         p = resolve_prec(prec)
         ctx = context(p)
         if domain == "ball":
@@ -138,7 +142,7 @@ class DPCrossAttention:
 
         if mechanism == "tree":  # direct's plan records the release's numbers: made below
             plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree,
-                             copies=copies, grid_size=grid_size)
+                             copies=copies, grid_size=grid_size, composition=composition)
         count = cls.noise_count(n=n, d=d, d_v=d_v, degree=degree, mechanism=mechanism,
                                 copies=copies, grid_size=grid_size)
         u, label = draw_uniforms(count, uniforms=uniforms, generator=generator)

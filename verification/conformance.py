@@ -89,6 +89,7 @@ class ConformanceCase:
     delta: float = 1e-6
     scale: float | None = None
     domain: str = "box"
+    composition: str = "basic"
 
     @property
     def build_kwargs(self) -> dict:
@@ -98,6 +99,8 @@ class ConformanceCase:
             kw.update(domain=self.domain)
         if self.mechanism == "tree":
             kw.update(copies=self.copies, grid_size=self.grid_size)
+            if self.composition != "basic":
+                kw.update(composition=self.composition)
         return kw
 
 
@@ -151,6 +154,10 @@ def _cases() -> list[ConformanceCase]:
           delta=1e-3),
         C("tree n9 d2 s4 c2 mixed", "tree", 9, 2, 1, 4, copies=2, uniforms="mixed"),
         C("tree n17 d3 s2 low c3", "tree", 17, 3, 1, 2, copies=3, uniforms="low"),
+        # tree with optimal composition of its TLap components (proofs_notes/05)
+        C("tree n9 d2 s2 pld", "tree", 9, 2, 2, 2, composition="pld"),
+        C("tree n6 d1 s1 c2 pld mixed", "tree", 6, 1, 1, 1, copies=2, uniforms="mixed",
+          composition="pld"),
     ]
     return out
 
@@ -409,7 +416,7 @@ def plain_float64(case: ConformanceCase, K, V, Q, u) -> np.ndarray:
     if case.mechanism == "direct":
         return _plain_direct(case, FK, FQ, W, u, n, d, d_v)
     plan = plan_tree(eps=case.eps, delta=case.delta, n=n, d=d, d_v=d_v, degree=s,
-                     copies=case.copies, grid_size=case.grid_size)
+                     copies=case.copies, grid_size=case.grid_size, composition=case.composition)
     G = n if case.grid_size is None else case.grid_size
     N = padded_size(G)
     l = case.copies

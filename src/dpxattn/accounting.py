@@ -47,6 +47,8 @@ __all__ = [
     "plan_dptree_highdim",
     "COMPOSITIONS",
     "COMPOSITION_NONE",
+    "COMPOSITION_PLD",
+    "TREE_COMPOSITIONS",
     "NUMERICS_FLOAT",
     "NUMERICS_FLOAT_GAUSSIAN",
     "TREE_MOMENTS",
@@ -173,10 +175,31 @@ class PrivacyPlan:
         return c.eps, c.delta
 
     def total(self) -> tuple[Fraction, Fraction]:
-        """Basic composition over every component: sum of count * share (exact)."""
+        """The composed (eps, delta) of every component.
+
+        Basic composition (and a single Gaussian release): sum of count * share, exact.
+        ``composition="pld"``: every component has the same (eps0, delta0); the total is
+        (eps, the certified optimal-composition delta at eps of all of them)
+        (:func:`dpxattn.reference.optimal_composition.homogeneous_delta`), <= delta.
+        """
+        if self.composition == COMPOSITION_PLD:
+            shares = {(c.eps, c.delta) for c in self.components}
+            if len(shares) != 1:
+                raise ValueError("a 'pld' plan composes identical components only")
+            (e0, d0), = shares
+            k = sum(c.count for c in self.components)
+            return self.eps, _optimal_delta(k, e0, d0, self.eps)
         eps = sum((c.count * c.eps for c in self.components), Fraction(0))
         delta = sum((c.count * c.delta for c in self.components), Fraction(0))
         return eps, delta
+
+    def total_checks(self) -> bool:
+        """Whether the composed total is within the stated (eps, delta) (exactly equal under
+        basic composition)."""
+        eps, delta = self.total()
+        if self.composition == COMPOSITION_PLD:
+            return eps <= self.eps and delta <= self.delta
+        return eps == self.eps and delta == self.delta
 
     def with_labels(self, *, randomness: str, clip: bool, numerics: str | None = None,
                     notes: tuple[str, ...] = ()) -> "PrivacyPlan":
@@ -197,7 +220,6 @@ class PrivacyPlan:
         return replace(self, public_maps=self.public_maps + check_public_maps(maps))
 
     def to_dict(self) -> dict:
-        eps, delta = self.total()
         return {
             "mechanism": self.mechanism,
             "eps": float(self.eps),
@@ -205,7 +227,7 @@ class PrivacyPlan:
             "eps_exact": str(self.eps),
             "delta_exact": str(self.delta),
             "composition": self.composition,
-            "total_checks": eps == self.eps and delta == self.delta,
+            "total_checks": self.total_checks(),
             "adjacency": "replace one row of (K, V); all entries inside the public bounds",
             "sizes": dict(self.sizes),
             "components": [c.to_dict() for c in self.components],
@@ -218,11 +240,14 @@ class PrivacyPlan:
         }
 
     def __str__(self) -> str:
-        eps, delta = self.total()
-        checks = '==' if (eps, delta) == (self.eps, self.delta) else '!='
+        checks = '==' if self.total_checks() else '!='
         head = (f"privacy plan ({self.mechanism}): end-to-end (eps, delta) = ({float(self.eps):.6g}, "
                 f"{float(self.delta):.6g}), ")
-        if self.composition == COMPOSITION_NONE:
+        if self.composition == COMPOSITION_PLD:
+            head += (f"optimal composition (pld) of {sum(c.count for c in self.components)} "
+                     f"identical components, composed delta {float(self.total()[1]):.6g} "
+                     f"[{'<=' if self.total_checks() else '>'} total]")
+        elif self.composition == COMPOSITION_NONE:
             head += (f"one Gaussian release (analytic Gaussian mechanism on the l2 sensitivity), "
                      f"no composition [its share {checks} total]")
         else:
@@ -276,6 +301,30 @@ def check_public_maps(maps) -> tuple[str, ...]:
 
 #: ``PrivacyPlan.composition`` of a plan that is one Gaussian release (nothing is composed)
 COMPOSITION_NONE = "none"
+
+#: ``PrivacyPlan.composition`` of a tree plan composed optimally (``plan_tree(composition="pld")``)
+COMPOSITION_PLD = "pld"
+
+#: the compositions :func:`plan_tree` offers for its TLap components
+TREE_COMPOSITIONS = ("basic", COMPOSITION_PLD)
+
+
+@lru_cache(maxsize=64)
+def _optimal_delta(k: int, eps0: Fraction, delta0: Fraction, eps: Fraction) -> Fraction:
+    from dpxattn.reference.optimal_composition import homogeneous_delta
+    from dpxattn.reference._mp import to_fraction
+
+    return to_fraction(homogeneous_delta(k, eps0, delta0, eps), "composed delta")
+
+
+@lru_cache(maxsize=64)
+def _optimal_step(k: int, eps: Fraction, delta: Fraction) -> tuple[Fraction, Fraction]:
+    """(eps0, delta0) of each of k identical components under optimal composition:
+    delta0 = delta / (2k), eps0 the certified largest (proofs_notes/05, "Optimal composition")."""
+    from dpxattn.reference.optimal_composition import homogeneous_step_eps
+
+    delta0 = delta / (2 * k)
+    return homogeneous_step_eps(k, eps, delta, delta0), delta0
 
 
 #: the sensitivity each (law, domain) of ``direct`` is calibrated to, in words
@@ -385,7 +434,7 @@ def plan_direct(*, eps, delta, n: int, d: int, d_v: int, degree: int, law: str =
 
 
 def plan_tree(*, eps, delta, n: int, d: int, d_v: int, degree: int, copies: int = 1,
-              grid_size: int | None = None) -> PrivacyPlan:
+              grid_size: int | None = None, composition: str = "basic") -> PrivacyPlan:
     """Plan of the ``tree`` mechanism (PAPER §3.7, correct accounting).
 
     Per copy (``copies`` = l) and per column (d_v value columns + the denominator, w = 1):
@@ -393,8 +442,15 @@ def plan_tree(*, eps, delta, n: int, d: int, d_v: int, degree: int, copies: int 
     m in {0, 1, 2}) over a public grid of ``grid_size`` cells (default n). That is
     J = l (d_v + 1) (3 r + 2) components, each (eps/J, delta/J); each tree spreads its share
     over its L = ceil(log2 G) + 1 levels, a level being one component of (eps/(J L), delta/(J L)).
+
+    ``composition="pld"``: the same K = l (d_v + 1)(3 r L + 2) components, each with the same
+    (eps0, delta0), delta0 = delta / (2K) and eps0 the largest whose optimal composition is
+    certified (eps, delta)-DP (``proofs_notes/05-composition.md``, "Optimal composition"); about
+    27x the basic per-level eps at the demo's K = 13,870.
     """
     check_privacy(eps, delta)
+    if composition not in TREE_COMPOSITIONS:
+        raise _parameter_error("composition", f"must be one of {TREE_COMPOSITIONS}", composition)
     n = check_positive_int("n", n)
     d_v = check_positive_int("d_v", d_v)
     copies = check_positive_int("copies", copies)
@@ -405,13 +461,18 @@ def plan_tree(*, eps, delta, n: int, d: int, d_v: int, degree: int, copies: int 
     J = copies * cols * (TREE_MOMENTS * r + 2)
     e, dl = Fraction(eps), Fraction(delta)
     per_col = f"(copy, column) pair; columns = {d_v} value columns + denominator"
+    if composition == COMPOSITION_PLD:
+        K = copies * cols * (TREE_MOMENTS * r * L + 2)
+        (e_s, d_s), (e_l, d_l) = (_optimal_step(K, e, dl),) * 2
+    else:
+        (e_s, d_s), (e_l, d_l) = (e / J, dl / J), (e / (J * L), dl / (J * L))
     comps = (
-        Component("c0", "c0 = sum_i w_i", copies * cols, e / J, dl / J,
+        Component("c0", "c0 = sum_i w_i", copies * cols, e_s, d_s,
                   "2 R_w (denominator: R_w = 1)", per_col),
-        Component("c1", "c1 = sum_i w_i ||P(k_i)||^2", copies * cols, e / J, dl / J,
+        Component("c1", "c1 = sum_i w_i ||P(k_i)||^2", copies * cols, e_s, d_s,
                   "2 R_w T_s(scale d R^2)", per_col),
         Component("tree_level", "DPTree level (coordinate t, moment m)",
-                  copies * cols * TREE_MOMENTS * r * L, e / (J * L), dl / (J * L),
+                  copies * cols * TREE_MOMENTS * r * L, e_l, d_l,
                   "2 R_w M_t^m per level (l1)",
                   "(copy, column, coordinate, moment, level)"),
     )
@@ -422,6 +483,7 @@ def plan_tree(*, eps, delta, n: int, d: int, d_v: int, degree: int, copies: int 
         components=comps,
         sizes={"n": n, "d": d, "d_v": d_v, "degree": degree, "r": r, "copies": copies,
                "grid": grid, "levels": L, "J": J},
+        composition=composition,
         paper_accounting=(
             "each value column's structure (eps, delta) with no split over the d_v columns or the "
             f"{copies} copies, and the denominator released without noise: per output entry only, "

@@ -39,6 +39,8 @@ __all__ = [
     "check_positive_int",
     "check_mechanism",
     "check_law",
+    "COMPOSITIONS",
+    "check_composition",
     "DOMAINS",
     "check_domain",
     "check_mechanism_options",
@@ -182,6 +184,25 @@ def check_domain(domain, mechanism: str = "direct") -> str:
     return domain
 
 
+#: how the tree's TLap components are composed: basic (default) or optimally ("pld"; the plan
+#: :func:`dpxattn.accounting.plan_tree`, ``proofs_notes/05-composition.md``)
+COMPOSITIONS = ("basic", "pld")
+
+
+def check_composition(composition, mechanism: str = "direct", law: str = "tlap") -> str:
+    """``composition``: "basic" (default) or "pld" (optimal composition of the tree's TLap
+    components). "pld" is for ``tree`` with ``law="tlap"`` only: ``direct`` and every Gaussian
+    release are ONE component, so there is nothing to compose."""
+    if not isinstance(composition, str) or composition not in COMPOSITIONS:
+        raise ParameterError("composition", f"must be one of {COMPOSITIONS}", composition)
+    if composition == "pld" and (mechanism != "tree" or law != "tlap"):
+        raise ParameterError(
+            "composition", f"'pld' composes the tree's TLap components; mechanism '{mechanism}' "
+            f"with law '{law}' releases one component, nothing to compose", composition,
+            hint="use composition='pld' with mechanism='tree', law='tlap'")
+    return composition
+
+
 def check_privacy(eps, delta):
     """Validate an (eps, delta) pair; returns it unchanged."""
     return check_eps(eps), check_delta(delta)
@@ -210,15 +231,17 @@ def check_clip(clip) -> bool:
 
 
 def check_build_arguments(*, mechanism, eps, delta, R, R_w, degree, scale, copies, grid_size,
-                          clip, law="tlap", domain="box") -> tuple[str, int, int, int | None, bool]:
+                          clip, law="tlap", domain="box",
+                          composition="basic") -> tuple[str, int, int, int | None, bool]:
     """The public arguments of ``DPCrossAttention.build`` (DESIGN §4), shared by the reference and
     the fast implementation, checked in one order: mechanism, law (:func:`check_law`),
-    domain (:func:`check_domain`), (eps, delta), R, R_w, degree, scale (None or > 0), copies and grid_size, clip. Returns
+    domain (:func:`check_domain`), composition (:func:`check_composition`), (eps, delta), R, R_w, degree, scale (None or > 0), copies and grid_size, clip. Returns
     ``(mechanism, degree, copies, grid_size, clip)`` as normalised by their checks (a valid
     ``law`` is returned by neither: it is one of the :data:`LAWS` strings as given)."""
     mechanism = check_mechanism(mechanism)
     check_law(law, mechanism)
     check_domain(domain, mechanism)
+    check_composition(composition, mechanism, law)
     check_privacy(eps, delta)
     check_positive("R", R)
     check_positive("R_w", R_w)
