@@ -56,6 +56,7 @@ from dpxattn.fast.features import feature_bounds
 from dpxattn.fast.release import NOISE_MODES, SecureGaussianLaw, noise_stream
 from dpxattn.fast.secure_noise import SECURE_NUMERICS
 from dpxattn.fast.sensitivities import (direct_gaussian_constants, direct_secure_constants,
+                                        tree_gaussian_constants,
                                         direct_secure_gaussian_constants,
                                         direct_sensitivity, round_up, tree_secure_constants,
                                         tree_sensitivities)
@@ -246,6 +247,9 @@ class DPCrossAttention:
                         bounds=bounds, stream=stream, secure=secure)
             if mechanism == "direct":
                 release, plan = _build_direct(K, V, law=law, domain=domain, **args)
+            elif gaussian:
+                release, plan = _build_tree_gaussian(K, V, copies=copies, grid_size=grid_size,
+                                                     **args)
             else:
                 release, plan = _build_tree(K, V, copies=copies, grid_size=grid_size,
                                             composition=composition, **args)
@@ -560,4 +564,33 @@ def _build_tree(K, V, *, eps, delta, R, R_w, degree, scale, bounds, stream, secu
         scalar_sens=scalar_sens, node_sens=node_sens,
         shares={key: plan.share(key) for key in ("c0", "c1", "tree_level")},
         stream=stream, secure=extra)
+    return release, plan
+
+
+def _build_tree_gaussian(K, V, *, eps, delta, R, R_w, degree, scale, bounds, stream,
+                         secure: bool, copies: int, grid_size):
+    """The Gaussian ``tree`` release of a validated (K, V) and its plan (one Gaussian component,
+    recording the l2 sensitivity and sigma used; ``proofs_notes/26-tree-gaussian.md``): float
+    mode only, secure mode refused (:class:`dpxattn.errors.ParameterError` naming ``noise``)."""
+    if secure:
+        raise ParameterError(
+            "noise", "'secure' is not available for mechanism 'tree' with law 'gaussian': its "
+            "discrete Gaussian lattice release needs the l2 float-error allowance of the computed "
+            "tree, which is not certified yet", "secure",
+            hint="use noise='float' with a generator, law='tlap' (secure by default), or "
+                 "mechanism='direct' with law='gaussian'")
+    n, d = K.shape
+    d_v = V.shape[1]
+    grid = n if grid_size is None else grid_size
+    plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree, copies=copies,
+                     grid_size=grid_size, law="gaussian")
+    eps_g, delta_g = plan.share("tree")
+    sens, sigma = tree_gaussian_constants(d=d, degree=degree, R=R, R_w=R_w, d_v=d_v, eps=eps_g,
+                                          delta=delta_g, grid=grid, copies=copies, scale=scale)
+    release = TreeRelease.build(
+        K, V, degree=degree, scale=scale, grid=grid, copies=copies, bounds=bounds,
+        norm_bound=_norm_bound(d, degree, R, scale), R_w=_public_float_up(R_w, "R_w"),
+        scalar_sens=None, node_sens=None, shares=None, stream=stream, gaussian=(sigma, sens))
+    plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree, copies=copies,
+                     grid_size=grid_size, law="gaussian", sensitivity=sens, noise_scale=sigma)
     return release, plan

@@ -27,6 +27,7 @@ from fractions import Fraction
 from dpxattn.fast.directed import exact_fraction, float_up, memo_safe
 
 __all__ = ["direct_sensitivity", "direct_gaussian_constants", "tree_sensitivities", "round_up",
+           "tree_gaussian_constants",
            "direct_secure_constants", "direct_secure_gaussian_constants", "tree_secure_constants"]
 
 #: relative margin over the reference's working-precision rounding (it evaluates at >= 100 bits)
@@ -91,6 +92,26 @@ def direct_gaussian_constants(*, d: int, degree: int, R, R_w, d_v: int, eps, del
     if memo_safe(d, degree, R, R_w, d_v, scale, eps, delta):
         return _direct_gaussian_memo(d, degree, R, R_w, d_v, scale, eps, delta)
     return _direct_gaussian_of(d, degree, R, R_w, d_v, scale, eps, delta)
+
+
+@lru_cache(maxsize=64)
+def _tree_gaussian(d, degree, R, R_w, d_v, scale, eps, delta, grid, copies):
+    from dpxattn.reference.dptree_softmax import gaussian_constants
+
+    Delta2, sigma = gaussian_constants(d, degree, R, R_w, d_v, eps, delta, grid_size=grid,
+                                       copies=copies, scale=scale)
+    return round_up(Delta2, "tree Delta_2"), round_up(sigma, "tree sigma")
+
+
+def tree_gaussian_constants(*, d: int, degree: int, R, R_w, d_v: int, eps, delta, grid: int,
+                            copies: int, scale=None) -> tuple[float, float]:
+    """``(Delta_2, sigma)`` of the Gaussian ``tree`` release, float64 rounded up: the l2
+    sensitivity of the whole released vector (every copy, column, c0, c1 and node) and
+    sigma = ``sigma_for(Delta_2, eps, delta)``, both from the reference
+    (``dpxattn.reference.dptree_softmax.gaussian_constants``). ``eps``, ``delta``: the plan's
+    one component. Memoised (public parameters only). ``proofs_notes/26-tree-gaussian.md``."""
+    return _tree_gaussian(d, degree, _key(R), _key(R_w), d_v, _key(scale), _key(eps),
+                          _key(delta), grid, copies)
 
 
 @lru_cache(maxsize=64)

@@ -14,6 +14,12 @@ Released, per copy c = 0..l-1 and column k = 0..d_v (k = d_v: the denominator, w
   ``[0, M_t]``: leaf g holds ``sum_{cell(P_t(k_i)) = g} w_i P_t(k_i)^m``; every one of the 2N - 1
   nodes gets TLap(2 W_k M_t^m, plan.share("tree_level")).
 
+Gaussian law (``build(gaussian=(sigma, Delta_2))``, float mode; ``proofs_notes/26-tree-gaussian.md``):
+the same sums, every released number gets ``sigma Phi^-1(u)`` from the same uniform in the same
+order (one :class:`dpxattn.fast.release.GaussianLaw` over the scalars (l, d_v + 1, 2) and one
+over the nodes (l, d_v + 1, r, 3), both the reference's sigma for the l2 sensitivity of the
+whole release, rounded up).
+
 Memory layout (not the uniform order): one float64 payload ``(2N - 1, r, l, d_v + 1, 3)``, so the
 rows of its 2-D view ``((2N - 1) r, l (d_v + 1) 3)`` are (node, coordinate) pairs and a query's
 gather for one coordinate reads contiguous rows. Build: leaves by ``index_add_`` of chunks of
@@ -40,9 +46,10 @@ import numpy as np
 import torch
 
 from dpxattn.accounting import padded_size, tree_height
-from dpxattn.fast.envelope import gamma, hp_noise_bound, unit_roundoff
+from dpxattn.errors import no_sure_envelope
+from dpxattn.fast.envelope import gamma, gaussian_noise_bound, hp_noise_bound, unit_roundoff
 from dpxattn.fast.features import feature_chunks, features_t
-from dpxattn.fast.release import NoiseLaw, noise_law, release_, secure_law
+from dpxattn.fast.release import GaussianLaw, NoiseLaw, gaussian_law, noise_law, release_, secure_law
 from dpxattn.fast.tree import (fill_internal_nodes, gather_sums, grid_cell, prefix_suffix_nodes,
                                split_sums)
 
@@ -92,6 +99,7 @@ class TreeRelease:
     R_w: float
     _split: torch.Tensor | None = field(default=None, repr=False)
     _queried: int = field(default=0, repr=False)
+    _magnitudes: tuple | None = field(default=None, repr=False)
 
     @property
     def N(self) -> int:
@@ -105,7 +113,8 @@ class TreeRelease:
     def build(cls, K: torch.Tensor, V: torch.Tensor, *, degree: int, scale, grid: int,
               copies: int, bounds: torch.Tensor, norm_bound: float, R_w: float,
               scalar_sens: np.ndarray,
-              node_sens: np.ndarray, shares: dict, stream, secure=None) -> "TreeRelease":
+              node_sens: np.ndarray, shares: dict, stream, secure=None,
+              gaussian=None) -> "TreeRelease":
         """K (n, d), V (n, d_v): validated float64 private data (not kept).
 
         ``scalar_sens`` (d_v + 1, 2) and ``node_sens`` (d_v + 1, r, 3): sensitivities (rounded
@@ -117,6 +126,9 @@ class TreeRelease:
         each (copy, column, coordinate, moment) DPTree its own lattice release with the per-level
         budget, the sensitivity of the computed level and ``changed`` = N (>= the level's number
         of nodes: every coordinate counts as changed once float error is included).
+        ``gaussian``: None (TLap) or ``(sigma, Delta_2)`` (float mode, ``law="gaussian"``; then
+        ``scalar_sens``, ``node_sens`` and ``shares`` are unused): N(0, sigma^2) on every
+        released number, same uniforms, same order.
         """
         device = K.device
         n, d_v = V.shape
@@ -148,6 +160,15 @@ class TreeRelease:
         scalars = sums.unsqueeze(0).repeat(l, 1, 1)  # (l, cols, 2): [c0, c1] per copy, column
         del sums
 
+        if gaussian is not None:
+            sigma, sens = gaussian
+            scalar_law = gaussian_law((l, cols, 2), sigma, sens)
+            node_law = gaussian_law((l, cols, r, MOMENTS), sigma, sens)
+            release_(scalars.unsqueeze(0), scalar_law, stream)
+            release_(payload.permute(0, 2, 3, 1, 4), node_law, stream)
+            return cls(payload=payload, scalars=scalars, node_law=node_law,
+                       scalar_law=scalar_law, bounds=bounds, n=n, grid=grid, degree=degree,
+                       scale=scale, copies=l, norm_bound=norm_bound, R_w=R_w)
         (e0, d0), (e1, d1), (el, dl) = shares["c0"], shares["c1"], shares["tree_level"]
         eps_s = np.array([[e0, e1]] * cols, dtype=object)
         delta_s = np.array([[d0, d1]] * cols, dtype=object)
@@ -177,6 +198,11 @@ class TreeRelease:
     @property
     def secure(self) -> bool:
         return self.node_law.secure
+
+    @property
+    def gaussian(self) -> bool:
+        """True for ``law="gaussian"`` (every released number N(0, sigma^2))."""
+        return isinstance(self.node_law, GaussianLaw)
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -254,15 +280,14 @@ class TreeRelease:
 
         ``failure`` None: sure; else each column's bound holds with probability >= 1 - failure.
         See ``proofs_notes/19-fast-path.md`` ("tree") for the floating-point allowance.
+        Gaussian law (:meth:`_gaussian_column_bounds`): no sure bound (``failure`` None raises).
         """
+        if self.gaussian:
+            return self._gaussian_column_bounds(Q, failure)
         dtype = torch.float64  # the tree's queries are evaluated in float64 (see copy_answers)
         with torch.no_grad():
             U = features_t(Q.detach().to(torch.float64), self.degree, scale=self.scale).t()
             sizes = (self._nodes(U) >= 0).sum(dim=-1).to(torch.float64)  # (m, r)
-            n = self.n
-            s = self.degree
-            r = U.shape[1]
-            h = self.height
             norm = (U * U).sum(dim=1)  # (m,)
             coef = torch.stack([U * U, 2.0 * U, torch.ones_like(U)], dim=-1)  # |coef|, (m, r, 3)
             A = self.node_law.support_up  # (cols, r, 3)
@@ -289,24 +314,75 @@ class TreeRelease:
                 noise = hp_noise_bound(
                     sure=sure, sum_c2_A2=sum_c2_A2, sum_c2_var=sum_c2_var, max_cA=max_cA,
                     failure=failure, **self._chernoff_terms(coef, sizes, norm))
-            # floating-point allowance (public bounds only)
-            cols = A.shape[0]
-            weights = self._weights(cols, U.device)  # (cols,) W_k
-            Mpow = torch.stack([torch.ones_like(self.bounds), self.bounds,
-                                self.bounds * self.bounds], dim=-1)  # (r, 3)
-            cM = torch.einsum("qtm,tm->q", cs, Mpow)  # sum |coef| |C_t| M_t^m
-            cM1 = torch.einsum("qtm,tm->q", coef, Mpow)  # sum |coef| M_t^m (disjoint cover)
-            u64 = unit_roundoff(torch.float64)
-            uq = unit_roundoff(dtype)
-            T = self.norm_bound
-            nW = n * weights  # (cols,)
-            mag = (nW * T + A_s[:, 1] + norm[:, None] * (nW + A_s[:, 0])
-                   + cM[:, None] * nW + torch.einsum("qtm,ktm->qk", cs, A)) / 2
-            exact = (gamma(n + r + 2 * s + 6, u64) * nW * T + norm[:, None] * gamma(n, u64) * nW
-                     + gamma(n + 3 * s + 5 + h, u64) * cM1[:, None] * nW) / 2
-            feat = gamma(s + 2, uq) * nW * (U @ self.bounds)[:, None]
-            fp = exact + (u64 + gamma(3 * h + 3 * r + 2 * s + 16, uq)) * mag + feat
+            fp = self._fp_allowance(U, cs, coef, norm, A, A_s, dtype)
         return noise + fp
+
+    def _fp_allowance(self, U, cs, coef, norm, A, A_s, dtype, *, draw_ulps: int = 0):
+        """The floating-point allowance (m, d_v + 1) of every column's computed numerator
+        (``proofs_notes/19-fast-path.md``, "tree"), public bounds only: ``A`` (cols, r, 3) and
+        ``A_s`` (cols, 2) bound the noise magnitudes (TLap: the support bounds). ``draw_ulps``
+        (Gaussian law): the float draws' own error, ``draw_ulps`` u64 relative to the released
+        magnitudes, is added on the same magnitude sum."""
+        n = self.n
+        s = self.degree
+        r = U.shape[1]
+        h = self.height
+        cols = A.shape[0]
+        weights = self._weights(cols, U.device)  # (cols,) W_k
+        Mpow = torch.stack([torch.ones_like(self.bounds), self.bounds,
+                            self.bounds * self.bounds], dim=-1)  # (r, 3)
+        cM = torch.einsum("qtm,tm->q", cs, Mpow)  # sum |coef| |C_t| M_t^m
+        cM1 = torch.einsum("qtm,tm->q", coef, Mpow)  # sum |coef| M_t^m (disjoint cover)
+        u64 = unit_roundoff(torch.float64)
+        uq = unit_roundoff(dtype)
+        T = self.norm_bound
+        nW = n * weights  # (cols,)
+        mag = (nW * T + A_s[:, 1] + norm[:, None] * (nW + A_s[:, 0])
+               + cM[:, None] * nW + torch.einsum("qtm,ktm->qk", cs, A)) / 2
+        exact = (gamma(n + r + 2 * s + 6, u64) * nW * T + norm[:, None] * gamma(n, u64) * nW
+                 + gamma(n + 3 * s + 5 + h, u64) * cM1[:, None] * nW) / 2
+        feat = gamma(s + 2, uq) * nW * (U @ self.bounds)[:, None]
+        fp = exact + (u64 + gamma(3 * h + 3 * r + 2 * s + 16, uq)) * mag + feat
+        if draw_ulps:
+            fp = fp + (draw_ulps * u64) * mag
+        return fp
+
+    def released_magnitudes(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gaussian law: ``(A (d_v + 1, r, 3), A_s (d_v + 1, 2))``, the largest |released value|
+        of every (column, coordinate, moment) tree's nodes and of every column's c0, c1, over the
+        copies (public: computed from the released numbers only; cached). With the exact sums'
+        public bounds ``n W M_t^m`` they bound every noise and every operand the floating-point
+        allowance acts on (``proofs_notes/26-tree-gaussian.md``, "hp envelope")."""
+        if self._magnitudes is None:
+            A = self.payload.abs().amax(dim=(0, 2)).permute(1, 0, 2).contiguous()
+            self._magnitudes = (A, self.scalars.abs().amax(dim=0))
+        return self._magnitudes
+
+    def _gaussian_column_bounds(self, Q: torch.Tensor, failure: float | None) -> torch.Tensor:
+        """Gaussian law: column k's noise is ``sum_j c_j Z_j``, Z_j iid N(0, sigma^2), with the
+        coefficients of :meth:`column_bounds` (1/2 for c1, ||u||^2/2 for c0, |coef_m(u_t)|/2 for
+        each of the |C_t| canonical nodes of tree (t, m); the same for every column): exactly
+        N(0, sigma^2 sum c_j^2), bounded at ``failure`` by its two-sided normal quantile
+        (:func:`dpxattn.fast.envelope.gaussian_noise_bound`), plus the floating-point allowance
+        with the released magnitudes (:meth:`released_magnitudes`) and the draws' own error."""
+        if failure is None:
+            raise no_sure_envelope("error_bound")
+        from dpxattn.fast.direct import GAUSSIAN_DRAW_ULPS
+
+        with torch.no_grad():
+            U = features_t(Q.detach().to(torch.float64), self.degree, scale=self.scale).t()
+            sizes = (self._nodes(U) >= 0).sum(dim=-1).to(torch.float64)  # (m, r)
+            r = U.shape[1]
+            norm = (U * U).sum(dim=1)
+            coef = torch.stack([U * U, 2.0 * U, torch.ones_like(U)], dim=-1)  # |coef|, (m, r, 3)
+            cs = coef * sizes.unsqueeze(-1)
+            sum_c2 = (1.0 + norm * norm + (coef * coef * sizes.unsqueeze(-1)).sum(dim=(1, 2))) / 4
+            noise = gaussian_noise_bound(self.node_law.sigma, sum_c2, 3 * r + 2, failure)
+            A, A_s = self.released_magnitudes()
+            cols = A.shape[0]
+            fp = self._fp_allowance(U, cs, coef, norm, A, A_s, torch.float64,
+                                    draw_ulps=GAUSSIAN_DRAW_ULPS)
+        return noise[:, None].expand(-1, cols) + fp
 
     def _secure_hp(self, coef, cs, c2s, sizes, norm, sure, var, var_s, failure):
         """Secure mode: ``min(sure, rounding + min(Hoeffding, Bernstein))`` per column, the

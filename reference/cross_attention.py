@@ -101,8 +101,9 @@ class DPCrossAttention:
         :meth:`noise_count` of them, in the documented order: conformance), or neither (the OS
         CSPRNG). ``copies`` (l) and ``grid_size`` (G, default n) are for ``tree`` only.
         ``law``: "tlap" (default; truncated Laplace on the l1 sensitivity, sure envelopes) or
-        "gaussian" (``direct`` only: the analytic Gaussian mechanism on the l2 sensitivity of
-        the whole S, one component; high-probability envelopes only). The reference has one
+        "gaussian" (the analytic Gaussian mechanism on the l2 sensitivity of the whole release,
+        one component: S for ``direct``, every c0, c1 and node of every copy for ``tree``,
+        ``proofs_notes/26-tree-gaussian.md``; high-probability envelopes only). The reference has one
         numerics for every randomness source and both laws: inversion of the exact CDF at
         ``prec`` bits, idealised real arithmetic (it has no hardened mode to refuse).
         The whole released structure is (eps, delta)-DP under replace-one-row adjacency
@@ -142,7 +143,7 @@ class DPCrossAttention:
 
         if mechanism == "tree":  # direct's plan records the release's numbers: made below
             plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree,
-                             copies=copies, grid_size=grid_size, composition=composition)
+                             copies=copies, grid_size=grid_size, composition=composition, law=law)
         count = cls.noise_count(n=n, d=d, d_v=d_v, degree=degree, mechanism=mechanism,
                                 copies=copies, grid_size=grid_size)
         u, label = draw_uniforms(count, uniforms=uniforms, generator=generator)
@@ -159,7 +160,11 @@ class DPCrossAttention:
         else:
             release = TreeRelease.build(Km, Vm, plan=plan, R=R, R_w=R_w, degree=degree,
                                         scale=scale, copies=copies, grid_size=grid_size,
-                                        uniforms=u, prec=p)
+                                        uniforms=u, prec=p, law=law)
+            if law == "gaussian":  # the plan records the l2 sensitivity and sigma the build used
+                plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree,
+                                 copies=copies, grid_size=grid_size, law=law,
+                                 sensitivity=release.sensitivity, noise_scale=release.sigma)
         plan = plan.with_labels(randomness=label, clip=clip, numerics=numerics_label(p),
                                 notes=(ball.ball_plan_note(clip),) if domain == "ball" else ())
         return cls(mechanism=mechanism, release=release, plan=plan, n=n, d=d, d_v=d_v,

@@ -23,6 +23,12 @@ k = 0..d_v (k = d_v: the denominator, w = 1, R_w replaced by 1) one DPTreeSoftma
 D~_c = max(denominator, n), out_c[k] = numerator_k / D~_c; the answer is the entrywise median over
 copies (mean of the two middle values for even l).
 
+Gaussian law (``law="gaussian"``, ``proofs_notes/26-tree-gaussian.md``): the WHOLE release (every
+copy, column, c0, c1 and node) is one analytic Gaussian mechanism: every released number gets
+``N(0, sigma^2)`` = ``sigma Phi^-1(u)`` from its uniform (the same uniform order, the same count),
+``sigma`` = :func:`gaussian_constants` (``reference.gaussian.sigma_for`` on the l2 sensitivity of
+the whole vector, ``reference.sensitivity.tree_release_l2``, both certified upward).
+
 Uniform order (conventions): first the scalars, for copy c, for column k: [c0, c1]
 (:func:`scalar_noise_index`); then the nodes, node-major: for node i = 0..2N-2, for payload
 column (copy c, column k, coordinate t, moment m) (:func:`node_noise_index`), C = l (d_v + 1) r 3
@@ -33,15 +39,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from dpxattn.accounting import TREE_MOMENTS, feature_dimension, padded_size
+from fractions import Fraction
+from functools import lru_cache, partial
+
+from dpxattn.accounting import TREE_MOMENTS, feature_dimension, padded_size, tree_levels
 from dpxattn.params import check_degree, check_positive_int
 from dpxattn.randomness import check_uniforms
-from dpxattn.reference import kernel, sensitivity
+from dpxattn.reference import gaussian, kernel, sensitivity
 from dpxattn.reference import truncated_laplace as tl
 from dpxattn.reference._mp import context, resolve_prec, to_mpf
-from dpxattn.reference.dptree import certified_upper
-from dpxattn.reference.dptree_distance import DPTreeDistance
-from dpxattn.reference.envelope import CopyErrorTerms, NoiseGroup
+from dpxattn.reference.dptree import DPTree, certified_upper, exact_node_sums
+from dpxattn.reference.dptree_distance import DPTreeDistance, moment_leaves, working_bound
+from dpxattn.reference.envelope import CopyErrorTerms, GaussianNoiseGroup, NoiseGroup
 
 __all__ = [
     "law_of_cosines",
@@ -50,6 +59,7 @@ __all__ = [
     "scalar_noise_index",
     "node_noise_index",
     "median",
+    "gaussian_constants",
     "DPTreeSoftmax",
     "TreeRelease",
 ]
@@ -122,6 +132,56 @@ def node_noise_index(i: int, c: int, k: int, t: int, m: int, *, d_v: int, r: int
     return 2 * copies * (d_v + 1) + i * C + _payload_column(c, k, t, m, d_v=d_v, r=r)
 
 
+def gaussian_constants(d: int, degree: int, R, R_w, d_v: int, eps, delta, *, grid_size: int,
+                       copies: int = 1, scale=None, prec=None):
+    """``(Delta_2, sigma)`` of the Gaussian ``tree`` release, both certified upward (mpf).
+
+    ``Delta_2``: :func:`dpxattn.reference.sensitivity.tree_release_l2` (the l2 change of the
+    whole released vector, every copy included) through
+    :func:`dpxattn.reference.dptree.certified_upper`; ``sigma``:
+    :func:`dpxattn.reference.gaussian.sigma_for` (Delta_2, eps, delta), rounded up. The fast path
+    takes both from here (rounded up to float64). Paper: none (Balle & Wang 2018, Thm 8; the
+    tree of PAPER.md §3.4-3.7). Proof note ``proofs_notes/26-tree-gaussian.md``.
+    """
+    p = resolve_prec(prec)
+    args = (d, degree, R, R_w, d_v, eps, delta, grid_size, copies, scale)
+    if all(x is None or type(x) in (int, float, Fraction) for x in args):
+        return _gaussian_constants_memo(*args, p)  # public parameters only: memoised
+    return _gaussian_constants(*args, p)
+
+
+def _gaussian_constants(d, degree, R, R_w, d_v, eps, delta, grid_size, copies, scale, p):
+    l2 = partial(sensitivity.tree_release_l2, grid_size=grid_size, copies=copies, scale=scale)
+    Delta2 = certified_upper(l2, d, degree, R, R_w, d_v, prec=p)
+    return Delta2, gaussian.sigma_for(Delta2, eps, delta, prec=p)
+
+
+#: keyed by argument type and value (1, 1.0 and Fraction(1) apart); the values are mpf, immutable
+_gaussian_constants_memo = lru_cache(maxsize=64, typed=True)(_gaussian_constants)
+
+
+def _gaussian_distance(column, weights, *, upper, R_w, grid_size: int, uniforms, sigma,
+                       prec) -> DPTreeDistance:
+    """A p = 2 DPTreeDistance whose every node gets ``gaussian.ppf(u, sigma)`` (node-major
+    uniforms, as :meth:`DPTreeDistance._from_level_budget` reads them). Its trees have no
+    per-level budget, sensitivity or support bound (``None``): the whole release is one
+    Gaussian component, and the noise is unbounded (``proofs_notes/26-tree-gaussian.md``)."""
+    ctx = context(prec)
+    upper = working_bound(upper, ctx)
+    uniforms = np.asarray(uniforms)
+    trees = []
+    for k in range(TREE_MOMENTS):
+        exact = exact_node_sums(moment_leaves(column, weights, upper=upper, grid_size=grid_size,
+                                              k=k, prec=prec), prec=prec)
+        noise = gaussian.sample(uniforms[k::TREE_MOMENTS], sigma, prec=prec)
+        trees.append(DPTree(n=grid_size, levels=tree_levels(grid_size), sensitivity=None,
+                            eps_level=None, delta_level=None, prec=prec,
+                            noisy=[ctx.fadd(c, z) for c, z in zip(exact, noise)],
+                            support_bound=None, plan=None))
+    return DPTreeDistance(p=2, upper=upper, R_w=R_w, grid_size=grid_size, n=len(column),
+                          prec=prec, trees=trees, plan=None)
+
+
 def median(values: list):
     """The median of a list of mpf: the middle value, or the mean of the two middle ones.
 
@@ -141,17 +201,19 @@ class DPTreeSoftmax:
     ``c0_variance``, ``c1_variance`` (certified upward), ``c0_laplace_scale``,
     ``c1_laplace_scale`` (b = Delta/eps), ``coordinates`` (tuple of r :class:`DPTreeDistance`,
     p = 2, grid on [0, M_t]), ``moment_variances`` (r tuples of 3 certified node variances),
-    ``moment_laplace_scales`` (r tuples of 3 node Laplace scales), ``weight_bound`` (R_w, or 1 for the denominator), ``prec``.
+    ``moment_laplace_scales`` (r tuples of 3 node Laplace scales), ``weight_bound`` (R_w, or 1 for the denominator), ``prec``,
+    ``sigma`` (None for TLap; ``law="gaussian"``: the one sigma of every released number, the
+    variances sigma^2 rounded up, the support bounds and Laplace scales None).
     Paper: 'DPTreeSoftmax' (v2 App. I); spec PAPER.md §3.4 ("correct version").
     """
 
     __slots__ = ("c0", "c1", "c0_support_bound", "c1_support_bound", "c0_variance",
                  "c1_variance", "c0_laplace_scale", "c1_laplace_scale", "coordinates",
-                 "moment_variances", "moment_laplace_scales", "weight_bound", "prec")
+                 "moment_variances", "moment_laplace_scales", "weight_bound", "prec", "sigma")
 
     def __init__(self, *, c0, c1, c0_support_bound, c1_support_bound, c0_variance, c1_variance,
                  c0_laplace_scale, c1_laplace_scale, coordinates, moment_variances,
-                 moment_laplace_scales, weight_bound, prec):
+                 moment_laplace_scales, weight_bound, prec, sigma=None):
         self.c0 = c0
         self.c1 = c1
         self.c0_support_bound = c0_support_bound
@@ -165,10 +227,12 @@ class DPTreeSoftmax:
         self.moment_laplace_scales = tuple(tuple(v) for v in moment_laplace_scales)
         self.weight_bound = weight_bound
         self.prec = prec
+        self.sigma = sigma
 
     @classmethod
     def build(cls, features, weights, *, weight_bound, feature_bounds, c1_sensitivity, plan,
-              grid_size: int, scalar_uniforms, node_uniforms, prec=None) -> "DPTreeSoftmax":
+              grid_size: int, scalar_uniforms, node_uniforms, prec=None,
+              sigma=None) -> "DPTreeSoftmax":
         """DPTreeSoftmax.Init (sound form) from validated, exact inputs.
 
         ``features``: n rows of r mpf (Phi_i = P(k_i), each in [0, M_t]); ``weights``: n mpf in
@@ -178,11 +242,19 @@ class DPTreeSoftmax:
         ``scalar_uniforms``: 2 uniforms [c0, c1]; ``node_uniforms``: a (2N - 1) x (3 r) array,
         row i = node i, column 3 t + m = moment m of coordinate t (node-major, as the
         conventions order them). Released: c0 + Z0, c1 + Z1 and every node of every tree.
+        ``sigma`` (``law="gaussian"``; ``plan`` and ``c1_sensitivity`` then unused): every
+        released number gets ``gaussian.ppf(u, sigma)`` from the same uniform instead
+        (:func:`gaussian_constants`; ``proofs_notes/26-tree-gaussian.md``).
         Paper: DPTreeSoftmax.Init (v2 App. I); spec PAPER.md §3.4.
         """
         p = resolve_prec(prec)
         ctx = context(p)
         r = len(feature_bounds)
+        if sigma is not None:
+            return cls._build_gaussian(features, weights, weight_bound=weight_bound,
+                                       feature_bounds=feature_bounds, grid_size=grid_size,
+                                       scalar_uniforms=scalar_uniforms,
+                                       node_uniforms=node_uniforms, prec=p, sigma=sigma)
         eps0, delta0 = plan.share("c0")
         eps1, delta1 = plan.share("c1")
         level = plan.share("tree_level")
@@ -221,6 +293,30 @@ class DPTreeSoftmax:
                    moment_laplace_scales=scales,
                    weight_bound=to_mpf(weight_bound, ctx, "R_w"), prec=p)
 
+    @classmethod
+    def _build_gaussian(cls, features, weights, *, weight_bound, feature_bounds, grid_size,
+                        scalar_uniforms, node_uniforms, prec, sigma) -> "DPTreeSoftmax":
+        """:meth:`build` with ``law="gaussian"``: the same exact sums, N(0, sigma^2) noise."""
+        ctx = context(prec)
+        sigma = to_mpf(sigma, ctx, "sigma")
+        z0, z1 = gaussian.sample(scalar_uniforms[:2], sigma, prec=prec)
+        c0 = ctx.fsum(weights)
+        c1 = ctx.fsum(w * ctx.fsum(f * f for f in row) for w, row in zip(weights, features))
+        node_uniforms = np.asarray(node_uniforms)
+        coordinates = [
+            _gaussian_distance([row[t] for row in features], weights, upper=feature_bounds[t],
+                               R_w=weight_bound, grid_size=grid_size,
+                               uniforms=node_uniforms[:, TREE_MOMENTS * t:TREE_MOMENTS * (t + 1)]
+                               .reshape(-1), sigma=sigma, prec=prec)
+            for t in range(len(feature_bounds))]
+        var = ctx.fmul(sigma, sigma, rounding="u")
+        return cls(c0=ctx.fadd(c0, z0), c1=ctx.fadd(c1, z1), c0_support_bound=None,
+                   c1_support_bound=None, c0_variance=var, c1_variance=var,
+                   c0_laplace_scale=None, c1_laplace_scale=None, coordinates=coordinates,
+                   moment_variances=[(var,) * TREE_MOMENTS] * len(feature_bounds),
+                   moment_laplace_scales=[(None,) * TREE_MOMENTS] * len(feature_bounds),
+                   weight_bound=to_mpf(weight_bound, ctx, "R_w"), prec=prec, sigma=sigma)
+
     def distance(self, u):
         """sum_t DPTreeDistance_t.Query(u_t): the noisy sum_i w_i ||Phi_i - u||^2 (paper form)."""
         ctx = context(self.prec)
@@ -250,8 +346,15 @@ class DPTreeSoftmax:
         return out
 
     def noise_groups(self, u) -> tuple:
-        """The error of query(u) as :class:`NoiseGroup` s (c1, c0, then one per (t, m) tree)."""
+        """The error of query(u) as :class:`NoiseGroup` s (c1, c0, then one per (t, m) tree);
+        ``law="gaussian"``: :class:`GaussianNoiseGroup` s, every draw N(0, sigma^2)."""
         coef = self.error_coefficients(u)
+        if self.sigma is not None:
+            per: dict = {}
+            for key, c in coef.items():
+                per.setdefault(key[:2] if isinstance(key, tuple) else key, []).append(c)
+            return tuple(GaussianNoiseGroup(tuple(per.pop(k)), self.sigma) for k in ("c1", "c0")) \
+                + tuple(GaussianNoiseGroup(tuple(cs), self.sigma) for _, cs in sorted(per.items()))
         groups = [NoiseGroup((coef["c1"],), self.c1_support_bound, self.c1_variance,
                              self.c1_laplace_scale),
                   NoiseGroup((coef["c0"],), self.c0_support_bound, self.c0_variance,
@@ -272,15 +375,18 @@ class TreeRelease:
 
     Attributes: ``softmax`` (tuple over copies of tuples over columns; column d_v is the
     denominator), ``n``, ``d``, ``d_v``, ``r``, ``degree``, ``scale``, ``copies``,
-    ``grid_size``, ``R_w``, ``prec``. Nothing private.
+    ``grid_size``, ``R_w``, ``prec``, ``law`` ("tlap" or "gaussian"), ``sigma`` and
+    ``sensitivity`` (``law="gaussian"``: the one sigma and the l2 sensitivity of the whole
+    release, :func:`gaussian_constants`; None for TLap). Nothing private.
     Paper: cross-attention structure with privatized denominator and median copies (v2 §3,
     App. H); spec PAPER.md §3.5, §3.6.
     """
 
     __slots__ = ("softmax", "n", "d", "d_v", "r", "degree", "scale", "copies", "grid_size",
-                 "R_w", "prec")
+                 "R_w", "prec", "law", "sigma", "sensitivity")
 
-    def __init__(self, *, softmax, n, d, d_v, degree, scale, copies, grid_size, R_w, prec):
+    def __init__(self, *, softmax, n, d, d_v, degree, scale, copies, grid_size, R_w, prec,
+                 law="tlap", sigma=None, sensitivity=None):
         self.softmax = tuple(tuple(cols) for cols in softmax)
         self.n = n
         self.d = d
@@ -292,16 +398,22 @@ class TreeRelease:
         self.grid_size = grid_size
         self.R_w = R_w
         self.prec = prec
+        self.law = law
+        self.sigma = sigma
+        self.sensitivity = sensitivity
 
     @classmethod
     def build(cls, K, V, *, plan, R, R_w, degree, scale=None, copies=1, grid_size=None,
-              uniforms, prec=None) -> "TreeRelease":
+              uniforms, prec=None, law="tlap") -> "TreeRelease":
         """Init of the ``tree`` mechanism from validated inputs (see the module docstring).
 
         ``K``: n rows of d mpf in [0, R]; ``V``: n rows of d_v mpf in [-R_w, R_w];
         ``plan``: ``plan_tree(...)`` for these sizes; ``uniforms``: :func:`tree_noise_count`
         uniforms in the conventions' order (checked). (eps, delta)-DP end to end: every
-        released number is one of the plan's components.
+        released number is one of the plan's components. ``law="gaussian"`` (``plan`` from
+        ``plan_tree(law="gaussian")``, its one component ``"tree"``): every released number gets
+        N(0, sigma^2) from its uniform, sigma from :func:`gaussian_constants` at the plan's
+        (eps, delta) (``proofs_notes/26-tree-gaussian.md``).
         Paper: DPTreeCrossAttention.Init (v2 §3, App. H, I); spec PAPER.md
         §3.5-3.7.
         """
@@ -318,6 +430,11 @@ class TreeRelease:
         features = [kernel.features(row, degree, scale=scale, prec=p) for row in K]
         bounds = kernel.feature_bounds(d, degree, R, scale=scale, prec=p)
         one = ctx.one
+        Delta2 = sigma = None
+        if law == "gaussian":
+            eps_g, delta_g = plan.share("tree")
+            Delta2, sigma = gaussian_constants(d, degree, R, R_w, d_v, eps_g, delta_g,
+                                               grid_size=G, copies=copies, scale=scale, prec=p)
         softmax = []
         for c in range(copies):
             cols = []
@@ -332,10 +449,12 @@ class TreeRelease:
                     plan=plan, grid_size=G,
                     scalar_uniforms=u[scalar_noise_index(c, k, 0, d_v=d_v):
                                       scalar_noise_index(c, k, 0, d_v=d_v) + 2],
-                    node_uniforms=nodes[:, first:first + r * TREE_MOMENTS], prec=p))
+                    node_uniforms=nodes[:, first:first + r * TREE_MOMENTS], prec=p,
+                    sigma=sigma))
             softmax.append(cols)
         return cls(softmax=softmax, n=n, d=d, d_v=d_v, degree=degree, scale=scale,
-                   copies=copies, grid_size=G, R_w=to_mpf(R_w, ctx, "R_w"), prec=p)
+                   copies=copies, grid_size=G, R_w=to_mpf(R_w, ctx, "R_w"), prec=p, law=law,
+                   sigma=sigma, sensitivity=Delta2)
 
     # -- queries: post-processing only ---------------------------------------------------------
 

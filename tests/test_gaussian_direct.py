@@ -4,7 +4,7 @@ The analytic Gaussian mechanism (``proofs_notes/24-analytic-gaussian.md``) on th
 the whole S (``reference.sensitivity.direct_statistic_l2``), one uniform per entry in TLap's
 order (z = sigma Phi^-1(u)); the plan's single Gaussian component; the Gaussian high-probability
 envelope (``proofs_notes/16-certified-envelope.md``, "Gaussian law"); the refusals (secure mode,
-tree, unknown laws, the sure envelope).
+unknown laws, the sure envelope; the tree: tests/test_gaussian_tree.py).
 
 Statistical tests state their false-alarm rate alpha (1e-6, fixed seeds) and show their power
 on deliberately wrong variants kept as fixtures (sigma x0.7 / x1.3; an envelope halved).
@@ -533,22 +533,6 @@ def test_unknown_or_non_string_law_is_refused(law, rng):
     ]
     for call in calls:
         with pytest.raises(ParameterError, match=r"law .*'tlap', 'gaussian'"):
-            call()
-
-
-def test_tree_with_gaussian_is_not_implemented_yet(rng):
-    K, V, _ = _data(rng, 4, 1, 1)
-    calls = [
-        lambda: RefDPCrossAttention.build(K, V, degree=1, mechanism="tree", law="gaussian", **KW),
-        lambda: DPCrossAttention.build(torch.tensor(K), torch.tensor(V), degree=1,
-                                       mechanism="tree", law="gaussian", noise="float", **KW),
-        lambda: DPCrossAttention.noise_count(n=4, d=1, d_v=1, degree=1, mechanism="tree",
-                                             law="gaussian"),
-        lambda: RefDPCrossAttention.noise_count(n=4, d=1, d_v=1, degree=1, mechanism="tree",
-                                                law="gaussian"),
-    ]
-    for call in calls:
-        with pytest.raises(ParameterError, match="not implemented for mechanism 'tree'"):
             call()
 
 

@@ -1,21 +1,42 @@
 """law="gaussian" for the ``tree`` mechanism (``proofs_notes/26-tree-gaussian.md``).
 
-The l2 sensitivity of the whole tree release (``reference.sensitivity.tree_release_l2``) checked
-against exact brute force over neighbouring corner pairs of the full released vector
-(``reference.sensitivity.released_tree``): brute force <= bound everywhere, = bound at the
-attaining pair when d_v R_w^2 >= 1.
+* The l2 sensitivity of the whole tree release (``reference.sensitivity.tree_release_l2``)
+  checked against exact brute force over neighbouring corner pairs of the full released vector
+  (``reference.sensitivity.released_tree``): brute force <= bound everywhere, = bound at the
+  attaining pair when d_v R_w^2 >= 1.
+* The plan: ONE Gaussian component with the numeric l2 sensitivity and sigma, in both
+  implementations; sigma certified (exact delta(eps) <= delta).
+* The reference release: N(0, sigma^2) = sigma Phi^-1(u) at every position of the uniform order.
+* Reference and fast from shared uniforms (DESIGN §6: 1e-10 relative), with power against a
+  sigma 1e-8 off and a swapped uniform order.
+* The hp envelope (exact normal numerator and denominator, ratio step, median of copies): its
+  empirical failure rate over independent builds is Binomial(B, <= p), alpha = 1e-6, with power
+  against a halved envelope; error_bound refuses.
+* Bad input: unknown laws, secure mode (not offered for the Gaussian tree), the sure envelope.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+from scipy import stats
 
-from dpxattn.accounting import tree_levels
+from dpxattn.accounting import plan_tree, tree_levels
+from dpxattn.errors import NoSureEnvelopeError, ParameterError
+from dpxattn.fast import DPCrossAttention
+from dpxattn.fast import cross_attention as fast_ca
+from dpxattn.reference import DPCrossAttention as RefDPCrossAttention
+from dpxattn.reference import gaussian as ref_gaussian
 from dpxattn.reference import sensitivity
 from dpxattn.reference._mp import DEFAULT_PREC, context
+from dpxattn.reference.dptree_softmax import gaussian_constants, node_noise_index, scalar_noise_index
 
 CTX = context(DEFAULT_PREC)
+ALPHA = 1e-6
+KW = dict(eps=1.0, delta=1e-6, R=1.0, R_w=1.0)
+#: DESIGN §6: float64 answers vs the exact reference from the same uniforms
+RTOL, ATOL = 1e-10, 1e-12
 
 
 def _close(a, b, rel=1e-25):
@@ -121,3 +142,291 @@ def test_l2_bound_closed_form_and_against_l1():
     got = sensitivity.tree_release_l2(d, s, 1, 1, d_v, grid_size=G)
     assert _close(got, 2 * CTX.sqrt(d_v * S))
     assert _close(sq, 1 + 1 + CTX.mpf(1) / 2)  # T_2(scale d R^2 = 1) = 2.5
+
+
+# ---------------------------------------------------------------------------------------------
+# The release: plan, noise, conformance
+# ---------------------------------------------------------------------------------------------
+
+def _data(rng, n, d, d_v, m=3):
+    return rng.random((n, d)), rng.uniform(-1, 1, (n, d_v)), rng.random((m, d))
+
+
+def _f(rows):
+    return np.array([[float(x) for x in row] for row in rows])
+
+
+def _tree_kw(copies=1, grid_size=None, **kw):
+    return {**KW, "mechanism": "tree", "law": "gaussian", "copies": copies,
+            "grid_size": grid_size, **kw}
+
+
+def _ref_vector(release) -> list:
+    """The reference TreeRelease's released numbers, flat, in the uniform order."""
+    d_v, r, l = release.d_v, release.r, release.copies
+    N = release.softmax[0][0].coordinates[0].trees[0].N
+    out = [None] * (2 * l * (d_v + 1) + (2 * N - 1) * l * (d_v + 1) * 3 * r)
+    for c in range(l):
+        for k in range(d_v + 1):
+            sm = release.softmax[c][k]
+            out[scalar_noise_index(c, k, 0, d_v=d_v)] = sm.c0
+            out[scalar_noise_index(c, k, 1, d_v=d_v)] = sm.c1
+            for t in range(r):
+                for m in range(3):
+                    for i, x in enumerate(sm.coordinates[t].trees[m].noisy):
+                        out[node_noise_index(i, c, k, t, m, d_v=d_v, r=r, copies=l)] = x
+    return out
+
+
+def _fast_vector(release) -> np.ndarray:
+    """The fast TreeRelease's released numbers in the uniform order (its permuted views)."""
+    return np.concatenate([release.scalars.reshape(-1).numpy(),
+                           release.payload.permute(0, 2, 3, 1, 4).reshape(-1).numpy()])
+
+
+def test_plan_is_one_gaussian_component_with_its_numbers():
+    """plan_tree(law="gaussian"): one component "tree" with the whole (eps, delta), composition
+    "none"; a build records the numeric l2 sensitivity and sigma (reference and fast alike),
+    sigma = sigma_for(Delta_2) certified: delta(eps) at sigma <= delta, and at 0.999 sigma > delta."""
+    rng = np.random.default_rng(5)
+    n, d, d_v, s, l, G = 6, 2, 2, 1, 2, 4
+    K, V, _ = _data(rng, n, d, d_v)
+    plan = plan_tree(eps=1.0, delta=1e-6, n=n, d=d, d_v=d_v, degree=s, copies=l, grid_size=G,
+                     law="gaussian")
+    assert len(plan.components) == 1 and plan.composition == "none"
+    comp = plan.components[0]
+    assert (comp.key, comp.count, comp.law, comp.sensitivity_norm) == ("tree", 1, "gaussian", "l2")
+    assert plan.share("tree") == (plan.eps, plan.delta) and plan.to_dict()["total_checks"]
+    ref = RefDPCrossAttention.build(K, V, degree=s, generator=rng, **_tree_kw(l, G))
+    fast = DPCrossAttention.build(torch.tensor(K), torch.tensor(V), degree=s, noise="float",
+                                  generator=np.random.default_rng(1), **_tree_kw(l, G))
+    Delta2, sigma = gaussian_constants(d, s, 1.0, 1.0, d_v, plan.eps, plan.delta, grid_size=G,
+                                       copies=l)
+    assert ref.release.sensitivity == Delta2 and ref.release.sigma == sigma
+    assert Delta2 >= sensitivity.tree_release_l2(d, s, 1.0, 1.0, d_v, grid_size=G, copies=l)
+    for att in (ref, fast):
+        c = att.privacy.to_dict()["components"]
+        assert len(c) == 1 and c[0]["law"] == "gaussian" and c[0]["sensitivity_norm"] == "l2"
+        assert c[0]["sensitivity_value"] == pytest.approx(float(Delta2), rel=1e-15)
+        assert c[0]["sigma"] == pytest.approx(float(sigma), rel=1e-15)
+        assert c[0]["sigma"] >= float(sigma) * (1 - 1e-16)
+        assert att.privacy.composition == "none"
+    eps, delta = plan.eps, CTX.mpf(float(plan.delta))  # delta = 1e-6 as a float: exact
+    assert ref_gaussian.delta_for_sigma(sigma, Delta2, eps) <= delta
+    assert ref_gaussian.delta_for_sigma(sigma * CTX.mpf(0.999), Delta2, eps) > delta
+
+
+def test_noise_count_is_the_same_for_both_laws():
+    for impl in (RefDPCrossAttention, DPCrossAttention):
+        for kw in (dict(copies=1), dict(copies=3, grid_size=5)):
+            a = impl.noise_count(n=9, d=2, d_v=2, degree=2, mechanism="tree", law="gaussian", **kw)
+            b = impl.noise_count(n=9, d=2, d_v=2, degree=2, mechanism="tree", **kw)
+            assert a == b
+
+
+def test_reference_noise_is_sigma_times_the_normal_quantile_at_every_position():
+    """Released - noiseless (released_tree) = gaussian.ppf(u_j, sigma) at every position j of
+    the uniform order: one draw per released number, in the documented order."""
+    rng = np.random.default_rng(9)
+    n, d, d_v, s, l, G = 5, 2, 1, 1, 2, 3
+    K, V, _ = _data(rng, n, d, d_v)
+    count = RefDPCrossAttention.noise_count(n=n, d=d, d_v=d_v, degree=s, mechanism="tree",
+                                            copies=l, grid_size=G, law="gaussian")
+    u = rng.random(count)
+    att = RefDPCrossAttention.build(K, V, degree=s, uniforms=u, **_tree_kw(l, G))
+    vec = _ref_vector(att.release)
+    Km = [[CTX.mpf(float(x)) for x in row] for row in K]
+    Vm = [[CTX.mpf(float(x)) for x in row] for row in V]
+    exact = sensitivity.released_tree(Km, Vm, degree=s, R=1.0, grid_size=G, copies=l)
+    sigma = att.release.sigma
+    for j in range(count):
+        draw = ref_gaussian.ppf(u[j], sigma)
+        assert abs(vec[j] - exact[j] - draw) <= CTX.mpf(2) ** -140 * (1 + abs(vec[j])), j
+
+
+def _conformance(n, d, d_v, s, copies, G, pattern, rng) -> dict:
+    """Reference vs fast from the same uniforms: each quantity's worst excess over its DESIGN §6
+    tolerance (<= 1 conforms): every released number, the answers, the hp envelope (fast never
+    below the exact one, within 1e-10 of it)."""
+    K, V, Q = _data(rng, n, d, d_v, m=4)
+    Q[-1] = 1.0
+    count = RefDPCrossAttention.noise_count(n=n, d=d, d_v=d_v, degree=s, mechanism="tree",
+                                            copies=copies, grid_size=G, law="gaussian")
+    assert count == DPCrossAttention.noise_count(n=n, d=d, d_v=d_v, degree=s, mechanism="tree",
+                                                 copies=copies, grid_size=G, law="gaussian")
+    if pattern == "random":
+        u = rng.random(count)
+    elif pattern == "extreme":
+        u = rng.choice(np.array([1e-300, 2.0**-53, 1e-9, 0.5, 1 - 1e-9, 1 - 2.0**-53]), count)
+    else:
+        u = np.full(count, 0.5)
+    ref = RefDPCrossAttention.build(K, V, degree=s, uniforms=u, **_tree_kw(copies, G))
+    fast = DPCrossAttention.build(torch.tensor(K), torch.tensor(V), degree=s, uniforms=u,
+                                  **_tree_kw(copies, G))
+    rv = np.array([float(x) for x in _ref_vector(ref.release)])
+    fv = _fast_vector(fast.release)
+    ra, fa = _f(ref.query(Q)), fast.query(torch.tensor(Q)).numpy()
+    scale = np.abs(rv).max()
+    out = {"released": np.max(np.abs(fv - rv) / (RTOL * np.abs(rv) + ATOL * scale)),
+           "answer": np.max(np.abs(fa - ra) / (RTOL * np.abs(ra) + ATOL)), "hp": 0.0}
+    for p in (0.05, 1e-9):
+        rh, fh = _f(ref.hp_error_bound(Q, p)), fast.hp_error_bound(torch.tensor(Q), p).numpy()
+        below = np.inf if np.any(fh < rh) else 0.0
+        out["hp"] = max(out["hp"], below, np.max((fh - rh) / (RTOL * rh)))
+    return out
+
+
+@pytest.mark.parametrize("n,d,d_v,s,copies,G,pattern", [
+    (1, 1, 1, 0, 1, None, "random"),
+    (5, 2, 2, 2, 1, None, "random"),
+    (5, 1, 1, 2, 2, 4, "extreme"),
+    (8, 2, 1, 1, 2, None, "half"),
+    (9, 3, 1, 1, 1, 16, "random"),
+])
+def test_reference_and_fast_conform_from_shared_uniforms(n, d, d_v, s, copies, G, pattern):
+    out = _conformance(n, d, d_v, s, copies, G, pattern, np.random.default_rng(n + 10 * d))
+    assert out["released"] <= 1 and out["answer"] <= 1 and out["hp"] <= 1, out
+
+
+def test_conformance_power_sigma_off_by_1e_8(monkeypatch):
+    """A fast sigma 1e-8 too large (relative) is caught by the 1e-10 tolerance."""
+    original = fast_ca.tree_gaussian_constants
+    monkeypatch.setattr(fast_ca, "tree_gaussian_constants",
+                        lambda **kw: (original(**kw)[0], original(**kw)[1] * (1 + 1e-8)))
+    out = _conformance(5, 2, 2, 2, 1, None, "random", np.random.default_rng(3))
+    assert out["released"] > 1 and out["answer"] > 1
+
+
+def test_conformance_power_uniform_order_swapped(reversed_uniform_order):
+    """Consuming the uniforms in another order (reversed per chunk) is caught."""
+    out = _conformance(5, 2, 2, 2, 1, None, "random", np.random.default_rng(3))
+    assert out["released"] > 1 and out["answer"] > 1
+
+
+def test_uniforms_one_half_give_the_noiseless_taylor_attention():
+    """u = 1/2 everywhere: zero Gaussian noise, so both answers are the Taylor attention."""
+    from dpxattn.reference import taylor_attention
+    rng = np.random.default_rng(2)
+    n, d, d_v, s = 6, 2, 2, 2
+    K, V, Q = _data(rng, n, d, d_v)
+    count = DPCrossAttention.noise_count(n=n, d=d, d_v=d_v, degree=s, mechanism="tree",
+                                         law="gaussian")
+    u = np.full(count, 0.5)
+    ref = RefDPCrossAttention.build(K, V, degree=s, uniforms=u, **_tree_kw())
+    fast = DPCrossAttention.build(torch.tensor(K), torch.tensor(V), degree=s, uniforms=u,
+                                  **_tree_kw())
+    truth = _f(taylor_attention(Q, K, V, degree=s))
+    assert np.allclose(_f(ref.query(Q)), truth, rtol=1e-25, atol=1e-25)
+    assert np.allclose(fast.query(torch.tensor(Q)).numpy(), truth, rtol=1e-12, atol=1e-12)
+
+
+def test_tlap_tree_is_unchanged_by_the_law_argument():
+    """law="tlap" given explicitly is the default, bit for bit (fast, float and secure)."""
+    rng = np.random.default_rng(4)
+    K, V, Q = (torch.tensor(x) for x in _data(rng, 9, 2, 2))
+    kw = dict(KW, degree=2, mechanism="tree", copies=2)
+    for noise in ("float", "secure"):
+        a = DPCrossAttention.build(K, V, generator=np.random.default_rng(0), noise=noise, **kw)
+        b = DPCrossAttention.build(K, V, generator=np.random.default_rng(0), noise=noise,
+                                   law="tlap", **kw)
+        assert torch.equal(a.query(Q), b.query(Q))
+        assert torch.equal(a.error_bound(Q), b.error_bound(Q))
+        assert torch.equal(a.hp_error_bound(Q, 0.01), b.hp_error_bound(Q, 0.01))
+        assert a.privacy.to_dict()["components"] == b.privacy.to_dict()["components"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Envelopes
+# ---------------------------------------------------------------------------------------------
+
+def test_error_bound_refuses_and_points_to_hp_error_bound():
+    rng = np.random.default_rng(6)
+    K, V, Q = _data(rng, 4, 1, 1)
+    ref = RefDPCrossAttention.build(K, V, degree=1, generator=rng, **_tree_kw())
+    fast = DPCrossAttention.build(torch.tensor(K), torch.tensor(V), degree=1, noise="float",
+                                  generator=rng, **_tree_kw())
+    for call in (lambda: ref.error_bound(Q), lambda: ref.attention_error_bound(Q),
+                 lambda: fast.error_bound(torch.tensor(Q)),
+                 lambda: fast.attention_error_bound(torch.tensor(Q)),
+                 lambda: fast.release.column_bounds(torch.tensor(Q), None)):
+        with pytest.raises(NoSureEnvelopeError, match="hp_error_bound"):
+            call()
+
+
+def _hp_failures(seed, builds, p, copies, shrink, n=40):
+    """(violations of hp_error_bound, of hp_error_bound / shrink) at a fixed query over
+    independent fast float builds (Gaussian tree, eps = 50 so that the answer is informative)."""
+    rng = np.random.default_rng(seed)
+    d, d_v, s = 1, 1, 1
+    K = torch.tensor(rng.random((n, d)))
+    V = torch.tensor(rng.uniform(-1, 1, (n, d_v)))
+    Q = torch.tensor([[0.6]], dtype=torch.float64)
+    kw = _tree_kw(copies, eps=50.0)
+    count = DPCrossAttention.noise_count(n=n, d=d, d_v=d_v, degree=s, mechanism="tree",
+                                         copies=copies, law="gaussian")
+    target = DPCrossAttention.build(K, V, degree=s, uniforms=np.full(count, 0.5),
+                                    **kw).query(Q).item()
+    bad = worse = 0
+    for b in range(builds):
+        att = DPCrossAttention.build(K, V, degree=s, noise="float",
+                                     generator=np.random.default_rng([seed, b]), **kw)
+        err = abs(att.query(Q).item() - target)
+        h = att.hp_error_bound(Q, p).item()
+        bad += err > h
+        worse += err > h / shrink
+    return bad, worse
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize("copies,shrink", [(1, 3.0), (3, 6.0)])
+def test_fast_hp_envelope_failure_rate(copies, shrink):
+    """Violations over B = 400 independent builds are Binomial(B, <= p), p = 0.2: reject above
+    the (1 - alpha) binomial quantile, alpha = 1e-6 (120 of 400). Power: the envelope divided by
+    ``shrink`` (over-optimistic) exceeds it. Measured at this configuration (seed 10): failure
+    rate 0.005 (one copy) and 0.000 (median of 3) for the envelope, 0.45 and 0.46 for the
+    shrunk ones (the ratio step and the median are conservative). The target is the u = 1/2
+    build: the noiseless Taylor attention up to float64 error."""
+    builds, p = 400, 0.2
+    bad, worse = _hp_failures(7 + copies, builds, p, copies, shrink)
+    threshold = stats.binom.ppf(1 - ALPHA, builds, p)
+    assert bad <= threshold, (bad, threshold)
+    assert worse > threshold, (worse, threshold)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("law", ["laplace", "Gaussian", "", None, 1])
+def test_unknown_or_non_string_law_is_refused_for_the_tree(law):
+    rng = np.random.default_rng(0)
+    K, V, _ = _data(rng, 4, 1, 1)
+    calls = [
+        lambda: RefDPCrossAttention.build(K, V, degree=1, mechanism="tree", law=law, **KW),
+        lambda: DPCrossAttention.build(torch.tensor(K), torch.tensor(V), degree=1,
+                                       mechanism="tree", law=law, noise="float", **KW),
+        lambda: DPCrossAttention.noise_count(n=4, d=1, d_v=1, degree=1, mechanism="tree", law=law),
+        lambda: plan_tree(eps=1.0, delta=1e-6, n=4, d=1, d_v=1, degree=1, law=law),
+    ]
+    for call in calls:
+        with pytest.raises(ParameterError, match=r"law"):
+            call()
+
+
+def test_secure_gaussian_tree_is_refused_with_the_reason():
+    """noise="secure" (and the default without a generator) is not offered for the Gaussian
+    tree: a ParameterError naming ``noise`` and why, before anything is released."""
+    rng = np.random.default_rng(0)
+    K, V, _ = (torch.tensor(x) for x in _data(rng, 4, 1, 1))
+    for kw in (dict(), dict(noise="secure"), dict(noise="secure", generator=rng)):
+        with pytest.raises(ParameterError, match=r"noise.*secure.*tree.*gaussian"):
+            DPCrossAttention.build(K, V, degree=1, **_tree_kw(), **kw)
+
+
+def test_gaussian_tree_keeps_the_tree_options_checks():
+    rng = np.random.default_rng(0)
+    K, V, _ = _data(rng, 4, 1, 1)
+    for bad in (dict(copies=0), dict(grid_size=0), dict(domain="ball", scale=1.0)):
+        with pytest.raises(ParameterError):
+            DPCrossAttention.build(torch.tensor(K), torch.tensor(V), degree=2, noise="float",
+                                   generator=rng, **{**_tree_kw(), **bad})

@@ -92,7 +92,9 @@ def vector_cases():
     out = [(c, "tlap") for c in rows]
     out += [(c, "gaussian") for c in rows if c.mechanism == "direct"]
     if _reference_offers("tree", "gaussian"):
-        out += [(c, "gaussian") for c in rows if c.mechanism == "tree" and c.n <= 16]
+        out += [(c, "gaussian") for c in rows if c.mechanism == "tree"
+                and (c.n <= 3 or (c.n <= 8 and c.uniforms == "high"))
+                and getattr(c, "composition", "basic") == "basic"]  # small: the 1 MB budget
     for mech in ("direct", "tree"):
         first = [c for c in rows if c.mechanism == mech and c.uniforms != "half"][:3]
         out += [(replace(c, name=c.name + " noiseless", uniforms="half"), "tlap") for c in first]
@@ -129,6 +131,20 @@ def _derived(att, law: str) -> dict:
             out.update(laplace_scale=decimal_string(rel.laplace_scale), support_bound=decimal_string(rel.support_bound))
         return out
     sm0 = rel.softmax[0]
+    if law == "gaussian":  # one Gaussian component: every released number N(0, sigma^2)
+        eps_g, delta_g = att.privacy.share("tree")
+        tree0 = sm0[0].coordinates[0].trees[0]
+        sigma = decimal_string(rel.sigma)
+        out.update(sensitivity=decimal_string(rel.sensitivity), sensitivity_norm="l2",
+                   eps_component=decimal_string(Fraction(eps_g)),
+                   delta_component=decimal_string(Fraction(delta_g)), sigma=sigma,
+                   grid_size=rel.grid_size, padded_size=tree0.N, levels=tree0.levels,
+                   denominator_floor=str(rel.n),
+                   scalars=[{"column": k, "sigma": sigma} for k in range(len(sm0))],
+                   trees=[{"column": k, "coordinate": t, "moment": m, "sigma": sigma}
+                          for k, sm in enumerate(sm0) for t in range(len(sm.coordinates))
+                          for m in range(len(sm.coordinates[t].trees))])
+        return out
     trees = []
     for k, sm in enumerate(sm0):
         for t, ds in enumerate(sm.coordinates):

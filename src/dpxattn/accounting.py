@@ -434,7 +434,8 @@ def plan_direct(*, eps, delta, n: int, d: int, d_v: int, degree: int, law: str =
 
 
 def plan_tree(*, eps, delta, n: int, d: int, d_v: int, degree: int, copies: int = 1,
-              grid_size: int | None = None, composition: str = "basic") -> PrivacyPlan:
+              grid_size: int | None = None, composition: str = "basic",
+              law: str = "tlap", sensitivity=None, noise_scale=None) -> PrivacyPlan:
     """Plan of the ``tree`` mechanism (PAPER §3.7, correct accounting).
 
     Per copy (``copies`` = l) and per column (d_v value columns + the denominator, w = 1):
@@ -447,7 +448,18 @@ def plan_tree(*, eps, delta, n: int, d: int, d_v: int, degree: int, copies: int 
     (eps0, delta0), delta0 = delta / (2K) and eps0 the largest whose optimal composition is
     certified (eps, delta)-DP (``proofs_notes/05-composition.md``, "Optimal composition"); about
     27x the basic per-level eps at the demo's K = 13,870.
+
+    ``law="gaussian"``: the WHOLE release (every copy, column, c0, c1 and node) is ONE analytic
+    Gaussian mechanism (key ``"tree"``), iid N(0, sigma^2) per released number with sigma
+    certified for (eps, delta) on the l2 sensitivity of the whole vector
+    (``reference.sensitivity.tree_release_l2``; the l copies are part of that vector, hence its
+    sqrt(l) factor); ``composition`` is ``"none"``. ``sensitivity`` and ``noise_scale`` (sigma)
+    are the numbers the build used, recorded only. Proof note ``proofs_notes/26-tree-gaussian.md``.
     """
+    check_law(law, "tree")
+    if law == "gaussian":
+        return _plan_tree_gaussian(eps, delta, n, d, d_v, degree, copies, grid_size,
+                                   sensitivity, noise_scale)
     check_privacy(eps, delta)
     if composition not in TREE_COMPOSITIONS:
         raise _parameter_error("composition", f"must be one of {TREE_COMPOSITIONS}", composition)
@@ -489,6 +501,46 @@ def plan_tree(*, eps, delta, n: int, d: int, d_v: int, degree: int, copies: int 
             f"{copies} copies, and the denominator released without noise: per output entry only, "
             "and not DP end to end (PAPER §3.7, §5 items 5 and 9)"
         ),
+    )
+
+
+def _plan_tree_gaussian(eps, delta, n, d, d_v, degree, copies, grid_size, sensitivity,
+                        noise_scale) -> PrivacyPlan:
+    """:func:`plan_tree` with ``law="gaussian"``: one Gaussian component, the whole release
+    (``proofs_notes/26-tree-gaussian.md``)."""
+    check_privacy(eps, delta)
+    n = check_positive_int("n", n)
+    d_v = check_positive_int("d_v", d_v)
+    copies = check_positive_int("copies", copies)
+    grid = n if grid_size is None else check_positive_int("grid_size", grid_size)
+    r = feature_dimension(d, degree)
+    L = tree_levels(grid)
+    nodes = 2 * padded_size(grid) - 1
+    count = copies * (d_v + 1) * (2 + nodes * TREE_MOMENTS * r)
+    e, dl = Fraction(eps), Fraction(delta)
+    comp = Component(
+        key="tree",
+        name="whole tree release (c0, c1, every node)",
+        count=1, eps=e, delta=dl,
+        sensitivity="2 R_w sqrt(l d_v S_max), S_max = L (r + sum_t M_t^2 + sum_t M_t^4) + 1 + "
+                    "(sum_t M_t^2)^2, when d_v R_w^2 >= 1 (l2: the change of the whole released "
+                    "vector, reference.sensitivity.tree_release_l2)",
+        per=f"all {count} released numbers ({copies} copies x {d_v + 1} columns x (c0, c1 and "
+            f"{TREE_MOMENTS * r} trees of {nodes} nodes)): ONE analytic Gaussian mechanism (iid "
+            "N(0, sigma^2) per number; nothing composed)",
+        law="gaussian", sensitivity_norm="l2", sensitivity_value=sensitivity, sigma=noise_scale,
+    )
+    return PrivacyPlan(
+        mechanism="tree", eps=e, delta=dl, components=(comp,),
+        sizes={"n": n, "d": d, "d_v": d_v, "degree": degree, "r": r, "copies": copies,
+               "grid": grid, "levels": L, "J": 1},
+        composition=COMPOSITION_NONE,
+        paper_accounting=(
+            "each value column's structure (eps, delta) with no split over the d_v columns or the "
+            f"{copies} copies, and the denominator released without noise: per output entry only, "
+            "and not DP end to end (PAPER §3.7, §5 items 5 and 9)"),
+        notes=("Gaussian noise is unbounded: error_bound raises, hp_error_bound is the envelope "
+               "(proofs_notes/26-tree-gaussian.md)",),
     )
 
 

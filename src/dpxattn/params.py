@@ -9,8 +9,8 @@ Admissible ranges (DESIGN §4, PAPER §2.1):
 * ``degree``: integer >= 0;
 * bounds ``R``, ``R_w``, ``sensitivity``, ``scale``: finite, > 0;
 * ``copies``: integer >= 1; ``mechanism`` in :data:`MECHANISMS`;
-* ``law`` (the noise law): a ``str`` in :data:`LAWS`; ``"gaussian"`` is offered by
-  ``mechanism="direct"`` only so far (``proofs_notes/24-analytic-gaussian.md``).
+* ``law`` (the noise law): a ``str`` in :data:`LAWS`, both offered by both mechanisms
+  (``proofs_notes/24-analytic-gaussian.md``, ``26-tree-gaussian.md``).
 
 Every real-valued parameter must *be* a real number: ``int``, ``float``, ``Fraction``, ``mpf``,
 a numpy real scalar, or a 0-d numpy array / torch tensor of a real dtype. Strings (``"1e-6"``),
@@ -56,7 +56,7 @@ MECHANISMS = ("direct", "tree")
 LAWS = ("tlap", "gaussian")
 
 #: the mechanisms that offer each law so far
-_LAW_MECHANISMS = {"tlap": ("direct", "tree"), "gaussian": ("direct",)}
+_LAW_MECHANISMS = {"tlap": ("direct", "tree"), "gaussian": ("direct", "tree")}
 
 #: the largest admissible delta (the truncated Laplace needs A >= Delta), exactly
 _HALF = Fraction(1, 2)
@@ -149,7 +149,7 @@ def check_law(law, mechanism: str = "direct") -> str:
     """The noise law: a ``str`` in :data:`LAWS`, offered by ``mechanism`` (already validated).
 
     Anything but a str, or an unknown name, raises :class:`ParameterError` naming the allowed
-    values; ``"gaussian"`` with ``mechanism="tree"`` raises (not implemented for the tree yet).
+    values (and a law a mechanism does not offer, should :data:`_LAW_MECHANISMS` restrict one).
     """
     if not isinstance(law, str):
         raise ParameterError("law", f"must be a str, one of {LAWS}", law)
