@@ -1,8 +1,8 @@
 """Empirical privacy audit of the Gaussian law: ``direct`` with ``law="gaussian"`` and its mutant,
-on the paper's box and on the signed ball.
+on the paper's box and on the signed ball, and the ``tree`` with ``law="gaussian"``.
 
 Gaussian law -- paper: none (arXiv 2407.14717 uses truncated Laplace only; our ``law="gaussian"``
-for the ``direct`` statistic, PAPER §5 item 8; Balle & Wang 2018); DESIGN §6; proof notes
+for the ``direct`` statistic and the ``tree`` release, PAPER §5 item 8; Balle & Wang 2018); DESIGN §6; proof notes
 ``proofs_notes/24-analytic-gaussian.md`` (the calibration), ``17-sensitivity.md`` ("l2": the
 worst pair) and ``21-empirical-audit.md`` (the auditor).
 
@@ -13,7 +13,14 @@ The structures (:data:`CONFIGS`), float mode, eps = 1, delta = 1e-6; the release
   sensitivity 2 R_w sqrt(d_v T_s(t_max)) is ATTAINED (note 17) at x = x' = R, v = -v' = R_w;
 * **ball** (``domain="ball"``): n = 2, d = 2, d_v = 1, degree 2, R = 1, R_w = 0.5, scale 1:
   m < 1, so the sup is attained by two keys on the sphere whose logit minimises T_s
-  (``reference.ball_sensitivity.ball_l2_worst_pair``, note 27), not by x = x'.
+  (``reference.ball_sensitivity.ball_l2_worst_pair``, note 27), not by x = x';
+* **tree** (``mechanism="tree"``, box, the box structure's parameters): the WHOLE release (c0,
+  c1 and every node of every moment tree, 40 numbers) is one Gaussian component on its l2
+  sensitivity (``reference.sensitivity.tree_release_l2``, note 26), attained at k = k' = R,
+  v = -v' = R_w (d_v R_w^2 >= 1). Its releases are audited through their projection on the unit
+  shift (:func:`sample_projections`, drawn in chunks): a post-processing, so the bound stays a
+  valid lower bound, and a lossless one for this pair (the likelihood ratio depends on the
+  release only through that projection).
 
 Records per structure:
 
@@ -90,14 +97,17 @@ class GaussianAuditConfig:
     eps: float = 1.0
     delta: float = 1e-6
     domain: str = "box"
+    mechanism: str = "direct"
 
     @property
     def label(self) -> str:
-        return f"{self.domain}: n={self.n}, d={self.d}, d_v={self.d_v}, s={self.degree}, R_w={self.R_w:g}"
+        what = "tree, " if self.mechanism == "tree" else ""
+        return (f"{what}{self.domain}: n={self.n}, d={self.d}, d_v={self.d_v}, s={self.degree}, "
+                f"R_w={self.R_w:g}")
 
     def build_kwargs(self) -> dict:
         kw = dict(eps=self.eps, delta=self.delta, R=self.R, R_w=self.R_w, degree=self.degree,
-                  mechanism="direct", law="gaussian", noise="float")
+                  mechanism=self.mechanism, law="gaussian", noise="float")
         return kw if self.domain == "box" else dict(kw, domain=self.domain)
 
     def corner(self, key: float, value: float) -> tuple[np.ndarray, np.ndarray]:
@@ -139,7 +149,12 @@ def _inside(K: np.ndarray, R: float) -> np.ndarray:
 
 CONFIG = GaussianAuditConfig()
 BALL_CONFIG = GaussianAuditConfig(n=2, d=2, d_v=1, degree=2, R=1.0, R_w=0.5, domain="ball")
-CONFIGS = (CONFIG, BALL_CONFIG)
+#: the tree's whole release (c0, c1 and every node: 40 numbers), one Gaussian component;
+#: d_v R_w^2 >= 1, so its l2 sensitivity is attained at k = k' = R, v = -v' = R_w (note 26)
+TREE_CONFIG = GaussianAuditConfig(mechanism="tree")
+CONFIGS = (CONFIG, BALL_CONFIG, TREE_CONFIG)
+#: releases are audited in chunks of this many rows (the tree's are projected, below)
+CHUNK = 100_000
 
 
 def _build(cfg: GaussianAuditConfig, K, V, uniforms) -> DPCrossAttention:
@@ -149,15 +164,24 @@ def _build(cfg: GaussianAuditConfig, K, V, uniforms) -> DPCrossAttention:
 
 def _count(cfg: GaussianAuditConfig) -> int:
     return DPCrossAttention.noise_count(n=cfg.n, d=cfg.d, d_v=cfg.d_v, degree=cfg.degree,
-                                        mechanism="direct", law="gaussian")
+                                        mechanism=cfg.mechanism, law="gaussian")
+
+
+def released_in_uniform_order(att: DPCrossAttention) -> np.ndarray:
+    """Every released number of a fast build, flat, entry j the one that received uniform j
+    (through the target protocol's adapter, :func:`dpxattn.verification.target.released_vector`)."""
+    from dpxattn.verification.target import _FastBuilt, released_vector
+
+    return released_vector(_FastBuilt(att))
 
 
 def noiseless_S(cfg: GaussianAuditConfig, K, V) -> tuple[np.ndarray, float, float]:
-    """(S flattened row-major, the plan's sigma, the plan's numeric l2 sensitivity) of the real
-    build at uniforms 1/2 (zero noise: Phi^-1(1/2) = 0 exactly)."""
+    """(the whole release flat in uniform order -- direct: S row-major --, the plan's sigma, the
+    plan's numeric l2 sensitivity) of the real build at uniforms 1/2 (zero noise:
+    Phi^-1(1/2) = 0 exactly)."""
     att = _build(cfg, K, V, np.full(_count(cfg), 0.5))
     (component,) = att.privacy.to_dict()["components"]
-    return att.released_tensors()["S"].numpy().ravel().copy(), float(component["sigma"]), \
+    return released_in_uniform_order(att), float(component["sigma"]), \
         float(component["sensitivity_value"])
 
 
@@ -166,6 +190,22 @@ def sample_releases(S0: np.ndarray, sigma: float, count: int, seed: int) -> np.n
     g = torch.Generator().manual_seed(seed)
     noise = gaussian((count, S0.size), sigma, generator=g).numpy()
     return noise + S0[None, :]
+
+
+def sample_projections(S0: np.ndarray, origin: np.ndarray, u: np.ndarray, sigma: float,
+                       count: int, seed: int) -> np.ndarray:
+    """(count,) projections <x - origin, u> of ``count`` releases x = S0 + sigma Phi^-1(U) (the
+    real sampler, seeded), drawn :data:`CHUNK` rows at a time: the tree's releases are audited
+    through this one-dimensional post-processing (the likelihood ratio of N(S_a, s^2 I) vs
+    N(S_b, s^2 I) depends on x only through <x, u>, u the unit shift, so it loses nothing)."""
+    g = torch.Generator().manual_seed(seed)
+    out = np.empty(count, dtype=np.float64)
+    offset = S0 - origin
+    for start in range(0, count, CHUNK):
+        m = min(CHUNK, count - start)
+        out[start:start + m] = (gaussian((m, S0.size), sigma, generator=g).numpy()
+                                + offset[None, :]) @ u
+    return out
 
 
 def worst_corner_pair(cfg: GaussianAuditConfig, rng: np.random.Generator | None = None) -> dict:
@@ -190,7 +230,7 @@ def _sampler_record(cfg: GaussianAuditConfig, rng: np.random.Generator) -> Check
     equal = True
     for _ in range(4):
         u = rng.random(_count(cfg)) * (1 - 2.0 ** -53) + 2.0 ** -54
-        built = _build(cfg, K, V, u).released_tensors()["S"].numpy().ravel()
+        built = released_in_uniform_order(_build(cfg, K, V, u))
         batch = S0 + gaussian((S0.size,), sigma, uniforms=torch.as_tensor(u)).numpy()
         equal &= bool(np.array_equal(built, batch))
     return CheckRecord(name=f"gaussian audit sampler is the real build [{cfg.label}]", kind="exact",
@@ -225,6 +265,11 @@ def _oracle_bound(event: dict, proj_a: np.ndarray, proj_b: np.ndarray, delta: fl
     return max(float(eps_from_bounds(lo, hi, delta)), 0.0)
 
 
+def _released_text(cfg: GaussianAuditConfig) -> str:
+    return ("released S" if cfg.mechanism == "direct" else
+            "tree's whole release projected on the shift (c0, c1 and every node)")
+
+
 def check_gaussian_privacy(ctx: CheckContext) -> list[CheckRecord]:
     """Run the audit at ``ctx.level`` (see the module docstring)."""
     rng = ctx.rng
@@ -253,28 +298,35 @@ def _audit_structure(ctx: CheckContext, cfg: GaussianAuditConfig, n: int,
     for label, factor in (("real", 1.0), ("sigma x0.5", 0.5)):
         ctx.note(f"gaussian audit: {cfg.domain}, {label}")
         s = sigma * factor
-        a = sample_releases(S_a, s, n, int(rng.integers(2 ** 63)))
-        b = sample_releases(S_b, s, n, int(rng.integers(2 ** 63)))
-        res = audit(b, a, delta=cfg.delta, confidence=1 - AUDIT_ALPHA, rng=rng)
+        u = (S_b - S_a) / shift
+        if cfg.mechanism == "tree":  # projected on the shift (sample_projections)
+            a = sample_projections(S_a, S_a, u, s, n, int(rng.integers(2 ** 63)))
+            b = sample_projections(S_b, S_a, u, s, n, int(rng.integers(2 ** 63)))
+            res = audit(b, a, delta=cfg.delta, confidence=1 - AUDIT_ALPHA, rng=rng)
+            proj_b, proj_a = b, a
+        else:
+            a = sample_releases(S_a, s, n, int(rng.integers(2 ** 63)))
+            b = sample_releases(S_b, s, n, int(rng.integers(2 ** 63)))
+            res = audit(b, a, delta=cfg.delta, confidence=1 - AUDIT_ALPHA, rng=rng)
+            proj_b, proj_a = (b - S_a) @ u, (a - S_a) @ u
         details = {"sigma_used": s, "plan_sigma": sigma, "shift": shift, "audit": res.to_dict(),
                    "samples_per_side": n,
                    # the exact delta at the claimed eps of N(0, s^2) vs N(shift, s^2) (reference)
                    "exact_delta_at_claim": float(ref_gaussian.delta_for_sigma(s, shift, cfg.eps))}
         if factor == 1.0:
             records.append(CheckRecord(
-                name=f"gaussian audit: direct (real) [{cfg.label}]", kind="audit",
-                tests="the auditor's eps lower bound on the released S (worst pair) stays <= the "
-                      "claimed eps of the one Gaussian component",
+                name=f"gaussian audit: {cfg.mechanism} (real) [{cfg.label}]", kind="audit",
+                tests=f"the auditor's eps lower bound on the {_released_text(cfg)} (worst pair) "
+                      "stays <= the claimed eps of the one Gaussian component",
                 statistic=res.eps_lower_bound, threshold=cfg.eps, comparison="<=",
                 passed=res.eps_lower_bound <= cfg.eps, alpha=AUDIT_ALPHA,
                 confidence=1 - AUDIT_ALPHA, sample_size=2 * n, details=details))
             continue
-        u = (S_b - S_a) / shift
         event = fixed_event(shift, s, n, cfg.eps, cfg.delta)
-        oracle = _oracle_bound(event, (b - S_a) @ u, (a - S_a) @ u, cfg.delta)
+        oracle = _oracle_bound(event, proj_b, proj_a, cfg.delta)
         stat = max(res.eps_lower_bound, oracle)
         records.append(CheckRecord(
-            name=f"gaussian audit: direct sigma x0.5 (mutant) [{cfg.label}]", kind="power",
+            name=f"gaussian audit: {cfg.mechanism} sigma x0.5 (mutant) [{cfg.label}]", kind="power",
             tests="half the noise at the same claim is EXPOSED: the auditor's bound or a fixed "
                   "event's (projection on the shift > c, chosen from the mutant's exact law) "
                   "exceeds the claimed eps; beta: the exact chance that the fixed event's does not",
