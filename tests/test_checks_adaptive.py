@@ -16,6 +16,7 @@ SMALL = QueryBudget(random=500, grid=400, starts=20, steps=8, structures=40)
 DIRECT = AdaptiveConfig("direct", n=32, d=2, d_v=2, degree=2)
 TREE = AdaptiveConfig("tree", n=8, d=2, d_v=1, degree=2)
 GAUSSIAN = AdaptiveConfig("direct", n=32, d=2, d_v=2, degree=2, law="gaussian")
+GAUSSIAN_TREE = AdaptiveConfig("tree", n=8, d=2, d_v=1, degree=2, law="gaussian")
 
 
 @pytest.mark.parametrize("d,count", [(1, 10), (2, 400), (3, 30)])
@@ -100,13 +101,15 @@ def test_check_adaptive_quick_budget(seed):
     records = check_adaptive(CheckContext(level="quick", seed=seed))
     assert all(r.passed for r in records)
     power = [r for r in records if r.kind == "power"]
-    assert len(power) == 3 and all(r.beta <= 1e-20 for r in power)  # direct, tree, gaussian
+    # direct, tree, gaussian direct, gaussian tree
+    assert len(power) == 4 and all(r.beta <= 1e-20 for r in power)
     rates = [r.false_failure_rate() for r in records]
     assert all(x is not None and x <= 1e-5 for x in rates) and sum(rates) <= 5e-5
 
 
 @pytest.mark.statistical
-@pytest.mark.parametrize("cfg", [DIRECT, TREE, GAUSSIAN], ids=["direct", "tree", "gaussian"])
+@pytest.mark.parametrize("cfg", [DIRECT, TREE, GAUSSIAN, GAUSSIAN_TREE],
+                         ids=["direct", "tree", "gaussian", "gaussian tree"])
 def test_wrong_bound_floor_is_below_the_observed_violation_rate(cfg, rng):
     """The derived per-structure violation floor q_min is a lower bound: the observed rate of the
     0.02x bound over many structures is above it (4 standard errors)."""

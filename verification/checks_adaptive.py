@@ -29,12 +29,14 @@ attacks it, per structure (``direct`` and ``tree``, built by ``dpxattn.fast``):
     no useful sure bound, so that structure has no power record in the report;
     ``tests/test_checks_adaptive.py`` demonstrates its power with fixed seeds.
 
-Gaussian law (``law="gaussian"``, ``direct``, float mode; notes 24 and 16): the noise is
+Gaussian law (``law="gaussian"``, ``direct`` and ``tree``, float mode; notes 24, 26 and 16): the noise is
 unbounded, so there is no sure envelope ((a) does not apply: an ``exact`` record checks that
 ``error_bound`` refuses), and (b) tests ``hp_error_bound`` (exact normal quantiles, then the same
 ratio step) with the same binomial records and the same power record; its beta rests on the
 numerator noise N(0, sigma^2 |phi(q)|^2), on the event that every uniform lies in
-[2^-40, 1 - 2^-40] (its complement's probability is added to each window bound).
+[2^-40, 1 - 2^-40] (its complement's probability is added to each window bound); for the
+tree, the numerator noise is N(0, sigma^2 (c1 + |u|^4 c0 + sum coef^2 nodes) / 4), the same
+window argument as its TLap records (:func:`_tree_windows`).
 
 The worst error/envelope ratio found is reported (the envelope is typically 10-100x the
 observed error: DESIGN §9). Paper: adaptive queries via eps0-net, Lipschitz extension and median
@@ -130,7 +132,8 @@ BUDGETS = {
 def adaptive_configs(level: str) -> list[AdaptiveConfig]:
     out = [AdaptiveConfig("direct", n=64, d=2, d_v=2, degree=3),
            AdaptiveConfig("tree", n=16, d=2, d_v=1, degree=2),
-           AdaptiveConfig("direct", n=64, d=2, d_v=2, degree=3, law="gaussian")]
+           AdaptiveConfig("direct", n=64, d=2, d_v=2, degree=3, law="gaussian"),
+           AdaptiveConfig("tree", n=16, d=2, d_v=1, degree=2, law="gaussian")]
     if level != "quick":
         out += [AdaptiveConfig("direct", n=1024, d=4, d_v=3, degree=2, R_w=2.0, eps=0.5),
                 AdaptiveConfig("tree", n=32, d=2, d_v=2, degree=2, copies=3)]
@@ -381,7 +384,12 @@ def _tree_windows(att, truth, cfg: AdaptiveConfig, Qv: torch.Tensor, failure_pro
     """``tree`` (one copy): per entry, the window bound with C from the column bounds at the
     median-copy failure / 2; sigma^2 and xi from the numerator's node and scalar noises
     (each coefficient times its node count, halved as in the numerator's formula); D_max =
-    the exact denominator plus its sure column bound plus n."""
+    the exact denominator plus its sure column bound plus n.
+
+    Gaussian law (every released number N(0, sigma^2)): as for ``direct``, on the event that every
+    uniform lies in [2^-40, 1 - 2^-40] (complement: ``tail``, added to each bound), where every
+    draw is within A = GAUSSIAN_Z_MAX sigma (the sure column bound of D_max is then the
+    denominator column's sum of |coefficient| A) and the coupling is GAUSSIAN_COUPLING."""
     from dpxattn.fast.envelope import gamma, median_copy_failure, unit_roundoff
     from dpxattn.fast.features import features_t
 
@@ -389,15 +397,27 @@ def _tree_windows(att, truth, cfg: AdaptiveConfig, Qv: torch.Tensor, failure_pro
     rel = att.release
     q = median_copy_failure(1, failure_prob) / 2
     col = rel.column_bounds(Qv, q)  # (m, d_v + 1)
-    col_sure = rel.column_bounds(Qv, None)
     U = features_t(Qv, rel.degree, scale=rel.scale).t()  # (m, r)
     sizes = (rel._nodes(U) >= 0).sum(dim=-1).to(torch.float64)  # (m, r)
     norm = (U * U).sum(dim=1)
     coef = torch.stack([U * U, 2.0 * U, torch.ones_like(U)], dim=-1).abs()  # (m, r, 3)
-    var, var_s = rel.node_law.variance, rel.scalar_law.variance
-    A, A_s = rel.node_law.support_up, rel.scalar_law.support_up
+    cols, r = cfg.d_v + 1, U.shape[1]
+    tail = 0.0
+    if rel.gaussian:
+        sigma_g = rel.node_law.sigma
+        var = torch.full((cols, r, 3), rel.node_law.variance, dtype=torch.float64)
+        var_s = torch.full((cols, 2), rel.scalar_law.variance, dtype=torch.float64)
+        A = torch.full((cols, r, 3), GAUSSIAN_Z_MAX * sigma_g, dtype=torch.float64)
+        A_s = torch.full((cols, 2), GAUSSIAN_Z_MAX * sigma_g, dtype=torch.float64)
+        kappa = GAUSSIAN_COUPLING
+        tail = (rel.payload.numel() + rel.scalars.numel()) * 2.0 ** (1 - GAUSSIAN_TAIL_EXPONENT)
+        col_sure = None
+    else:
+        var, var_s = rel.node_law.variance, rel.scalar_law.variance
+        A, A_s = rel.node_law.support_up, rel.scalar_law.support_up
+        kappa = _coupling_factor([rel.node_law, rel.scalar_law])
+        col_sure = rel.column_bounds(Qv, None)
     Mpow = torch.stack([torch.ones_like(rel.bounds), rel.bounds, rel.bounds**2], -1)
-    kappa = _coupling_factor([rel.node_law, rel.scalar_law])
     T = float(rel.norm_bound)
     _, D_exact = truth.release.copy_answers(Qv)  # (m, 1)
     out = []
@@ -405,7 +425,14 @@ def _tree_windows(att, truth, cfg: AdaptiveConfig, Qv: torch.Tensor, failure_pro
         c2s = coef[i] ** 2 * sizes[i].unsqueeze(-1)
         cs = coef[i] * sizes[i].unsqueeze(-1)
         K_terms = 2 + 3 * int(sizes[i].sum())
-        D_max = float(D_exact[i].abs().max()) + float(col_sure[i, -1]) + n
+        if col_sure is not None:
+            den_noise = float(col_sure[i, -1])
+        else:  # the denominator column (weight 1): its noise on the event, plus its rounding
+            a_den = (float(A_s[-1, 1]) + float(norm[i]) * float(A_s[-1, 0])
+                     + float((cs * A[-1]).sum())) / 2
+            x_den = (n * T + float(norm[i]) * n + float((cs * Mpow).sum()) * n) / 2
+            den_noise = a_den + (gamma(2 * K_terms + 4, u64) + kappa) * (x_den + a_den)
+        D_max = float(D_exact[i].abs().max()) + den_noise + n
         C_i = col[i, :-1] + R_w * col[i, -1]
         for k in range(cfg.d_v):
             s2 = (float(var_s[k, 1]) + float(norm[i]) ** 2 * float(var_s[k, 0])
@@ -416,8 +443,9 @@ def _tree_windows(att, truth, cfg: AdaptiveConfig, Qv: torch.Tensor, failure_pro
                      + float((cs * A[k]).sum())) / 2
             xi = (gamma(2 * K_terms + 4, u64) + kappa) * (x_abs + a_abs)
             C = float(C_i[k])
-            out.append({"query": i, "column": k, "C": C, "sigma": math.sqrt(s2),
-                        "xi": xi, "bound": _window(C, math.sqrt(s2), xi, D_max, n, R_w)})
+            out.append({"query": i, "column": k, "C": C, "sigma": math.sqrt(s2), "xi": xi,
+                        "tail": tail,
+                        "bound": min(1.0, _window(C, math.sqrt(s2), xi, D_max, n, R_w) + tail)})
     return out
 
 
@@ -614,11 +642,11 @@ def check_adaptive(ctx: CheckContext) -> list[CheckRecord]:
     derived beta (each structure violates it with probability >= q_min, about 0.55 here, from
     the log-concave numerator noise; beta = P(Binomial(T, q_min) <= critical), below 1e-35);
     structures with several copies have no such record (tests show their power). The Gaussian
-    `direct` structure has no sure envelope (an exact record checks `error_bound` refuses); its
-    `hp_error_bound` gets the same binomial records and power record.
+    `direct` and `tree` structures have no sure envelope (an exact record checks `error_bound`
+    refuses); their `hp_error_bound` gets the same binomial records and power record.
 
     False alarms: the envelope records are sure (a proven bound); the binomial records have
-    alpha = 1e-6 each (4e-6 at quick, 8e-6 at standard); the power betas add less than 1e-30.
+    alpha = 1e-6 each (8e-6 at quick, 1.2e-5 at standard); the power betas add less than 1e-30.
     """
     rng = ctx.rng
     budget = BUDGETS.get(ctx.level, BUDGETS["standard"])
