@@ -37,7 +37,7 @@ from dpxattn.accounting import feature_dimension
 from dpxattn.errors import ParameterError, ShapeError
 from dpxattn.fast.directed import exact_fraction, memo_safe
 from dpxattn.params import check_degree, check_positive, check_positive_int
-from dpxattn.reference.kernel import default_scale
+from dpxattn.reference.kernel import default_scale, exponent_profiles
 from dpxattn.reference.kernel import multi_indices as _reference_multi_indices
 
 __all__ = [
@@ -103,12 +103,15 @@ def _plan(d: int, s: int, scale: Fraction) -> FeaturePlan:
             dst += length
         assert dst == offsets[k] + counts[k]
     alphas = multi_indices(d, s)
+    per_profile: dict = {}  # one exact value per exponent profile (reference.kernel)
     coef, degs = [], []
-    for alpha in alphas:
-        k = sum(alpha)
-        fact = math.prod(math.factorial(a) for a in alpha)
-        coef.append(_sqrt_to_float(scale**k / fact))
-        degs.append(k)
+    for key in exponent_profiles(d, s):
+        c = per_profile.get(key)
+        if c is None:
+            fact = math.prod(math.factorial(a) for a in key)
+            c = per_profile[key] = _sqrt_to_float(scale ** sum(key) / fact)
+        coef.append(c)
+        degs.append(sum(key))
     return FeaturePlan(d, s, len(alphas), scale, tuple(steps), tuple(coef), tuple(degs), alphas)
 
 
@@ -323,9 +326,13 @@ _bounds_memo = lru_cache(maxsize=256, typed=True)(_bounds_tensor)
 
 @lru_cache(maxsize=256)
 def _bound_values(d: int, s: int, scale: Fraction, Rq: Fraction) -> tuple[float, ...]:
+    per_profile: dict = {}  # one exact value per exponent profile (reference.kernel)
     vals = []
-    for alpha in multi_indices(d, s):
-        k = sum(alpha)
-        fact = math.prod(math.factorial(a) for a in alpha)
-        vals.append(_sqrt_to_float(Rq ** (2 * k) * scale**k / fact))
+    for key in exponent_profiles(d, s):
+        v = per_profile.get(key)
+        if v is None:
+            k = sum(key)
+            fact = math.prod(math.factorial(a) for a in key)
+            v = per_profile[key] = _sqrt_to_float(Rq ** (2 * k) * scale**k / fact)
+        vals.append(v)
     return tuple(vals)

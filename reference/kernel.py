@@ -36,6 +36,8 @@ from dpxattn.reference._mp import (context, interval_context, interval_upper, re
 __all__ = [
     "multi_indices",
     "index_multisets",
+    "exponent_profile",
+    "exponent_profiles",
     "default_scale",
     "features",
     "feature_bounds",
@@ -98,15 +100,42 @@ def _scale_fraction(scale, d: int) -> Fraction:
     return to_fraction(scale, "scale")
 
 
+def exponent_profile(alpha) -> tuple[int, ...]:
+    """The sorted nonzero exponents of a multi-index alpha (a partition of |alpha|).
+
+    |alpha| and alpha! depend on alpha only through it, so the coefficient
+    sqrt(scale^|alpha| / alpha!) and the bound M_alpha take one value per profile: 22 distinct
+    profiles at |alpha| = 8 among the C(23, 8) = 490,314 monomials of degree 8 in d = 16.
+    Callers compute each value once per profile (the same exact rational, the same rounding).
+    Paper: Taylor feature map (v2 App. I); spec PAPER.md §2.3. Proof note:
+    ``proofs_notes/10-taylor-kernel.md``.
+    """
+    return tuple(sorted(a for a in alpha if a))
+
+
+@functools.lru_cache(maxsize=64)
+def exponent_profiles(d: int, degree: int) -> tuple[tuple[int, ...], ...]:
+    """:func:`exponent_profile` of every feature, in THE order of :func:`multi_indices`
+    (cached: computed once per (d, degree)). Proof note: ``proofs_notes/10-taylor-kernel.md``.
+    """
+    return tuple(exponent_profile(alpha) for alpha in multi_indices(d, degree))
+
+
 @functools.lru_cache(maxsize=256)
 def _coefficients(d: int, degree: int, scale: Fraction, prec: int) -> tuple:
-    """sqrt(scale^|alpha| / alpha!) per feature, at ``prec`` bits (one rounding of an exact rational)."""
+    """sqrt(scale^|alpha| / alpha!) per feature, at ``prec`` bits (one rounding of an exact
+    rational), computed once per :func:`exponent_profile`."""
     ctx = context(prec)
+    wide = context(prec + 16)
+    per_profile: dict = {}
     out = []
-    for alpha in multi_indices(d, degree):
-        q = scale ** sum(alpha) / math.prod(math.factorial(a) for a in alpha)
-        out.append(ctx.sqrt(to_mpf(q, context(prec + 16))))
-    return tuple(ctx.mpf(c) for c in out)
+    for key in exponent_profiles(d, degree):
+        c = per_profile.get(key)
+        if c is None:
+            q = scale ** sum(key) / math.prod(math.factorial(a) for a in key)
+            c = per_profile[key] = ctx.mpf(ctx.sqrt(to_mpf(q, wide)))
+        out.append(c)
+    return tuple(out)
 
 
 def _monomials(x: list, degree: int, ctx) -> list:
@@ -145,7 +174,24 @@ def feature_bounds(d: int, degree: int, R, *, scale=None, prec=None) -> list:
     """
     d = check_positive_int("d", d)
     check_positive("R", R)
-    return features([R] * d, degree, scale=scale, prec=prec)
+    # = features([R] * d): there every monomial of degree k is the same chain of k roundings
+    # R * R * ... (see _monomials), so each value is computed once per exponent profile
+    prec = resolve_prec(prec)
+    ctx = context(prec)
+    s = check_degree(degree)
+    Rm = to_vector([R], ctx, "x")[0]
+    powers = [ctx.one]
+    for _ in range(s):
+        powers.append(powers[-1] * Rm)
+    coefs = _coefficients(d, s, _scale_fraction(scale, d), prec)
+    per_profile: dict = {}
+    out = []
+    for c, key in zip(coefs, exponent_profiles(d, s)):
+        v = per_profile.get(key)
+        if v is None:
+            v = per_profile[key] = c * powers[sum(key)]
+        out.append(v)
+    return out
 
 
 def taylor(t, degree: int, *, prec=None):

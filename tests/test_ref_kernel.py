@@ -185,3 +185,36 @@ def test_select_degree_limits():
     # scale matters: t_max = scale d R^2
     assert kernel.select_degree(1e-3, 1.0, 4, scale=Fraction(1, 2)) == kernel.select_degree(
         1e-3, math.sqrt(2), 4)
+
+
+@pytest.mark.parametrize("d,s,R,scale", [(3, 4, 1.7, None), (2, 3, 0.3, 0.7), (4, 2, Fraction(1, 3), None),
+                                         (5, 5, 2.0, 0.25)])
+def test_feature_bounds_are_the_corner_features_bit_for_bit(d, s, R, scale):
+    """feature_bounds computes each value once per exponent profile: the same numbers as
+    features(R 1_d), bit for bit (proofs_notes/10)."""
+    a = kernel.feature_bounds(d, s, R, scale=scale)
+    b = kernel.features([R] * d, s, scale=scale)
+    assert len(a) == len(b) and all(x == y for x, y in zip(a, b))
+
+
+def test_exponent_profiles_follow_the_feature_order():
+    alphas = kernel.multi_indices(4, 3)
+    profiles = kernel.exponent_profiles(4, 3)
+    assert len(profiles) == len(alphas)
+    for alpha, key in zip(alphas, profiles):
+        assert sum(key) == sum(alpha) and sorted(a for a in alpha if a) == list(key)
+    assert len(set(kernel.exponent_profiles(16, 8))) == sum(
+        1 for k in range(9) for _ in _partitions(k, 16))
+
+
+def _partitions(k, parts, largest=None):
+    """The partitions of k into at most ``parts`` parts (each <= largest)."""
+    largest = k if largest is None else largest
+    if k == 0:
+        yield ()
+        return
+    if parts == 0:
+        return
+    for first in range(min(k, largest), 0, -1):
+        for rest in _partitions(k - first, parts - 1, first):
+            yield (first,) + rest
