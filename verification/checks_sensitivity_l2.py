@@ -56,32 +56,17 @@ MUTANT_FACTOR = 0.7
 
 
 @dataclass(frozen=True)
-class L2Config:
-    """One structure searched: public parameters (``domain`` "box" or "ball"; tree: box only)."""
+class L2Config(StructureConfig):
+    """One structure searched: a :class:`dpxattn.verification.mutants.StructureConfig` plus its
+    key domain (``domain`` "box" or "ball"; the tree: box only). eps and delta do not enter the
+    sensitivity (the Gaussian build's sigma is calibrated at (1, 1e-6))."""
 
-    mechanism: str
-    domain: str
-    n: int
-    d: int
-    d_v: int
-    degree: int
-    R: float
-    R_w: float
-    grid_size: int | None = None
-
-    @property
-    def grid(self) -> int:
-        return self.n if self.grid_size is None else self.grid_size
+    domain: str = "box"
 
     def describe(self) -> str:
         g = f", G={self.grid}" if self.mechanism == "tree" else ""
         return (f"{self.mechanism}/{self.domain} n={self.n} d={self.d} d_v={self.d_v} "
                 f"s={self.degree} R={self.R:g} R_w={self.R_w:g}{g}")
-
-    def structure(self) -> StructureConfig:
-        return StructureConfig(mechanism=self.mechanism, n=self.n, d=self.d, d_v=self.d_v,
-                               degree=self.degree, R=self.R, R_w=self.R_w, eps=1.0, delta=1e-6,
-                               grid_size=self.grid_size)
 
     def analytic(self):
         """The l2 sensitivity the Gaussian noise is calibrated to (reference, mpf)."""
@@ -140,13 +125,17 @@ L2_BUDGETS = {
 
 def l2_configs(level: str) -> list[L2Config]:
     """Structures searched (small n: the change depends on the changed row only)."""
-    out = [L2Config("direct", "box", 3, 2, 1, 2, 1.0, 1.0),
-           L2Config("direct", "ball", 3, 2, 2, 2, 1.0, 1.0),
-           L2Config("tree", "box", 3, 1, 1, 2, 1.0, 1.0)]
+    def cfg(mechanism, domain, n, d, d_v, degree, R, R_w, grid_size=None):
+        return L2Config(mechanism=mechanism, n=n, d=d, d_v=d_v, degree=degree, R=R, R_w=R_w,
+                        eps=1.0, delta=1e-6, grid_size=grid_size, domain=domain)
+
+    out = [cfg("direct", "box", 3, 2, 1, 2, 1.0, 1.0),
+           cfg("direct", "ball", 3, 2, 2, 2, 1.0, 1.0),
+           cfg("tree", "box", 3, 1, 1, 2, 1.0, 1.0)]
     if level != "quick":
-        out += [L2Config("direct", "box", 4, 1, 2, 3, 1.5, 0.8),
-                L2Config("direct", "ball", 4, 3, 1, 2, 0.8, 1.5),
-                L2Config("tree", "box", 4, 2, 1, 1, 1.0, 1.0, grid_size=5)]
+        out += [cfg("direct", "box", 4, 1, 2, 3, 1.5, 0.8),
+                cfg("direct", "ball", 4, 3, 1, 2, 0.8, 1.5),
+                cfg("tree", "box", 4, 2, 1, 1, 1.0, 1.0, grid_size=5)]
     return out
 
 
@@ -250,8 +239,8 @@ def search_l2(config: L2Config, rng: np.random.Generator, budget: L2Budget) -> d
         structured = [p for p in pairs if "random" not in p.strategy]
         randoms = [p for p in pairs if "random" in p.strategy]
     else:
-        structured = corner_pairs(config.structure(), 16)
-        randoms = random_pairs(config.structure(), budget.random_pairs, rng)
+        structured = corner_pairs(config, 16)
+        randoms = random_pairs(config, budget.random_pairs, rng)
     for pair in structured + randoms:
         record(evaluate(pair), pair)
     structured_best = best[0][0]
