@@ -10,12 +10,15 @@ interval at the run's confidence, ``dpxattn.benchmarks.intervals``):
 * **L1** ``direct``, canonical (d = 8, s = 3, d_v = 8, R = R_w = 1, eps = 1, delta = 1e-6,
   n = 1e4): mean |answer - Taylor attention| of gaussian over tlap, float mode, target <= 1/5;
 * **L2** ``direct`` at d = 16, s = 3 (n = 2e4; quick 5e3): the same ratio, target <= 1/12;
-* **L3** ``tree`` at d = 2, s = 2, d_v = 2, n = 4096: the same ratio, target <= 1/10 (SKIP with
-  the library's reason while the tree has no Gaussian law);
+* **L3** ``tree`` at d = 2, s = 2, d_v = 2, n = 4096: the same ratio, target <= 1/10 (the
+  Gaussian tree: one component on the l2 sensitivity of the whole release,
+  proofs_notes/26-tree-gaussian.md; SKIP with the library's reason where a law is unavailable);
 * **L4** build time, ``direct`` canonical at n = 1e5 (quick 1e4): gaussian / tlap, both float
   mode, target <= 1.2;
 * **L5** build time: secure gaussian (exact discrete Gaussian lattice release) / float gaussian,
-  same configuration, target <= 2.
+  same configuration, target <= 2;
+* **L6** build time, ``tree`` at L3's configuration (quick n = 512): gaussian / tlap, both float
+  mode, target <= 1.2.
 
 Data (public stand-ins): keys U[0, 1]^d, values U[-1, 1]^{d_v}, 64 queries U[0, 1]^d, drawn once
 per configuration; each repetition of L1-L3 builds one structure per law with fresh seeded noise
@@ -44,6 +47,8 @@ ERROR_CASES = (
 BUILD_CASE = (8, 3, 8, 100_000, 10_000)
 #: targets of L4 (gaussian / tlap float build) and L5 (secure / float gaussian build)
 BUILD_TARGETS = (1.2, 2.0)
+#: (d, degree, d_v, n full, n quick, target) of the tree build-time row L6
+TREE_BUILD_CASE = (2, 2, 2, 4_096, 512, 1.2)
 QUERIES = 64
 _PRIVACY = dict(eps=1.0, delta=1e-6, R=1.0, R_w=1.0)
 
@@ -117,8 +122,35 @@ def _build_rows(ctx: RunContext) -> tuple[list[Target], dict]:
     return rows, raw
 
 
+def _tree_build_row(ctx: RunContext) -> tuple[Target, dict]:
+    """L6: the tree's float build time, gaussian / tlap (paired, interleaved repetitions)."""
+    from dpxattn.errors import ParameterError
+    from dpxattn.fast import DPCrossAttention
+
+    d, degree, d_v, n_full, n_quick, target = TREE_BUILD_CASE
+    n = n_quick if ctx.quick else n_full
+    K, V, _ = _data(n, d, d_v, ctx.seed + 7)
+    tag = f"tree, d={d}, s={degree}, d_v={d_v}, n={n}, float mode, seeded noise"
+    what = "tree build time gaussian / tlap (float mode)"
+    gen = torch.Generator().manual_seed(ctx.seed + 31)
+
+    def build(law):
+        return lambda: DPCrossAttention.build(K, V, generator=gen, **_kwargs("tree", degree, law))
+
+    try:
+        build("gaussian")()  # once: availability, and the public constants computed (memoised)
+    except ParameterError as exc:
+        return skipped("L6", what, tag, "<=", target, f"not available: {exc}", "x"), {}
+    t_tlap, t_gauss = ctx.time_many([build("tlap"), build("gaussian")])
+    interval = ctx.interval(paired_ratios(t_gauss.samples, t_tlap.samples),
+                            "paired per-repetition ratios")
+    note = f"{t_gauss.median * 1e3:.3g} ms vs {t_tlap.median * 1e3:.3g} ms"
+    return (judge("L6", what, tag, interval.estimate, "<=", target, "x", note, interval=interval),
+            {"tlap_float": t_tlap.to_dict(), "gaussian_float": t_gauss.to_dict()})
+
+
 def measure_noise_laws(ctx: RunContext) -> tuple[list[Target], dict]:
-    """Rows L1-L5 and their raw figures (module docstring)."""
+    """Rows L1-L6 and their raw figures (module docstring)."""
     rows, raw = [], {"errors": {}}
     for case in ERROR_CASES:
         ctx.log(f"noise laws: {case[0]} ({case[1]}, d={case[2]}, s={case[3]})")
@@ -127,4 +159,6 @@ def measure_noise_laws(ctx: RunContext) -> tuple[list[Target], dict]:
         raw["errors"][case[0]] = errors
     ctx.log("noise laws: build times")
     build_rows, raw["build"] = _build_rows(ctx)
-    return rows + build_rows, raw
+    ctx.log("noise laws: tree build times")
+    tree_row, raw["tree_build"] = _tree_build_row(ctx)
+    return rows + build_rows + [tree_row], raw

@@ -21,7 +21,7 @@ from dpxattn.cli import main
 
 ROW = re.compile(r"^\| (?P<id>[A-Z][A-Za-z0-9]*) +\|.*\| (?P<verdict>PASS|FAIL|UNSURE|INFO|SKIP) +\|")
 EXPECTED_TARGETS = {"G1", "G2", "G3", "G4", "G6", "G7", "G8", "G9", "G10", "G11", "REF", "ERR", "ENV",
-                    "L1", "L2", "L3", "L4", "L5"}
+                    "L1", "L2", "L3", "L4", "L5", "L6"}
 EXPECTED_SLOPES = {"S1", "S2", "S3", "S4", "S5", "S6", "S7"}
 
 

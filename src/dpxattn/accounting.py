@@ -219,6 +219,7 @@ class PrivacyPlan:
         :class:`dpxattn.errors.ParameterError` naming ``public_maps``."""
         return replace(self, public_maps=self.public_maps + check_public_maps(maps))
 
+
     def to_dict(self) -> dict:
         return {
             "mechanism": self.mechanism,
@@ -458,6 +459,10 @@ def plan_tree(*, eps, delta, n: int, d: int, d_v: int, degree: int, copies: int 
     """
     check_law(law, "tree")
     if law == "gaussian":
+        if composition != "basic":
+            raise _parameter_error("composition", "must be 'basic' with law 'gaussian' (the "
+                                   "Gaussian tree is ONE component: nothing to compose)",
+                                   composition)
         return _plan_tree_gaussian(eps, delta, n, d, d_v, degree, copies, grid_size,
                                    sensitivity, noise_scale)
     check_privacy(eps, delta)
