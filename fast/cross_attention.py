@@ -56,7 +56,7 @@ from dpxattn.fast.features import feature_bounds
 from dpxattn.fast.release import NOISE_MODES, SecureGaussianLaw, noise_stream
 from dpxattn.fast.secure_noise import SECURE_NUMERICS
 from dpxattn.fast.sensitivities import (direct_gaussian_constants, direct_secure_constants,
-                                        tree_gaussian_constants,
+                                        tree_gaussian_constants, tree_secure_gaussian_constants,
                                         direct_secure_gaussian_constants,
                                         direct_sensitivity, round_up, tree_secure_constants,
                                         tree_sensitivities)
@@ -475,7 +475,8 @@ def _secure_gaussian_note_text(p) -> str:
     ``p``, frozen and hashable), memoised."""
     return (f"hardened release: 1 discrete Gaussian lattice law, g = 2^{p.exponent}, "
             f"sigma = g sqrt(t (t - 1)), t = {p.scale_units}; l2 sensitivity of the computed "
-            "float64 S (analytic + 2 x float64 error bound); sigma / continuous analytic sigma = "
+            "float64 release (analytic + 2 x float64 error bound); sigma / continuous analytic "
+            "sigma = "
             f"{p.sigma_ratio:.9g}; delta achieved / delta share <= "
             f"{p.delta_achieved / float(p.delta):.9g} (certified, proofs_notes/25-discrete-gaussian.md)")
 
@@ -571,26 +572,31 @@ def _build_tree_gaussian(K, V, *, eps, delta, R, R_w, degree, scale, bounds, str
                          secure: bool, copies: int, grid_size):
     """The Gaussian ``tree`` release of a validated (K, V) and its plan (one Gaussian component,
     recording the l2 sensitivity and sigma used; ``proofs_notes/26-tree-gaussian.md``): float
-    mode only, secure mode refused (:class:`dpxattn.errors.ParameterError` naming ``noise``)."""
-    if secure:
-        raise ParameterError(
-            "noise", "'secure' is not available for mechanism 'tree' with law 'gaussian': its "
-            "discrete Gaussian lattice release needs the l2 float-error allowance of the computed "
-            "tree, which is not certified yet", "secure",
-            hint="use noise='float' with a generator, law='tlap' (secure by default), or "
-                 "mechanism='direct' with law='gaussian'")
+    mode: sigma Phi^-1(u) per number; secure mode: ONE exact discrete Gaussian lattice release of
+    the whole computed vector on its l2 sensitivity (analytic + 2 x the l2 float-error bound,
+    :func:`dpxattn.fast.sensitivities.tree_secure_gaussian_constants`)."""
     n, d = K.shape
     d_v = V.shape[1]
     grid = n if grid_size is None else grid_size
     plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree, copies=copies,
                      grid_size=grid_size, law="gaussian")
     eps_g, delta_g = plan.share("tree")
-    sens, sigma = tree_gaussian_constants(d=d, degree=degree, R=R, R_w=R_w, d_v=d_v, eps=eps_g,
-                                          delta=delta_g, grid=grid, copies=copies, scale=scale)
+    if secure:
+        sens, value_bound = tree_secure_gaussian_constants(
+            n=n, d=d, degree=degree, R=R, R_w=R_w, d_v=d_v, grid=grid, copies=copies, scale=scale)
+        gauss, extra = True, (eps_g, delta_g, sens, value_bound)
+    else:
+        sens, sigma = tree_gaussian_constants(d=d, degree=degree, R=R, R_w=R_w, d_v=d_v,
+                                              eps=eps_g, delta=delta_g, grid=grid, copies=copies,
+                                              scale=scale)
+        gauss, extra = (sigma, sens), None
     release = TreeRelease.build(
         K, V, degree=degree, scale=scale, grid=grid, copies=copies, bounds=bounds,
         norm_bound=_norm_bound(d, degree, R, scale), R_w=_public_float_up(R_w, "R_w"),
-        scalar_sens=None, node_sens=None, shares=None, stream=stream, gaussian=(sigma, sens))
+        scalar_sens=None, node_sens=None, shares=None, stream=stream, secure=extra,
+        gaussian=gauss)
+    if secure:
+        sens, sigma = release.node_law.sensitivity, release.node_law.sigma
     plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree, copies=copies,
                      grid_size=grid_size, law="gaussian", sensitivity=sens, noise_scale=sigma)
     return release, plan

@@ -28,7 +28,8 @@ from dpxattn.fast.directed import exact_fraction, float_up, memo_safe
 
 __all__ = ["direct_sensitivity", "direct_gaussian_constants", "tree_sensitivities", "round_up",
            "tree_gaussian_constants",
-           "direct_secure_constants", "direct_secure_gaussian_constants", "tree_secure_constants"]
+           "direct_secure_constants", "direct_secure_gaussian_constants", "tree_secure_constants",
+           "tree_secure_gaussian_constants"]
 
 #: relative margin over the reference's working-precision rounding (it evaluates at >= 100 bits)
 _MARGIN = 1 + Fraction(1, 2**90)
@@ -268,3 +269,31 @@ def tree_secure_constants(*, n: int, d: int, degree: int, R, R_w, d_v: int, heig
     ``*_float_error`` and ``secure_sensitivity``), and public bounds ``(1 + gamma) x`` (n W,
     n W T_s(t_max), n W M_t^m) on every |computed entry|. ``proofs_notes/23-hardened-noise.md``."""
     return _tree_secure(n, d, degree, _key(R), _key(R_w), d_v, _key(scale), height)
+
+
+@lru_cache(maxsize=64)
+def _tree_secure_gaussian(n, d, degree, R, R_w, d_v, scale, grid, copies):
+    from functools import partial
+
+    from dpxattn.accounting import tree_height
+    from dpxattn.reference import sensitivity
+    from dpxattn.reference.dptree import certified_upper
+
+    analytic = certified_upper(partial(sensitivity.tree_release_l2, grid_size=grid, copies=copies,
+                                       scale=scale), d, degree, R, R_w, d_v)
+    err = sensitivity.tree_release_float_error_l2(n, d, degree, R, R_w, d_v, grid_size=grid,
+                                                  copies=copies, scale=scale)
+    sens = round_up(analytic + 2 * err, "secure tree Delta_2")
+    _, _, scal_bound, node_bound = _tree_secure(n, d, degree, R, R_w, d_v, scale, tree_height(grid))
+    return sens, float(max(scal_bound.max(), node_bound.max()))
+
+
+def tree_secure_gaussian_constants(*, n: int, d: int, degree: int, R, R_w, d_v: int, grid: int,
+                                   copies: int, scale=None) -> tuple[float, float]:
+    """``(sensitivity, value_bound)`` of the hardened discrete Gaussian release of the WHOLE
+    tree, float64 rounded up: ``Delta_2 + 2 E_2``, an **l2** sensitivity of the computed float64
+    release (triangle inequality, as :func:`direct_secure_gaussian_constants`), with Delta_2 the
+    reference's ``tree_release_l2`` certified upward and E_2 its
+    ``tree_release_float_error_l2``; and the largest public bound on |computed entry| of
+    :func:`tree_secure_constants`. ``proofs_notes/26-tree-gaussian.md`` ("Secure mode")."""
+    return _tree_secure_gaussian(n, d, degree, _key(R), _key(R_w), d_v, _key(scale), grid, copies)

@@ -49,7 +49,8 @@ from dpxattn.accounting import padded_size, tree_height
 from dpxattn.errors import no_sure_envelope
 from dpxattn.fast.envelope import gamma, gaussian_noise_bound, hp_noise_bound, unit_roundoff
 from dpxattn.fast.features import feature_chunks, features_t
-from dpxattn.fast.release import GaussianLaw, NoiseLaw, gaussian_law, noise_law, release_, secure_law
+from dpxattn.fast.release import (GaussianLaw, NoiseLaw, SecureGaussianLaw, gaussian_law,
+                                  noise_law, release_, secure_gaussian_law, secure_law)
 from dpxattn.fast.tree import (fill_internal_nodes, gather_sums, grid_cell, prefix_suffix_nodes,
                                split_sums)
 
@@ -128,7 +129,11 @@ class TreeRelease:
         of nodes: every coordinate counts as changed once float error is included).
         ``gaussian``: None (TLap) or ``(sigma, Delta_2)`` (float mode, ``law="gaussian"``; then
         ``scalar_sens``, ``node_sens`` and ``shares`` are unused): N(0, sigma^2) on every
-        released number, same uniforms, same order.
+        released number, same uniforms, same order. Secure Gaussian (``gaussian`` given and
+        ``secure`` = ``(eps, delta, l2 sensitivity, value_bound)`` of the computed release,
+        :func:`dpxattn.fast.sensitivities.tree_secure_gaussian_constants`): the whole release is
+        ONE discrete Gaussian lattice release (``changed`` = every released number), drawn as
+        the scalars then the nodes, from the secure words (``proofs_notes/26-tree-gaussian.md``).
         """
         device = K.device
         n, d_v = V.shape
@@ -161,9 +166,17 @@ class TreeRelease:
         del sums
 
         if gaussian is not None:
-            sigma, sens = gaussian
-            scalar_law = gaussian_law((l, cols, 2), sigma, sens)
-            node_law = gaussian_law((l, cols, r, MOMENTS), sigma, sens)
+            if secure is not None:  # one discrete Gaussian lattice release of the whole vector
+                eps_g, delta_g, sens, value_bound = secure
+                total = scalars.numel() + payload.numel()
+                scalar_law = secure_gaussian_law((l, cols, 2), sens, eps_g, delta_g,
+                                                 changed=total, value_bound=value_bound)
+                node_law = secure_gaussian_law((l, cols, r, MOMENTS), sens, eps_g, delta_g,
+                                               changed=total, value_bound=value_bound)
+            else:
+                sigma, sens = gaussian
+                scalar_law = gaussian_law((l, cols, 2), sigma, sens)
+                node_law = gaussian_law((l, cols, r, MOMENTS), sigma, sens)
             release_(scalars.unsqueeze(0), scalar_law, stream)
             release_(payload.permute(0, 2, 3, 1, 4), node_law, stream)
             return cls(payload=payload, scalars=scalars, node_law=node_law,
@@ -201,8 +214,9 @@ class TreeRelease:
 
     @property
     def gaussian(self) -> bool:
-        """True for ``law="gaussian"`` (every released number N(0, sigma^2))."""
-        return isinstance(self.node_law, GaussianLaw)
+        """True for ``law="gaussian"`` (every released number N(0, sigma^2), or its exact
+        discrete lattice form in secure mode)."""
+        return isinstance(self.node_law, (GaussianLaw, SecureGaussianLaw))
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -364,7 +378,10 @@ class TreeRelease:
         each of the |C_t| canonical nodes of tree (t, m); the same for every column): exactly
         N(0, sigma^2 sum c_j^2), bounded at ``failure`` by its two-sided normal quantile
         (:func:`dpxattn.fast.envelope.gaussian_noise_bound`), plus the floating-point allowance
-        with the released magnitudes (:meth:`released_magnitudes`) and the draws' own error."""
+        with the released magnitudes (:meth:`released_magnitudes`) and the draws' own error.
+        Secure mode (exact discrete Gaussian on a lattice of spacing g): each draw is within
+        1.5 g of a coupled N(0, sigma^2) draw, surely (note 25, Lemma 5), so 1.5 g sum |c_j| is
+        added; lattice draws are exact (no draw error)."""
         if failure is None:
             raise no_sure_envelope("error_bound")
         from dpxattn.fast.direct import GAUSSIAN_DRAW_ULPS
@@ -378,10 +395,17 @@ class TreeRelease:
             cs = coef * sizes.unsqueeze(-1)
             sum_c2 = (1.0 + norm * norm + (coef * coef * sizes.unsqueeze(-1)).sum(dim=(1, 2))) / 4
             noise = gaussian_noise_bound(self.node_law.sigma, sum_c2, 3 * r + 2, failure)
+            secure = isinstance(self.node_law, SecureGaussianLaw)
+            if secure:
+                # lattice release (note 25, Lemma 5): each noise is within g (coupling) + g/2
+                # (rounding) of a N(0, sigma^2) draw coupled to it, surely: + 1.5 g sum |c_j|
+                l1 = (1.0 + norm + cs.sum(dim=(1, 2))) / 2
+                c = self.node_law.coupling + self.node_law.rounding
+                noise = noise + c * l1 * (1.0 + gamma(3 * r + 4, unit_roundoff(torch.float64)))
             A, A_s = self.released_magnitudes()
             cols = A.shape[0]
             fp = self._fp_allowance(U, cs, coef, norm, A, A_s, torch.float64,
-                                    draw_ulps=GAUSSIAN_DRAW_ULPS)
+                                    draw_ulps=0 if secure else GAUSSIAN_DRAW_ULPS)
         return noise[:, None].expand(-1, cols) + fp
 
     def _secure_hp(self, coef, cs, c2s, sizes, norm, sure, var, var_s, failure):

@@ -87,6 +87,7 @@ __all__ = [
     "c1_float_error",
     "tree_level_float_error",
     "secure_sensitivity",
+    "tree_release_float_error_l2",
 ]
 
 
@@ -618,6 +619,39 @@ def tree_level_float_error(n: int, M_t, moment: int, R_w, *, degree: int, height
     M = to_mpf(check_positive("M_t", M_t), ctx, "M_t")
     Rw = to_mpf(check_positive("R_w", R_w), ctx, "R_w")
     return float64_sum_error_bound(n, tree_term_roundings(degree, height), Rw * M**m, prec=prec)
+
+
+def tree_release_float_error_l2(n: int, d: int, degree: int, R, R_w, d_v: int, *,
+                                grid_size: int, copies: int = 1, scale=None, prec=None):
+    """A bound on the l2 norm of the float64 error of the WHOLE computed ``tree`` release
+    (every copy, column, c0, c1 and node): ``sqrt(l sum_k (E_c0^2 + E_c1^2 + L sum_{t,m}
+    E_level(t, m)^2))``, k over the d_v value columns (weight R_w) and the denominator (weight 1).
+
+    The error vector's entries split into groups: per copy and column the c0 and the c1 entry,
+    and per (copy, column, coordinate t, moment m) and level the level's nodes, whose l1 error is
+    at most :func:`c0_float_error`, :func:`c1_float_error`, :func:`tree_level_float_error`
+    (h = tree_height(grid)); and ``||e||_2^2 = sum_g ||e_g||_2^2 <= sum_g ||e_g||_1^2``. The l
+    copies are one computation repeated (identical errors). Used, doubled, on top of
+    :func:`tree_release_l2` for the hardened Gaussian tree (triangle inequality, as
+    :func:`secure_sensitivity` does in l1). Proof note ``proofs_notes/26-tree-gaussian.md``.
+    Paper: not in the paper (PAPER §5 items 13 and 18).
+    """
+    from dpxattn.accounting import tree_height, tree_levels  # accounting imports nothing here
+    G = check_positive_int("grid_size", grid_size)
+    copies = check_positive_int("copies", copies)
+    d_v = check_positive_int("d_v", d_v)
+    ctx = context(prec)
+    M = feature_bounds(d, degree, R, scale=scale, prec=prec)
+    L, h = tree_levels(G), tree_height(G)
+    total = ctx.zero
+    for w in [R_w] * d_v + [1]:
+        total += c0_float_error(n, w, prec=prec) ** 2
+        total += c1_float_error(n, d, degree, R, w, scale=scale, prec=prec) ** 2
+        for M_t in M:
+            for m in range(3):
+                e = tree_level_float_error(n, M_t, m, w, degree=degree, height=h, prec=prec)
+                total += L * e * e
+    return ctx.sqrt(copies * total)
 
 
 def secure_sensitivity(analytic, error_bounds, *, prec=None):

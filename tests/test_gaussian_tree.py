@@ -12,7 +12,9 @@
 * The hp envelope (exact normal numerator and denominator, ratio step, median of copies): its
   empirical failure rate over independent builds is Binomial(B, <= p), alpha = 1e-6, with power
   against a halved envelope; error_bound refuses.
-* Bad input: unknown laws, secure mode (not offered for the Gaussian tree), the sure envelope.
+* Secure mode: one exact discrete Gaussian lattice release of the whole computed vector,
+  certified on its l2 sensitivity (analytic + 2 x the l2 float-error bound); its hp envelope.
+* Bad input: unknown laws, the sure envelope.
 """
 
 from __future__ import annotations
@@ -413,14 +415,71 @@ def test_unknown_or_non_string_law_is_refused_for_the_tree(law):
             call()
 
 
-def test_secure_gaussian_tree_is_refused_with_the_reason():
-    """noise="secure" (and the default without a generator) is not offered for the Gaussian
-    tree: a ParameterError naming ``noise`` and why, before anything is released."""
+def test_secure_gaussian_tree_is_one_certified_lattice_release():
+    """noise="secure" (the default without a generator): every released number is a point of
+    one public lattice, the plan records the l2 sensitivity of the COMPUTED release (analytic +
+    2 x the l2 float-error bound, >= the analytic one) and its lattice sigma (within 1e-5 of the
+    continuous analytic sigma); a seeded generator reproduces the release (labelled seeded)."""
+    from fractions import Fraction
+
     rng = np.random.default_rng(0)
-    K, V, _ = (torch.tensor(x) for x in _data(rng, 4, 1, 1))
-    for kw in (dict(), dict(noise="secure"), dict(noise="secure", generator=rng)):
-        with pytest.raises(ParameterError, match=r"noise.*secure.*tree.*gaussian"):
-            DPCrossAttention.build(K, V, degree=1, **_tree_kw(), **kw)
+    n, d, d_v, s = 64, 2, 2, 2
+    K, V, _ = (torch.tensor(x) for x in _data(rng, n, d, d_v))
+    att = DPCrossAttention.build(K, V, degree=s, **_tree_kw())
+    law = att.release.node_law
+    assert att.noise == "secure" and att.release.secure and att.release.gaussian
+    g = Fraction(law.parameters.granularity)
+    vals = torch.cat([att.release.payload.reshape(-1), att.release.scalars.reshape(-1)])
+    assert all(Fraction(float(x)) % g == 0 for x in vals[:: max(1, vals.numel() // 500)])
+    analytic = float(sensitivity.tree_release_l2(d, s, 1.0, 1.0, d_v, grid_size=n))
+    err = float(sensitivity.tree_release_float_error_l2(n, d, s, 1.0, 1.0, d_v, grid_size=n))
+    (comp,) = att.privacy.to_dict()["components"]
+    assert comp["sensitivity_value"] >= analytic + 2 * err and 0 < err < 1e-9 * analytic
+    cont = float(ref_gaussian.sigma_for(comp["sensitivity_value"], 1.0, 1e-6))
+    assert comp["sigma"] == pytest.approx(cont, rel=1e-5) and comp["sigma"] >= cont * (1 - 1e-12)
+    assert "hardened" in att.privacy.numerics
+    a = DPCrossAttention.build(K, V, degree=s, noise="secure",
+                               generator=torch.Generator().manual_seed(5), **_tree_kw())
+    b = DPCrossAttention.build(K, V, degree=s, noise="secure",
+                               generator=torch.Generator().manual_seed(5), **_tree_kw())
+    assert torch.equal(a.release.payload, b.release.payload)
+    assert "seeded" in a.privacy.randomness
+
+
+def test_tree_float_error_l2_bound_grows_like_the_l1_ones():
+    """The l2 float-error bound of the whole computed release: positive, below the sum of the
+    per-component l1 bounds it is built from, and growing with n (n^2 u)."""
+    small = sensitivity.tree_release_float_error_l2(10 ** 3, 2, 2, 1.0, 1.0, 2, grid_size=64)
+    big = sensitivity.tree_release_float_error_l2(10 ** 6, 2, 2, 1.0, 1.0, 2, grid_size=64)
+    assert 0 < small < big and big / small > 1e5
+
+
+@pytest.mark.statistical
+def test_secure_hp_envelope_failure_rate():
+    """Secure mode: violations of hp_error_bound(Q, p) over B = 200 independent secure builds
+    are Binomial(B, <= p), p = 0.2, alpha = 1e-6 (critical count from the binomial quantile);
+    power: the envelope / 3 is violated above that count."""
+    builds, p = 200, 0.2
+    rng = np.random.default_rng(12)
+    K = torch.tensor(rng.random((40, 1)))
+    V = torch.tensor(rng.uniform(-1, 1, (40, 1)))
+    Q = torch.tensor([[0.6]], dtype=torch.float64)
+    kw = _tree_kw(eps=50.0)
+    count = DPCrossAttention.noise_count(n=40, d=1, d_v=1, degree=1, mechanism="tree",
+                                         law="gaussian")
+    target = DPCrossAttention.build(K, V, degree=1, uniforms=np.full(count, 0.5),
+                                    **kw).query(Q).item()
+    bad = worse = 0
+    for b in range(builds):
+        att = DPCrossAttention.build(K, V, degree=1, noise="secure",
+                                     generator=np.random.default_rng([12, b]), **kw)
+        err = abs(att.query(Q).item() - target)
+        h = att.hp_error_bound(Q, p).item()
+        bad += err > h
+        worse += err > h / 3
+    threshold = stats.binom.ppf(1 - ALPHA, builds, p)
+    assert bad <= threshold, (bad, threshold)
+    assert worse > threshold, (worse, threshold)
 
 
 def test_gaussian_tree_keeps_the_tree_options_checks():

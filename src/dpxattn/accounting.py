@@ -529,7 +529,9 @@ def _plan_tree_gaussian(eps, delta, n, d, d_v, degree, copies, grid_size, sensit
         count=1, eps=e, delta=dl,
         sensitivity="2 R_w sqrt(l d_v S_max), S_max = L (r + sum_t M_t^2 + sum_t M_t^4) + 1 + "
                     "(sum_t M_t^2)^2, when d_v R_w^2 >= 1 (l2: the change of the whole released "
-                    "vector, reference.sensitivity.tree_release_l2)",
+                    "vector, reference.sensitivity.tree_release_l2; in secure mode plus twice "
+                    "the l2 float64 error bound of the computed release, "
+                    "reference.sensitivity.tree_release_float_error_l2)",
         per=f"all {count} released numbers ({copies} copies x {d_v + 1} columns x (c0, c1 and "
             f"{TREE_MOMENTS * r} trees of {nodes} nodes)): ONE analytic Gaussian mechanism (iid "
             "N(0, sigma^2) per number; nothing composed)",
