@@ -465,15 +465,9 @@ def plan_tree(*, eps, delta, n: int, d: int, d_v: int, degree: int, copies: int 
                                    composition)
         return _plan_tree_gaussian(eps, delta, n, d, d_v, degree, copies, grid_size,
                                    sensitivity, noise_scale)
-    check_privacy(eps, delta)
     if composition not in TREE_COMPOSITIONS:
         raise _parameter_error("composition", f"must be one of {TREE_COMPOSITIONS}", composition)
-    n = check_positive_int("n", n)
-    d_v = check_positive_int("d_v", d_v)
-    copies = check_positive_int("copies", copies)
-    grid = n if grid_size is None else check_positive_int("grid_size", grid_size)
-    r = feature_dimension(d, degree)
-    L = tree_levels(grid)
+    n, d_v, copies, grid, r, L = _tree_sizes(eps, delta, n, d, d_v, degree, copies, grid_size)
     cols = d_v + 1
     J = copies * cols * (TREE_MOMENTS * r + 2)
     e, dl = Fraction(eps), Fraction(delta)
@@ -509,17 +503,22 @@ def plan_tree(*, eps, delta, n: int, d: int, d_v: int, degree: int, copies: int 
     )
 
 
-def _plan_tree_gaussian(eps, delta, n, d, d_v, degree, copies, grid_size, sensitivity,
-                        noise_scale) -> PrivacyPlan:
-    """:func:`plan_tree` with ``law="gaussian"``: one Gaussian component, the whole release
-    (``proofs_notes/26-tree-gaussian.md``)."""
+def _tree_sizes(eps, delta, n, d, d_v, degree, copies, grid_size) -> tuple:
+    """The tree plan's checks, in one order ((eps, delta), n, d_v, copies, grid_size, degree),
+    and its sizes ``(n, d_v, copies, grid, r, L)``."""
     check_privacy(eps, delta)
     n = check_positive_int("n", n)
     d_v = check_positive_int("d_v", d_v)
     copies = check_positive_int("copies", copies)
     grid = n if grid_size is None else check_positive_int("grid_size", grid_size)
-    r = feature_dimension(d, degree)
-    L = tree_levels(grid)
+    return n, d_v, copies, grid, feature_dimension(d, degree), tree_levels(grid)
+
+
+def _plan_tree_gaussian(eps, delta, n, d, d_v, degree, copies, grid_size, sensitivity,
+                        noise_scale) -> PrivacyPlan:
+    """:func:`plan_tree` with ``law="gaussian"``: one Gaussian component, the whole release
+    (``proofs_notes/26-tree-gaussian.md``)."""
+    n, d_v, copies, grid, r, L = _tree_sizes(eps, delta, n, d, d_v, degree, copies, grid_size)
     nodes = 2 * padded_size(grid) - 1
     count = copies * (d_v + 1) * (2 + nodes * TREE_MOMENTS * r)
     e, dl = Fraction(eps), Fraction(delta)
