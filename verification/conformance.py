@@ -90,6 +90,7 @@ class ConformanceCase:
     scale: float | None = None
     domain: str = "box"
     composition: str = "basic"
+    law: str = "tlap"
 
     @property
     def build_kwargs(self) -> dict:
@@ -97,6 +98,8 @@ class ConformanceCase:
                   mechanism=self.mechanism, scale=self.scale)
         if self.domain != "box":
             kw.update(domain=self.domain)
+        if self.law != "tlap":
+            kw.update(law=self.law)
         if self.mechanism == "tree":
             kw.update(copies=self.copies, grid_size=self.grid_size)
             if self.composition != "basic":
@@ -158,6 +161,18 @@ def _cases() -> list[ConformanceCase]:
         C("tree n9 d2 s2 pld", "tree", 9, 2, 2, 2, composition="pld"),
         C("tree n6 d1 s1 c2 pld mixed", "tree", 6, 1, 1, 1, copies=2, uniforms="mixed",
           composition="pld"),
+        # the Gaussian law (notes 24, 26): float path from the same uniforms, both mechanisms
+        C("gauss direct n1 d1 s0", "direct", 1, 1, 1, 0, law="gaussian"),
+        C("gauss direct n9 d3 s3 low", "direct", 9, 3, 2, 3, uniforms="low", law="gaussian"),
+        C("gauss direct n16 d2 s2 mixed", "direct", 16, 2, 2, 2, uniforms="mixed",
+          law="gaussian"),
+        C("gauss ball n8 d2 s2 high", "direct", 8, 2, 1, 2, uniforms="high", domain="ball",
+          law="gaussian"),
+        C("gauss tree n1 d1 s0", "tree", 1, 1, 1, 0, law="gaussian"),
+        C("gauss tree n7 d2 s2 c3 mixed", "tree", 7, 2, 1, 2, copies=3, uniforms="mixed",
+          law="gaussian"),
+        C("gauss tree n9 d1 s3 G5 low", "tree", 9, 1, 2, 3, grid_size=5, uniforms="low",
+          law="gaussian"),
     ]
     return out
 
@@ -167,7 +182,11 @@ CASES: tuple[ConformanceCase, ...] = tuple(_cases())
 QUICK_CASES: tuple[ConformanceCase, ...] = tuple(c for c in CASES if c.name in {
     "direct n1 d1 s0", "direct n9 d3 s3 low", "direct n15 d1 s2 high", "direct n31 d3 s1 corners",
     "ball n16 d2 s4 low",
-    "tree n1 d1 s0", "tree n5 d1 s2 c3", "tree n8 d1 s3 high", "tree n16 d2 s1 corners"})
+    "tree n1 d1 s0", "tree n5 d1 s2 c3", "tree n8 d1 s3 high", "tree n16 d2 s1 corners",
+    "gauss direct n9 d3 s3 low", "gauss tree n7 d2 s2 c3 mixed"})
+#: the Gaussian rows' absolute tolerance on answers (the float path has no sure envelope to
+#: derive a proven floating-point bound from; the tests' floor, tests/test_gaussian_*.py)
+GAUSSIAN_ATOL = 1e-12
 
 
 @dataclass
@@ -277,6 +296,16 @@ def _plain_ppf(u: np.ndarray, sens, eps, delta) -> np.ndarray:
     return np.where(u < 0.5, -mag, mag)
 
 
+def _plain_gaussian(u: np.ndarray, l2, eps, delta) -> np.ndarray:
+    """sigma Phi^-1(u) (scipy's ndtri), sigma the analytic Gaussian's for the l2 sensitivity
+    (``reference.gaussian.sigma_for``, note 24)."""
+    from scipy.special import ndtri
+
+    from dpxattn.reference import gaussian
+
+    return float(gaussian.sigma_for(l2, eps, delta)) * ndtri(u)
+
+
 def _canonical(lo: int, hi: int, N: int) -> list[int]:
     """The reference's canonical decomposition (the one definition), empty for lo > hi."""
     from dpxattn.reference.dptree import canonical_decomposition
@@ -301,20 +330,27 @@ def _plain_direct(case: ConformanceCase, FK, FQ, W, u, n: int, d: int, d_v: int)
     s = case.degree
     plan = plan_direct(eps=case.eps, delta=case.delta, n=n, d=d, d_v=d_v, degree=s)
     e, dl = plan.share("S")
+    sc = _case_scale(case, d) if case.domain == "ball" else case.scale
     if case.domain == "ball":
-        sc = _case_scale(case, d)
         sens = float(ball_sensitivity.ball_direct_statistic(d, s, case.R, case.R_w, d_v, scale=sc))
         floor = float(ball.ball_denominator_floor(n, s, case.R, scale=sc))
     else:
         sens = float(sensitivity.direct_statistic(d, s, case.R, case.R_w, d_v, scale=case.scale))
         floor = n
-    S = FK.T @ W + _plain_ppf(u, sens, e, dl).reshape(-1, d_v + 1)
+    if case.law == "gaussian":
+        l2 = (ball_sensitivity.ball_direct_statistic_l2 if case.domain == "ball"
+              else sensitivity.direct_statistic_l2)(d, s, case.R, case.R_w, d_v, scale=sc)
+        noise = _plain_gaussian(u, l2, e, dl)
+    else:
+        noise = _plain_ppf(u, sens, e, dl)
+    S = FK.T @ W + noise.reshape(-1, d_v + 1)
     NS = FQ @ S
     D = np.maximum(NS[:, -1], floor)
     return NS[:, :-1] / D[:, None]
 
 
-def _plain_scalars(W, FK, u, weights, T: float, shares, copies: int) -> np.ndarray:
+def _plain_scalars(W, FK, u, weights, T: float, shares, copies: int,
+                   ppf=_plain_ppf) -> np.ndarray:
     """``tree``: the noisy scalars (copies, cols, 2): per copy and column, c0 = sum_i w_i and
     c1 = sum_i w_i |phi(k_i)|^2, each with its own draw (two uniforms per (copy, column), the
     first ones of ``u``); sensitivities 2 w and 2 w T."""
@@ -324,8 +360,8 @@ def _plain_scalars(W, FK, u, weights, T: float, shares, copies: int) -> np.ndarr
     scal = np.zeros((copies, cols, 2))
     for c in range(copies):
         for k in range(cols):
-            scal[c, k, 0] = W[:, k].sum() + _plain_ppf(u[pos:pos + 1], 2 * weights[k], e0, d0)[0]
-            scal[c, k, 1] = (W[:, k] * (FK**2).sum(1)).sum() + _plain_ppf(
+            scal[c, k, 0] = W[:, k].sum() + ppf(u[pos:pos + 1], 2 * weights[k], e0, d0)[0]
+            scal[c, k, 1] = (W[:, k] * (FK**2).sum(1)).sum() + ppf(
                 u[pos + 1:pos + 2], 2 * weights[k] * T, e1, d1)[0]
             pos += 2
     return scal
@@ -350,7 +386,7 @@ def _plain_node_sums(FK, W, M, G: int, N: int) -> np.ndarray:
     return nodes
 
 
-def _plain_noisy_nodes(nodes, u, M, weights, share, copies: int) -> np.ndarray:
+def _plain_noisy_nodes(nodes, u, M, weights, share, copies: int, ppf=_plain_ppf) -> np.ndarray:
     """``tree``: every node of every copy plus its draw (nodes, copies, cols, r, 3): per node,
     copies x cols x r x 3 uniforms in row-major order, sensitivity 2 w_k M_t^m at the
     per-level share ``share``. ``u`` are the uniforms left after the scalars'."""
@@ -366,7 +402,7 @@ def _plain_noisy_nodes(nodes, u, M, weights, share, copies: int) -> np.ndarray:
         for k in range(cols):
             for t in range(r):
                 for mm in range(3):
-                    noisy[i, :, k, t, mm] += _plain_ppf(uu[:, k, t, mm], sens[k, t, mm], el, dl)
+                    noisy[i, :, k, t, mm] += ppf(uu[:, k, t, mm], sens[k, t, mm], el, dl)
         pos += width
     return noisy
 
@@ -415,18 +451,30 @@ def plain_float64(case: ConformanceCase, K, V, Q, u) -> np.ndarray:
     W = np.hstack([V, np.ones((n, 1))])
     if case.mechanism == "direct":
         return _plain_direct(case, FK, FQ, W, u, n, d, d_v)
-    plan = plan_tree(eps=case.eps, delta=case.delta, n=n, d=d, d_v=d_v, degree=s,
-                     copies=case.copies, grid_size=case.grid_size, composition=case.composition)
     G = n if case.grid_size is None else case.grid_size
     N = padded_size(G)
     l = case.copies
     M = np.array([float(x) for x in kernel.feature_bounds(d, s, case.R, scale=case.scale)])
     weights = [case.R_w] * d_v + [1.0]
     T = float(kernel.feature_norm_sq_bound(d, s, case.R, scale=case.scale))
-    s0, s1, sl = (plan.share(k) for k in ("c0", "c1", "tree_level"))
-    scal = _plain_scalars(W, FK, u, weights, T, (s0, s1), l)
+    if case.law == "gaussian":  # one sigma for every number, on the whole release's l2 (note 26)
+        from dpxattn.reference import sensitivity
+
+        l2 = sensitivity.tree_release_l2(d, s, case.R, case.R_w, d_v, grid_size=G, copies=l,
+                                         scale=case.scale)
+
+        def ppf(uu, _sens, _e, _dl):
+            return _plain_gaussian(uu, l2, case.eps, case.delta)
+        s0 = s1 = sl = (None, None)
+    else:
+        plan = plan_tree(eps=case.eps, delta=case.delta, n=n, d=d, d_v=d_v, degree=s,
+                         copies=case.copies, grid_size=case.grid_size,
+                         composition=case.composition)
+        s0, s1, sl = (plan.share(k) for k in ("c0", "c1", "tree_level"))
+        ppf = _plain_ppf
+    scal = _plain_scalars(W, FK, u, weights, T, (s0, s1), l, ppf)
     nodes = _plain_node_sums(FK, W, M, G, N)
-    noisy = _plain_noisy_nodes(nodes, u[2 * l * (d_v + 1):], M, weights, sl, l)
+    noisy = _plain_noisy_nodes(nodes, u[2 * l * (d_v + 1):], M, weights, sl, l, ppf)
     out = _plain_tree_answers(FQ, noisy, scal, M, G, N, n)
     srt = np.sort(out, axis=1)
     return (srt[:, (l - 1) // 2] + srt[:, l // 2]) / 2
@@ -530,7 +578,9 @@ def run_case(case: ConformanceCase, root: int = 0) -> list[ConformanceRecord]:
     plain = plain_float64(case, K, V, Q, u)
     diff = np.abs(fast_ans - ref_ans)
     plain_err = np.abs(plain - ref_ans)
-    proven = proven_float_error(fast, Qt)
+    gaussian = case.law == "gaussian"
+    proven = (np.full_like(ref_ans, GAUSSIAN_ATOL) if gaussian
+              else proven_float_error(fast, Qt))
     tol = np.maximum(np.maximum(REL_TOL * np.abs(ref_ans), 2.0 * plain_err), proven)
     # statistic and threshold on one scale: the worst entry's diff / tol against 1
     worst = float(np.max(diff / np.maximum(tol, np.finfo(np.float64).tiny))) if diff.size else 0.0
@@ -540,24 +590,26 @@ def run_case(case: ConformanceCase, root: int = 0) -> list[ConformanceRecord]:
         {"max_abs_diff": float(diff.max()), "plain_max_rel_err": _rel(plain_err, ref_ans),
          "proven_max_rel_bound": _rel(proven, ref_ans), "worst_diff_over_tolerance": worst})]
 
-    for quantity, f_b, r_b in (
-            ("error_bound", fast.error_bound(Qt).numpy(), _floats(ref.error_bound(Q))),
-            ("hp_error_bound", fast.hp_error_bound(Qt, HP_FAILURE).numpy(),
-             _floats(ref.hp_error_bound(Q, HP_FAILURE)))):
+    bounds = [] if gaussian else [  # Gaussian noise: no sure envelope (error_bound raises)
+        ("error_bound", fast.error_bound(Qt).numpy(), _floats(ref.error_bound(Q)))]
+    bounds.append(("hp_error_bound", fast.hp_error_bound(Qt, HP_FAILURE).numpy(),
+                   _floats(ref.hp_error_bound(Q, HP_FAILURE))))
+    for quantity, f_b, r_b in bounds:
         bdiff = np.abs(f_b - r_b)
         records.append(ConformanceRecord(
             case.name, quantity, _rel(bdiff, r_b), REL_TOL,
             bool(np.all(bdiff <= REL_TOL * np.abs(r_b)) and np.all(f_b >= r_b * (1 - 1e-14))),
             {"fast_not_below_reference": bool(np.all(f_b >= r_b * (1 - 1e-14)))}))
 
-    taylor = _floats(taylor_attention(Q, K, V, degree=case.degree,
-                                      scale=_case_scale(case, case.d) if case.domain == "ball"
-                                      else case.scale))
-    bound = fast.error_bound(Qt).numpy()
-    ratio = np.abs(fast_ans - taylor) / bound
-    records.append(ConformanceRecord(
-        case.name, "envelope holds", float(ratio.max()), 1.0, bool(np.all(ratio <= 1.0)),
-        {"what": "max |fast - taylor_attention| / fast.error_bound"}))
+    if not gaussian:
+        taylor = _floats(taylor_attention(Q, K, V, degree=case.degree,
+                                          scale=_case_scale(case, case.d)
+                                          if case.domain == "ball" else case.scale))
+        bound = fast.error_bound(Qt).numpy()
+        ratio = np.abs(fast_ans - taylor) / bound
+        records.append(ConformanceRecord(
+            case.name, "envelope holds", float(ratio.max()), 1.0, bool(np.all(ratio <= 1.0)),
+            {"what": "max |fast - taylor_attention| / fast.error_bound"}))
 
     same = all(torch.equal(a, b) for a, b in zip(fast.released_tensors().values(),
                                                   again.released_tensors().values()))
