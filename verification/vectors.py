@@ -88,13 +88,13 @@ def vector_cases():
     (any scale), each law the reference offers for the mechanism, and noiseless copies."""
     from dpxattn.verification.conformance import CASES
 
-    rows = [c for c in CASES if c.domain == "box" and c.copies == 1 and c.grid_size is None]
+    rows = [c for c in CASES if c.domain == "box" and c.copies == 1 and c.grid_size is None
+            and c.law == "tlap" and c.composition == "basic"]  # the law comes from the pair
     out = [(c, "tlap") for c in rows]
     out += [(c, "gaussian") for c in rows if c.mechanism == "direct"]
     if _reference_offers("tree", "gaussian"):
         out += [(c, "gaussian") for c in rows if c.mechanism == "tree"
-                and (c.n <= 3 or (c.n <= 8 and c.uniforms == "high"))
-                and getattr(c, "composition", "basic") == "basic"]  # small: the 1 MB budget
+                and (c.n <= 3 or (c.n <= 8 and c.uniforms == "high"))]  # small: the 1 MB budget
     for mech in ("direct", "tree"):
         first = [c for c in rows if c.mechanism == mech and c.uniforms != "half"][:3]
         out += [(replace(c, name=c.name + " noiseless", uniforms="half"), "tlap") for c in first]
