@@ -16,10 +16,21 @@ of length ``noise_count(...)``, in the documented order (DESIGN §4; ``proofs_no
 ``rng`` is given. A target that declares a law other than "tlap" in ``laws`` is passed
 ``law=...`` for it (never for "tlap"). The built object has ``query(Q) -> (m, d_v)`` and
 ``released() -> dict[str, array]`` (every released number: ``direct``: ``{"S": (r, d_v + 1)}``;
-``tree``: ``{"scalars": (1, d_v + 1, 2), "nodes": (2N - 1, 1, d_v + 1, r, 3)}``; the arrays
-flattened row-major and concatenated in that key order are the released numbers in the
-uniforms' order, entry j received draw j). Optional: ``error_bound(Q) -> (m, d_v)``, a sure
-bound on |query(Q) - taylor_attention(Q, K, V)|.
+``tree``: ``{"scalars": (l, d_v + 1, 2), "nodes": (2N - 1, l, d_v + 1, r, 3)}``, l the copies
+(1 unless given); the arrays flattened row-major and concatenated in that key order are the
+released numbers in the uniforms' order, entry j received draw j). Optional:
+``error_bound(Q) -> (m, d_v)``, a sure bound on |query(Q) - taylor_attention(Q, K, V)|.
+
+Optional tree parameters (:data:`TREE_PARAMETERS`): a target whose ``build`` AND
+``noise_count`` both accept the keywords ``copies`` (l >= 1, the median over l independent
+copies) and ``grid_size`` (G >= 1, the public grid; N = 2^ceil(log2 G)) *declares* them and is
+passed them by :func:`build_target` / :func:`target_noise_count` whenever a check asks for
+them; a target that does not declare them is passed neither, and a check that needs a value
+other than the default (one copy, G = n) does not apply to it (:class:`TargetError`, reported
+as "did not apply"). Adapter options: keywords beyond the protocol that only dpxattn's own
+adapters take (``domain``, ``composition``, ``generator``, ...; :data:`ADAPTER_OPTIONS`) let
+the standard checks keep testing every feature of our implementation through the same
+:func:`build_target`; a target that does not accept one is not applicable to that case.
 
 :func:`load_target` resolves ``module:attr`` (importable from the current directory or
 PYTHONPATH) or ``path/to/file.py:attr`` and checks the protocol, raising :class:`TargetError`
@@ -51,7 +62,11 @@ __all__ = [
     "load_target",
     "check_protocol",
     "target_laws",
+    "TREE_PARAMETERS",
+    "ADAPTER_OPTIONS",
+    "declares",
     "build_target",
+    "target_noise_count",
     "released_vector",
     "FastTarget",
     "ReferenceTarget",
@@ -59,6 +74,17 @@ __all__ = [
 
 #: the mechanisms a target may declare (DESIGN §2)
 MECHANISMS = ("direct", "tree")
+
+
+#: the protocol's optional tree parameters: passed only to a target that declares them (its
+#: ``build`` and ``noise_count`` accept them); their defaults: one copy, grid size n
+TREE_PARAMETERS = ("copies", "grid_size")
+
+#: keywords only dpxattn's own adapters take (the standard checks' features of our
+#: implementation): the domain ("box" / "ball"), the tree's composition ("basic" / "pld"), a
+#: torch or numpy ``generator`` passed to the fast path as is (so that a check keeps its own
+#: seeding bit for bit), the reference's ``prec``
+ADAPTER_OPTIONS = ("domain", "composition", "generator", "prec")
 
 
 class TargetError(DPXAttnError):
@@ -212,13 +238,55 @@ def load_target(spec: str) -> LoadedTarget:
     return LoadedTarget(obj, spec)
 
 
+def declares(obj, name: str) -> bool:
+    """Whether a target declares the optional keyword ``name``: for a tree parameter
+    (:data:`TREE_PARAMETERS`) both ``build`` and ``noise_count`` accept it; for any other
+    keyword ``build`` does (a ``**kwargs`` counts as accepting)."""
+    fns = (obj.build, obj.noise_count) if name in TREE_PARAMETERS else (obj.build,)
+    return all(not _accepts(fn, (name,)) for fn in fns)
+
+
+def _tree_keywords(target, n: int, copies, grid_size) -> dict:
+    """The tree parameters to pass: those given, if the target declares them; a value other
+    than the default (one copy, grid size n) for a target that does not: :class:`TargetError`."""
+    kw = {}
+    for name, value, default in (("copies", copies, 1), ("grid_size", grid_size, n)):
+        if value is None:
+            continue
+        if declares(target, name):
+            kw[name] = value
+        elif value != default:
+            raise TargetError(name, f"is an optional tree parameter the target does not declare "
+                              f"(its build and noise_count take no {name!r}; only {default} applies)",
+                              value)
+    return kw
+
+
+def target_noise_count(target, *, n, d, d_v, degree, mechanism, copies=None,
+                       grid_size=None) -> int:
+    """``target.noise_count`` with the protocol's keywords, ``copies`` / ``grid_size`` passed
+    as :func:`build_target` passes them (:data:`TREE_PARAMETERS`)."""
+    kw = _tree_keywords(target, n, copies, grid_size)
+    return int(target.noise_count(n=n, d=d, d_v=d_v, degree=degree, mechanism=mechanism, **kw))
+
+
 def build_target(target, K, V, *, eps, delta, R, R_w, degree, mechanism, uniforms=None,
-                 rng=None, law: str = "tlap", scale=None):
+                 rng=None, law: str = "tlap", scale=None, copies=None, grid_size=None,
+                 options=None):
     """``target.build`` with the protocol's keywords; ``law`` and ``scale`` passed only when
-    they are not the defaults ("tlap", None = 1/d). Raises :class:`TargetError` when the target
-    does not offer them (the caller reports the case as not applicable)."""
+    they are not the defaults ("tlap", None = 1/d); ``copies`` and ``grid_size`` (the optional
+    tree parameters) only to a target that declares them (:func:`declares`); ``options`` (a
+    dict of :data:`ADAPTER_OPTIONS`, for dpxattn's own adapters) verbatim. Raises
+    :class:`TargetError` when the target does not offer what is asked (the caller reports the
+    case as not applicable)."""
     kw = dict(eps=eps, delta=delta, R=R, R_w=R_w, degree=degree, mechanism=mechanism,
               uniforms=uniforms, rng=rng)
+    kw.update(_tree_keywords(target, len(K), copies, grid_size))
+    for name, value in (options or {}).items():
+        if _accepts(target.build, (name,)):
+            raise TargetError(name, "is not a keyword of the target's build (an adapter option "
+                              "of dpxattn's own targets)", value)
+        kw[name] = value
     if law != "tlap":
         if law not in target_laws(target):
             raise TargetError("law", f"{law!r} is not among the target's laws {target_laws(target)}")
@@ -267,6 +335,13 @@ class _FastBuilt:
 
         return self.att.error_bound(torch.as_tensor(np.asarray(Q, dtype=np.float64))).numpy()
 
+    def hp_error_bound(self, Q, failure_prob: float) -> np.ndarray:
+        """Beyond the protocol (our adapters only): the high-probability envelope."""
+        import torch
+
+        return self.att.hp_error_bound(torch.as_tensor(np.asarray(Q, dtype=np.float64)),
+                                       failure_prob).numpy()
+
     def released(self) -> dict[str, np.ndarray]:
         t = self.att.released_tensors()
         if self.att.mechanism == "direct":
@@ -280,7 +355,11 @@ class FastTarget:
     """``dpxattn.fast.DPCrossAttention`` (torch, float64) behind the target protocol.
 
     ``rng``: a torch generator seeded from it (the fast path's own sampler); ``uniforms``:
-    passed through. Paper: the structure of v2 §3 (tree) and our direct (DESIGN §2).
+    passed through. Declares the tree parameters ``copies`` and ``grid_size``; adapter options
+    (:data:`ADAPTER_OPTIONS`): ``domain``, ``composition`` and ``generator`` (a torch or numpy
+    generator handed to the fast build as is, in place of ``rng``), all passed through. The
+    built object also has ``hp_error_bound(Q, p)`` and ``att`` (the structure itself).
+    Paper: the structure of v2 §3 (tree) and our direct (DESIGN §2).
     """
 
     mechanisms = ("direct", "tree")
@@ -288,24 +367,35 @@ class FastTarget:
 
     @classmethod
     def build(cls, K, V, *, eps, delta, R, R_w, degree, mechanism, uniforms=None, rng=None,
-              law="tlap", scale=None):
+              law="tlap", scale=None, copies=1, grid_size=None, domain="box",
+              composition="basic", generator=None):
         import torch
 
         from dpxattn.fast import DPCrossAttention
 
-        gen = None
+        if generator is not None and (rng is not None or uniforms is not None):
+            raise TargetError("generator", "is an alternative to rng and uniforms, not an addition")
+        gen = generator
         if rng is not None:
             gen = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
+        extra = {}
+        if mechanism == "tree":
+            extra.update(copies=copies, grid_size=grid_size)
+            if composition != "basic":
+                extra.update(composition=composition)
+        if domain != "box":
+            extra.update(domain=domain)
         att = DPCrossAttention.build(torch.as_tensor(K), torch.as_tensor(V), eps=eps, delta=delta,
                                      R=R, R_w=R_w, degree=degree, mechanism=mechanism,
-                                     scale=scale, generator=gen, uniforms=uniforms, law=law)
+                                     scale=scale, generator=gen, uniforms=uniforms, law=law, **extra)
         return _FastBuilt(att)
 
     @staticmethod
-    def noise_count(*, n, d, d_v, degree, mechanism) -> int:
+    def noise_count(*, n, d, d_v, degree, mechanism, copies=1, grid_size=None) -> int:
         from dpxattn.fast import DPCrossAttention
 
-        return DPCrossAttention.noise_count(n=n, d=d, d_v=d_v, degree=degree, mechanism=mechanism)
+        return DPCrossAttention.noise_count(n=n, d=d, d_v=d_v, degree=degree, mechanism=mechanism,
+                                            copies=copies, grid_size=grid_size)
 
 
 class _RefBuilt:
@@ -349,7 +439,9 @@ class ReferenceTarget:
 
     ``released()`` and ``query()`` are the exact numbers rounded to float64; ``released_exact``
     and ``query_exact`` keep them exact (the vectors are exported from these). ``rng``: passed
-    as the reference's generator. Paper: the structure of v2 §3 (tree) and our direct.
+    as the reference's generator. Declares the tree parameters ``copies`` and ``grid_size``;
+    adapter options: ``domain``, ``composition``, ``prec``, ``generator`` (a numpy generator,
+    the same as ``rng``). Paper: the structure of v2 §3 (tree) and our direct.
     """
 
     mechanisms = ("direct", "tree")
@@ -357,18 +449,29 @@ class ReferenceTarget:
 
     @classmethod
     def build(cls, K, V, *, eps, delta, R, R_w, degree, mechanism, uniforms=None, rng=None,
-              law="tlap", scale=None, prec=None):
+              law="tlap", scale=None, prec=None, copies=1, grid_size=None, domain="box",
+              composition="basic", generator=None):
         from dpxattn.reference import DPCrossAttention
 
+        if generator is not None and (rng is not None or uniforms is not None):
+            raise TargetError("generator", "is an alternative to rng and uniforms, not an addition")
         kw = {} if prec is None else {"prec": prec}
+        if mechanism == "tree":
+            kw.update(copies=copies, grid_size=grid_size)
+            if composition != "basic":
+                kw.update(composition=composition)
+        if domain != "box":
+            kw.update(domain=domain)
         att = DPCrossAttention.build(np.asarray(K, dtype=np.float64), np.asarray(V, dtype=np.float64),
                                      eps=eps, delta=delta, R=R, R_w=R_w, degree=degree,
-                                     mechanism=mechanism, scale=scale, generator=rng,
+                                     mechanism=mechanism, scale=scale,
+                                     generator=rng if generator is None else generator,
                                      uniforms=uniforms, law=law, **kw)
         return _RefBuilt(att)
 
     @staticmethod
-    def noise_count(*, n, d, d_v, degree, mechanism) -> int:
+    def noise_count(*, n, d, d_v, degree, mechanism, copies=1, grid_size=None) -> int:
         from dpxattn.reference import DPCrossAttention
 
-        return DPCrossAttention.noise_count(n=n, d=d, d_v=d_v, degree=degree, mechanism=mechanism)
+        return DPCrossAttention.noise_count(n=n, d=d, d_v=d_v, degree=degree, mechanism=mechanism,
+                                            copies=copies, grid_size=grid_size)
