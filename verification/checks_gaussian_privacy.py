@@ -18,9 +18,11 @@ The structures (:data:`CONFIGS`), float mode, eps = 1, delta = 1e-6; the release
   c1 and every node of every moment tree, 40 numbers) is one Gaussian component on its l2
   sensitivity (``reference.sensitivity.tree_release_l2``, note 26), attained at k = k' = R,
   v = -v' = R_w (d_v R_w^2 >= 1). Its releases are audited through their projection on the unit
-  shift (:func:`sample_projections`, drawn in chunks): a post-processing, so the bound stays a
-  valid lower bound, and a lossless one for this pair (the likelihood ratio depends on the
-  release only through that projection).
+  shift (:func:`sample_projections`: the projection of iid N(0, sigma^2) noise on a unit vector
+  is exactly N(0, sigma^2), drawn by the real sampler; the release's entrywise law is the
+  sampler record's exact check): a post-processing, so the bound stays a valid lower bound, and
+  a lossless one for this pair (the likelihood ratio depends on the release only through that
+  projection).
 
 Records per structure:
 
@@ -153,8 +155,6 @@ BALL_CONFIG = GaussianAuditConfig(n=2, d=2, d_v=1, degree=2, R=1.0, R_w=0.5, dom
 #: d_v R_w^2 >= 1, so its l2 sensitivity is attained at k = k' = R, v = -v' = R_w (note 26)
 TREE_CONFIG = GaussianAuditConfig(mechanism="tree")
 CONFIGS = (CONFIG, BALL_CONFIG, TREE_CONFIG)
-#: releases are audited in chunks of this many rows (the tree's are projected, below)
-CHUNK = 100_000
 
 
 def _build(cfg: GaussianAuditConfig, K, V, uniforms) -> DPCrossAttention:
@@ -194,18 +194,15 @@ def sample_releases(S0: np.ndarray, sigma: float, count: int, seed: int) -> np.n
 
 def sample_projections(S0: np.ndarray, origin: np.ndarray, u: np.ndarray, sigma: float,
                        count: int, seed: int) -> np.ndarray:
-    """(count,) projections <x - origin, u> of ``count`` releases x = S0 + sigma Phi^-1(U) (the
-    real sampler, seeded), drawn :data:`CHUNK` rows at a time: the tree's releases are audited
-    through this one-dimensional post-processing (the likelihood ratio of N(S_a, s^2 I) vs
+    """(count,) draws of the projection <x - origin, u> of a release x = S0 + Z, Z iid
+    N(0, sigma^2): <S0 - origin, u> + sigma Phi^-1(V) with V uniform (the real float sampler,
+    seeded). For a unit vector u, <Z, u> is exactly N(0, sigma^2), so these are the projected
+    releases in law, 1/dim of the cost; that the release IS S0 + sigma Phi^-1(uniforms),
+    entry by entry, is the sampler record's exact check. The tree's releases are audited through
+    this one-dimensional post-processing (the likelihood ratio of N(S_a, s^2 I) vs
     N(S_b, s^2 I) depends on x only through <x, u>, u the unit shift, so it loses nothing)."""
     g = torch.Generator().manual_seed(seed)
-    out = np.empty(count, dtype=np.float64)
-    offset = S0 - origin
-    for start in range(0, count, CHUNK):
-        m = min(CHUNK, count - start)
-        out[start:start + m] = (gaussian((m, S0.size), sigma, generator=g).numpy()
-                                + offset[None, :]) @ u
-    return out
+    return float(np.dot(S0 - origin, u)) + gaussian((count,), sigma, generator=g).numpy()
 
 
 def worst_corner_pair(cfg: GaussianAuditConfig, rng: np.random.Generator | None = None) -> dict:
