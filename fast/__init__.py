@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "DegreeChoice": "degree_choice",
     "choose_degree": "degree_choice",
     "certified_kernel_error": "degree_choice",
+    "Accumulator": "accumulator",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -74,7 +74,7 @@ class DirectRelease:
     @classmethod
     def build(cls, K: torch.Tensor, V: torch.Tensor, *, degree: int, scale, sensitivity: float,
               eps, delta, bounds: torch.Tensor, stream, secure=None,
-              gaussian=None, floor: float | None = None) -> "DirectRelease":
+              gaussian=None, floor: float | None = None, S=None, n=None) -> "DirectRelease":
         """K (n, d), V (n, d_v): validated float64 private data (not kept).
 
         ``secure``: None (float mode: ``stream`` a UniformStream) or ``(sensitivity,
@@ -85,10 +85,16 @@ class DirectRelease:
         ``(l2 sensitivity, value_bound)`` of the computed S
         (:func:`dpxattn.fast.sensitivities.direct_secure_gaussian_constants`); the whole S is one
         discrete Gaussian lattice release at ``eps``, ``delta`` with ``changed`` = r (d_v + 1)
-        (``proofs_notes/25-discrete-gaussian.md``, "The lattice release")."""
-        n, d_v = V.shape
+        (``proofs_notes/25-discrete-gaussian.md``, "The lattice release").
+        ``S`` (r, d_v + 1) and ``n`` given (``K``, ``V`` None): release that statistic instead
+        of computing it (the streaming accumulator's exact S~, ``proofs_notes/30``); the
+        sensitivities passed must then be those of S~."""
         r = bounds.shape[0]
-        S = statistic(K, V, degree=degree, scale=scale, r=r)
+        if S is None:
+            n, d_v = V.shape
+            S = statistic(K, V, degree=degree, scale=scale, r=r)
+        else:
+            d_v = S.shape[1] - 1
         if gaussian is not None and secure is not None:
             if gaussian is not True:
                 raise ValueError("DirectRelease.build: secure Gaussian mode takes gaussian=True "
@@ -100,11 +106,11 @@ class DirectRelease:
             l2, sigma = gaussian
             law = gaussian_law((d_v + 1,), sigma, l2)
         elif secure is None:
-            law = noise_law((d_v + 1,), sensitivity, eps, delta, device=K.device)
+            law = noise_law((d_v + 1,), sensitivity, eps, delta, device=S.device)
         else:
             sens, value_bound = secure
             law = secure_law((d_v + 1,), sens, eps, delta, changed=r * (d_v + 1),
-                             value_bound=value_bound, device=K.device)
+                             value_bound=value_bound, device=S.device)
         release_(S, law, stream)
         return cls(S=S, law=law, bounds=bounds, n=n, degree=degree, scale=scale, _cast={},
                    floor=floor)

@@ -1,0 +1,123 @@
+"""Exact accumulation of the ``direct`` statistic: public lattices, integer sums, and the
+sensitivity of the rounded statistic (n-independent).
+
+Not in the paper (a numerics device; PAPER §5 items 8 and 18). Proof note:
+``proofs_notes/30-exact-accumulation.md``.
+
+The streaming build (:class:`dpxattn.fast.Accumulator`) rounds every row's features and values
+to public fixed-point lattices before summing, and sums the products as integers, exactly:
+
+* features: ``P~ = round(fl(P(k)) 2^a) 2^-a``, ``a = FEATURE_BITS - ceil(log2 M_max)``
+  (:func:`lattice_exponents`), so |P~ 2^a| <= 2^FEATURE_BITS;
+* values: ``W~ = round(W 2^b) 2^-b`` for W = [v, 1], ``b = VALUE_BITS - ceil(log2 max(R_w, 1))``;
+* ``S~ = sum_i P~(k_i) W~_i^T``: an exact rational, computed exactly whatever the order, the
+  chunking or the shards (integers; the fast path's limb GEMMs are exact, note 30).
+
+S~ is a deterministic function of the data: its sensitivity is that of S plus, per row and per
+entry (alpha, k), twice the largest difference between the rounded term and the exact one,
+``e_(alpha,k) = (g M_alpha + 2^-(a+1)) (W_k + 2^-(b+1)) + M_alpha 2^-(b+1)`` (W_k = R_w for a
+value column and 1, exactly representable, for the ones column, whose value rounding is 0;
+g = gamma_{s+3} the float64 evaluation of one feature, note 17): :func:`term_error_bounds`,
+:func:`rounded_statistic_sensitivity`. It does not grow with n. The release converts S~ to
+float64 once (relative 2^-53 per entry): :func:`conversion_error` (n enters only there, at
+2^-53 n; 1e-7 relative at n = 1e9).
+"""
+
+from __future__ import annotations
+
+import math
+
+from dpxattn.params import check_positive, check_positive_int
+from dpxattn.reference._mp import context, to_mpf
+from dpxattn.reference.sensitivity import direct_term_roundings, float64_gamma
+
+__all__ = [
+    "FEATURE_BITS",
+    "VALUE_BITS",
+    "FEATURE_LIMB_BITS",
+    "VALUE_LIMB_BITS",
+    "GEMM_ROWS",
+    "MAX_ROWS",
+    "lattice_exponents",
+    "term_error_bounds",
+    "rounded_statistic_sensitivity",
+    "conversion_error",
+]
+
+#: |rounded feature| <= 2^FEATURE_BITS lattice units (resolution 2^-40 of the largest bound)
+FEATURE_BITS = 40
+#: |rounded value| <= 2^VALUE_BITS lattice units
+VALUE_BITS = 24
+#: the limbs of the exact products: features split at 2^20, values at 2^12, so every limb
+#: product is below 2^32 in magnitude
+FEATURE_LIMB_BITS = 20
+VALUE_LIMB_BITS = 12
+#: rows per exact float64 GEMM: 2^20 rows x 2^32 < 2^53, so every partial sum is an integer
+#: below 2^53 and the GEMM is exact whatever its order
+GEMM_ROWS = 1 << 20
+#: rows an accumulator can hold: limb sums stay below 2^31 x 2^32 = 2^63 (int64)
+MAX_ROWS = (1 << 31) - 1
+
+
+def lattice_exponents(M_max, R_w) -> tuple[int, int]:
+    """(a, b): features on the lattice 2^-a with |P| 2^a <= 2^FEATURE_BITS for |P| <= M_max,
+    values on 2^-b with |W| 2^b <= 2^VALUE_BITS for |W| <= max(R_w, 1). Public (bounds only).
+    Proof note: ``proofs_notes/30-exact-accumulation.md``."""
+    check_positive("M_max", M_max)
+    check_positive("R_w", R_w)
+    a = FEATURE_BITS - math.ceil(math.log2(float(M_max)))
+    b = VALUE_BITS - math.ceil(math.log2(max(float(R_w), 1.0)))
+    # math.log2 of a float can be one off at exact powers of two: make the bound hold exactly
+    while float(M_max) * 2.0 ** a > 2.0 ** FEATURE_BITS:
+        a -= 1
+    while max(float(R_w), 1.0) * 2.0 ** b > 2.0 ** VALUE_BITS:
+        b -= 1
+    return a, b
+
+
+def term_error_bounds(M: list, R_w, d_v: int, degree: int, a: int, b: int, *, prec=None) -> list:
+    """e[alpha][k] (mpf): a bound on |P~_alpha W~_k - P_alpha W_k| for one row (module
+    docstring), alpha over the features with bounds ``M`` (list), k over the d_v value columns
+    and the ones column (last). Proof note: ``proofs_notes/30-exact-accumulation.md``."""
+    d_v = check_positive_int("d_v", d_v)
+    ctx = context(prec)
+    g = to_mpf(float64_gamma(direct_term_roundings(degree)), ctx, "gamma")
+    Rw = to_mpf(check_positive("R_w", R_w), ctx, "R_w")
+    fa = ctx.ldexp(1, -(a + 1))
+    fb = ctx.ldexp(1, -(b + 1))
+    out = []
+    for m in M:
+        m = to_mpf(m, ctx, "M")
+        feat = g * m + fa
+        value = feat * (Rw + fb) + m * fb
+        ones = feat  # W = 1 exactly: no value rounding
+        out.append([value] * d_v + [ones])
+    return out
+
+
+def rounded_statistic_sensitivity(analytic, errors: list, norm: str, *, prec=None):
+    """The sensitivity of S~ under replace-one-row: ``analytic + 2 sum e`` (l1) or
+    ``analytic + 2 sqrt(sum e^2)`` (l2), e from :func:`term_error_bounds`: S~(X) - S~(X') =
+    (S(X) - S(X')) + (E(x) - E(x')), E the rounding of the one changed row's terms. Proof note:
+    ``proofs_notes/30-exact-accumulation.md``."""
+    ctx = context(prec)
+    flat = [e for row in errors for e in row]
+    if norm == "l1":
+        return to_mpf(analytic, ctx, "analytic") + 2 * ctx.fsum(flat)
+    if norm == "l2":
+        return to_mpf(analytic, ctx, "analytic") + 2 * ctx.sqrt(ctx.fsum(e * e for e in flat))
+    raise ValueError(f"norm must be 'l1' or 'l2', got {norm!r}")
+
+
+def conversion_error(n: int, M: list, R_w, d_v: int, errors: list, norm: str, *, prec=None):
+    """Twice a bound on the change of the float64 conversion of S~ (relative 2^-53 per entry,
+    |S~_(alpha,k)| <= n (M_alpha W_k + e_(alpha,k))), in l1 or l2, added to the sensitivity of
+    the released float64 statistic. Proof note: ``proofs_notes/30-exact-accumulation.md``."""
+    n = check_positive_int("n", n)
+    ctx = context(prec)
+    Rw = to_mpf(check_positive("R_w", R_w), ctx, "R_w")
+    u = ctx.ldexp(1, -53)
+    mags = [n * u * (to_mpf(m, ctx, "M") * (Rw if k < d_v else 1) + e)
+            for m, row in zip(M, errors) for k, e in enumerate(row)]
+    total = ctx.fsum(mags) if norm == "l1" else ctx.sqrt(ctx.fsum(x * x for x in mags))
+    return 2 * total

@@ -1,0 +1,172 @@
+"""The streaming build (fast/accumulator.py, fast/exact_sum.py, reference/exact_accumulation.py):
+exact and layout-independent sums, the n-independent sensitivity, consumption, bad input.
+Proof note: proofs_notes/30-exact-accumulation.md."""
+
+from __future__ import annotations
+
+import itertools
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from dpxattn.errors import BoundError, ParameterError
+from dpxattn.fast import DPCrossAttention
+from dpxattn.fast.accumulator import Accumulator, AccumulatorError, exact_constants
+from dpxattn.fast.exact_sum import combine
+from dpxattn.fast.features import features_t
+
+P = dict(d=2, d_v=2, degree=2, R=1.0, R_w=1.0)
+
+
+def _data(n, seed=0, d=2, d_v=2):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 1, (n, d)), rng.uniform(-1, 1, (n, d_v))
+
+
+def _acc(K, V, chunks=(None,), **kw):
+    acc = Accumulator(**{**P, **kw})
+    if chunks == (None,):
+        acc.add(K, V)
+    else:
+        for lo, hi in zip((0,) + chunks, chunks + (len(K),)):
+            acc.add(K[lo:hi], V[lo:hi])
+    return acc
+
+
+def test_sums_are_exact_integers_of_the_rounded_rows():
+    """combine(limbs) is sum_i round(P_i 2^a) round(W_i 2^b) 2^-(a+b), computed here in Python
+    integers from the same float64 features, rounded once."""
+    K, V = _data(37)
+    acc = _acc(K, V)
+    F = features_t(torch.tensor(K), 2).numpy()  # (r, n)
+    W = np.hstack([V, np.ones((37, 1))])
+    a, b = acc.a, acc.b
+    Pq = [[int(np.round(x * 2.0**a)) for x in row] for row in F]
+    Wq = [[int(np.round(x * 2.0**b)) for x in row] for row in W]
+    want = [[float(Fraction(sum(Pq[t][i] * Wq[i][k] for i in range(37)), 1 << (a + b)))
+             for k in range(3)] for t in range(len(Pq))]
+    assert combine(acc._limbs, a, b).tolist() == want
+
+
+def test_any_chunking_order_or_sharding_gives_the_same_sums_bit_for_bit():
+    K, V = _data(500, seed=1)
+    one = _acc(K, V)
+    chunked = _acc(K, V, chunks=(3, 97, 98, 400))
+    perm = np.random.default_rng(2).permutation(500)
+    shuffled = _acc(K[perm], V[perm], chunks=(250,))
+    left, right = _acc(K[:123], V[:123]), _acc(K[123:], V[123:])
+    merged = right.merge(left)
+    for other in (chunked, shuffled, merged):
+        assert torch.equal(one._limbs, other._limbs) and one.n == other.n == 500
+    g = lambda: torch.Generator().manual_seed(7)  # noqa: E731
+    a = one.release(eps=1.0, delta=1e-6, generator=g(), noise="float")
+    b = merged.release(eps=1.0, delta=1e-6, generator=g(), noise="float")
+    assert torch.equal(a.release.S, b.release.S)
+
+
+def test_release_agrees_with_build_from_the_same_uniforms():
+    """float mode, same uniforms: the answers differ only by the lattice rounding and the
+    noise scale's allowance for it (the sensitivity grows by 2 sum e, relative 1e-7 here)."""
+    K, V = _data(300, seed=3)
+    Q = torch.tensor(_data(20, seed=4)[0])
+    count = DPCrossAttention.noise_count(n=300, d=2, d_v=2, degree=2)
+    u = np.random.default_rng(5).uniform(size=count)
+    acc = _acc(K, V).release(eps=1.0, delta=1e-6, uniforms=u)
+    built = DPCrossAttention.build(torch.tensor(K), torch.tensor(V), eps=1.0, delta=1e-6,
+                                   uniforms=u, **{k: P[k] for k in ("R", "R_w", "degree")})
+    assert torch.allclose(acc.query(Q), built.query(Q), rtol=1e-6, atol=1e-9)
+    ratio = acc.privacy.components[0].sensitivity_value / built.privacy.components[0].sensitivity_value
+    assert 1 < ratio < 1 + 1e-6
+    assert "exact accumulation" in " ".join(acc.privacy.notes)
+
+
+@pytest.mark.parametrize("norm", ["l1", "l2"])
+def test_sensitivity_does_not_grow_with_n(norm):
+    """The issue's target: the sensitivity at n = 1e9 <= 1.0001 x its value at n = 1e3
+    (canonical configuration); build's float64 allowance grows 119x over the same range."""
+    from dpxattn.fast.sensitivities import direct_secure_constants
+
+    cfg = dict(d=8, degree=3, R=1.0, R_w=1.0, d_v=8, norm=norm)
+    small = exact_constants(n=10**3, **cfg)
+    big = exact_constants(n=10**9, **cfg)
+    assert big[2] <= 1.0001 * small[2] and small[2] >= small[4]
+    if norm == "l1":
+        old = [direct_secure_constants(n=n, d=8, degree=3, R=1.0, R_w=1.0, d_v=8)[0]
+               for n in (10**3, 10**9)]
+        assert old[1] / old[0] > 100
+
+
+def test_sensitivity_bounds_the_rounded_statistic_on_corner_pairs():
+    """Exact brute force: every neighbouring pair of corner rows (keys in {0, R}^d, values in
+    {-R_w, R_w}^d_v) moves the accumulated S~ by at most the released sensitivity, l1 and l2."""
+    d, d_v, s = 1, 1, 2
+    cfg = dict(d=d, d_v=d_v, degree=s, R=1.0, R_w=1.0)
+    rows = [(k, v) for k in itertools.product((0.0, 1.0), repeat=d)
+            for v in itertools.product((-1.0, 1.0), repeat=d_v)]
+    base_K, base_V = _data(3, seed=6, d=d, d_v=d_v)
+    l1 = exact_constants(n=4, d=d, degree=s, R=1.0, R_w=1.0, d_v=d_v, norm="l1")[2]
+    l2 = exact_constants(n=4, d=d, degree=s, R=1.0, R_w=1.0, d_v=d_v, norm="l2")[2]
+
+    def S(row):
+        acc = Accumulator(**cfg)
+        acc.add(np.vstack([base_K, [row[0]]]), np.vstack([base_V, [row[1]]]))
+        return combine(acc._limbs, acc.a, acc.b).numpy()
+
+    worst1 = worst2 = 0.0
+    for x, y in itertools.product(rows, repeat=2):
+        diff = S(x) - S(y)
+        worst1, worst2 = max(worst1, np.abs(diff).sum()), max(worst2, np.sqrt((diff**2).sum()))
+    assert worst1 <= l1 and worst2 <= l2
+    assert worst1 > 0.5 * l1  # the bound is not vacuous
+
+
+def test_memory_mapped_input(tmp_path):
+    K, V = _data(200, seed=8)
+    np.save(tmp_path / "K.npy", K)
+    np.save(tmp_path / "V.npy", V)
+    mm = _acc(np.load(tmp_path / "K.npy", mmap_mode="r"), np.load(tmp_path / "V.npy", mmap_mode="r"))
+    assert torch.equal(mm._limbs, _acc(K, V)._limbs)
+
+
+def test_secure_and_gaussian_releases():
+    K, V = _data(400, seed=9)
+    for law in ("tlap", "gaussian"):
+        att = _acc(K, V).release(eps=1.0, delta=1e-6, law=law)
+        assert att.noise == "secure" and att.law == law and att.privacy.total_checks()
+        Q = torch.tensor(_data(5, seed=10)[0])
+        assert att.query(Q).shape == (5, 2)
+
+
+def test_the_ball_domain():
+    rng = np.random.default_rng(11)
+    K = rng.normal(size=(100, 2))
+    K /= np.linalg.norm(K, axis=1, keepdims=True) * 1.01
+    V = rng.uniform(-1, 1, (100, 2))
+    att = _acc(K, V, domain="ball").release(eps=1.0, delta=1e-6, law="gaussian", noise="float",
+                                            generator=torch.Generator().manual_seed(0))
+    assert att.domain == "ball"
+
+
+def test_consumption_and_bad_input():
+    K, V = _data(10)
+    acc = _acc(K, V)
+    acc.release(eps=1.0, delta=1e-6, generator=torch.Generator().manual_seed(0))
+    for call in (lambda: acc.release(eps=1.0, delta=1e-6), lambda: acc.add(K, V)):
+        with pytest.raises(AccumulatorError, match="already released"):
+            call()
+    with pytest.raises(AccumulatorError, match="no rows"):
+        Accumulator(**P).release(eps=1.0, delta=1e-6)
+    with pytest.raises(AccumulatorError, match="same public"):
+        Accumulator(**P).merge(Accumulator(**{**P, "R_w": 2.0}))
+    with pytest.raises(AccumulatorError, match="'direct' only"):
+        Accumulator(mechanism="tree", **P)
+    with pytest.raises(BoundError):
+        Accumulator(**P).add(K + 1.5, V)
+    with pytest.raises(ParameterError, match="d = 2"):
+        Accumulator(**P).add(K[:, :1], V)
+    with pytest.raises(ParameterError):
+        Accumulator(**P).add(K, V).release(eps=-1.0, delta=1e-6)
+    clipped = Accumulator(**P, clip=True).add(K + 1.5, V)
+    assert clipped.n == 10
