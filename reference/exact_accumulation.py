@@ -62,7 +62,7 @@ MAX_ROWS = (1 << 31) - 1
 def lattice_exponents(M_max, R_w) -> tuple[int, int]:
     """(a, b): features on the lattice 2^-a with |P| 2^a <= 2^FEATURE_BITS for |P| <= M_max,
     values on 2^-b with |W| 2^b <= 2^VALUE_BITS for |W| <= max(R_w, 1). Public (bounds only).
-    Proof note: ``proofs_notes/30-exact-accumulation.md``."""
+    Paper: none (numerics, PAPER.md §5 item 18). Proof note: ``proofs_notes/30-exact-accumulation.md``."""
     check_positive("M_max", M_max)
     check_positive("R_w", R_w)
     a = FEATURE_BITS - math.ceil(math.log2(float(M_max)))
@@ -78,7 +78,8 @@ def lattice_exponents(M_max, R_w) -> tuple[int, int]:
 def term_error_bounds(M: list, R_w, d_v: int, degree: int, a: int, b: int, *, prec=None) -> list:
     """e[alpha][k] (mpf): a bound on |P~_alpha W~_k - P_alpha W_k| for one row (module
     docstring), alpha over the features with bounds ``M`` (list), k over the d_v value columns
-    and the ones column (last). Proof note: ``proofs_notes/30-exact-accumulation.md``."""
+    and the ones column (last). Paper: none (PAPER.md §5 item 18). Proof note:
+    ``proofs_notes/30-exact-accumulation.md``."""
     d_v = check_positive_int("d_v", d_v)
     ctx = context(prec)
     g = to_mpf(float64_gamma(direct_term_roundings(degree)), ctx, "gamma")
@@ -98,7 +99,8 @@ def term_error_bounds(M: list, R_w, d_v: int, degree: int, a: int, b: int, *, pr
 def rounded_statistic_sensitivity(analytic, errors: list, norm: str, *, prec=None):
     """The sensitivity of S~ under replace-one-row: ``analytic + 2 sum e`` (l1) or
     ``analytic + 2 sqrt(sum e^2)`` (l2), e from :func:`term_error_bounds`: S~(X) - S~(X') =
-    (S(X) - S(X')) + (E(x) - E(x')), E the rounding of the one changed row's terms. Proof note:
+    (S(X) - S(X')) + (E(x) - E(x')), E the rounding of the one changed row's terms.
+    Paper: none (PAPER.md §5 items 8, 18). Proof note:
     ``proofs_notes/30-exact-accumulation.md``."""
     ctx = context(prec)
     flat = [e for row in errors for e in row]
@@ -112,7 +114,8 @@ def rounded_statistic_sensitivity(analytic, errors: list, norm: str, *, prec=Non
 def conversion_error(n: int, M: list, R_w, d_v: int, errors: list, norm: str, *, prec=None):
     """Twice a bound on the change of the float64 conversion of S~ (relative 2^-53 per entry,
     |S~_(alpha,k)| <= n (M_alpha W_k + e_(alpha,k))), in l1 or l2, added to the sensitivity of
-    the released float64 statistic. Proof note: ``proofs_notes/30-exact-accumulation.md``."""
+    the released float64 statistic. Paper: none (PAPER.md §5 item 18). Proof note:
+    ``proofs_notes/30-exact-accumulation.md``."""
     n = check_positive_int("n", n)
     ctx = context(prec)
     Rw = to_mpf(check_positive("R_w", R_w), ctx, "R_w")

@@ -79,6 +79,7 @@ def homogeneous_delta(k: int, eps0, delta0, eps_total, *, prec=None):
     The exact optimal-composition delta (module docstring; KOV15 Thm 3.3, MV16 Thm 1.5), in
     interval arithmetic at ``prec`` + 32 bits, rounded up: never below the true value.
     ``k`` >= 1, ``eps0`` > 0, 0 <= ``delta0`` < 1, ``eps_total`` >= 0. O(k) interval operations.
+    Paper: none (the paper composes basically, PAPER.md §2.2, §3.7; KOV15, MV16).
     Proof note: ``proofs_notes/05-composition.md`` ("Optimal composition").
     """
     k = check_positive_int("k", k)
@@ -117,6 +118,7 @@ def homogeneous_step_eps(k: int, eps_total, delta_total, delta0, *, prec=None) -
     candidate is then lowered by 2^-20 relative steps until :func:`homogeneous_delta` certifies
     it, so the result is always safe. Basic composition's eps_total / k is always safe too, and
     the result is never below it (returned when it is larger than the search's value).
+    Paper: none (the paper composes basically, PAPER.md §2.2, §3.7; KOV15, MV16).
     Proof note: ``proofs_notes/05-composition.md`` ("Optimal composition").
     """
     k = check_positive_int("k", k)

@@ -84,7 +84,7 @@ def test_release_agrees_with_build_from_the_same_uniforms():
 
 @pytest.mark.parametrize("norm", ["l1", "l2"])
 def test_sensitivity_does_not_grow_with_n(norm):
-    """The issue's target: the sensitivity at n = 1e9 <= 1.0001 x its value at n = 1e3
+    """The target: the sensitivity at n = 1e9 <= 1.0001 x its value at n = 1e3
     (canonical configuration); build's float64 allowance grows 119x over the same range."""
     from dpxattn.fast.sensitivities import direct_secure_constants
 
