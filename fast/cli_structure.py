@@ -1,7 +1,7 @@
 """``dpxattn build`` and ``dpxattn query``: build a structure from ``.npy`` files, save it, serve it.
 
     dpxattn build --keys K.npy --values V.npy --eps E --delta D --R R --R-w RW --degree S
-                  [--mechanism direct|tree] [--law tlap|gaussian] [--clip] --out FILE
+                  [--mechanism direct|tree] [--law tlap|gaussian] [--clip] [--stream] --out FILE
     dpxattn query FILE --queries Q.npy [--out A.npy] [--failure-prob P]
 
 Paper: the structure is built once from the private context and answers any number of public
@@ -45,6 +45,38 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clip", action="store_true",
                         help="clip entries to the public bounds instead of refusing them")
     parser.add_argument("--out", required=True, metavar="FILE", help="where the structure goes (.npz)")
+    parser.add_argument("--stream", action="store_true",
+                        help="direct only: read the memory-mapped files in chunks through the exact "
+                             "streaming accumulator (dpxattn.fast.Accumulator; never the whole "
+                             "array in memory), with a progress bar on stderr")
+    parser.add_argument("--chunk-rows", type=int, default=1 << 16,
+                        help="rows per chunk with --stream (default 65536)")
+
+
+def _stream_build(args: argparse.Namespace):
+    """The ``--stream`` build: memory maps read ``--chunk-rows`` rows at a time into an
+    :class:`dpxattn.fast.Accumulator`, a progress line per chunk on stderr, one release."""
+    from dpxattn.errors import ParameterError
+    from dpxattn.fast import Accumulator
+
+    if args.mechanism != "direct":
+        raise ParameterError("--stream", "streams the 'direct' mechanism only so far", args.mechanism)
+    if args.chunk_rows < 1:
+        raise ParameterError("--chunk-rows", "must be >= 1", args.chunk_rows)
+    K, V = _load_array(args.keys, "keys"), _load_array(args.values, "values")
+    if K.ndim != 2 or V.ndim != 2 or len(K) != len(V):
+        raise ParameterError("--keys/--values", "must be (n, d) and (n, d_v) arrays with the same n",
+                             f"{K.shape}, {V.shape}")
+    acc = Accumulator(mechanism="direct", d=K.shape[1], d_v=V.shape[1], degree=args.degree,
+                      R=args.R, R_w=args.R_w, clip=args.clip)
+    n = len(K)
+    for start in range(0, n, args.chunk_rows):
+        stop = min(n, start + args.chunk_rows)
+        acc.add(K[start:stop], V[start:stop])
+        print(f"\r  accumulated {stop:,} / {n:,} rows ({100 * stop / n:.0f}%)", end="",
+              file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return acc.release(eps=args.eps, delta=args.delta, law=args.law)
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -53,6 +85,13 @@ def run_build(args: argparse.Namespace) -> int:
     from dpxattn.errors import DPXAttnError
     from dpxattn.fast import DPCrossAttention
 
+    if args.stream:
+        try:
+            att = _stream_build(args)
+        except DPXAttnError as exc:
+            print(f"dpxattn build: {exc}", file=sys.stderr)
+            return 2
+        return _save(att, args)
     K = torch.from_numpy(_load_array(args.keys, "keys").astype("float64"))
     V = torch.from_numpy(_load_array(args.values, "values").astype("float64"))
     try:
@@ -63,6 +102,10 @@ def run_build(args: argparse.Namespace) -> int:
         print(f"dpxattn build: {exc}", file=sys.stderr)
         return 2
     del K, V
+    return _save(att, args)
+
+
+def _save(att, args: argparse.Namespace) -> int:
     path = att.save(args.out)
     print(f"built {att!r}")
     print(att.privacy)

@@ -170,3 +170,25 @@ def test_consumption_and_bad_input():
         Accumulator(**P).add(K, V).release(eps=-1.0, delta=1e-6)
     clipped = Accumulator(**P, clip=True).add(K + 1.5, V)
     assert clipped.n == 10
+
+
+def test_cli_build_streams_memory_maps(tmp_path, capsys):
+    """`dpxattn build --stream`: chunks of the memory-mapped files through the accumulator, a
+    progress line on stderr, the structure saved and served like build's; the tree refuses."""
+    from dpxattn.cli import main
+
+    K, V = _data(300, seed=12)
+    np.save(tmp_path / "K.npy", K)
+    np.save(tmp_path / "V.npy", V)
+    np.save(tmp_path / "Q.npy", _data(4, seed=13)[0])
+    args = ["build", "--keys", str(tmp_path / "K.npy"), "--values", str(tmp_path / "V.npy"),
+            "--eps", "1", "--delta", "1e-6", "--R", "1", "--R-w", "1", "--degree", "2",
+            "--stream", "--chunk-rows", "64"]
+    assert main(args + ["--out", str(tmp_path / "s.npz")]) == 0
+    captured = capsys.readouterr()
+    assert "accumulated 300 / 300 rows (100%)" in captured.err
+    assert "exact accumulation" in captured.out
+    att = DPCrossAttention.load(tmp_path / "s.npz")
+    assert att.n == 300 and att.query(torch.tensor(np.load(tmp_path / "Q.npy"))).shape == (4, 2)
+    assert main(args + ["--mechanism", "tree", "--out", str(tmp_path / "t.npz")]) == 2
+    assert "'direct' mechanism only" in capsys.readouterr().err
