@@ -180,3 +180,54 @@ def test_cli_verify_target_writes_a_report_naming_the_target(tmp_path, capsys):
     assert "--target" in report["metadata"]["replay"]
     assert main(["verify", "--target", f"{example}:NoiseTimes07", "--only", "target-conformance",
                  "--out", str(out), "--quiet"]) == 1
+
+
+class _NoTreeParameters:
+    """A target that does not declare the optional tree parameters (copies, grid_size)."""
+
+    mechanisms = ("tree",)
+
+    @classmethod
+    def build(cls, K, V, *, eps, delta, R, R_w, degree, mechanism, uniforms=None, rng=None):
+        return FastTarget.build(K, V, eps=eps, delta=delta, R=R, R_w=R_w, degree=degree,
+                                mechanism=mechanism, uniforms=uniforms, rng=rng)
+
+    @staticmethod
+    def noise_count(*, n, d, d_v, degree, mechanism):
+        return FastTarget.noise_count(n=n, d=d, d_v=d_v, degree=degree, mechanism=mechanism)
+
+
+def test_tree_parameters_passed_only_to_targets_that_declare_them():
+    """copies / grid_size reach both adapters (same layout, same numbers from the same
+    uniforms); a target without them gets the defaults and refuses other values (TargetError
+    naming the parameter)."""
+    from dpxattn.verification.target import TargetError, build_target, declares, target_noise_count
+
+    rng = np.random.default_rng(3)
+    K, V = rng.random((5, 1)), rng.uniform(-1, 1, (5, 2))
+    kw = dict(eps=1.0, delta=1e-6, R=1.0, R_w=1.0, degree=1, mechanism="tree")
+    assert declares(FastTarget, "copies") and declares(ReferenceTarget, "grid_size")
+    assert not declares(_NoTreeParameters, "copies")
+    count = target_noise_count(FastTarget, n=5, d=1, d_v=2, degree=1, mechanism="tree", copies=3,
+                               grid_size=3)
+    assert count == target_noise_count(ReferenceTarget, n=5, d=1, d_v=2, degree=1,
+                                       mechanism="tree", copies=3, grid_size=3)
+    assert count != target_noise_count(FastTarget, n=5, d=1, d_v=2, degree=1, mechanism="tree")
+    u = np.random.default_rng(4).uniform(0.01, 0.99, count)
+    rel = {T: build_target(T, K, V, uniforms=u, copies=3, grid_size=3, **kw).released()
+           for T in (FastTarget, ReferenceTarget)}
+    assert rel[FastTarget]["scalars"].shape == (3, 3, 2)
+    assert rel[FastTarget]["nodes"].shape == (7, 3, 3, 2, 3)  # N = 4: 2N - 1 nodes, l = 3
+    for key in ("scalars", "nodes"):
+        np.testing.assert_allclose(rel[FastTarget][key], rel[ReferenceTarget][key],
+                                   rtol=1e-10, atol=1e-9)
+    # defaults pass silently to a target that does not declare them; other values refuse
+    n0 = target_noise_count(_NoTreeParameters, n=5, d=1, d_v=2, degree=1, mechanism="tree",
+                            copies=1, grid_size=5)
+    build_target(_NoTreeParameters, K, V, uniforms=np.full(n0, 0.5), copies=1, grid_size=5, **kw)
+    for bad in (dict(copies=2), dict(grid_size=3)):
+        with pytest.raises(TargetError, match=next(iter(bad))):
+            build_target(_NoTreeParameters, K, V, uniforms=np.full(n0, 0.5), **bad, **kw)
+    with pytest.raises(TargetError, match="domain"):
+        build_target(_NoTreeParameters, K, V, uniforms=np.full(n0, 0.5),
+                     options={"domain": "ball"}, **kw)

@@ -415,6 +415,11 @@ class _RefBuilt:
         rows = self.att.error_bound(np.asarray(Q, dtype=np.float64))
         return _up(np.array([[float(x) for x in row] for row in rows], dtype=np.float64))
 
+    def hp_error_bound(self, Q, failure_prob: float) -> np.ndarray:
+        """Beyond the protocol (our adapters only): the high-probability envelope, rounded up."""
+        rows = self.att.hp_error_bound(np.asarray(Q, dtype=np.float64), failure_prob)
+        return _up(np.array([[float(x) for x in row] for row in rows], dtype=np.float64))
+
     def released_exact(self) -> dict[str, list]:
         """Every released number as mpf, nested lists in the layout of :meth:`released`."""
         rel = self.att.release
