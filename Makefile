@@ -13,7 +13,7 @@ $(BIN)/python:
 
 # A plain (non-editable) install: the tests run against what a user gets.
 install: $(BIN)/python
-	$(BIN)/python -m pip install -q --no-build-isolation ".[test]"
+	$(BIN)/python -m pip install -q --no-build-isolation ".[test,distributed]"
 
 demo: install
 	$(BIN)/dpxattn demo
