@@ -32,21 +32,11 @@ from fractions import Fraction
 
 from dpxattn.errors import ParameterError
 from dpxattn.params import check_eps, check_positive_int
+from dpxattn.reference.composition import _delta_component
 from dpxattn.reference._mp import (context, interval_context, interval_upper, resolve_prec,
                                    to_fraction)
 
 __all__ = ["homogeneous_delta", "homogeneous_step_eps"]
-
-
-def _fraction_in(value, name: str, low_open: bool, high) -> Fraction:
-    try:
-        q = to_fraction(value, name)
-    except ValueError:
-        raise ParameterError(name, "must be a finite real number", value) from None
-    if q < 0 or (low_open and q == 0) or q >= high:
-        raise ParameterError(name, f"must satisfy {'0 <' if low_open else '0 <='} {name} < {high}",
-                             value)
-    return q
 
 
 def _iv(iv, q: Fraction):
@@ -85,7 +75,7 @@ def homogeneous_delta(k: int, eps0, delta0, eps_total, *, prec=None):
     k = check_positive_int("k", k)
     check_eps(eps0)
     e0 = to_fraction(eps0, "eps0")
-    d0 = _fraction_in(delta0, "delta0", False, 1)
+    d0 = _delta_component(delta0, "delta0", high_open=True)
     E = to_fraction(eps_total, "eps_total")
     if E < 0:
         raise ParameterError("eps_total", "must be >= 0", eps_total)
@@ -124,8 +114,8 @@ def homogeneous_step_eps(k: int, eps_total, delta_total, delta0, *, prec=None) -
     k = check_positive_int("k", k)
     check_eps(eps_total)
     E = to_fraction(eps_total, "eps_total")
-    D = _fraction_in(delta_total, "delta_total", True, 1)
-    d0 = _fraction_in(delta0, "delta0", False, 1)
+    D = _delta_component(delta_total, "delta_total", low_open=True, high_open=True)
+    d0 = _delta_component(delta0, "delta0", high_open=True)
     if k * d0 >= D:
         raise ParameterError("delta0", f"must satisfy k delta0 < delta_total (k = {k})", delta0)
     basic = E / k
