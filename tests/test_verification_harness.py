@@ -16,7 +16,7 @@ from dpxattn.verification.harness import (DEFAULT_ROOT_SEED, ProgressBar, record
                                           run_harness, select_checks, summary_table)
 from dpxattn.verification.plots import Curve, plot_curves
 from dpxattn.verification.records import FAMILY_FALSE_ALARM, CheckContext, CheckRecord
-from dpxattn.verification.registry import CheckSpec
+from dpxattn.verification.registry import CHECKS, CheckSpec
 from dpxattn.verification.report import jsonable, write_report
 
 THIS = __name__
@@ -259,9 +259,12 @@ def test_quick_passes_under_other_root_seeds(runs):
     from dpxattn.verification.sweep import run_sweep
 
     seeds = FORMER_FALSE_ALARM_SEEDS if runs == len(FORMER_FALSE_ALARM_SEEDS) else range(11, 11 + runs)
+    # the checks that existed when those seeds raised false alarms (the target-protocol checks,
+    # added later, run once in CI in test_real_registry_level_passes and in their own tests)
+    checks = [spec for spec in CHECKS if not spec.name.startswith("target-")]
     failed = []
     for seed in seeds:
-        res = run_sweep("quick", runs=1, first_seed=seed)
+        res = run_sweep("quick", runs=1, first_seed=seed, checks=checks)
         failed += [f"seed {seed}: {f}" for r in res.runs for f in r.failed_records]
         assert all(r.budget <= FAMILY_FALSE_ALARM for r in res.runs)
     assert not failed, failed

@@ -154,16 +154,41 @@ def degree() -> tuple[int, int]:
     return c.degree, c.r
 
 
-def build_real(task: RealTextTask, *, generator: torch.Generator, law: str = "gaussian"):
-    """The structure under test: ``DPCrossAttention.build`` with ``direct``, ``domain="ball"``,
-    the given law, eps = 1, delta = 1e-6, the hardened (secure) release from a seeded
-    generator."""
+def build_fast(task: RealTextTask, *, generator: torch.Generator, law: str = "gaussian"):
+    """dpxattn's own structure (the mutants' base): ``DPCrossAttention.build`` with ``direct``,
+    ``domain="ball"``, the given law, eps = 1, delta = 1e-6, the hardened (secure) release from
+    a seeded generator."""
     from dpxattn.fast import DPCrossAttention
 
     s, _ = degree()
     return DPCrossAttention.build(task.K, task.V, eps=EPS, delta=DELTA, R=1.0, R_w=1.0,
                                   degree=s, domain="ball", law=law, generator=generator,
                                   noise="secure")
+
+
+def build_real(task: RealTextTask, *, generator: torch.Generator, law: str = "gaussian",
+               target=None):
+    """The structure under test, through the target protocol (note 29): ``direct`` on the
+    ball (adapter option ``domain="ball"``) with the given law, eps = 1, delta = 1e-6.
+    ``target`` None is dpxattn's own fast path, handed the torch generator as is and
+    ``noise="secure"`` (bit-identical to :func:`build_fast`); another target gets
+    ``rng = numpy.random.default_rng(seed of the generator)``. Raises
+    ``verification.target.TargetError`` when the target does not offer the ball or the law."""
+    from dpxattn.verification.checks_utility import ProtocolStructure
+    from dpxattn.verification.target import build_target, is_own_target, own_target
+
+    s, _ = degree()
+    own = is_own_target(target)
+    loaded = own_target() if target is None else target
+    options = {"domain": "ball"}
+    if own:
+        options.update(generator=generator, noise="secure")
+        src = {}
+    else:
+        src = {"rng": np.random.default_rng(generator.initial_seed())}
+    built = build_target(loaded.obj, task.K.numpy(), task.V.numpy(), eps=EPS, delta=DELTA, R=1.0,
+                         R_w=1.0, degree=s, mechanism="direct", law=law, options=options, **src)
+    return ProtocolStructure(built)
 
 
 class NoiseTimesTen:
@@ -178,7 +203,7 @@ class NoiseTimesTen:
     def __call__(self, task: RealTextTask, *, generator: torch.Generator):
         from dpxattn.fast import DPCrossAttention
 
-        att = build_real(task, generator=generator, law=self.law)
+        att = build_fast(task, generator=generator, law=self.law)
         s, _ = degree()
         count = DPCrossAttention.noise_count(n=task.K.shape[0], d=DIM, d_v=THEMES, degree=s,
                                              law=self.law)
@@ -256,12 +281,23 @@ def _summary(res: BuildResult) -> dict:
 
 
 def realtext_records(level: str, seed: int, *, scale: float = 1.0, progress=None,
-                     builder=None, compare_tlap: bool = True) -> list[CheckRecord]:
+                     builder=None, compare_tlap: bool = True, target=None) -> list[CheckRecord]:
     """The records of the check at ``level`` (see the module docstring); ``builder`` replaces
-    the structure under test (the tests pass mutants through it)."""
+    the structure under test (the tests pass mutants through it); ``target`` (a loaded
+    target, None: dpxattn's own fast path) is what :func:`build_real` builds otherwise."""
+    from dpxattn.verification.target import TargetError
+
     builds = BUILDS[level] if level != "full" else max(BUILDS["full"], int(BUILDS["full"] * scale))
     s, r = degree()
-    res = run_builds(builds, seed, builder, progress=progress)
+    if builder is None:
+        def builder(task, generator):
+            return build_real(task, generator=generator, target=target)
+    try:
+        res = run_builds(builds, seed, builder, progress=progress)
+    except TargetError as exc:
+        return [CheckRecord.not_applicable(
+            "real-text task: direct/ball/gaussian within 2 points of Taylor (eps = 1)",
+            f"the target cannot build direct on the ball with the Gaussian law ({exc})")]
     st = loss_sign_test(res)
     summ = _summary(res)
     allowed = (st.critical - 1) if st.critical is not None else builds
@@ -291,7 +327,7 @@ def realtext_records(level: str, seed: int, *, scale: float = 1.0, progress=None
     )]
     if compare_tlap:
         tl = run_builds(min(builds, TLAP_BUILDS[level]), seed, lambda task, generator: build_real(
-            task, generator=generator, law="tlap"), progress=progress)
+            task, generator=generator, law="tlap", target=target), progress=progress)
         ts = loss_sign_test(tl)
         recs.append(CheckRecord(
             name="real-text task: the TLap law on the same tasks (comparison)", kind="info",
@@ -313,4 +349,4 @@ def check_realtext(ctx: CheckContext) -> list[CheckRecord]:
     real-text task (module docstring: generator, fit, sign test at alpha 1e-6; the TLap law
     beside it)."""
     return realtext_records(ctx.level, derive_seed(ctx.seed, "realtext"), scale=ctx.scale,
-                            progress=ctx.note)
+                            progress=ctx.note, target=ctx.target)

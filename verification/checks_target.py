@@ -44,18 +44,16 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from typing import Callable
 
 import numpy as np
 
 from dpxattn.randomness import derive_seed
-from dpxattn.verification.harness import (DEFAULT_ROOT_SEED, CheckRun, HarnessRun, ProgressBar,
-                                          draw_root_seed, environment, record_consistent)
+from dpxattn.verification.harness import HarnessRun
 from dpxattn.verification.records import CheckContext, CheckRecord
 from dpxattn.verification.registry import CheckSpec
-from dpxattn.verification.target import (MECHANISMS, LoadedTarget, ReferenceTarget,
-                                         build_target, released_vector)
+from dpxattn.verification.target import (LoadedTarget, ReferenceTarget, build_target,
+                                         context_target, released_vector)
 
 __all__ = [
     "ALPHA",
@@ -77,6 +75,14 @@ __all__ = [
     "check_target_sensitivity",
     "check_target_audit",
     "check_target_adaptive",
+    "target_conformance",
+    "target_noiseless",
+    "target_noise_law",
+    "target_sensitivity",
+    "target_audit",
+    "target_adaptive",
+    "clear_shared",
+    "target_specs",
     "TargetRun",
     "run_target",
 ]
@@ -240,9 +246,7 @@ def _compare(name: str, got, want: np.ndarray, atol, rtol: float) -> tuple[float
     return float(ratio.max()) if ratio.size else 0.0, {f"{name}_max_abs_diff": float(np.max(np.abs(got - want)))}
 
 
-def _not_applicable(name: str, why: str) -> CheckRecord:
-    return CheckRecord(name=f"{name}: did not apply", kind="info", tests=why, statistic=0.0,
-                       threshold=0.0, comparison="==", passed=True, details={"applies": False})
+_not_applicable = CheckRecord.not_applicable
 
 
 def _reference_case(case, K, V, Q, u):
@@ -751,125 +755,76 @@ def check_target_adaptive(target: LoadedTarget, ctx: CheckContext,
 #: relative allowance for the float64 Taylor attention used as truth in check 6
 TAYLOR_RTOL = 1e-10
 
-#: (check name, function, summary) in report order
+def _sizes_override(ctx: CheckContext) -> TargetSizes | None:
+    return ctx.overrides.get("target_sizes")
+
+
+def target_conformance(ctx: CheckContext) -> list[CheckRecord]:
+    """Registry entry ``target-conformance``: check 1 against ``ctx``'s target."""
+    return check_target_conformance(context_target(ctx), ctx)
+
+
+def target_noiseless(ctx: CheckContext) -> list[CheckRecord]:
+    """Registry entry ``target-noiseless``: check 2 against ``ctx``'s target."""
+    return check_target_noiseless(context_target(ctx), ctx)
+
+
+def target_noise_law(ctx: CheckContext) -> list[CheckRecord]:
+    """Registry entry ``target-noise-law``: check 3 against ``ctx``'s target."""
+    return check_target_noise_law(context_target(ctx), ctx, _sizes_override(ctx))
+
+
+def target_sensitivity(ctx: CheckContext) -> list[CheckRecord]:
+    """Registry entry ``target-sensitivity``: check 4 against ``ctx``'s target."""
+    return check_target_sensitivity(context_target(ctx), ctx, _sizes_override(ctx))
+
+
+def target_audit(ctx: CheckContext) -> list[CheckRecord]:
+    """Registry entry ``target-audit``: check 5 against ``ctx``'s target."""
+    return check_target_audit(context_target(ctx), ctx, _sizes_override(ctx))
+
+
+def target_adaptive(ctx: CheckContext) -> list[CheckRecord]:
+    """Registry entry ``target-adaptive``: check 6 against ``ctx``'s target."""
+    return check_target_adaptive(context_target(ctx), ctx, _sizes_override(ctx))
+
+
+def clear_shared() -> None:
+    """Forget the pair searches and draws shared by checks 3-5 (the harness calls it per run)."""
+    _SHARED.cache.clear()
+
+
+def target_specs() -> list[CheckSpec]:
+    """The registry's entries of checks 1-6 (``target-*``), in report order."""
+    from dpxattn.verification.registry import CHECKS
+
+    return [spec for spec in CHECKS if spec.module == __name__]
+
+
+#: (check name, registry function, summary) of checks 1-6, in report order
 TARGET_CHECKS: list[tuple[str, Callable, str]] = [
-    ("target-conformance", check_target_conformance,
-     "released numbers and answers from shared uniforms vs the exact reference (DESIGN §6)"),
-    ("target-noiseless", check_target_noiseless,
-     "at uniforms 1/2 the release is the exact statistic and the answers the noiseless ones"),
-    ("target-noise-law", check_target_noise_law,
-     "recovered noise per entry and pooled vs the exact TLap (KS, chi-square, alpha 1e-6); "
-     "support; power vs x0.7 / x1.3 (beta from the exact law)"),
-    ("target-sensitivity", check_target_sensitivity,
-     "l1 change of the noiseless release over corner pairs <= the reference's Delta_S"),
-    ("target-audit", check_target_audit,
-     "empirical eps lower bound of released numbers and answers on the worst pair <= eps"),
-    ("target-adaptive", check_target_adaptive,
-     "random and grid queries never exceed the target's own error_bound"),
-]
+    (spec.name, globals()[spec.function], spec.summary) for spec in target_specs()]
 
-
-@dataclass
-class TargetRun(HarnessRun):
-    """A :class:`HarnessRun` of the target checks; the replay names the target."""
-
-    target: str = ""
-
-    def replay_command(self) -> str:
-        """The harness's replay command with ``--target`` after ``verify``."""
-        return super().replay_command().replace("dpxattn verify", f"dpxattn verify --target {self.target}", 1)
-
-    def metadata(self) -> dict:
-        """The harness metadata plus ``target`` and ``target_checks_not_applicable``."""
-        meta = super().metadata()
-        meta["target"] = self.target
-        meta["target_checks_not_applicable"] = list(
-            self.environment.get("target_checks_not_applicable", []))
-        return meta
-
-
-def _run_one(spec: CheckSpec, fn: Callable, ctx: CheckContext) -> CheckRun:
-    """Run one bound check like the harness's ``run_check``: an exception becomes a failed
-    record with its traceback, no records fail, a record inconsistent with its own statistic or
-    without a stated rate is marked failed."""
-    import traceback
-
-    t0 = time.perf_counter()
-    error = None
-    try:
-        records = list(fn(ctx) or [])
-        if not records or not all(isinstance(r, CheckRecord) for r in records):
-            raise TypeError(f"check {spec.name} returned no records or non-records")
-    except Exception:  # noqa: BLE001 - every failure is reported as a record
-        error = traceback.format_exc()
-        records = [CheckRecord(name=f"{spec.name}: raised an exception", kind="exact",
-                               tests=spec.summary, statistic=1.0, threshold=0.0, comparison="<=",
-                               passed=False, details={"traceback": error})]
-    for r in records:
-        bad = not record_consistent(r) or r.false_failure_rate() is None
-        if bad and r.passed:
-            r.passed = False
-            r.details["harness_note"] = ("inconsistent with its own statistic, or a chance record "
-                                         "without a rate in [0, 1]")
-    return CheckRun(spec, ctx.seed, time.perf_counter() - t0, records, error)
+#: kept for readers of older code: a target run is a :class:`HarnessRun` that names its target
+TargetRun = HarnessRun
 
 
 def run_target(target: LoadedTarget, level: str = "quick", *, root_seed: int | None = None,
                fresh_entropy: bool = False, scale: float = 1.0, out_dir=None,
                progress: bool = True, sizes: TargetSizes | None = None,
-               only=()) -> TargetRun:
-    """Run :data:`TARGET_CHECKS` against ``target`` (all, or those named in ``only``).
+               only=()) -> HarnessRun:
+    """Checks 1-6 alone against ``target`` (all, or those named in ``only``): the harness
+    (:func:`dpxattn.verification.harness.run_harness`) restricted to :func:`target_specs`.
+    ``sizes`` overrides the level's sample sizes (tests). Seeds as in the registry: check c
+    draws from ``derive_seed(root, "target", c)``; checks 3-5 share ``derive_seed(root,
+    "target", "statistical")`` and so one pair search and one set of draws."""
+    from dpxattn.verification.harness import run_harness
 
-    Returns a :class:`TargetRun` (``report.write_report`` and ``harness.summary_table`` take
-    it); ``environment["target"]`` names the target, ``environment["target_checks_not_applicable"]``
-    lists the records of checks that did not apply. Seeds: check c draws from
-    ``derive_seed(root, "target", c)``; checks 3-5 share ``derive_seed(root, "target",
-    "statistical")`` and so one pair search and one set of draws. ``sizes`` overrides the
-    level's sample sizes (tests).
-    """
-    from pathlib import Path
-
-    if fresh_entropy and root_seed is not None:
-        raise ValueError("give either root_seed or fresh_entropy=True, not both")
-    root = draw_root_seed() if fresh_entropy else (DEFAULT_ROOT_SEED if root_seed is None else int(root_seed))
-    names = [c[0] for c in TARGET_CHECKS]
+    specs = target_specs()
+    names = [spec.name for spec in specs]
     unknown = [o for o in only if o not in names]
     if unknown:
         raise ValueError(f"unknown target check(s) {unknown}; choose from {names}")
-    chosen = [c for c in TARGET_CHECKS if not only or c[0] in only]
-    bar = ProgressBar(len(chosen)) if progress else None
-    plots = None if out_dir is None else Path(out_dir) / "plots"
-    runs: list[CheckRun] = []
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    t0 = time.perf_counter()
-    _SHARED.cache.clear()
-    for name, fn, summary in chosen:
-        spec = CheckSpec(name, __name__, fn.__name__, summary=summary)
-        shared = name in ("target-noise-law", "target-sensitivity", "target-audit")
-        ctx = CheckContext(level=level, seed=derive_seed(root, "target", "statistical" if shared else name),
-                           out_dir=plots, fresh_entropy=fresh_entropy, scale=float(scale))
-        if bar is not None:
-            bar.start(name)
-            ctx.progress = bar.note
-        if fn in (check_target_conformance, check_target_noiseless):
-            bound = (lambda c, fn=fn: fn(target, c))
-        else:
-            bound = (lambda c, fn=fn: fn(target, c, sizes))
-        run = _run_one(spec, bound, ctx)
-        runs.append(run)
-        if bar is not None:
-            bar.finish(name, run.passed, run.seconds, len(run.records),
-                       sum(1 for r in run.records if not r.passed))
-    _SHARED.cache.clear()
-    env = environment()
-    env["target"] = target.spec
-    env["target_mechanisms"] = list(target.obj.mechanisms)
-    env["target_checks_not_applicable"] = [r.name.replace(": did not apply", "") + ": " + r.tests
-                                           for run in runs
-                                           for r in run.records if r.details.get("applies") is False]
-    env["target_checks_not_applicable"] += [
-        f"every check [{m}]: the target does not declare mechanism '{m}'"
-        for m in MECHANISMS if m not in target.obj.mechanisms]
-    return TargetRun(level=level, root_seed=root, fresh_entropy=fresh_entropy, scale=float(scale),
-                     started=started, seconds=time.perf_counter() - t0, runs=runs,
-                     environment=env, only=tuple(only), target=target.spec)
+    return run_harness(level, out_dir=out_dir, root_seed=root_seed, fresh_entropy=fresh_entropy,
+                       only=tuple(only), scale=scale, checks=specs, progress=progress,
+                       target=target, overrides={} if sizes is None else {"target_sizes": sizes})

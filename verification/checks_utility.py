@@ -276,6 +276,65 @@ def build_structure(task: RagTask, *, mechanism: str, eps: float, delta: float, 
                                   degree=degree, mechanism=mechanism, generator=generator)
 
 
+class ProtocolStructure:
+    """A target's built object (the target protocol, note 29) seen with torch in and out, as
+    the point runner reads a structure: ``query``, and ``error_bound`` / ``hp_error_bound``
+    when the target offers them (``has_error_bound``, ``has_hp``); ``r``: the number of
+    released numbers per column (info only)."""
+
+    def __init__(self, built) -> None:
+        self.built = built
+        self.has_error_bound = callable(getattr(built, "error_bound", None))
+        self.has_hp = callable(getattr(built, "hp_error_bound", None))
+        att = getattr(built, "att", None)
+        self.r = int(att.r) if att is not None else int(
+            np.asarray(next(iter(built.released().values()))).shape[0])
+
+    @staticmethod
+    def _np(Q) -> np.ndarray:
+        return np.asarray(Q.detach().numpy() if isinstance(Q, torch.Tensor) else Q, dtype=np.float64)
+
+    def query(self, Q) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(self.built.query(self._np(Q)), dtype=np.float64))
+
+    def error_bound(self, Q) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(self.built.error_bound(self._np(Q)), dtype=np.float64))
+
+    def hp_error_bound(self, Q, failure_prob) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(self.built.hp_error_bound(self._np(Q), failure_prob),
+                                          dtype=np.float64))
+
+
+class ProtocolBuilder:
+    """The builder of the structure under test: ``target`` (a loaded target; None: dpxattn's
+    own fast path) built through the target protocol (``verification.target.build_target``).
+
+    dpxattn's own fast path is handed the point's torch generator as is (the adapter option
+    ``generator``), so its numbers are bit-identical to a direct ``DPCrossAttention.build``;
+    any other target gets ``rng = numpy.random.default_rng(seed of that generator)``.
+    """
+
+    def __init__(self, target=None) -> None:
+        from dpxattn.verification.target import is_own_target, own_target
+
+        self.loaded = own_target() if target is None else target
+        self.own = is_own_target(target)
+
+    @property
+    def mechanisms(self) -> tuple[str, ...]:
+        return tuple(m for m in ("direct", "tree") if m in self.loaded.obj.mechanisms)
+
+    def __call__(self, task, *, mechanism, eps, delta, degree, generator) -> ProtocolStructure:
+        from dpxattn.verification.target import build_target
+
+        src = ({"options": {"generator": generator}} if self.own
+               else {"rng": np.random.default_rng(generator.initial_seed())})
+        built = build_target(self.loaded.obj, task.K.numpy(), task.V.numpy(), eps=eps,
+                             delta=delta, R=task.R, R_w=task.R_w, degree=degree,
+                             mechanism=mechanism, **src)
+        return ProtocolStructure(built)
+
+
 class NoiseScaled:
     """Mutant builder: the real release with its noise multiplied by ``factor``.
 
@@ -500,10 +559,11 @@ def _run_point(*, mechanism, n, eps, R, builds, seed, m, delta, hp_builds, build
         att = builder(task, mechanism=mechanism, eps=eps, delta=delta, degree=degree,
                       generator=gen)
         r = att.r
+        has_sure = getattr(att, "has_error_bound", True)
         with torch.no_grad():
             out = att.query(task.Q)
             err = (out - taylor).abs()
-            sure = att.error_bound(task.Q)
+            sure = att.error_bound(task.Q) if has_sure else torch.full_like(err, math.nan)
         entries = err.numel()
         ratio = err / (sure + TAYLOR_SLACK)
         cols["err_dp"].append(float(err.mean()))
@@ -513,7 +573,7 @@ def _run_point(*, mechanism, n, eps, R, builds, seed, m, delta, hp_builds, build
         cols["sure_min_ratio"].append(float(ratio.min()))
         cols["sure_mean"].append(float(sure.mean()))
         cols["sure_smallest"].append(float(sure.min()))
-        if b < hp_builds:
+        if b < hp_builds and getattr(att, "has_hp", True):
             with torch.no_grad():
                 hp = att.hp_error_bound(task.Q, HP_FAILURE)
             cols["hp_mean"].append(float(hp.mean()))
@@ -734,9 +794,14 @@ def _sweep_ends(eps_points, n_points, eps_test, n_test) -> dict:
     ends = {}
     for sweep, group, key, (lo, hi) in (("eps", eps_points, "eps", eps_test),
                                          ("n", n_points, "n", n_test)):
-        for mech in ("direct", "tree"):
+        for mech in _measured(group):
             ends[sweep, mech] = (_at(group[mech], key, lo), _at(group[mech], key, hi))
     return ends
+
+
+def _measured(group: dict) -> list[str]:
+    """The mechanisms of a sweep that have points (a target may offer only one)."""
+    return [m for m in ("direct", "tree") if group.get(m)]
 
 
 def direct_vs_tree_record(eps_points, n_points, ends: dict, alpha: float) -> CheckRecord:
@@ -784,7 +849,7 @@ def trend_records(eps_points, n_points, ends: dict, eps_test, n_test, alpha: flo
     for sweep, group, key, (lo, hi) in (("eps", eps_points, "eps", eps_test),
                                          ("n", n_points, "n", n_test)):
         margin = math.sqrt(hi / lo)
-        for mech in ("direct", "tree"):
+        for mech in _measured(group):
             near, far = ends[sweep, mech]
             k = min(near.builds, far.builds)
             st = sign_test(near.err_dp[:k], far.err_dp[:k], margin, alpha)
@@ -828,9 +893,25 @@ def envelope_records(everything: list[PointResult], alpha: float) -> list[CheckR
     """The certified envelope (sure), the hp envelope's failure rate (Hoeffding over builds) and
     the hp envelope's tightness (info)."""
     recs: list[CheckRecord] = []
+    if any(np.isnan(p.sure_ratio).any() for p in everything):
+        recs.append(CheckRecord.not_applicable(
+            "certified envelope never exceeded",
+            "the target's built object has no error_bound (optional in the target protocol)"))
+    else:
+        recs.append(_sure_envelope_record(everything))
+    fracs = np.concatenate([p.hp_frac[np.isfinite(p.hp_frac)] for p in everything])
+    if fracs.size == 0:
+        return recs + [CheckRecord.not_applicable(
+            f"high-probability envelope holds at failure rate {HP_FAILURE:g}",
+            "the target's built object has no hp_error_bound(Q, p) (beyond the protocol; "
+            "dpxattn's own targets have it)")]
+    return recs + _hp_envelope_records(everything, fracs, alpha)
+
+
+def _sure_envelope_record(everything: list[PointResult]) -> CheckRecord:
     worst_sure = max(float(np.max(p.sure_ratio)) for p in everything)
     entries = sum(p.entries for p in everything)
-    recs.append(CheckRecord(
+    return CheckRecord(
         name="certified envelope never exceeded", kind="exact",
         tests=("|DP answer - noiseless Taylor attention| <= error_bound(Q) (+ 1e-9 for this check's "
                "own float64 Taylor attention) for every entry of every query of every build of "
@@ -840,9 +921,12 @@ def envelope_records(everything: list[PointResult], alpha: float) -> list[CheckR
         sample_size=entries,
         details={"mean_envelope_over_error": {p.label: p.mean("sure_mean") / p.mean("err_dp")
                                               for p in everything}},
-    ))
+    )
 
-    fracs = np.concatenate([p.hp_frac[np.isfinite(p.hp_frac)] for p in everything])
+
+def _hp_envelope_records(everything: list[PointResult], fracs: np.ndarray,
+                         alpha: float) -> list[CheckRecord]:
+    recs: list[CheckRecord] = []
     B = int(fracs.size)
     mean_frac = float(fracs.mean()) if B else 0.0
     p_hp = hoeffding_tail(mean_frac, B, HP_FAILURE) if B else 1.0
@@ -894,8 +978,18 @@ def utility_records(eps_points: dict[str, list[PointResult]], n_points: dict[str
     ends = _sweep_ends(eps_points, n_points, eps_test, n_test)
     tests, figures = trend_records(eps_points, n_points, ends, eps_test, n_test, alpha, seed)
     everything = [p for g in (eps_points, n_points) for pts in g.values() for p in pts] + list(R_points)
-    return ([direct_vs_tree_record(eps_points, n_points, ends, alpha)] + tests + figures
-            + envelope_records(everything, alpha) + retrieval_records(R_points))
+    if _measured(eps_points) == ["direct", "tree"]:
+        first = direct_vs_tree_record(eps_points, n_points, ends, alpha)
+    else:
+        first = CheckRecord.not_applicable(
+            "direct beats tree at every test point",
+            f"the target offers only {', '.join(_measured(eps_points))} (both mechanisms needed)")
+    recs = [first] + tests + figures + envelope_records(everything, alpha) + retrieval_records(R_points)
+    if not R_points:
+        recs.append(CheckRecord.not_applicable(
+            "retrieval survives privacy", "the R trade-off and retrieval run on `direct`, "
+            "which the target does not offer"))
+    return recs
 
 
 def retrieval_test(acc, weight, level: float = TEST_ALPHA) -> SignTest:
@@ -1039,6 +1133,8 @@ def _plots(ctx: CheckContext, eps_points, n_points, R_points) -> list[str]:
         curves = []
         bias = None
         for mech, pts in sorted(group.items()):
+            if not pts:  # a mechanism the target does not offer
+                continue
             pts = sorted(pts, key=lambda p: getattr(p, key))
             x = [getattr(p, key) for p in pts]
             colour = MECHANISM_COLOURS.get(mech)
@@ -1051,7 +1147,7 @@ def _plots(ctx: CheckContext, eps_points, n_points, R_points) -> list[str]:
             curves.append(Curve(f"{mech}: hp envelope p={HP_FAILURE:g} (mean)", x,
                                 [p.mean("hp_mean") for p in pts], style=":", color=colour))
             bias = pts[0].mean("kernel_bias")
-        fixed = next(iter(group.values()))[0]
+        fixed = next(pts for pts in group.values() if pts)[0]
         title = (f"error vs {key}: retrieval task, R={fixed.R:g}, degree {fixed.degree}, "
                  + (f"n={fixed.n}" if key == "eps" else f"eps={fixed.eps:g}"))
         paths.append(str(plot_curves(curves, path, title=title, xlabel=xlabel,
@@ -1130,31 +1226,33 @@ def _run(ctx: CheckContext, sizes: UtilitySizes) -> list[CheckRecord]:
     def hp_for(mech: str, builds: int) -> int:
         return builds if mech == "direct" else sizes.hp_builds_tree
 
-    for mech in ("direct", "tree"):
+    real = ProtocolBuilder(ctx.target)  # the structure under test, through the target protocol
+    for mech in real.mechanisms:
         for eps in sizes.eps_grid:
             ctx.note(f"eps sweep: {mech}, eps={eps:g}")
             b = sizes.pairs if eps in EPS_TEST else sizes.builds
             eps_points[mech].append(run_point(
                 mechanism=mech, n=N_EPS, eps=eps, R=1.0, builds=b, m=sizes.m, delta=sizes.delta,
                 seed=derive_seed(seed, "A", mech, eps), hp_builds=hp_for(mech, b),
-                experiment="eps sweep"))
+                experiment="eps sweep", builder=real))
         for n in (sizes.n_grid if mech == "direct" else sizes.n_grid_tree):
             ctx.note(f"n sweep: {mech}, n={n}")
             b = sizes.pairs if n in N_TEST else sizes.builds
             n_points[mech].append(run_point(
                 mechanism=mech, n=n, eps=EPS_N, R=1.0, builds=b, m=sizes.m, delta=sizes.delta,
                 seed=derive_seed(seed, "B", mech, n), hp_builds=hp_for(mech, b),
-                experiment="n sweep"))
+                experiment="n sweep", builder=real))
     top_R = max(sizes.R_grid)
-    for R in sizes.R_grid:
+    for R in (sizes.R_grid if "direct" in real.mechanisms else ()):
         ctx.note(f"R trade-off: R={R:g}")
         b = sizes.retrieval_builds if R == top_R else sizes.builds_R
         R_points.append(run_point(
             mechanism="direct", n=sizes.n_R, eps=1.0, R=R, builds=b, m=sizes.m, delta=sizes.delta,
             seed=derive_seed(seed, "C", R), hp_builds=sizes.builds_R, experiment="R sweep",
-            query_ignored=R == top_R))
+            query_ignored=R == top_R, builder=real))
     records = utility_records(eps_points, n_points, R_points, seed=seed)
-    records.append(retrieval_power_record(max(R_points, key=lambda p: p.R), sizes.m))
+    if R_points:
+        records.append(retrieval_power_record(max(R_points, key=lambda p: p.R), sizes.m))
     ctx.note("power: answers moved by 3 envelopes")
     offset = [run_point(mechanism=mech, n=N_EPS, eps=EPS_TEST[0], R=1.0, builds=2, m=sizes.m,
                         delta=sizes.delta, seed=derive_seed(seed, "power", mech), hp_builds=0,

@@ -2,16 +2,21 @@
 
     dpxattn verify [--level quick|standard|full] [--out DIR] [--seed N | --fresh-entropy]
                    [--only CHECK ...] [--scale F] [--sweep K] [--list] [--quiet]
-    dpxattn verify --target MODULE:ATTR [--level ...] [--out DIR] [--seed N | --fresh-entropy]
+    dpxattn verify --target MODULE:ATTR [--level ...] [--only CHECK ...] [--sweep K] ...
 
 Runs the checks of the level with a progress bar on stderr, prints the summary table on stdout,
 writes ``DIR/report.md``, ``DIR/report.json`` and ``DIR/plots/*.png``, and exits 0 only if every
 record of every check passed (1 otherwise; 2 for a usage error).
 
-* ``quick``: the CI level, about 2 minutes on 2 cores (smaller samples, each statistical test
+* ``quick``: the CI level, about 4 minutes on 2 cores (smaller samples, each statistical test
   still at its stated alpha and still shown to have power);
 * ``standard``: the sample sizes of DESIGN §6, within 30 minutes;
 * ``full``: ``standard`` with sample sizes multiplied by ``--scale`` (default 4).
+
+``--target`` names the implementation under test (default: dpxattn's own fast path); every
+check that reaches it through the target protocol or checks the reference's proven constants
+runs against it, and the report lists the checks that test dpxattn's internals as not applicable,
+with their reason (note 29).
 
 ``--sweep K`` runs the level K times, under the root seeds N, N+1, ..., N+K-1 (``--seed N``;
 default the fixed root) or under K fresh OS roots (``--fresh-entropy``), prints a row per run
@@ -36,7 +41,7 @@ DEFAULT_FULL_SCALE = 4.0
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--level", choices=LEVELS, default="quick",
-                        help="quick (CI, ~2 min on 2 cores), standard (DESIGN §6 sample sizes, "
+                        help="quick (CI, ~4 min on 2 cores), standard (DESIGN §6 sample sizes, "
                              "<= 30 min) or full (standard x --scale); default quick")
     parser.add_argument("--out", metavar="DIR", default=DEFAULT_OUT,
                         help=f"where report.md, report.json and plots/ go (default {DEFAULT_OUT})")
@@ -55,9 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list", action="store_true", help="list the checks of the level and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--target", metavar="MODULE:ATTR", default=None,
-                        help="run the target checks (dpxattn.verification.checks_target) against "
-                             "anyone's implementation of the target protocol: 'module:attr' or "
-                             "'path/to/file.py:attr' (e.g. dpxattn.verification.target:FastTarget)")
+                        help="run the harness against anyone's implementation of the target "
+                             "protocol: 'module:attr' or 'path/to/file.py:attr' (default: "
+                             "dpxattn's own fast path, dpxattn.verification.target:FastTarget); "
+                             "the checks that test dpxattn's internals are listed as not applicable")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,73 +77,50 @@ def run(args: argparse.Namespace) -> int:
         print(f"dpxattn verify: --scale must be > 0 (got {args.scale})", file=sys.stderr)
         return 2
     scale = (args.scale if args.scale is not None else DEFAULT_FULL_SCALE) if args.level == "full" else 1.0
+    target = None
     if args.target is not None:
-        return _run_target(args, Path(args.out), scale)
+        from dpxattn.verification.target import TargetError, load_target
+
+        try:
+            target = load_target(args.target)
+        except TargetError as exc:
+            print(f"dpxattn verify: {exc}", file=sys.stderr)
+            return 2
     try:
         selected = select_checks(args.level, args.only)
     except ValueError as exc:
         print(f"dpxattn verify: {exc}", file=sys.stderr)
         return 2
     if args.list:
+        from dpxattn.verification.target import is_own_target
+
+        own = is_own_target(target)
         for spec in selected:
-            print(f"{spec.name:<28} {spec.summary}")
+            where = spec.reaches if spec.applies_to(own) else "does not apply (internals)"
+            print(f"{spec.name:<28} [{where}] {spec.summary}")
         return 0
     if not selected:
         print(f"dpxattn verify: no checks registered for level {args.level}", file=sys.stderr)
         return 1
     out = Path(args.out)
     if args.sweep is not None:
-        return _sweep(args, out, scale)
+        return _sweep(args, out, scale, target)
     result = run_harness(args.level, out_dir=out, root_seed=args.seed, fresh_entropy=args.fresh_entropy,
-                         only=args.only, scale=scale, progress=not args.quiet)
+                         only=args.only, scale=scale, progress=not args.quiet, target=target)
     if result.fresh_entropy:
         print(f"fresh entropy: root seed {result.root_seed} (replay: {result.replay_command()})",
               file=sys.stderr)
     md, js = write_report(result, out)
+    if target is not None:
+        print(f"target: {target.spec} (mechanisms: {', '.join(target.obj.mechanisms)})")
+    for line in result.not_applicable:
+        print(f"did not apply: {line}")
     print(summary_table(result))
     print(f"report: {md}  {js}  plots: {out / 'plots'}")
     return result.exit_status
 
 
-def _run_target(args: argparse.Namespace, out: Path, scale: float) -> int:
-    """``--target``: the target checks against the named implementation."""
-    from dpxattn.verification.checks_target import TARGET_CHECKS, run_target
-    from dpxattn.verification.harness import summary_table
-    from dpxattn.verification.report import write_report
-    from dpxattn.verification.target import TargetError, load_target
-
-    if args.sweep is not None:
-        print("dpxattn verify: --sweep does not combine with --target", file=sys.stderr)
-        return 2
-    names = [c[0] for c in TARGET_CHECKS]
-    if args.list:
-        for name, _, summary in TARGET_CHECKS:
-            print(f"{name:<28} {summary}")
-        return 0
-    bad = [o for o in args.only if o not in names]
-    if bad:
-        print(f"dpxattn verify: with --target, --only takes {names} (got {bad})", file=sys.stderr)
-        return 2
-    try:
-        target = load_target(args.target)
-    except TargetError as exc:
-        print(f"dpxattn verify: {exc}", file=sys.stderr)
-        return 2
-    result = run_target(target, args.level, root_seed=args.seed, fresh_entropy=args.fresh_entropy,
-                        scale=scale, out_dir=out, progress=not args.quiet, only=tuple(args.only))
-    if result.fresh_entropy:
-        print(f"fresh entropy: root seed {result.root_seed} (replay: {result.replay_command()})",
-              file=sys.stderr)
-    md, js = write_report(result, out)
-    print(f"target: {target.spec} (mechanisms: {', '.join(target.obj.mechanisms)})")
-    for line in result.environment["target_checks_not_applicable"]:
-        print(f"did not apply: {line}")
-    print(summary_table(result))
-    print(f"report: {md}  {js}")
-    return result.exit_status
-
-
-def _sweep(args: argparse.Namespace, out: Path, scale: float) -> int:
+def _sweep(args: argparse.Namespace, out: Path, scale: float, target=None) -> int:
     from dpxattn.verification.sweep import render_sweep, run_sweep, write_sweep
 
     if args.sweep < 1:
@@ -145,7 +128,7 @@ def _sweep(args: argparse.Namespace, out: Path, scale: float) -> int:
         return 2
     result = run_sweep(args.level, runs=args.sweep, first_seed=args.seed,
                        fresh_entropy=args.fresh_entropy, out_dir=out, only=args.only, scale=scale,
-                       stream=None if args.quiet else sys.stderr)
+                       stream=None if args.quiet else sys.stderr, target=target)
     md, js = write_sweep(result, out)
     print(render_sweep(result))
     print(f"sweep: {md}  {js}")

@@ -33,6 +33,7 @@ from typing import Callable, Sequence, TextIO
 from dpxattn.randomness import derive_seed
 from dpxattn.verification.records import FAMILY_FALSE_ALARM, LEVELS, CheckContext, CheckRecord
 from dpxattn.verification.registry import CHECKS, CheckSpec, load
+from dpxattn.verification.target import MECHANISMS, OWN_TARGET, is_own_target, own_target
 
 __all__ = [
     "DEFAULT_ROOT_SEED",
@@ -128,6 +129,12 @@ class HarnessRun:
     runs: list[CheckRun]
     environment: dict = field(default_factory=dict)
     only: tuple[str, ...] = ()
+    #: the implementation the checks ran against (``module:attr``; note 29)
+    target: str = OWN_TARGET
+    #: what did not apply to the target and why: whole checks the run skipped (an "internals"
+    #: check for another target, a mechanism the target does not declare) and the records of
+    #: the checks that ran which said "did not apply"
+    not_applicable: list[str] = field(default_factory=list)
 
     @property
     def records(self) -> list[CheckRecord]:
@@ -148,7 +155,10 @@ class HarnessRun:
         return 0 if self.passed else 1
 
     def replay_command(self) -> str:
-        cmd = f"dpxattn verify --level {self.level} --seed {self.root_seed}"
+        cmd = "dpxattn verify"
+        if self.target != OWN_TARGET:
+            cmd += f" --target {self.target}"
+        cmd += f" --level {self.level} --seed {self.root_seed}"
         if self.level == "full":
             cmd += f" --scale {self.scale:g}"
         for name in self.only:
@@ -171,6 +181,8 @@ class HarnessRun:
             "records_failed": sum(1 for r in self.records if not r.passed),
             "false_alarm_budget": self.budget.to_dict(),
             "replay": self.replay_command(),
+            "target": self.target,
+            "not_applicable": list(self.not_applicable),
             "seed_derivation": "check seed = dpxattn.randomness.derive_seed(root_seed, check name)",
             "environment": self.environment,
         }
@@ -382,6 +394,8 @@ def run_harness(
     checks: Sequence[CheckSpec] | None = None,
     progress: ProgressBar | bool | None = True,
     progress_stream: TextIO | None = None,
+    target=None,
+    overrides: dict | None = None,
 ) -> HarnessRun:
     """Run every check of ``level`` and return the :class:`HarnessRun` (does not write the report).
 
@@ -389,6 +403,13 @@ def run_harness(
     the OS instead (giving both is an error). ``out_dir`` receives the plots (in
     ``out_dir/plots``); ``None`` means checks draw no plots. ``checks`` replaces the registry
     (tests use it); ``scale`` multiplies sample sizes at level ``full``.
+
+    ``target`` (a :class:`~dpxattn.verification.target.LoadedTarget`; None: dpxattn's own fast
+    path, :data:`~dpxattn.verification.target.OWN_TARGET`) is the implementation under test:
+    every check runs with it as ``ctx.target``; a check that ``reaches="internals"``
+    (:data:`~dpxattn.verification.registry.REACHES`) runs only for the own target and is listed
+    in ``not_applicable`` with its reason for any other. ``overrides`` is handed to every
+    check's context (tests: ``{"target_sizes": ...}``).
     """
     if fresh_entropy and root_seed is not None:
         raise ValueError("give either root_seed or fresh_entropy=True, not both")
@@ -396,6 +417,16 @@ def run_harness(
         raise ValueError(f"scale must be finite and > 0 (got {scale!r})")
     root = draw_root_seed() if fresh_entropy else (DEFAULT_ROOT_SEED if root_seed is None else int(root_seed))
     selected = select_checks(level, only, checks)
+    loaded = own_target() if target is None else target
+    own = is_own_target(loaded)
+    not_applicable = [f"{spec.name}: runs only for dpxattn's own fast path: {spec.why}"
+                      for spec in selected if not spec.applies_to(own)]
+    selected = [spec for spec in selected if spec.applies_to(own)]
+    not_applicable += [f"every check [{m}]: the target does not declare mechanism '{m}'"
+                       for m in MECHANISMS if m not in loaded.obj.mechanisms]
+    from dpxattn.verification.checks_target import clear_shared
+
+    clear_shared()
     plots_dir = None if out_dir is None else Path(out_dir) / PLOTS_SUBDIR
     bar = progress if isinstance(progress, ProgressBar) else (
         ProgressBar(len(selected), stream=progress_stream) if progress else None)
@@ -403,8 +434,10 @@ def run_harness(
     t0 = time.perf_counter()
     runs: list[CheckRun] = []
     for spec in selected:
-        ctx = CheckContext(level=level, seed=derive_seed(root, spec.name), out_dir=plots_dir,
-                           fresh_entropy=fresh_entropy, scale=float(scale))
+        seed = derive_seed(root, *spec.seed_path) if spec.seed_path else derive_seed(root, spec.name)
+        ctx = CheckContext(level=level, seed=seed, out_dir=plots_dir, fresh_entropy=fresh_entropy,
+                           scale=float(scale), target=None if own and target is None else loaded,
+                           overrides=dict(overrides or {}))
         if bar is not None:
             bar.start(spec.name)
             ctx.progress = bar.note  # CheckContext.note(text) shows a long check's stage
@@ -413,9 +446,13 @@ def run_harness(
         if bar is not None:
             n_failed = sum(1 for r in run.records if not r.passed)
             bar.finish(spec.name, run.passed, run.seconds, len(run.records), n_failed)
+    clear_shared()
+    not_applicable += [f"{run.spec.name}: {r.name.replace(': did not apply', '')}: {r.tests}"
+                       for run in runs for r in run.records if r.details.get("applies") is False]
     return HarnessRun(level=level, root_seed=root, fresh_entropy=fresh_entropy, scale=float(scale),
                       started=started, seconds=time.perf_counter() - t0, runs=runs,
-                      environment=environment(), only=tuple(only))
+                      environment=environment(), only=tuple(only), target=loaded.spec,
+                      not_applicable=not_applicable)
 
 
 def format_number(x) -> str:
@@ -446,7 +483,7 @@ def summary_table(run: HarnessRun, *, width: int = 100) -> str:
                      "PASS" if cr.passed else "FAIL"))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = [f"dpxattn verify --level {run.level}: root seed {run.root_seed}"
-             + (" (fresh entropy)" if run.fresh_entropy else "")]
+             + (" (fresh entropy)" if run.fresh_entropy else "") + f"; target {run.target}"]
     for i, row in enumerate(rows):
         lines.append("  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths))))
         if i == 0:

@@ -24,7 +24,7 @@ __all__ = [
     "CheckRecord",
 ]
 
-#: harness levels: quick (CI, about 2 minutes), standard (DESIGN §6 sample sizes), full
+#: harness levels: quick (CI, about 4 minutes), standard (DESIGN §6 sample sizes), full
 LEVELS = ("quick", "standard", "full")
 
 #: kinds of record that a correct implementation cannot fail: a deterministic fact (``exact``),
@@ -54,6 +54,11 @@ class CheckContext:
     scale: float = 1.0  # `full` may multiply sample sizes by this
     #: set by the harness: shows a long check's current stage on the progress bar
     progress: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
+    #: the implementation under test (a ``verification.target.LoadedTarget``); None means
+    #: dpxattn's own fast path (``target:FastTarget``), the default of ``dpxattn verify``
+    target: object | None = field(default=None, repr=False, compare=False)
+    #: test-only overrides a check may read (e.g. ``"target_sizes"``); empty in reports
+    overrides: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def rng(self) -> np.random.Generator:
@@ -106,6 +111,14 @@ class CheckRecord:
             raise ValueError(f"kind must be one of {KINDS} (got {self.kind!r})")
         if self.kind == "info" and not self.passed:
             raise ValueError(f"an info record has no verdict and always passes ({self.name!r})")
+
+    @classmethod
+    def not_applicable(cls, name: str, why: str) -> "CheckRecord":
+        """A record saying that part of a check did not apply to the target, and why: an
+        ``info`` record (no verdict), ``details["applies"] = False``; the harness lists it in
+        the report's "Did not apply" section."""
+        return cls(name=f"{name}: did not apply", kind="info", tests=why, statistic=0.0,
+                   threshold=0.0, comparison="==", passed=True, details={"applies": False})
 
     def false_failure_rate(self) -> float | None:
         """The chance that a correct implementation fails this record, or None if not stated.

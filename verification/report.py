@@ -21,6 +21,7 @@ import numpy as np
 
 from dpxattn.verification.harness import HarnessRun, format_number
 from dpxattn.verification.registry import load
+from dpxattn.verification.target import OWN_TARGET
 
 __all__ = ["write_report", "render_markdown", "report_dict", "jsonable"]
 
@@ -149,9 +150,14 @@ def _header_lines(run: HarnessRun) -> list[str]:
     n_rec = len(run.records)
     n_fail = sum(1 for r in run.records if not r.passed)
     verdict = "PASS" if run.passed else "FAIL"
+    own = run.target == OWN_TARGET
     L = ["# dpxattn verification report", "",
          f"**Verdict: {verdict}** - {n_rec - n_fail} of {n_rec} records passed in "
          f"{len(run.runs)} checks (level `{run.level}`, {run.seconds:.1f} s).", "",
+         f"* target: `{run.target}`"
+         + (" (dpxattn's own fast path, the default)" if own else
+            f" (through the target protocol; {len(run.not_applicable)} item(s) did not apply, "
+            "listed below)"),
          f"* level: `{run.level}`" + (f" (sample sizes x{run.scale:g})" if run.level == "full" else ""),
          f"* root seed: `{run.root_seed}` "
          + ("(drawn from OS entropy for this run; recorded so a failure can be replayed)"
@@ -165,6 +171,17 @@ def _header_lines(run: HarnessRun) -> list[str]:
         L.append(f"* restricted to the checks: {', '.join(run.only)}")
     L += ["", _HOW_TO_READ]
     return L
+
+
+def _not_applicable_lines(run: HarnessRun) -> list[str]:
+    """The checks and cases that did not apply to the target, each with its reason."""
+    if not run.not_applicable:
+        return []
+    L = ["## Did not apply", "",
+         f"What the harness could not run against `{run.target}`, and why (none of it counts "
+         "toward the verdict; note 29 lists which checks run for which targets):", ""]
+    L += [f"* {_cell(line)}" for line in run.not_applicable]
+    return L + [""]
 
 
 def _summary_lines(run: HarnessRun) -> list[str]:
@@ -258,7 +275,7 @@ def render_markdown(run: HarnessRun, out_dir: Path | str) -> str:
     """The text of report.md (plots referenced relative to ``out_dir``): header, summary, one
     section per check, environment."""
     out = Path(out_dir)
-    L = _header_lines(run) + _summary_lines(run)
+    L = _header_lines(run) + _summary_lines(run) + _not_applicable_lines(run)
     for i, cr in enumerate(run.runs, 1):
         L += _check_section(i, cr, out)
     return "\n".join(L + _environment_lines(run))

@@ -73,9 +73,9 @@ class SweepResult:
 
 def run_sweep(level: str, *, runs: int, first_seed: int | None = None, fresh_entropy: bool = False,
               out_dir: Path | str | None = None, only: Sequence[str] = (), scale: float = 1.0,
-              checks=None, stream: TextIO | None = None) -> SweepResult:
+              checks=None, stream: TextIO | None = None, target=None) -> SweepResult:
     """Run ``level`` ``runs`` times: root seeds ``first_seed``, ``first_seed + 1``, ... (or fresh
-    OS entropy for each run). The full report of each failing run is written to
+    OS entropy for each run), against ``target`` (None: dpxattn's own fast path). The full report of each failing run is written to
     ``out_dir/seed-ROOT/`` when ``out_dir`` is given. ``stream`` receives one line per run."""
     from dpxattn.verification.report import write_report
 
@@ -90,7 +90,7 @@ def run_sweep(level: str, *, runs: int, first_seed: int | None = None, fresh_ent
     for i in range(int(runs)):
         root = draw_root_seed() if fresh_entropy else start + i
         run: HarnessRun = run_harness(level, root_seed=root, only=only, scale=scale, checks=checks,
-                                      progress=False, out_dir=None)  # no plots: rows only
+                                      progress=False, out_dir=None, target=target)  # rows only
         failed = tuple(f"{cr.spec.name}: {r.name}" for cr in run.runs for r in cr.records if not r.passed)
         if failed and out is not None:
             write_report(run, out / f"seed-{root}")

@@ -70,6 +70,10 @@ __all__ = [
     "released_vector",
     "FastTarget",
     "ReferenceTarget",
+    "OWN_TARGET",
+    "own_target",
+    "is_own_target",
+    "context_target",
 ]
 
 #: the mechanisms a target may declare (DESIGN §2)
@@ -83,8 +87,9 @@ TREE_PARAMETERS = ("copies", "grid_size")
 #: keywords only dpxattn's own adapters take (the standard checks' features of our
 #: implementation): the domain ("box" / "ball"), the tree's composition ("basic" / "pld"), a
 #: torch or numpy ``generator`` passed to the fast path as is (so that a check keeps its own
-#: seeding bit for bit), the reference's ``prec``
-ADAPTER_OPTIONS = ("domain", "composition", "generator", "prec")
+#: seeding bit for bit), the reference's ``prec``, the fast path's ``noise`` ("float" /
+#: "secure", with ``generator``)
+ADAPTER_OPTIONS = ("domain", "composition", "generator", "prec", "noise")
 
 
 class TargetError(DPXAttnError):
@@ -356,8 +361,9 @@ class FastTarget:
 
     ``rng``: a torch generator seeded from it (the fast path's own sampler); ``uniforms``:
     passed through. Declares the tree parameters ``copies`` and ``grid_size``; adapter options
-    (:data:`ADAPTER_OPTIONS`): ``domain``, ``composition`` and ``generator`` (a torch or numpy
-    generator handed to the fast build as is, in place of ``rng``), all passed through. The
+    (:data:`ADAPTER_OPTIONS`): ``domain``, ``composition``, ``generator`` (a torch or numpy
+    generator handed to the fast build as is, in place of ``rng``) and ``noise``, all passed
+    through. The
     built object also has ``hp_error_bound(Q, p)`` and ``att`` (the structure itself).
     Paper: the structure of v2 §3 (tree) and our direct (DESIGN §2).
     """
@@ -368,7 +374,7 @@ class FastTarget:
     @classmethod
     def build(cls, K, V, *, eps, delta, R, R_w, degree, mechanism, uniforms=None, rng=None,
               law="tlap", scale=None, copies=1, grid_size=None, domain="box",
-              composition="basic", generator=None):
+              composition="basic", generator=None, noise=None):
         import torch
 
         from dpxattn.fast import DPCrossAttention
@@ -385,6 +391,8 @@ class FastTarget:
                 extra.update(composition=composition)
         if domain != "box":
             extra.update(domain=domain)
+        if noise is not None:
+            extra.update(noise=noise)
         att = DPCrossAttention.build(torch.as_tensor(K), torch.as_tensor(V), eps=eps, delta=delta,
                                      R=R, R_w=R_w, degree=degree, mechanism=mechanism,
                                      scale=scale, generator=gen, uniforms=uniforms, law=law, **extra)
@@ -480,3 +488,25 @@ class ReferenceTarget:
 
         return DPCrossAttention.noise_count(n=n, d=d, d_v=d_v, degree=degree, mechanism=mechanism,
                                             copies=copies, grid_size=grid_size)
+
+
+#: the target ``dpxattn verify`` tests when no ``--target`` is given: dpxattn's own fast path
+OWN_TARGET = "dpxattn.verification.target:FastTarget"
+
+
+def own_target() -> LoadedTarget:
+    """dpxattn's fast path as a loaded target (:data:`OWN_TARGET`): the harness's default."""
+    return LoadedTarget(FastTarget, OWN_TARGET)
+
+
+def is_own_target(target) -> bool:
+    """Whether ``target`` (a :class:`LoadedTarget`, or None for the default) is dpxattn's own
+    fast path, the one implementation whose internals (samplers, kernel, timing) the checks
+    marked ``reaches="internals"`` in the registry can test."""
+    return target is None or getattr(target, "obj", None) is FastTarget
+
+
+def context_target(ctx) -> LoadedTarget:
+    """The target a check runs against: ``ctx.target``, or :func:`own_target` when unset."""
+    return own_target() if getattr(ctx, "target", None) is None else ctx.target
+
