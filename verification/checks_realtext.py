@@ -175,17 +175,12 @@ def build_real(task: RealTextTask, *, generator: torch.Generator, law: str = "ga
     ``rng = numpy.random.default_rng(seed of the generator)``. Raises
     ``verification.target.TargetError`` when the target does not offer the ball or the law."""
     from dpxattn.verification.checks_utility import ProtocolStructure
-    from dpxattn.verification.target import build_target, is_own_target, own_target
+    from dpxattn.verification.target import build_target, own_target, seeded_source
 
     s, _ = degree()
-    own = is_own_target(target)
     loaded = own_target() if target is None else target
-    options = {"domain": "ball"}
-    if own:
-        options.update(generator=generator, noise="secure")
-        src = {}
-    else:
-        src = {"rng": np.random.default_rng(generator.initial_seed())}
+    src = seeded_source(target, generator, noise="secure")
+    options = {"domain": "ball", **src.pop("options", {})}
     built = build_target(loaded.obj, task.K.numpy(), task.V.numpy(), eps=EPS, delta=DELTA, R=1.0,
                          R_w=1.0, degree=s, mechanism="direct", law=law, options=options, **src)
     return ProtocolStructure(built)

@@ -83,7 +83,6 @@ __all__ = [
     "target_adaptive",
     "clear_shared",
     "target_specs",
-    "TargetRun",
     "run_target",
 ]
 
@@ -804,10 +803,6 @@ def target_specs() -> list[CheckSpec]:
 #: (check name, registry function, summary) of checks 1-6, in report order
 TARGET_CHECKS: list[tuple[str, Callable, str]] = [
     (spec.name, globals()[spec.function], spec.summary) for spec in target_specs()]
-
-#: kept for readers of older code: a target run is a :class:`HarnessRun` that names its target
-TargetRun = HarnessRun
-
 
 def run_target(target: LoadedTarget, level: str = "quick", *, root_seed: int | None = None,
                fresh_entropy: bool = False, scale: float = 1.0, out_dir=None,

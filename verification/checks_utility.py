@@ -315,23 +315,21 @@ class ProtocolBuilder:
     """
 
     def __init__(self, target=None) -> None:
-        from dpxattn.verification.target import is_own_target, own_target
+        from dpxattn.verification.target import own_target
 
+        self.target = target
         self.loaded = own_target() if target is None else target
-        self.own = is_own_target(target)
 
     @property
     def mechanisms(self) -> tuple[str, ...]:
         return tuple(m for m in ("direct", "tree") if m in self.loaded.obj.mechanisms)
 
     def __call__(self, task, *, mechanism, eps, delta, degree, generator) -> ProtocolStructure:
-        from dpxattn.verification.target import build_target
+        from dpxattn.verification.target import build_target, seeded_source
 
-        src = ({"options": {"generator": generator}} if self.own
-               else {"rng": np.random.default_rng(generator.initial_seed())})
         built = build_target(self.loaded.obj, task.K.numpy(), task.V.numpy(), eps=eps,
                              delta=delta, R=task.R, R_w=task.R_w, degree=degree,
-                             mechanism=mechanism, **src)
+                             mechanism=mechanism, **seeded_source(self.target, generator))
         return ProtocolStructure(built)
 
 

@@ -74,6 +74,7 @@ __all__ = [
     "own_target",
     "is_own_target",
     "context_target",
+    "seeded_source",
 ]
 
 #: the mechanisms a target may declare (DESIGN §2)
@@ -509,4 +510,15 @@ def is_own_target(target) -> bool:
 def context_target(ctx) -> LoadedTarget:
     """The target a check runs against: ``ctx.target``, or :func:`own_target` when unset."""
     return own_target() if getattr(ctx, "target", None) is None else ctx.target
+
+
+def seeded_source(target, generator, **own_options) -> dict:
+    """The keywords that seed a build of ``target`` (a loaded target; None: dpxattn's own fast
+    path) from a check's torch ``generator``: the own fast path is handed the generator as is
+    (adapter option, plus ``own_options``), so its numbers are bit-identical to a direct
+    ``DPCrossAttention.build``; any other target gets ``rng = numpy.random.default_rng(seed of
+    the generator)``. Returns ``{"options": {...}}`` or ``{"rng": ...}`` for :func:`build_target`."""
+    if is_own_target(target):
+        return {"options": {"generator": generator, **own_options}}
+    return {"rng": np.random.default_rng(generator.initial_seed())}
 
