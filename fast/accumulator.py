@@ -15,7 +15,7 @@ calibrated to the sensitivity of that rounded statistic, which does not grow wit
 n = 1e3, where ``build``'s float64 allowance is 119x. The released structure is a
 :class:`dpxattn.fast.DPCrossAttention` like ``build``'s (same queries, envelopes, plan; the plan
 says how S was accumulated). Inputs: torch tensors, numpy arrays or memory-mapped ``.npy``
-arrays (read chunk by chunk: nothing but the integer limb sums is kept). Only ``direct`` so far.
+arrays (read chunk by chunk: nothing but the exact integer sums is kept). Only ``direct`` so far.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class Accumulator:
     """An exact, mergeable accumulator of the ``direct`` statistic (module docstring).
 
     Public parameters as :meth:`dpxattn.fast.DPCrossAttention.build`'s (``domain`` "box" or
-    "ball"; ``clip`` as there). Holds only the int64 limb sums (4, r, d_v + 1) and n.
+    "ball"; ``clip`` as there). Holds only the exact int64 sums (2, r, d_v + 1), canonical (``exact_sum.carry``), and n.
     """
 
     def __init__(self, *, mechanism: str = "direct", d: int, d_v: int, degree: int, R, R_w,
@@ -119,7 +119,9 @@ class Accumulator:
                                scale=scale, domain=domain)[:2]
         self.a, self.b = a, b
         self.n = 0
-        self._limbs = torch.zeros((4, self.r, self.d_v + 1), dtype=torch.int64)
+        from dpxattn.fast.exact_sum import new_state
+
+        self._state = new_state(self.r, self.d_v)
         self._released = False
 
     def _public(self) -> tuple:
@@ -143,8 +145,8 @@ class Accumulator:
         if len(V) != m:
             raise ParameterError("V", f"must have as many rows as K ({m})", len(V))
         if self.n + m > MAX_ROWS:
-            raise AccumulatorError("n", f"must stay <= {MAX_ROWS} rows per accumulator (int64 "
-                                   "limb sums); merge several accumulators' releases instead",
+            raise AccumulatorError("n", f"must stay <= {MAX_ROWS} rows per accumulator (the bound "
+                                   "under which its int64 sums are exact, proofs_notes/30)",
                                    self.n + m)
         for start in range(0, m, ADD_CHUNK_ROWS):
             Kc = _chunk(K, start)
@@ -156,7 +158,7 @@ class Accumulator:
             Kc, Vc = check_keys_values(Kc, Vc, R=self.R, R_w=self.R_w, clip=self.clip,
                                        domain=self.domain)
             with torch.no_grad():
-                add_rows(self._limbs, Kc, Vc, degree=self.degree, scale=self.scale, a=self.a,
+                add_rows(self._state, Kc, Vc, degree=self.degree, scale=self.scale, a=self.a,
                          b=self.b)
             self.n += Kc.shape[0]
         return self
@@ -169,9 +171,12 @@ class Accumulator:
             raise AccumulatorError("other", "must be an Accumulator with the same public "
                                    "parameters (d, d_v, degree, R, R_w, scale, clip, domain)")
         other._check_open("be merged")
-        self._limbs += other._limbs
+        from dpxattn.fast.exact_sum import carry
+
+        self._state += other._state
+        carry(self._state)
         self.n += other.n
-        other._limbs = None
+        other._state = None
         other._released = True
         return self
 
@@ -205,8 +210,8 @@ class Accumulator:
         plan = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=s, law=law)
         eps_s, delta_s = plan.share("S")
         with torch.no_grad():
-            S = combine(self._limbs, a, b)
-            self._limbs = None
+            S = combine(self._state, a, b)
+            self._state = None
             self._released = True
             bounds = (ball_feature_bounds(d, s, self.R, scale=self.scale) if ball
                       else feature_bounds(d, s, self.R, scale=self.scale))

@@ -141,19 +141,21 @@ _feature_plan_memo = lru_cache(maxsize=256, typed=True)(_feature_plan)
 _COEF_CACHE: dict = {}
 
 
-def _coef(plan: FeaturePlan, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    key = (plan.d, plan.degree, plan.scale, dtype, str(device))
+def _coef(plan: FeaturePlan, dtype: torch.dtype, device: torch.device, lift: int = 0) -> torch.Tensor:
+    """The coefficients (r,) times 2^lift (exact: a power of two)."""
+    key = (plan.d, plan.degree, plan.scale, dtype, str(device), lift)
     t = _COEF_CACHE.get(key)
     if t is None:
-        t = torch.tensor(plan.coef, dtype=torch.float64).to(device=device, dtype=dtype)
+        t = torch.tensor(plan.coef, dtype=torch.float64).mul_(2.0 ** lift).to(device=device,
+                                                                              dtype=dtype)
         if len(_COEF_CACHE) > 512:
             _COEF_CACHE.clear()
         _COEF_CACHE[key] = t
     return t
 
 
-def _fill(out: torch.Tensor, xt: torch.Tensor, plan: FeaturePlan) -> None:
-    """Write P of the columns of ``xt`` (d, c) into ``out`` (r, c), feature-major."""
+def _fill(out: torch.Tensor, xt: torch.Tensor, plan: FeaturePlan, lift: int = 0) -> None:
+    """Write P of the columns of ``xt`` (d, c) into ``out`` (r, c), feature-major, times 2^lift."""
     out[0].fill_(1.0)
     steps = plan.steps
     if plan.degree >= 1:
@@ -162,7 +164,7 @@ def _fill(out: torch.Tensor, xt: torch.Tensor, plan: FeaturePlan) -> None:
         steps = steps[plan.d:]
     for dst, src, length, i in steps:
         torch.mul(out[src:src + length], xt[i], out=out[dst:dst + length])
-    out.mul_(_coef(plan, out.dtype, out.device).unsqueeze(1))
+    out.mul_(_coef(plan, out.dtype, out.device, lift).unsqueeze(1))
 
 
 _GATHER_CACHE: dict = {}
@@ -190,7 +192,7 @@ def _gathers(plan: FeaturePlan, device: torch.device) -> tuple:
     return got
 
 
-def _fill_gathered(out: torch.Tensor, xt: torch.Tensor, plan: FeaturePlan) -> None:
+def _fill_gathered(out: torch.Tensor, xt: torch.Tensor, plan: FeaturePlan, lift: int = 0) -> None:
     """:func:`_fill` with one gathered product per degree instead of d (few large ops: what a
     query of m tokens needs; bit-identical to :func:`_fill`). Temporaries: two (block, c)
     gathers, so the build's memory-bounded chunks use :func:`_fill` instead."""
@@ -199,7 +201,7 @@ def _fill_gathered(out: torch.Tensor, xt: torch.Tensor, plan: FeaturePlan) -> No
         out[1:1 + plan.d].copy_(xt)
     for dst, stop, parents, coords in _gathers(plan, out.device):
         torch.mul(out.index_select(0, parents), xt.index_select(0, coords), out=out[dst:stop])
-    out.mul_(_coef(plan, out.dtype, out.device).unsqueeze(1))
+    out.mul_(_coef(plan, out.dtype, out.device, lift).unsqueeze(1))
 
 
 def _differentiable(xt: torch.Tensor, plan: FeaturePlan) -> torch.Tensor:
@@ -235,11 +237,14 @@ def chunk_rows(r: int, elements: int = FEATURE_CHUNK_ELEMENTS) -> int:
     return max(64, elements // max(1, r))
 
 
-def feature_chunks(X: torch.Tensor, degree: int, *, scale=None, rows: int | None = None):
+def feature_chunks(X: torch.Tensor, degree: int, *, scale=None, rows: int | None = None,
+                   lift: int = 0):
     """Yield ``(start, stop, F)`` with ``F`` = P(X[start:stop]) feature-major, shape (r, stop-start).
 
-    ``F`` is a view of one reused buffer: consume it before the next iteration. dtype and
-    device are those of ``X``. Memory: O(rows * r).
+    ``F`` is a view of one reused buffer: consume it (or overwrite it in place) before the next
+    iteration. dtype and device are those of ``X``. Memory: O(rows * r). ``lift``: F is
+    P(X) 2^lift, the power of two folded into the coefficients (the same float64 numbers times
+    2^lift exactly, barring overflow; the exact accumulation's lattice scaling).
     """
     X = _check_x(X, None)
     n, d = X.shape
@@ -254,9 +259,9 @@ def feature_chunks(X: torch.Tensor, degree: int, *, scale=None, rows: int | None
         stop = min(n, start + rows)
         F = buf[:, : stop - start]
         if small:
-            _fill_gathered(F, X[start:stop].t().contiguous(), plan)
+            _fill_gathered(F, X[start:stop].t().contiguous(), plan, lift)
         else:
-            _fill(F, X[start:stop].t(), plan)
+            _fill(F, X[start:stop].t(), plan, lift)
         yield start, stop, F
 
 

@@ -11,7 +11,8 @@ to public fixed-point lattices before summing, and sums the products as integers
   (:func:`lattice_exponents`), so |P~ 2^a| <= 2^FEATURE_BITS;
 * values: ``W~ = round(W 2^b) 2^-b`` for W = [v, 1], ``b = VALUE_BITS - ceil(log2 max(R_w, 1))``;
 * ``S~ = sum_i P~(k_i) W~_i^T``: an exact rational, computed exactly whatever the order, the
-  chunking or the shards (integers; the fast path's limb GEMMs are exact, note 30).
+  chunking or the shards (integers; the fast path's float64 GEMMs of integers are exact,
+  note 30).
 
 S~ is a deterministic function of the data: its sensitivity is that of S plus, per row and per
 entry (alpha, k), twice the largest difference between the rounded term and the exact one,
@@ -34,8 +35,7 @@ from dpxattn.reference.sensitivity import direct_term_roundings, float64_gamma
 __all__ = [
     "FEATURE_BITS",
     "VALUE_BITS",
-    "FEATURE_LIMB_BITS",
-    "VALUE_LIMB_BITS",
+    "CARRY_BITS",
     "GEMM_ROWS",
     "MAX_ROWS",
     "lattice_exponents",
@@ -44,19 +44,19 @@ __all__ = [
     "conversion_error",
 ]
 
-#: |rounded feature| <= 2^FEATURE_BITS lattice units (resolution 2^-40 of the largest bound)
-FEATURE_BITS = 40
-#: |rounded value| <= 2^VALUE_BITS lattice units
-VALUE_BITS = 24
-#: the limbs of the exact products: features split at 2^20, values at 2^12, so every limb
-#: product is below 2^32 in magnitude
-FEATURE_LIMB_BITS = 20
-VALUE_LIMB_BITS = 12
-#: rows per exact float64 GEMM: 2^20 rows x 2^32 < 2^53, so every partial sum is an integer
-#: below 2^53 and the GEMM is exact whatever its order
-GEMM_ROWS = 1 << 20
-#: rows an accumulator can hold: limb sums stay below 2^31 x 2^32 = 2^63 (int64)
-MAX_ROWS = (1 << 31) - 1
+#: |rounded feature| <= 2^FEATURE_BITS lattice units (resolution 2^-21 of the largest bound)
+FEATURE_BITS = 21
+#: |rounded value| <= 2^VALUE_BITS lattice units (resolution 2^-20 of max(R_w, 1))
+VALUE_BITS = 20
+#: rows per exact float64 GEMM: every product of a rounded feature and a rounded value is an
+#: integer below 2^(21 + 20) = 2^41 in magnitude, times 2^11 rows = 2^52 < 2^53, so every
+#: partial sum is an integer below 2^53 and the GEMM is exact whatever its order
+GEMM_ROWS = 1 << 11
+#: the int64 state holds each sum as high 2^CARRY_BITS + low, 0 <= low < 2^CARRY_BITS
+CARRY_BITS = 32
+#: rows an accumulator can hold: |high| <= n 2^(41 - 32) stays far below 2^63 (and n below
+#: 2^53 keeps every count exact in float64)
+MAX_ROWS = 1 << 48
 
 
 def lattice_exponents(M_max, R_w) -> tuple[int, int]:

@@ -10,7 +10,7 @@ workers' partial sums equals one accumulator over all rows, bit for bit, in any 
     att = acc.release(eps=1.0, delta=1e-6)                         # noise drawn once, here
 
 Workers only run :meth:`dpxattn.fast.Accumulator.add` on their partition and return that
-accumulator: its int64 limb sums and row count (partial statistics, no noise, no rows, no logs).
+accumulator: its int64 sums and row count (partial statistics, no noise, no rows, no logs).
 The client merges them (:meth:`~dpxattn.fast.Accumulator.merge`) into a fresh accumulator,
 which alone can be released. Needs the optional extra ``distributed``
 (``pip install "dpxattn[distributed]"``): without Dask, :func:`accumulate` raises
@@ -98,8 +98,8 @@ def accumulate(K, V, **accumulator_kwargs):
     from dpxattn.reference.exact_accumulation import MAX_ROWS
 
     if K.shape[0] > MAX_ROWS:
-        raise AccumulatorError("n", f"must stay <= {MAX_ROWS} rows per accumulator (int64 limb "
-                               "sums)", K.shape[0])
+        raise AccumulatorError("n", f"must stay <= {MAX_ROWS} rows per accumulator (the bound "
+                               "under which its int64 sums are exact)", K.shape[0])
     for part in dask.compute(*parts):
         acc.merge(part)
     return acc
