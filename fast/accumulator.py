@@ -106,9 +106,10 @@ class Accumulator:
         self.degree = check_degree(degree)
         self.R, self.R_w, self.clip, self.domain = R, R_w, clip, domain
         if domain == "ball":
-            from dpxattn.fast.ball import resolve_ball_scale
+            from dpxattn.fast.ball import check_ball_degree, resolve_ball_scale
 
             scale = resolve_ball_scale(scale)
+            check_ball_degree(degree=self.degree, R=R, scale=scale)  # as build: odd s needs T_s(-a) > 0
         self.scale = scale
         self.r = feature_dimension(self.d, self.degree)
         from dpxattn.memory import check_build_memory
@@ -167,6 +168,9 @@ class Accumulator:
         """Add another accumulator's sums (exact); it must have the same public parameters.
         ``other`` is consumed (it cannot be released afterwards)."""
         self._check_open("merge")
+        if other is self:
+            raise AccumulatorError("other", "is this accumulator: merging it into itself would "
+                                   "count its rows twice")
         if not isinstance(other, Accumulator) or other._public() != self._public():
             raise AccumulatorError("other", "must be an Accumulator with the same public "
                                    "parameters (d, d_v, degree, R, R_w, scale, clip, domain)")

@@ -191,6 +191,18 @@ def test_consumption_and_bad_input():
         Accumulator(**P).add(K, V).release(eps=-1.0, delta=1e-6)
     clipped = Accumulator(**P, clip=True).add(K + 1.5, V)
     assert clipped.n == 10
+    acc = Accumulator(**P).add(K, V)
+    with pytest.raises(AccumulatorError, match="into itself"):
+        acc.merge(acc)
+    assert acc.n == 10 and acc._state is not None
+
+
+def test_the_ball_refuses_what_build_refuses():
+    """An odd degree on the ball with T_s(-scale R^2) <= 0 (no public denominator floor) is
+    refused at construction, as build refuses it (T_3(-4) = -17/3); T_3(-1) = 1/3 is fine."""
+    with pytest.raises(ParameterError, match="T_s|degree"):
+        Accumulator(**{**P, "degree": 3}, domain="ball", scale=4.0)
+    Accumulator(**{**P, "degree": 3}, domain="ball", scale=1.0)
 
 
 def test_cli_build_streams_memory_maps(tmp_path, capsys):
