@@ -234,7 +234,8 @@ class Accumulator:
                                           sensitivity=sens, eps=eps_s, delta=delta_s,
                                           bounds=bounds, stream=stream,
                                           secure=(sens, value_bound) if secure else None,
-                                          gaussian=gauss, floor=floor, S=S, n=n)
+                                          gaussian=gauss, floor=floor, S=S, n=n,
+                                          lattice=(a, b))
             del S
             stream.finish()
         if gaussian:

@@ -353,7 +353,7 @@ class DPCrossAttention:
                 half = None if failure is None else failure / 2
                 E = rel.noise_bounds(terms, half)
                 F_v = rel.fp_allowance(terms, R_w, Qv.dtype, self.r)
-                F_d = rel.fp_allowance(terms, 1.0, Qv.dtype, self.r)
+                F_d = rel.fp_allowance(terms, 1.0, Qv.dtype, self.r, denominator=True)
                 num, den = (E + F_v).unsqueeze(1), (E + F_d).unsqueeze(1)
                 if failure is None:
                     bound = ratio_bound(num, den, R_w, D64.unsqueeze(1)).expand(-1, self.d_v)

@@ -70,11 +70,13 @@ class DirectRelease:
     scale: object
     _cast: dict
     floor: float | None = None
+    lattice: tuple | None = None
 
     @classmethod
     def build(cls, K: torch.Tensor, V: torch.Tensor, *, degree: int, scale, sensitivity: float,
               eps, delta, bounds: torch.Tensor, stream, secure=None,
-              gaussian=None, floor: float | None = None, S=None, n=None) -> "DirectRelease":
+              gaussian=None, floor: float | None = None, S=None, n=None,
+              lattice: tuple | None = None) -> "DirectRelease":
         """K (n, d), V (n, d_v): validated float64 private data (not kept).
 
         ``secure``: None (float mode: ``stream`` a UniformStream) or ``(sensitivity,
@@ -113,13 +115,14 @@ class DirectRelease:
                              value_bound=value_bound, device=S.device)
         release_(S, law, stream)
         return cls(S=S, law=law, bounds=bounds, n=n, degree=degree, scale=scale, _cast={},
-                   floor=floor)
+                   floor=floor, lattice=lattice)
 
     def to(self, device) -> "DirectRelease":
         """The same release on ``device`` (a copy of the public tensors)."""
         return DirectRelease(S=self.S.to(device), law=self.law.to(device),
                              bounds=self.bounds.to(device), n=self.n, degree=self.degree,
-                             scale=self.scale, _cast={}, floor=self.floor)
+                             scale=self.scale, _cast={}, floor=self.floor,
+                             lattice=self.lattice)
 
     @property
     def secure(self) -> bool:
@@ -182,9 +185,16 @@ class DirectRelease:
                                    linf=F.amax(dim=0), uM=self.bounds @ F)
 
     def fp_allowance(self, terms: DirectEnvelopeTerms, weight: float, dtype: torch.dtype,
-                     r: int) -> torch.Tensor:
+                     r: int, *, denominator: bool = False) -> torch.Tensor:
         """Floating-point allowance on |N_f - N_T - noise| of a column with weight bound ``weight``
-        (R_w or 1), (m,) float64: see ``proofs_notes/19-fast-path.md`` ("direct")."""
+        (R_w, or 1 for the ``denominator`` column), (m,) float64: see
+        ``proofs_notes/19-fast-path.md`` ("direct"). A release of the streaming accumulator's
+        rounded sums (``lattice`` = (a, b)) adds their deviation from the exact S: per row and
+        feature, |P~ W~ - fl(P) W| <= 2^-(a+1) (W + 2^-(b+1)) + M_t 2^-(b+1) for a value
+        column and 2^-(a+1) for the denominator (its weight 1 is not rounded), times n sum_t
+        |u_t|; the float error of fl(P) itself is inside the build's gamma, and its product with
+        2^-(b+1) inside the factor 1 + 2^-40 (``proofs_notes/30-exact-accumulation.md``,
+        "Envelopes")."""
         u64 = unit_roundoff(torch.float64)
         uq = unit_roundoff(dtype)
         s = self.degree
@@ -193,7 +203,13 @@ class DirectRelease:
         A = self.noise_magnitude()
         if isinstance(self.law, GaussianLaw):  # the float draws' own error, relative to the
             g_q = g_q + GAUSSIAN_DRAW_ULPS * u64  # released magnitudes (secure: exact lattice points)
-        return (g_build + 2 * g_q) * self.n * weight * terms.uM + g_q * A * terms.l1
+        out = (g_build + 2 * g_q) * self.n * weight * terms.uM + g_q * A * terms.l1
+        if self.lattice is not None:
+            fa, fb = 2.0 ** -(self.lattice[0] + 1), 2.0 ** -(self.lattice[1] + 1)
+            rounding = (fa * terms.l1 if denominator
+                        else (weight + fb) * fa * terms.l1 + (1 + 2.0 ** -40) * fb * terms.uM)
+            out = out + (1 + 2.0 ** -40) * self.n * rounding
+        return out
 
     def noise_bounds(self, terms: DirectEnvelopeTerms, failure: float | None):
         """Bound on |noise of N_k| (= on |noise of D|: same law, same coefficients), (m,):

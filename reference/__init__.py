@@ -20,6 +20,7 @@ _EXPORTS: dict[str, str] = {
     "DPTreeDistance": "dptree_distance",
     "DPTreeHighDim": "dptree_highdim",
     "lattice_parameters": "discrete_laplace",
+    "Accumulator": "accumulator",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -41,7 +41,8 @@ from dpxattn.reference import ball, ball_sensitivity, gaussian, kernel, sensitiv
 from dpxattn.reference import truncated_laplace as tl
 from dpxattn.reference._mp import context, resolve_prec, to_mpf
 from dpxattn.reference.dptree import certified_upper
-from dpxattn.reference.envelope import CopyErrorTerms, GaussianNoiseGroup, NoiseGroup
+from dpxattn.reference.envelope import (CopyErrorTerms, GaussianNoiseGroup, NoiseGroup,
+                                        OffsetGroup)
 
 __all__ = [
     "direct_noise_count",
@@ -118,11 +119,11 @@ class DirectRelease:
 
     __slots__ = ("noisy", "n", "d", "d_v", "r", "degree", "scale", "R", "R_w", "sensitivity",
                  "eps", "delta", "support_bound", "variance", "laplace_scale", "prec", "law",
-                 "sigma", "domain", "floor")
+                 "sigma", "domain", "floor", "rounding")
 
     def __init__(self, *, noisy, n, d, d_v, degree, scale, R, R_w, sensitivity, eps, delta,
                  support_bound, variance, laplace_scale, prec, law="tlap", sigma=None,
-                 domain="box", floor=None):
+                 domain="box", floor=None, rounding=None):
         self.noisy = tuple(tuple(row) for row in noisy)
         self.n = n
         self.d = d
@@ -144,6 +145,9 @@ class DirectRelease:
         self.domain = domain
         #: the public lower bound of the Taylor denominator: n (box), n tau (ball)
         self.floor = context(prec).mpf(n) if floor is None else floor
+        #: None (S computed exactly), or e[t][k]: per row, |rounded term - exact term| <= e[t][k]
+        #: (the streaming accumulator's lattices, ``proofs_notes/30-exact-accumulation.md``)
+        self.rounding = None if rounding is None else tuple(tuple(row) for row in rounding)
 
     @classmethod
     def build(cls, K, V, *, eps, delta, R, R_w, degree, scale=None, uniforms, prec=None,
@@ -200,6 +204,63 @@ class DirectRelease:
                    laplace_scale=tl.scale(Delta, eps_s, delta_s, prec=p), prec=p, domain=domain,
                    floor=floor)
 
+    @classmethod
+    def from_statistic(cls, S, *, n, d, eps, delta, R, R_w, degree, sensitivity, scale=None,
+                       uniforms, prec=None, law="tlap", domain="box", rounding=None):
+        """Release ``S~ = S + Z`` for a statistic ``S`` computed by the caller: r rows of
+        d_v + 1 exact numbers (Fraction, int, float or mpf; converted by ``to_mpf``, exact
+        when dyadic), the statistic of ``n`` rows of d-dimensional keys, e.g. the rounded sums
+        of :class:`dpxattn.reference.accumulator.Accumulator`. ``sensitivity`` is the caller's
+        bound on S's change under replace-one-row (l1 for ``law="tlap"``, l2 for
+        ``law="gaussian"``); it is used as given, and the release is (eps, delta)-DP only if it
+        bounds that change. The noise is :meth:`build`'s: budget ``plan_direct(...).share("S")``,
+        TLap(sensitivity, eps_s, delta_s) or N(0, sigma^2) with sigma =
+        :func:`dpxattn.reference.gaussian.sigma_for` (sensitivity, eps_s, delta_s), drawn from
+        ``uniforms`` (``direct_noise_count(...)`` of them) in the same order (:func:`noise_index`),
+        the same floor (n, or the ball's n tau). ``rounding``: None, or e[t][k] with
+        |S - exact S|_(t,k) <= n e[t][k] (the accumulator's
+        :func:`dpxattn.reference.exact_accumulation.rounding_error_bounds`): the envelopes add
+        n sum_t |u_t| e[t][k] to column k (an :class:`dpxattn.reference.envelope.OffsetGroup`).
+        :meth:`build` is unchanged.
+        Paper: not in the paper (spec PAPER.md §5 items 8 and 18;
+        ``proofs_notes/15-direct-mechanism.md``, ``proofs_notes/30-exact-accumulation.md``).
+        """
+        p = resolve_prec(prec)
+        ctx = context(p)
+        d_v = len(S[0]) - 1
+        if len(S) != feature_dimension(d, degree) or any(len(row) != d_v + 1 for row in S):
+            raise ValueError("DirectRelease.from_statistic: S must have r = C(d + s, s) rows "
+                             "of d_v + 1 entries")
+        plan = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree,
+                           law=check_law(law, "direct"))
+        eps_s, delta_s = plan.share("S")
+        u = check_uniforms(uniforms, direct_noise_count(d=d, d_v=d_v, degree=degree))
+        Delta = to_mpf(sensitivity, ctx, "sensitivity")
+        if law == "gaussian":
+            sigma = gaussian.sigma_for(Delta, eps_s, delta_s, prec=p)
+            noise = gaussian.sample(u, sigma, prec=p)
+        else:
+            noise = tl.sample(u, Delta, eps_s, delta_s, prec=p)
+        floor = (ball.ball_denominator_floor(n, degree, R, scale=scale, prec=p)
+                 if domain == "ball" else None)
+        cols = d_v + 1
+        noisy = [[ctx.fadd(to_mpf(S[t][k], ctx, "S"), noise[noise_index(t, k, d_v)])
+                  for k in range(cols)] for t in range(len(S))]
+        if law == "gaussian":
+            return cls(noisy=noisy, n=n, d=d, d_v=d_v, degree=degree, scale=scale,
+                       R=to_mpf(R, ctx, "R"), R_w=to_mpf(R_w, ctx, "R_w"), sensitivity=Delta,
+                       eps=Fraction(eps_s), delta=Fraction(delta_s), support_bound=None,
+                       variance=ctx.fmul(sigma, sigma, rounding="u"), laplace_scale=None,
+                       prec=p, law="gaussian", sigma=sigma, domain=domain, floor=floor,
+                       rounding=rounding)
+        return cls(noisy=noisy, n=n, d=d, d_v=d_v, degree=degree, scale=scale,
+                   R=to_mpf(R, ctx, "R"), R_w=to_mpf(R_w, ctx, "R_w"), sensitivity=Delta,
+                   eps=Fraction(eps_s), delta=Fraction(delta_s),
+                   support_bound=certified_upper(tl.support_bound, Delta, eps_s, delta_s, prec=p),
+                   variance=certified_upper(tl.variance, Delta, eps_s, delta_s, prec=p),
+                   laplace_scale=tl.scale(Delta, eps_s, delta_s, prec=p), prec=p, domain=domain,
+                   floor=floor, rounding=rounding)
+
     # -- queries: post-processing of S~ only -----------------------------------------------------
 
     def query_features(self, q) -> list:
@@ -238,13 +299,26 @@ class DirectRelease:
         Every column's noise is ``sum_t u_t Z[t][k]`` with Z iid TLap(Delta_S, eps, delta): one
         :class:`NoiseGroup` with coefficients u (``law="gaussian"``: one
         :class:`GaussianNoiseGroup`, Z iid N(0, sigma^2), so the column's noise is exactly
-        N(0, sigma^2 ||u||_2^2)). Proof note ``proofs_notes/16-certified-envelope.md``.
+        N(0, sigma^2 ||u||_2^2)). A release from rounded sums (``rounding`` set) adds to column
+        k the deterministic :class:`OffsetGroup` n sum_t |u_t| e[t][k], rounded up
+        (``proofs_notes/30-exact-accumulation.md``). Proof note
+        ``proofs_notes/16-certified-envelope.md``.
         """
         if self.law == "gaussian":
             group = GaussianNoiseGroup(coefficients=tuple(u), sigma=self.sigma)
         else:
             group = NoiseGroup(coefficients=tuple(u), support_bound=self.support_bound,
                                variance=self.variance, laplace_scale=self.laplace_scale)
-        return (CopyErrorTerms(numerators=tuple((group,) for _ in range(self.d_v)),
-                               denominator=(group,), released_denominator=self.denominator(u),
+        columns = [(group,) for _ in range(self.d_v + 1)]
+        if self.rounding is not None:  # the accumulator's lattice rounding: not noise
+            ctx = context(self.prec)
+            for k in range(self.d_v + 1):
+                off = ctx.fsum(ctx.fmul(abs(ut), self.rounding[t][k], rounding="u")
+                               for t, ut in enumerate(u))
+                off = ctx.fmul(ctx.fmul(off, 1 + ctx.ldexp(1, 8 - self.prec), rounding="u"),
+                               self.n, rounding="u")
+                columns[k] = (group, OffsetGroup(bound=off))
+        return (CopyErrorTerms(numerators=tuple(columns[:self.d_v]),
+                               denominator=columns[self.d_v],
+                               released_denominator=self.denominator(u),
                                answers=tuple(self.answer(u))),)

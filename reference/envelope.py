@@ -57,6 +57,7 @@ from dpxattn.reference.dptree_distance import exact_fraction
 __all__ = [
     "NoiseGroup",
     "GaussianNoiseGroup",
+    "OffsetGroup",
     "gaussian_quantile",
     "gaussian_noise_bound",
     "CopyErrorTerms",
@@ -104,6 +105,32 @@ class GaussianNoiseGroup:
 
     coefficients: tuple
     sigma: object
+
+
+@dataclass(frozen=True)
+class OffsetGroup:
+    """A deterministic error (not noise) with |error| <= ``bound`` (mpf, certified upward): the
+    released value's bounded deviation from the exact statistic that is not noise, e.g. the
+    streaming accumulator's lattice rounding, n sum_t |u_t| e_(t,k)
+    (``proofs_notes/30-exact-accumulation.md``). It adds ``bound`` to every noise bound, sure or
+    high-probability (|Z + x| <= t + |x| whenever |Z| <= t).
+    Paper: none (numerics at corpus scale; PAPER.md §5 item 18). Proof note
+    ``proofs_notes/16-certified-envelope.md``.
+    """
+
+    bound: object
+
+
+def _split_offsets(groups, ctx) -> tuple[list, object]:
+    """(the noise groups, the sum of the :class:`OffsetGroup` bounds rounded up)."""
+    offset = ctx.zero
+    noise = []
+    for g in groups:
+        if isinstance(g, OffsetGroup):
+            offset = ctx.fadd(offset, g.bound, rounding="u")
+        else:
+            noise.append(g)
+    return noise, offset
 
 
 def _is_gaussian(groups) -> bool:
@@ -165,9 +192,9 @@ def sure_noise_bound(groups: Sequence[NoiseGroup], ctx: mpmath.MPContext):
     Paper: TLap "always accurate up to the truncation bound" (v2 §2); spec
     PAPER.md §2.1, §4.3 row "Adaptive". Proof note ``proofs_notes/16-certified-envelope.md``.
     """
+    groups, total = _split_offsets(groups, ctx)
     if _is_gaussian(groups):
         raise no_sure_envelope("error_bound")
-    total = ctx.zero
     for g in groups:
         for c in g.coefficients:
             total = ctx.fadd(total, ctx.fmul(abs(c), g.support_bound, rounding="u"), rounding="u")
@@ -342,11 +369,13 @@ def hp_noise_bound(groups: Sequence[NoiseGroup], failure_prob, ctx: mpmath.MPCon
 
     Paper: none (the paper states O~ bounds w.p. 1 - p_f); spec PAPER.md §4.3, §5 item 10; proofs_notes/16-certified-envelope.md.
     """
+    groups, offset = _split_offsets(groups, ctx)
     if _is_gaussian(groups):
-        return gaussian_noise_bound(groups, failure_prob, ctx)
-    return min(sure_noise_bound(groups, ctx), hoeffding_noise_bound(groups, failure_prob, ctx),
-               bernstein_noise_bound(groups, failure_prob, ctx),
-               chernoff_noise_bound(groups, failure_prob, ctx))
+        return ctx.fadd(gaussian_noise_bound(groups, failure_prob, ctx), offset, rounding="u")
+    t = min(sure_noise_bound(groups, ctx), hoeffding_noise_bound(groups, failure_prob, ctx),
+            bernstein_noise_bound(groups, failure_prob, ctx),
+            chernoff_noise_bound(groups, failure_prob, ctx))
+    return ctx.fadd(t, offset, rounding="u")
 
 
 def ratio_error_bound(numerator_bound, denominator_bound, R_w, released_denominator):

@@ -124,3 +124,86 @@ def conversion_error(n: int, M: list, R_w, d_v: int, errors: list, norm: str, *,
             for m, row in zip(M, errors) for k, e in enumerate(row)]
     total = ctx.fsum(mags) if norm == "l1" else ctx.sqrt(ctx.fsum(x * x for x in mags))
     return 2 * total
+
+
+# ---------------------------------------------------------------------------------------------
+# The reference mirror's constants (reference/accumulator.py): the same public numbers as the
+# fast path's ``fast/accumulator.py::_exact_constants``, and the mirror's own rounding bound.
+# ---------------------------------------------------------------------------------------------
+
+def accumulator_lattice(d: int, degree: int, R, R_w, *, scale=None, domain: str = "box",
+                        prec=None) -> tuple:
+    """``(M, a, b)`` of a streaming accumulator: the feature bounds M (list of mpf,
+    :func:`dpxattn.reference.kernel.feature_bounds` on the box,
+    :func:`dpxattn.reference.ball.ball_feature_bounds` on the ball) and the lattice exponents
+    ``lattice_exponents(max M (1 + 2^-40), R_w)``: the largest bound in float64, raised by 2^-40
+    relative so that a float64 feature (within gamma_{s+3} M of the exact one) stays within
+    2^FEATURE_BITS lattice units. The same call as ``fast/accumulator.py::_exact_constants``;
+    ``scale`` as the accumulator resolved it (None is 1/d on the box; the ball's default is
+    resolved by the caller). Paper: none (numerics, PAPER.md §5 item 18). Proof note:
+    ``proofs_notes/30-exact-accumulation.md``."""
+    from dpxattn.reference import ball, kernel
+
+    if domain == "ball":
+        M = ball.ball_feature_bounds(d, degree, R, scale=scale, prec=prec)
+    else:
+        M = kernel.feature_bounds(d, degree, R, scale=scale, prec=prec)
+    a, b = lattice_exponents(max(float(m) for m in M) * (1 + 2.0 ** -40), R_w)
+    return M, a, b
+
+
+def released_sensitivity(n: int, d: int, degree: int, R, R_w, d_v: int, *, scale=None,
+                         domain: str = "box", norm: str = "l1", prec=None):
+    """The ``norm`` ("l1" for TLap, "l2" for the Gaussian law) sensitivity of the released
+    float64 S~ of n rows (mpf, not yet rounded to float64): the analytic sensitivity of S
+    (:func:`dpxattn.reference.sensitivity.direct_statistic` / ``direct_statistic_l2``, or the
+    ball's :mod:`dpxattn.reference.ball_sensitivity`), plus the rounding allowance
+    (:func:`rounded_statistic_sensitivity` with :func:`term_error_bounds`), plus
+    :func:`conversion_error`, in that order: the same sum as
+    ``fast/accumulator.py::_exact_constants``. Paper: none (PAPER.md §5 items 8 and 18).
+    Proof note: ``proofs_notes/30-exact-accumulation.md``."""
+    from dpxattn.reference import ball_sensitivity, sensitivity
+
+    if norm not in ("l1", "l2"):
+        raise ValueError(f"norm must be 'l1' or 'l2', got {norm!r}")
+    M, a, b = accumulator_lattice(d, degree, R, R_w, scale=scale, domain=domain, prec=prec)
+    if domain == "ball":
+        fn = (ball_sensitivity.ball_direct_statistic_l2 if norm == "l2"
+              else ball_sensitivity.ball_direct_statistic)
+    else:
+        fn = sensitivity.direct_statistic_l2 if norm == "l2" else sensitivity.direct_statistic
+    analytic = fn(d, degree, R, R_w, d_v, scale=scale, prec=prec)
+    errors = term_error_bounds(M, R_w, d_v, degree, a, b, prec=prec)
+    sens = rounded_statistic_sensitivity(analytic, errors, norm, prec=prec)
+    return sens + conversion_error(n, M, R_w, d_v, errors, norm, prec=prec)
+
+
+def rounding_error_bounds(M: list, R_w, d_v: int, degree: int, a: int, b: int, *,
+                          prec=None) -> list:
+    """e0[alpha][k] (mpf): a bound on |P~_alpha W~_k - P_alpha W_k| for one row of the
+    reference mirror (``reference/accumulator.py``), which rounds its own ``prec``-bit features:
+    the formula of :func:`term_error_bounds` with g = gamma_{s+3} at unit roundoff 2^-prec
+    instead of float64's 2^-53 (kernel.features takes at most s + 2 roundings at prec bits).
+    The exact S differs from the mirror's S~ of n rows by at most n e0 per entry.
+    Paper: none (PAPER.md §5 item 18). Proof note: ``proofs_notes/30-exact-accumulation.md``."""
+    from fractions import Fraction
+
+    from dpxattn.reference._mp import resolve_prec
+
+    d_v = check_positive_int("d_v", d_v)
+    p = resolve_prec(prec)
+    ctx = context(p)
+    ku = Fraction(degree + 3, 2 ** p)
+    g = to_mpf(ku / (1 - ku), ctx, "gamma")
+    Rw = to_mpf(check_positive("R_w", R_w), ctx, "R_w")
+    fa = ctx.ldexp(1, -(a + 1))
+    fb = ctx.ldexp(1, -(b + 1))
+    out = []
+    for m in M:
+        m = to_mpf(m, ctx, "M")
+        feat = g * m + fa
+        out.append([feat * (Rw + fb) + m * fb] * d_v + [feat])
+    return out
+
+
+__all__ += ["accumulator_lattice", "released_sensitivity", "rounding_error_bounds"]

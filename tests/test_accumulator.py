@@ -225,3 +225,49 @@ def test_cli_build_streams_memory_maps(tmp_path, capsys):
     assert att.n == 300 and att.query(torch.tensor(np.load(tmp_path / "Q.npy"))).shape == (4, 2)
     assert main(args + ["--mechanism", "tree", "--out", str(tmp_path / "t.npz")]) == 2
     assert "'direct' mechanism only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("domain", ["box", "ball"])
+def test_envelope_covers_the_lattice_rounding(domain):
+    """The released S~ deviates from the exact S by the rounding of every row (up to
+    n 2^-(a+1) W per entry), far more than the float64 build's gamma(n + s + 3) covers at small
+    n: the fast path's fp_allowance adds it (lattice = (a, b)). 1000 copies of one row make the
+    rounding errors add coherently; the exact numerators come from the reference's 160-bit
+    features of the same float64 rows. The old allowance (lattice dropped) fails here."""
+    from dpxattn.reference import kernel
+    from dpxattn.reference._mp import to_fraction
+
+    n = 1000
+    k = np.array([[0.3141592653589793, 0.2718281828459045]])
+    if domain == "ball":
+        k = k - 0.45
+    v = np.array([[0.7777777777777777, -0.123456789012345]])
+    K, V = np.repeat(k, n, axis=0), np.repeat(v, n, axis=0)
+    acc = _acc(K, V, domain=domain)
+    S_rounded = combine(acc._state, acc.a, acc.b)  # (r, d_v + 1) float64 of the exact S~
+    att = acc.release(eps=1.0, delta=1e-6, noise="float", law="gaussian" if domain == "ball"
+                      else "tlap", generator=torch.Generator().manual_seed(0))
+    rel = att.release
+    Q = torch.tensor([[0.5, 0.25], [1.0, 0.0]], dtype=torch.float64) * (0.6 if domain == "ball"
+                                                                       else 1.0)
+    terms = rel.envelope_terms(Q)
+    U = terms.U.numpy() if domain == "box" else features_t(Q, 2, scale=rel.scale).t().numpy()
+    feats = kernel.features([Fraction(x) for x in k[0]], 2, scale=rel.scale, prec=160)
+    W = [Fraction(x) for x in v[0]] + [Fraction(1)]
+    worst = 0.0
+    for col, weight in enumerate([P["R_w"]] * 2 + [1.0]):
+        exact = [n * sum(Fraction(float(U[q, t])) * to_fraction(f) * W[col]
+                         for t, f in enumerate(feats)) for q in range(len(Q))]
+        got = [sum(Fraction(float(U[q, t])) * Fraction(float(S_rounded[t, col]))
+                   for t in range(U.shape[1])) for q in range(len(Q))]
+        dev = np.array([float(abs(g - e)) for g, e in zip(got, exact)])
+        den = col == 2  # the denominator column: weight 1, not rounded
+        allowed = rel.fp_allowance(terms, weight, torch.float64, U.shape[1],
+                                   denominator=den).numpy()
+        assert np.all(dev <= allowed), (col, dev, allowed)
+        lattice, rel.lattice = rel.lattice, None
+        worst = max(worst, float((dev / rel.fp_allowance(terms, weight, torch.float64,
+                                                         U.shape[1], denominator=den)
+                                  .numpy()).max()))
+        rel.lattice = lattice
+    assert worst > 10, worst  # without the lattice term the allowance is far too small

@@ -350,7 +350,7 @@ def _direct_windows(att, truth, cfg: AdaptiveConfig, Qv: torch.Tensor, failure_p
     terms = rel.envelope_terms(Qv)
     E = rel.noise_bounds(terms, failure_prob / 2)
     Fv = rel.fp_allowance(terms, R_w, Qv.dtype, att.r)
-    Fd = rel.fp_allowance(terms, 1.0, Qv.dtype, att.r)
+    Fd = rel.fp_allowance(terms, 1.0, Qv.dtype, att.r, denominator=True)
     C = (E + Fv) + R_w * (E + Fd)  # (m,)
     tail = 0.0
     if att.law == "gaussian":  # on the event of GAUSSIAN_TAIL_EXPONENT (its complement: tail)

@@ -524,7 +524,8 @@ def proven_float_error(fast, Qt) -> np.ndarray:
             terms = rel.envelope_terms(Qv)
             sure = rel.noise_bounds(terms, None)  # A l1, (m,)
             fpN = rel.fp_allowance(terms, R_w, Qv.dtype, fast.r) + PPF_ULPS_BOUND * sure
-            fpD = rel.fp_allowance(terms, 1.0, Qv.dtype, fast.r) + PPF_ULPS_BOUND * sure
+            fpD = (rel.fp_allowance(terms, 1.0, Qv.dtype, fast.r, denominator=True)
+                   + PPF_ULPS_BOUND * sure)
             a = ans.abs()
             floor = float(fast.n) if rel.floor is None else rel.floor  # the ball's n tau
             den = torch.clamp(D - fpD, min=floor)
