@@ -1,4 +1,4 @@
-"""The streaming build: an exact accumulator of the ``direct`` statistic, released once.
+"""The streaming build: an exact accumulator of the ``direct`` or ``tree`` statistic, released once.
 
 Not in the paper (corpus scale; PAPER §5 items 8 and 18). Proof note
 ``proofs_notes/30-exact-accumulation.md``.
@@ -7,15 +7,17 @@ Not in the paper (corpus scale; PAPER §5 items 8 and 18). Proof note
     acc.add(K_chunk, V_chunk)          # any number of chunks of any size, validated like build's
     acc.merge(other)                   # exact, order-independent; same public parameters
     att = acc.release(eps=1.0, delta=1e-6, law="tlap")   # noise added once; consumes acc
+    tree = Accumulator(mechanism="tree", d=4, d_v=8, degree=3, R=1.0, R_w=1.0, grid_size=4096)
 
-The sums are exact integers on public lattices (:mod:`dpxattn.fast.exact_sum`), so any
+The sums are exact integers on public lattices (:mod:`dpxattn.fast.exact_sum`; the tree's
+grid-cell sums of rounded terms, :mod:`dpxattn.fast.tree_accumulation`), so any
 chunking, order or shard layout gives the same statistic bit for bit, and the noise is
 calibrated to the sensitivity of that rounded statistic, which does not grow with n
 (:mod:`dpxattn.reference.exact_accumulation`): at n = 1e9 it is within 1e-6 of its value at
 n = 1e3, where ``build``'s float64 allowance is 119x. The released structure is a
 :class:`dpxattn.fast.DPCrossAttention` like ``build``'s (same queries, envelopes, plan; the plan
 says how S was accumulated). Inputs: torch tensors, numpy arrays or memory-mapped ``.npy``
-arrays (read chunk by chunk: nothing but the exact integer sums is kept). Only ``direct`` so far.
+arrays (read chunk by chunk: nothing but the exact integer sums is kept).
 """
 
 from __future__ import annotations
@@ -86,25 +88,31 @@ def _chunk(X, start: int) -> torch.Tensor:
 
 
 class Accumulator:
-    """An exact, mergeable accumulator of the ``direct`` statistic (module docstring).
+    """An exact, mergeable accumulator of the ``direct`` or ``tree`` statistic (module docstring).
 
     Public parameters as :meth:`dpxattn.fast.DPCrossAttention.build`'s (``domain`` "box" or
-    "ball"; ``clip`` as there). Holds only the exact int64 sums (2, r, d_v + 1), canonical (``exact_sum.carry``), and n.
+    "ball", the tree box only; ``clip`` as there; ``grid_size`` the tree's G, required: the grid
+    is fixed before the rows are seen). Holds only the exact int64 sums, canonical
+    (``exact_sum.carry``): (2, r, d_v + 1) for ``direct``, (2, G, r, d_v + 1, 3) grid-cell sums
+    for the tree; and n.
     """
 
     def __init__(self, *, mechanism: str = "direct", d: int, d_v: int, degree: int, R, R_w,
-                 scale=None, clip: bool = False, domain: str = "box") -> None:
-        if mechanism != "direct":
-            raise AccumulatorError("mechanism", "the streaming accumulator offers 'direct' only "
-                                   "so far (the tree's grid-cell sums do not stream yet)",
-                                   mechanism, hint="use DPCrossAttention.build for the tree")
-        check_build_arguments(mechanism="direct", eps=1.0, delta=1e-6, R=R, R_w=R_w,
-                              degree=degree, scale=scale, copies=1, grid_size=None, clip=clip,
-                              domain=domain)
+                 scale=None, clip: bool = False, domain: str = "box",
+                 grid_size: int | None = None) -> None:
+        mechanism, degree, _, grid_size, clip = check_build_arguments(
+            mechanism=mechanism, eps=1.0, delta=1e-6, R=R, R_w=R_w, degree=degree, scale=scale,
+            copies=1, grid_size=grid_size, clip=clip, domain=domain)
+        if mechanism == "tree" and grid_size is None:
+            raise AccumulatorError("grid_size", "is required for the tree: its grid is fixed "
+                                   "before the rows are seen (build's default, n, is not known "
+                                   "while streaming)", grid_size)
+        self.mechanism = mechanism
         self.d = check_positive_int("d", d)
         self.d_v = check_positive_int("d_v", d_v)
         self.degree = check_degree(degree)
         self.R, self.R_w, self.clip, self.domain = R, R_w, clip, domain
+        self.grid_size = grid_size
         if domain == "ball":
             from dpxattn.fast.ball import check_ball_degree, resolve_ball_scale
 
@@ -114,20 +122,46 @@ class Accumulator:
         self.r = feature_dimension(self.d, self.degree)
         from dpxattn.memory import check_build_memory
 
-        check_build_memory(mechanism="direct", n=1, d=self.d, d_v=self.d_v, degree=self.degree,
-                           copies=1, grid_size=None)
-        a, b = exact_constants(n=1, d=self.d, degree=self.degree, R=R, R_w=R_w, d_v=self.d_v,
-                               scale=scale, domain=domain)[:2]
-        self.a, self.b = a, b
-        self.n = 0
-        from dpxattn.fast.exact_sum import new_state
+        check_build_memory(mechanism=mechanism, n=1, d=self.d, d_v=self.d_v, degree=self.degree,
+                           copies=1, grid_size=grid_size,
+                           implementation="stream" if mechanism == "tree" else "fast")
+        if mechanism == "tree":
+            from dpxattn.fast.tree_accumulation import new_tree_state, tree_exact_constants
 
-        self._state = new_state(self.r, self.d_v)
+            self.exponents = tree_exact_constants(n=1, d=self.d, degree=self.degree, R=R,
+                                                  R_w=R_w, d_v=self.d_v, grid=grid_size,
+                                                  scale=scale)[0]
+            self.a = self.b = None
+            self._state = new_tree_state(grid_size, self.r, self.d_v)
+        else:
+            from dpxattn.fast.exact_sum import new_state
+
+            self.a, self.b = exact_constants(n=1, d=self.d, degree=self.degree, R=R, R_w=R_w,
+                                             d_v=self.d_v, scale=scale, domain=domain)[:2]
+            self.exponents = None
+            self._state = new_state(self.r, self.d_v)
+        self.n = 0
         self._released = False
 
+    @property
+    def max_rows(self) -> int:
+        """The most rows one accumulator may hold: 2^48 (``direct``: its int64 sums stay exact)
+        or 2^44 (the tree: every node's high part stays below 2^53, so it is converted once)."""
+        from dpxattn.reference.exact_accumulation import MAX_ROWS
+        from dpxattn.reference.tree_accumulation import TREE_MAX_ROWS
+
+        return TREE_MAX_ROWS if self.mechanism == "tree" else MAX_ROWS
+
+    def check_rows(self, n: int) -> None:
+        """Raise :class:`AccumulatorError` if ``n`` rows exceed :attr:`max_rows`."""
+        if n > self.max_rows:
+            raise AccumulatorError("n", f"must stay <= {self.max_rows} rows per accumulator (the "
+                                   "bound under which its int64 sums are exact, proofs_notes/30)",
+                                   n)
+
     def _public(self) -> tuple:
-        return (self.d, self.d_v, self.degree, self.R, self.R_w, self.scale, self.clip,
-                self.domain, self.a, self.b)
+        return (self.mechanism, self.d, self.d_v, self.degree, self.R, self.R_w, self.scale,
+                self.clip, self.domain, self.grid_size, self.a, self.b, self.exponents)
 
     def _check_open(self, what: str) -> None:
         if self._released:
@@ -137,18 +171,28 @@ class Accumulator:
     def add(self, K, V) -> "Accumulator":
         """Add rows: K (m, d), V (m, d_v) (torch, numpy, or memory-mapped ``.npy``), validated
         like ``build``'s input (bounds, shapes, finiteness), in chunks of ``ADD_CHUNK_ROWS``."""
-        from dpxattn.fast.exact_sum import add_rows
         from dpxattn.fast.validation import check_keys_values
-        from dpxattn.reference.exact_accumulation import MAX_ROWS
 
         self._check_open("add rows")
         m = len(K)
         if len(V) != m:
             raise ParameterError("V", f"must have as many rows as K ({m})", len(V))
-        if self.n + m > MAX_ROWS:
-            raise AccumulatorError("n", f"must stay <= {MAX_ROWS} rows per accumulator (the bound "
-                                   "under which its int64 sums are exact, proofs_notes/30)",
-                                   self.n + m)
+        if self.mechanism == "tree":
+            from dpxattn.fast.features import feature_bounds
+            from dpxattn.fast.tree_accumulation import add_tree_rows
+
+            bounds = feature_bounds(self.d, self.degree, self.R, scale=self.scale)
+
+            def add(Kc, Vc):
+                add_tree_rows(self._state, Kc, Vc, degree=self.degree, scale=self.scale,
+                              bounds=bounds, exponents=self.exponents)
+        else:
+            from dpxattn.fast.exact_sum import add_rows
+
+            def add(Kc, Vc):
+                add_rows(self._state, Kc, Vc, degree=self.degree, scale=self.scale, a=self.a,
+                         b=self.b)
+        self.check_rows(self.n + m)
         for start in range(0, m, ADD_CHUNK_ROWS):
             Kc = _chunk(K, start)
             Vc = _chunk(V, start)
@@ -159,8 +203,7 @@ class Accumulator:
             Kc, Vc = check_keys_values(Kc, Vc, R=self.R, R_w=self.R_w, clip=self.clip,
                                        domain=self.domain)
             with torch.no_grad():
-                add_rows(self._state, Kc, Vc, degree=self.degree, scale=self.scale, a=self.a,
-                         b=self.b)
+                add(Kc, Vc)
             self.n += Kc.shape[0]
         return self
 
@@ -173,8 +216,10 @@ class Accumulator:
                                    "count its rows twice")
         if not isinstance(other, Accumulator) or other._public() != self._public():
             raise AccumulatorError("other", "must be an Accumulator with the same public "
-                                   "parameters (d, d_v, degree, R, R_w, scale, clip, domain)")
+                                   "parameters (mechanism, d, d_v, degree, R, R_w, scale, clip, "
+                                   "domain, grid_size)")
         other._check_open("be merged")
+        self.check_rows(self.n + other.n)
         from dpxattn.fast.exact_sum import carry
 
         self._state += other._state
@@ -185,79 +230,160 @@ class Accumulator:
         return self
 
     def release(self, *, eps, delta, law: str = "tlap", generator=None, noise=None,
-                uniforms=None, public_maps=None):
+                uniforms=None, public_maps=None, copies: int = 1, composition: str = "basic"):
         """The noisy structure (a ``DPCrossAttention``), noise added once, the accumulator
-        consumed (its sums dropped). Randomness and ``noise`` as in ``build``."""
-        from dpxattn.fast.ball import ball_denominator_floor, ball_feature_bounds, ball_plan_note
+        consumed (its sums dropped). Randomness and ``noise`` as in ``build``; ``copies`` and
+        ``composition`` as there (the tree only)."""
+        from dpxattn.fast.ball import ball_plan_note
         from dpxattn.fast.cross_attention import (SECURE_GAUSSIAN_NUMERICS, DPCrossAttention,
                                                   _secure_note, check_law_noise, resolve_noise)
-        from dpxattn.fast.direct import DirectRelease
-        from dpxattn.fast.exact_sum import combine
-        from dpxattn.fast.features import feature_bounds
         from dpxattn.fast.release import noise_stream
         from dpxattn.fast.secure_noise import SECURE_NUMERICS
 
         self._check_open("be released")
         if self.n == 0:
             raise AccumulatorError("accumulator", "holds no rows: nothing to release")
-        check_build_arguments(mechanism="direct", eps=eps, delta=delta, R=self.R, R_w=self.R_w,
-                              degree=self.degree, scale=self.scale, copies=1, grid_size=None,
-                              clip=self.clip, law=law, domain=self.domain)
+        tree = self.mechanism == "tree"
+        _, _, copies, _, _ = check_build_arguments(
+            mechanism=self.mechanism, eps=eps, delta=delta, R=self.R, R_w=self.R_w,
+            degree=self.degree, scale=self.scale, copies=copies,
+            grid_size=self.grid_size if tree else None, clip=self.clip, law=law,
+            domain=self.domain, composition=composition)
         noise_given = noise
         noise = resolve_noise(noise, generator, uniforms)
         check_law_noise(law, noise, noise_given)
-        secure, gaussian, ball = noise == "secure", law == "gaussian", self.domain == "ball"
+        secure, gaussian = noise == "secure", law == "gaussian"
+        if tree:
+            from dpxattn.memory import check_build_memory
+            from dpxattn.fast.tree_mechanism import tree_noise_count
+
+            check_build_memory(mechanism="tree", n=self.n, d=self.d, d_v=self.d_v,
+                               degree=self.degree, copies=copies, grid_size=self.grid_size,
+                               implementation="stream")
+            count = tree_noise_count(r=self.r, d_v=self.d_v, copies=copies, grid=self.grid_size)
+        else:
+            count = self.r * (self.d_v + 1)
+        with torch.no_grad():
+            stream = noise_stream(count, noise=noise, generator=generator, uniforms=uniforms)
+            state, self._state, self._released = self._state, None, True
+            if tree:
+                release, plan, note = self._release_tree(state, eps, delta, law, stream, secure,
+                                                         copies, composition)
+            else:
+                release, plan, note = self._release_direct(state, eps, delta, law, stream,
+                                                           secure)
+            del state
+            stream.finish()
+        numerics = ((SECURE_GAUSSIAN_NUMERICS if gaussian else SECURE_NUMERICS) if secure else
+                    NUMERICS_FLOAT_GAUSSIAN if gaussian else NUMERICS_FLOAT)
+        notes = ((_secure_note(release),) if secure else ()) + (
+            (ball_plan_note(self.clip),) if self.domain == "ball" else ()) + (note,)
+        plan = plan.with_labels(randomness=stream.label, clip=self.clip, numerics=numerics,
+                                notes=notes)
+        if public_maps is not None:
+            plan = plan.with_public_maps(public_maps)
+        return DPCrossAttention(mechanism=self.mechanism, release=release, plan=plan, n=self.n,
+                                d=self.d, d_v=self.d_v, degree=self.degree, R=self.R,
+                                R_w=self.R_w, scale=self.scale, clip=self.clip, copies=copies,
+                                grid_size=self.grid_size, device=torch.device("cpu"),
+                                noise=noise, law=law, domain=self.domain)
+
+    def _release_direct(self, state, eps, delta, law, stream, secure):
+        """(DirectRelease, plan, note) of the exact S~ (``release``'s body for ``direct``)."""
+        from dpxattn.fast.ball import ball_denominator_floor, ball_feature_bounds
+        from dpxattn.fast.direct import DirectRelease
+        from dpxattn.fast.exact_sum import combine
+        from dpxattn.fast.features import feature_bounds
+
+        gaussian, ball = law == "gaussian", self.domain == "ball"
         n, d, d_v, s = self.n, self.d, self.d_v, self.degree
         a, b, sens, value_bound, analytic = exact_constants(
             n=n, d=d, degree=s, R=self.R, R_w=self.R_w, d_v=d_v, scale=self.scale,
             domain=self.domain, norm="l2" if gaussian else "l1")
-        plan = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=s, law=law)
-        eps_s, delta_s = plan.share("S")
-        with torch.no_grad():
-            S = combine(self._state, a, b)
-            self._state = None
-            self._released = True
-            bounds = (ball_feature_bounds(d, s, self.R, scale=self.scale) if ball
-                      else feature_bounds(d, s, self.R, scale=self.scale))
-            stream = noise_stream(self.r * (d_v + 1), noise=noise, generator=generator,
-                                  uniforms=uniforms)
-            if gaussian and not secure:
-                from dpxattn.fast.sensitivities import round_up
-                from dpxattn.reference import gaussian as ref_gaussian
-
-                gauss = (sens, round_up(ref_gaussian.sigma_for(sens, eps_s, delta_s), "sigma"))
-            else:
-                gauss = True if gaussian else None
-            floor = (ball_denominator_floor(n=n, degree=s, R=self.R, scale=self.scale)
-                     if ball else None)
-            release = DirectRelease.build(None, None, degree=s, scale=self.scale,
-                                          sensitivity=sens, eps=eps_s, delta=delta_s,
-                                          bounds=bounds, stream=stream,
-                                          secure=(sens, value_bound) if secure else None,
-                                          gaussian=gauss, floor=floor, S=S, n=n,
-                                          lattice=(a, b))
-            del S
-            stream.finish()
+        eps_s, delta_s = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=s,
+                                     law=law).share("S")
+        S = combine(state, a, b)
+        bounds = (ball_feature_bounds(d, s, self.R, scale=self.scale) if ball
+                  else feature_bounds(d, s, self.R, scale=self.scale))
+        gauss = (sens, _sigma(sens, eps_s, delta_s)) if gaussian and not secure else (
+            True if gaussian else None)
+        floor = (ball_denominator_floor(n=n, degree=s, R=self.R, scale=self.scale)
+                 if ball else None)
+        release = DirectRelease.build(None, None, degree=s, scale=self.scale,
+                                      sensitivity=sens, eps=eps_s, delta=delta_s,
+                                      bounds=bounds, stream=stream,
+                                      secure=(sens, value_bound) if secure else None,
+                                      gaussian=gauss, floor=floor, S=S, n=n, lattice=(a, b))
         if gaussian:
             used = ((release.law.sensitivity, release.law.sigma) if secure else gauss)
         else:
             used = (sens, float(release.law.b.max()))
         plan = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=s, law=law,
                            sensitivity=used[0], noise_scale=used[1], domain=self.domain)
-        numerics = ((SECURE_GAUSSIAN_NUMERICS if gaussian else SECURE_NUMERICS) if secure else
-                    NUMERICS_FLOAT_GAUSSIAN if gaussian else NUMERICS_FLOAT)
-        notes = ((_secure_note(release),) if secure else ()) + (
-            (ball_plan_note(self.clip),) if ball else ()) + (
-            f"exact accumulation (streaming): features on the lattice 2^-{a}, values on 2^-{b}, "
-            f"integer sums; the noise is calibrated to the sensitivity of that rounded statistic, "
-            f"{sens:.9g} against the analytic {analytic:.9g}, which does not grow with n "
-            "(proofs_notes/30-exact-accumulation.md)",)
-        plan = plan.with_labels(randomness=stream.label, clip=self.clip, numerics=numerics,
-                                notes=notes)
-        if public_maps is not None:
-            plan = plan.with_public_maps(public_maps)
-        return DPCrossAttention(mechanism="direct", release=release, plan=plan, n=n, d=d,
-                                d_v=d_v, degree=s, R=self.R, R_w=self.R_w, scale=self.scale,
-                                clip=self.clip, copies=1, grid_size=None,
-                                device=torch.device("cpu"), noise=noise, law=law,
-                                domain=self.domain)
+        note = (f"exact accumulation (streaming): features on the lattice 2^-{a}, values on "
+                f"2^-{b}, integer sums; the noise is calibrated to the sensitivity of that "
+                f"rounded statistic, {sens:.9g} against the analytic {analytic:.9g}, which does "
+                "not grow with n (proofs_notes/30-exact-accumulation.md)")
+        return release, plan, note
+
+    def _release_tree(self, state, eps, delta, law, stream, secure, copies, composition):
+        """(TreeRelease, plan, note) of the exact grid-cell sums (``release``'s body for the
+        tree): the sensitivities of the rounded, once-converted sums
+        (:func:`dpxattn.fast.tree_accumulation.tree_exact_constants`) in place of build's."""
+        from dpxattn.accounting import plan_tree
+        from dpxattn.fast.cross_attention import _norm_bound, _public_float_up
+        from dpxattn.fast.features import feature_bounds
+        from dpxattn.fast.sensitivities import tree_sensitivities
+        from dpxattn.fast.tree_accumulation import tree_exact_constants, tree_sums
+        from dpxattn.fast.tree_mechanism import TreeRelease
+
+        n, d, d_v, s, G = self.n, self.d, self.d_v, self.degree, self.grid_size
+        ex, s_sens, n_sens, s_bound, n_bound, l2 = tree_exact_constants(
+            n=n, d=d, degree=s, R=self.R, R_w=self.R_w, d_v=d_v, grid=G, copies=copies,
+            scale=self.scale)
+        sums = tree_sums(state, ex)
+        args = dict(degree=s, scale=self.scale, grid=G, copies=copies,
+                    bounds=feature_bounds(d, s, self.R, scale=self.scale),
+                    norm_bound=_norm_bound(d, s, self.R, self.scale),
+                    R_w=_public_float_up(self.R_w, "R_w"), stream=stream, sums=sums, n=n,
+                    lattice=ex)
+        if law == "gaussian":
+            plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=s, copies=copies,
+                             grid_size=G, law="gaussian")
+            eps_g, delta_g = plan.share("tree")
+            if secure:
+                gauss, extra = True, (eps_g, delta_g, l2, float(max(s_bound.max(),
+                                                                     n_bound.max())))
+            else:
+                gauss, extra = (_sigma(l2, eps_g, delta_g), l2), None
+            release = TreeRelease.build(None, None, scalar_sens=None, node_sens=None,
+                                        shares=None, secure=extra, gaussian=gauss, **args)
+            sens, sigma = ((release.node_law.sensitivity, release.node_law.sigma) if secure
+                           else (l2, gauss[0]))
+            plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=s, copies=copies,
+                             grid_size=G, law="gaussian", sensitivity=sens, noise_scale=sigma)
+            used = f"the l2 sensitivity {sens:.9g}"
+        else:
+            plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=s, copies=copies,
+                             grid_size=G, composition=composition)
+            release = TreeRelease.build(
+                None, None, scalar_sens=s_sens, node_sens=n_sens,
+                shares={key: plan.share(key) for key in ("c0", "c1", "tree_level")},
+                secure=(s_sens, n_sens, s_bound, n_bound) if secure else None, **args)
+            ratio = float(np.max(n_sens / tree_sensitivities(
+                d=d, degree=s, R=self.R, R_w=self.R_w, d_v=d_v, scale=self.scale)[1]))
+            used = f"per-level sensitivities at most {ratio:.9g}x the analytic ones"
+        note = (f"exact accumulation (streaming): every term on the lattice 2^-{ex[0]}, "
+                f"2^-{ex[1]}, 2^-{ex[2]} (moments 0, 1, 2), integer grid-cell sums, each "
+                f"released number converted once; the noise is calibrated to the rounded sums' "
+                f"sensitivity, {used}, which does not grow with n "
+                "(proofs_notes/30-exact-accumulation.md)")
+        return release, plan, note
+
+
+def _sigma(sensitivity: float, eps, delta) -> float:
+    """sigma of the analytic Gaussian for an l2 ``sensitivity`` at (eps, delta), rounded up."""
+    from dpxattn.fast.sensitivities import round_up
+    from dpxattn.reference import gaussian as ref_gaussian
+
+    return round_up(ref_gaussian.sigma_for(sensitivity, eps, delta), "sigma")

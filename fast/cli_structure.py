@@ -1,7 +1,8 @@
 """``dpxattn build`` and ``dpxattn query``: build a structure from ``.npy`` files, save it, serve it.
 
     dpxattn build --keys K.npy --values V.npy --eps E --delta D --R R --R-w RW --degree S
-                  [--mechanism direct|tree] [--law tlap|gaussian] [--clip] [--stream] --out FILE
+                  [--mechanism direct|tree] [--grid-size G] [--law tlap|gaussian] [--clip]
+                  [--stream [--chunk-rows N]] --out FILE
     dpxattn query FILE --queries Q.npy [--out A.npy] [--failure-prob P]
 
 Paper: the structure is built once from the private context and answers any number of public
@@ -45,8 +46,10 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clip", action="store_true",
                         help="clip entries to the public bounds instead of refusing them")
     parser.add_argument("--out", required=True, metavar="FILE", help="where the structure goes (.npz)")
+    parser.add_argument("--grid-size", type=int, default=None,
+                        help="tree only: cells of the public grid (default n)")
     parser.add_argument("--stream", action="store_true",
-                        help="direct only: read the memory-mapped files in chunks through the exact "
+                        help="read the memory-mapped files in chunks through the exact "
                              "streaming accumulator (dpxattn.fast.Accumulator; never the whole "
                              "array in memory), with a progress bar on stderr")
     parser.add_argument("--chunk-rows", type=int, default=1 << 16,
@@ -59,17 +62,17 @@ def _stream_build(args: argparse.Namespace):
     from dpxattn.errors import ParameterError
     from dpxattn.fast import Accumulator
 
-    if args.mechanism != "direct":
-        raise ParameterError("--stream", "streams the 'direct' mechanism only so far", args.mechanism)
     if args.chunk_rows < 1:
         raise ParameterError("--chunk-rows", "must be >= 1", args.chunk_rows)
     K, V = _load_array(args.keys, "keys"), _load_array(args.values, "values")
     if K.ndim != 2 or V.ndim != 2 or len(K) != len(V):
         raise ParameterError("--keys/--values", "must be (n, d) and (n, d_v) arrays with the same n",
                              f"{K.shape}, {V.shape}")
-    acc = Accumulator(mechanism="direct", d=K.shape[1], d_v=V.shape[1], degree=args.degree,
-                      R=args.R, R_w=args.R_w, clip=args.clip)
     n = len(K)
+    tree = args.mechanism == "tree"
+    acc = Accumulator(mechanism=args.mechanism, d=K.shape[1], d_v=V.shape[1], degree=args.degree,
+                      R=args.R, R_w=args.R_w, clip=args.clip,
+                      grid_size=(args.grid_size or n) if tree else args.grid_size)
     for start in range(0, n, args.chunk_rows):
         stop = min(n, start + args.chunk_rows)
         acc.add(K[start:stop], V[start:stop])
@@ -97,7 +100,7 @@ def run_build(args: argparse.Namespace) -> int:
     try:
         att = DPCrossAttention.build(K, V, eps=args.eps, delta=args.delta, R=args.R, R_w=args.R_w,
                                      degree=args.degree, mechanism=args.mechanism, law=args.law,
-                                     clip=args.clip)
+                                     clip=args.clip, grid_size=args.grid_size)
     except DPXAttnError as exc:
         print(f"dpxattn build: {exc}", file=sys.stderr)
         return 2

@@ -24,7 +24,7 @@ import torch
 from dpxattn.fast.features import chunk_rows, feature_chunks
 from dpxattn.reference.exact_accumulation import CARRY_BITS, GEMM_ROWS
 
-__all__ = ["new_state", "add_rows", "carry", "combine"]
+__all__ = ["new_state", "add_rows", "carry", "combine", "dyadic_to_float"]
 
 
 def new_state(r: int, d_v: int) -> torch.Tensor:
@@ -62,12 +62,12 @@ def combine(state: torch.Tensor, a: int, b: int) -> torch.Tensor:
     """S~ as float64 (r, d_v + 1): the exact integers high 2^32 + low (Python integers, no
     overflow) times 2^-(a+b), each rounded once to float64."""
     high, low = (x.cpu().tolist() for x in state)
-    out = [[_scaled((h << CARRY_BITS) + lo, a + b) for h, lo in zip(r1, r2)]
+    out = [[dyadic_to_float((h << CARRY_BITS) + lo, a + b) for h, lo in zip(r1, r2)]
            for r1, r2 in zip(high, low)]
     return torch.tensor(out, dtype=torch.float64, device=state.device)
 
 
-def _scaled(m: int, e: int) -> float:
+def dyadic_to_float(m: int, e: int) -> float:
     """m 2^-e rounded once to float64 (exact rational to nearest: int / power of two)."""
     from fractions import Fraction
 

@@ -82,7 +82,9 @@ class TreeRelease:
     ``payload`` (2N - 1, r, l, d_v + 1, 3) float64 noisy node values; ``scalars`` (l, d_v + 1, 2)
     noisy (c0, c1); ``node_law`` (d_v + 1, r, 3) and ``scalar_law`` (d_v + 1, 2) the TLap
     constants; ``bounds`` (r,) the feature bounds M_t; ``n``, ``grid``, ``degree``, ``scale``,
-    ``copies``, ``norm_bound`` (T_s(t_max), rounded up), ``R_w`` (float64, rounded up).
+    ``copies``, ``norm_bound`` (T_s(t_max), rounded up), ``R_w`` (float64, rounded up);
+    ``lattice``: None, or the term exponents (c_0, c_1, c_2) of a release of the streaming
+    accumulator's rounded sums (its envelopes add their rounding).
     Queries are evaluated in float64 whatever their dtype (the answer is cast at the end).
     """
 
@@ -98,6 +100,7 @@ class TreeRelease:
     copies: int
     norm_bound: float
     R_w: float
+    lattice: tuple | None = None
     _split: torch.Tensor | None = field(default=None, repr=False)
     _queried: int = field(default=0, repr=False)
     _magnitudes: tuple | None = field(default=None, repr=False)
@@ -110,33 +113,20 @@ class TreeRelease:
     def height(self) -> int:
         return tree_height(self.grid)
 
-    @classmethod
-    def build(cls, K: torch.Tensor, V: torch.Tensor, *, degree: int, scale, grid: int,
-              copies: int, bounds: torch.Tensor, norm_bound: float, R_w: float,
-              scalar_sens: np.ndarray,
-              node_sens: np.ndarray, shares: dict, stream, secure=None,
-              gaussian=None) -> "TreeRelease":
-        """K (n, d), V (n, d_v): validated float64 private data (not kept).
+    @staticmethod
+    def _replicate(nodes: torch.Tensor, scalars: torch.Tensor, copies: int):
+        """(payload (2N - 1, r, l, cols, 3), scalars (l, cols, 2)): ``copies`` identical copies of
+        one computed tree (nodes (2N - 1, r, cols, 3)) and of its (c0, c1) (cols, 2)."""
+        payload = nodes.unsqueeze(2).repeat(1, 1, copies, 1, 1)
+        return payload, scalars.unsqueeze(0).repeat(copies, 1, 1)
 
-        ``scalar_sens`` (d_v + 1, 2) and ``node_sens`` (d_v + 1, r, 3): sensitivities (rounded
-        up); ``shares``: the plan's exact (eps, delta) for "c0", "c1", "tree_level".
-        ``secure``: None (float mode; ``stream`` a UniformStream) or the tuple
-        ``(scalar_sens, node_sens, scalar_bounds, node_bounds)`` of
-        :func:`dpxattn.fast.sensitivities.tree_secure_constants` (secure mode; ``stream`` is
-        SecureWords): each c0 / c1 is its own one-coordinate lattice release, and each level of
-        each (copy, column, coordinate, moment) DPTree its own lattice release with the per-level
-        budget, the sensitivity of the computed level and ``changed`` = N (>= the level's number
-        of nodes: every coordinate counts as changed once float error is included).
-        ``gaussian``: None (TLap) or ``(sigma, Delta_2)`` (float mode, ``law="gaussian"``; then
-        ``scalar_sens``, ``node_sens`` and ``shares`` are unused): N(0, sigma^2) on every
-        released number, same uniforms, same order. Secure Gaussian (``gaussian`` given and
-        ``secure`` = ``(eps, delta, l2 sensitivity, value_bound)`` of the computed release,
-        :func:`dpxattn.fast.sensitivities.tree_secure_gaussian_constants`): the whole release is
-        ONE discrete Gaussian lattice release (``changed`` = every released number), drawn as
-        the scalars then the nodes, from the secure words (``proofs_notes/26-tree-gaussian.md``).
-        """
+    @staticmethod
+    def _sums(K: torch.Tensor, V: torch.Tensor, *, degree: int, scale, grid: int, copies: int,
+              bounds: torch.Tensor):
+        """The float64 sums of (K, V) as in :meth:`_replicate`: the leaves by ``index_add_`` of
+        the rows' terms, the internal nodes by pairwise sums, c0 and c1 per column."""
         device = K.device
-        n, d_v = V.shape
+        d_v = V.shape[1]
         cols = d_v + 1
         r = bounds.shape[0]
         l = copies
@@ -164,6 +154,49 @@ class TreeRelease:
             payload[:, :, 1:] = payload[:, :, :1]
         scalars = sums.unsqueeze(0).repeat(l, 1, 1)  # (l, cols, 2): [c0, c1] per copy, column
         del sums
+        return payload, scalars
+
+    @classmethod
+    def build(cls, K: torch.Tensor, V: torch.Tensor, *, degree: int, scale, grid: int,
+              copies: int, bounds: torch.Tensor, norm_bound: float, R_w: float,
+              scalar_sens: np.ndarray,
+              node_sens: np.ndarray, shares: dict, stream, secure=None,
+              gaussian=None, sums=None, n: int | None = None,
+              lattice: tuple | None = None) -> "TreeRelease":
+        """K (n, d), V (n, d_v): validated float64 private data (not kept); or ``K = V = None``
+        and ``sums = (nodes (2N - 1, r, d_v + 1, 3), scalars (d_v + 1, 2))`` computed by the
+        caller for ``n`` rows (the streaming accumulator's exact sums,
+        :func:`dpxattn.fast.tree_accumulation.tree_sums`, with ``lattice`` its term exponents
+        (c_0, c_1, c_2): the envelopes add the terms' rounding, ``proofs_notes/30``).
+
+        ``scalar_sens`` (d_v + 1, 2) and ``node_sens`` (d_v + 1, r, 3): sensitivities (rounded
+        up); ``shares``: the plan's exact (eps, delta) for "c0", "c1", "tree_level".
+        ``secure``: None (float mode; ``stream`` a UniformStream) or the tuple
+        ``(scalar_sens, node_sens, scalar_bounds, node_bounds)`` of
+        :func:`dpxattn.fast.sensitivities.tree_secure_constants` (secure mode; ``stream`` is
+        SecureWords): each c0 / c1 is its own one-coordinate lattice release, and each level of
+        each (copy, column, coordinate, moment) DPTree its own lattice release with the per-level
+        budget, the sensitivity of the computed level and ``changed`` = N (>= the level's number
+        of nodes: every coordinate counts as changed once float error is included).
+        ``gaussian``: None (TLap) or ``(sigma, Delta_2)`` (float mode, ``law="gaussian"``; then
+        ``scalar_sens``, ``node_sens`` and ``shares`` are unused): N(0, sigma^2) on every
+        released number, same uniforms, same order. Secure Gaussian (``gaussian`` given and
+        ``secure`` = ``(eps, delta, l2 sensitivity, value_bound)`` of the computed release,
+        :func:`dpxattn.fast.sensitivities.tree_secure_gaussian_constants`): the whole release is
+        ONE discrete Gaussian lattice release (``changed`` = every released number), drawn as
+        the scalars then the nodes, from the secure words (``proofs_notes/26-tree-gaussian.md``).
+        """
+        if sums is not None:
+            payload, scalars = cls._replicate(*sums, copies)
+        else:
+            payload, scalars = cls._sums(K, V, degree=degree, scale=scale, grid=grid,
+                                         copies=copies, bounds=bounds)
+            n = V.shape[0]
+        device = payload.device
+        cols = payload.shape[3]
+        r = bounds.shape[0]
+        l = copies
+        N = padded_size(grid)
 
         if gaussian is not None:
             if secure is not None:  # one discrete Gaussian lattice release of the whole vector
@@ -181,7 +214,8 @@ class TreeRelease:
             release_(payload.permute(0, 2, 3, 1, 4), node_law, stream)
             return cls(payload=payload, scalars=scalars, node_law=node_law,
                        scalar_law=scalar_law, bounds=bounds, n=n, grid=grid, degree=degree,
-                       scale=scale, copies=l, norm_bound=norm_bound, R_w=R_w)
+                       scale=scale, copies=l, norm_bound=norm_bound, R_w=R_w,
+                       lattice=lattice)
         (e0, d0), (e1, d1), (el, dl) = shares["c0"], shares["c1"], shares["tree_level"]
         eps_s = np.array([[e0, e1]] * cols, dtype=object)
         delta_s = np.array([[d0, d1]] * cols, dtype=object)
@@ -198,7 +232,7 @@ class TreeRelease:
         release_(payload.permute(0, 2, 3, 1, 4), _expand(node_law, l), stream)
         return cls(payload=payload, scalars=scalars, node_law=node_law, scalar_law=scalar_law,
                    bounds=bounds, n=n, grid=grid, degree=degree, scale=scale, copies=l,
-                   norm_bound=norm_bound, R_w=R_w)
+                   norm_bound=norm_bound, R_w=R_w, lattice=lattice)
 
     def to(self, device) -> "TreeRelease":
         """The same release on ``device`` (a copy of the public tensors)."""
@@ -206,7 +240,7 @@ class TreeRelease:
                            node_law=self.node_law.to(device), scalar_law=self.scalar_law.to(device),
                            bounds=self.bounds.to(device), n=self.n, grid=self.grid,
                            degree=self.degree, scale=self.scale, copies=self.copies,
-                           norm_bound=self.norm_bound, R_w=self.R_w)
+                           norm_bound=self.norm_bound, R_w=self.R_w, lattice=self.lattice)
 
     @property
     def secure(self) -> bool:
@@ -336,7 +370,12 @@ class TreeRelease:
         (``proofs_notes/19-fast-path.md``, "tree"), public bounds only: ``A`` (cols, r, 3) and
         ``A_s`` (cols, 2) bound the noise magnitudes (TLap: the support bounds). ``draw_ulps``
         (Gaussian law): the float draws' own error, ``draw_ulps`` u64 relative to the released
-        magnitudes, is added on the same magnitude sum."""
+        magnitudes, is added on the same magnitude sum. A release of the streaming accumulator's
+        rounded terms (``lattice`` = (c_0, c_1, c_2)) adds their rounding: at most 2^-(c_m + 1)
+        per row and term, so n (r 2^-(c_2 + 1) + ||u||^2 2^-(c_0 + 1) + sum_(t,m) |coef|
+        2^-(c_m + 1)) / 2 on the numerator (the canonical nodes of a (t, m) are disjoint); the
+        terms' float error and the conversion are inside the build's gammas
+        (``proofs_notes/30-exact-accumulation.md``, "The tree")."""
         n = self.n
         s = self.degree
         r = U.shape[1]
@@ -359,6 +398,12 @@ class TreeRelease:
         fp = exact + (u64 + gamma(3 * h + 3 * r + 2 * s + 16, uq)) * mag + feat
         if draw_ulps:
             fp = fp + (draw_ulps * u64) * mag
+        if self.lattice is not None:  # the streaming accumulator's term rounding, per row
+            half = torch.tensor([2.0 ** -(c + 1) for c in self.lattice], dtype=torch.float64,
+                                device=U.device)  # (3,): 2^-(c_m + 1)
+            rounding = n * (r * half[2] + norm * half[0]
+                            + torch.einsum("qtm,m->q", coef, half)) / 2
+            fp = fp + (1 + 2.0 ** -40) * rounding[:, None]
         return fp
 
     def released_magnitudes(self) -> tuple[torch.Tensor, torch.Tensor]:

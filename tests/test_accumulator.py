@@ -181,8 +181,8 @@ def test_consumption_and_bad_input():
         Accumulator(**P).release(eps=1.0, delta=1e-6)
     with pytest.raises(AccumulatorError, match="same public"):
         Accumulator(**P).merge(Accumulator(**{**P, "R_w": 2.0}))
-    with pytest.raises(AccumulatorError, match="'direct' only"):
-        Accumulator(mechanism="tree", **P)
+    with pytest.raises(AccumulatorError, match="grid_size"):
+        Accumulator(mechanism="tree", **P)  # the tree's grid must be fixed before the rows
     with pytest.raises(BoundError):
         Accumulator(**P).add(K + 1.5, V)
     with pytest.raises(ParameterError, match="d = 2"):
@@ -207,7 +207,8 @@ def test_the_ball_refuses_what_build_refuses():
 
 def test_cli_build_streams_memory_maps(tmp_path, capsys):
     """`dpxattn build --stream`: chunks of the memory-mapped files through the accumulator, a
-    progress line on stderr, the structure saved and served like build's; the tree refuses."""
+    progress line on stderr, the structure saved and served like build's; the tree streams too
+    (its grid n by default, as build's)."""
     from dpxattn.cli import main
 
     K, V = _data(300, seed=12)
@@ -223,8 +224,10 @@ def test_cli_build_streams_memory_maps(tmp_path, capsys):
     assert "exact accumulation" in captured.out
     att = DPCrossAttention.load(tmp_path / "s.npz")
     assert att.n == 300 and att.query(torch.tensor(np.load(tmp_path / "Q.npy"))).shape == (4, 2)
-    assert main(args + ["--mechanism", "tree", "--out", str(tmp_path / "t.npz")]) == 2
-    assert "'direct' mechanism only" in capsys.readouterr().err
+    assert main(args + ["--mechanism", "tree", "--out", str(tmp_path / "t.npz")]) == 0
+    tree = DPCrossAttention.load(tmp_path / "t.npz")
+    assert tree.mechanism == "tree" and tree.grid_size == 300 and tree.release.lattice
+    assert "accumulated 300 / 300 rows (100%)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("domain", ["box", "ball"])

@@ -66,6 +66,24 @@ def test_distributed_secure_bit_identical(client):
     assert torch.equal(att.released_tensors()["S"], ref.released_tensors()["S"])
 
 
+def test_distributed_tree_bit_identical(client):
+    """The tree's grid-cell sums merge exactly too: the released nodes and scalars of a
+    distributed accumulation equal a single process's (same seed, float and secure noise)."""
+    from dpxattn.distributed import accumulate
+
+    K, V = _data(700, seed=2)
+    tree = dict(PUBLIC, mechanism="tree", grid_size=32)
+    for noise in ("float", "secure"):
+        acc = accumulate(da.from_array(K, chunks=((100, 350, 250), 3)),
+                         da.from_array(V, chunks=(70, 2)), **tree)
+        att = acc.release(eps=1.0, delta=1e-6, generator=np.random.default_rng(5), noise=noise,
+                          copies=2)
+        ref = Accumulator(**tree).add(K, V).release(eps=1.0, delta=1e-6, noise=noise, copies=2,
+                                                    generator=np.random.default_rng(5))
+        assert torch.equal(att.release.payload, ref.release.payload)
+        assert torch.equal(att.release.scalars, ref.release.scalars)
+
+
 def test_distributed_dataframe(client):
     dd = pytest.importorskip("dask.dataframe", reason="dask.dataframe needs pandas")
     pd = pytest.importorskip("pandas")

@@ -76,7 +76,7 @@ def accumulate(K, V, **accumulator_kwargs):
     the dask inputs ``K`` (n, d) and ``V`` (n, d_v).
 
     ``accumulator_kwargs``: the Accumulator's public parameters (``d``, ``d_v``, ``degree``,
-    ``R``, ``R_w``, ``scale``, ``clip``, ``domain``, ``mechanism``). V is rechunked to K's row
+    ``R``, ``R_w``, ``scale``, ``clip``, ``domain``, ``mechanism``, ``grid_size``). V is rechunked to K's row
     partitions; each partition is validated and accumulated by ``Accumulator.add`` on a worker of
     the current Dask scheduler (a ``distributed.Client`` if one is active), and the workers'
     accumulators are merged here (exact: bit-identical to one process adding every row). Nothing
@@ -94,12 +94,7 @@ def accumulate(K, V, **accumulator_kwargs):
     params = dict(accumulator_kwargs)
     parts = [dask.delayed(_partial)(kb, vb, params)
              for kb, vb in zip(K.to_delayed().ravel(), V.to_delayed().ravel())]
-    from dpxattn.fast.accumulator import AccumulatorError
-    from dpxattn.reference.exact_accumulation import MAX_ROWS
-
-    if K.shape[0] > MAX_ROWS:
-        raise AccumulatorError("n", f"must stay <= {MAX_ROWS} rows per accumulator (the bound "
-                               "under which its int64 sums are exact)", K.shape[0])
+    acc.check_rows(K.shape[0])  # before any worker starts
     for part in dask.compute(*parts):
         acc.merge(part)
     return acc
