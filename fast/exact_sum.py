@@ -4,14 +4,17 @@ Not in the paper (numerics; PAPER §5 items 8 and 18). Mirrors the definitions o
 ``dpxattn.reference.exact_accumulation`` (lattices, allowances); proof note
 ``proofs_notes/30-exact-accumulation.md``.
 
-Per chunk of at most ``GEMM_ROWS`` = 2^11 rows: the features come out of
+Per block of at most ``GEMM_ROWS`` = 2^11 rows: the features come out of
 :func:`dpxattn.fast.features.feature_chunks` already scaled by 2^a (folded into the
 coefficients, exact) and are rounded in place to integers of at most ``FEATURE_BITS`` = 21 bits;
 the values W = [V, 1] are rounded to ``round(W 2^b)`` (at most ``VALUE_BITS`` = 20 bits). One
 float64 GEMM of these integers (r, rows) x (rows, d_v + 1), the same shape as ``build``'s,
 multiplies integers below 2^41 in magnitude over at most 2^11 rows: every partial sum is an
 integer below 2^52, so the GEMM is exact whatever its summation order and converts to int64
-exactly. The state holds each entry as an int64 pair (high, low), total = high 2^32 + low with
+exactly. The blocks of one feature chunk (``build``'s chunk size, a multiple of 2^11 rows) go
+through one batched GEMM (``torch.bmm``, one product per block), summed over the blocks in int64
+(below 2^52 per block, at most 2^18 / 2^11 = 2^7 blocks: below 2^59). The state holds each
+entry as an int64 pair (high, low), total = high 2^32 + low with
 0 <= low < 2^32 after every chunk (a carry): a canonical form, so two accumulators hold the same
 sums iff their states are equal. At release S~ 2^(a+b) = high 2^32 + low, in Python integers.
 Shapes: state (2, r, d_v + 1) int64 = [high, low].
@@ -51,10 +54,18 @@ def add_rows(state: torch.Tensor, K: torch.Tensor, V: torch.Tensor, *, degree: i
     torch.mul(V, 2.0 ** b, out=W[:, :d_v])
     W[:, d_v] = 2.0 ** b
     W.round_()  # integers, |.| <= 2^VALUE_BITS
-    for start, stop, F in feature_chunks(K, degree, scale=scale,
-                                         rows=min(GEMM_ROWS, chunk_rows(r)), lift=a):
-        exact = (F.round_() @ W[start:stop]).to(torch.int64)  # (r, cols), exact
-        state[1] += exact
+    rows = max(GEMM_ROWS, chunk_rows(r) // GEMM_ROWS * GEMM_ROWS)
+    for start, stop, F in feature_chunks(K, degree, scale=scale, rows=rows, lift=a):
+        F.round_()  # integers, |.| <= 2^FEATURE_BITS
+        c = stop - start
+        full = c - c % GEMM_ROWS
+        if full:  # B blocks of GEMM_ROWS rows: one batched GEMM, each block's sums exact
+            B = full // GEMM_ROWS
+            blocks = torch.bmm(F[:, :full].reshape(r, B, GEMM_ROWS).transpose(0, 1),
+                               W[start:start + full].reshape(B, GEMM_ROWS, cols))
+            state[1] += blocks.to(torch.int64).sum(dim=0)  # < 2^7 2^52 + 2^32 < 2^63
+        if full < c:
+            state[1] += (F[:, full:] @ W[start + full:stop]).to(torch.int64)
         carry(state)
 
 
