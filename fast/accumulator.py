@@ -80,11 +80,37 @@ def exact_constants(*, n: int, d: int, degree: int, R, R_w, d_v: int, scale=None
 
 def _chunk(X, start: int) -> torch.Tensor:
     """Rows start:start + ADD_CHUNK_ROWS of a tensor, an array or a memory map, as a float64
-    tensor of its own (a copy for numpy inputs: memory maps are read-only)."""
+    tensor of its own (a copy for numpy inputs: memory maps are read-only). A read-only memory
+    map's pages of those rows are then given back (:func:`_drop_mapped_pages`)."""
     part = X[start:start + ADD_CHUNK_ROWS]
     if isinstance(part, torch.Tensor):
         return part.detach().to(torch.float64)
-    return torch.from_numpy(np.array(part, dtype=np.float64, copy=True))
+    out = torch.from_numpy(np.array(part, dtype=np.float64, copy=True))
+    _drop_mapped_pages(part)
+    return out
+
+
+def _drop_mapped_pages(part) -> None:
+    """Tell the kernel that this process no longer needs the pages of ``part``, rows of a
+    read-only (``mode="r"``) ``np.memmap`` that have been copied (``madvise(MADV_DONTNEED)`` on
+    the whole pages inside it): the file's page cache stays, later reads fault the pages in
+    again, but the process's resident set no longer grows with the file (one pass over a 9.6 GB
+    map kept 8.9 GiB of file pages resident). Only mode "r": a copy-on-write map ("c") would
+    lose its private changes, a writable shared one is left alone. A no-op where the platform
+    has no ``madvise``."""
+    import mmap
+
+    mm = getattr(part, "_mmap", None)
+    if (mm is None or getattr(part, "mode", None) != "r" or not hasattr(mm, "madvise")
+            or not hasattr(mmap, "MADV_DONTNEED") or not part.flags.c_contiguous or part.size == 0):
+        return
+    base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
+    lo = part.ctypes.data - base
+    hi = lo + part.nbytes
+    page = mmap.PAGESIZE
+    lo, hi = -(-lo // page) * page, hi // page * page  # whole pages inside the copied rows
+    if hi > lo:
+        mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
 
 class Accumulator:
