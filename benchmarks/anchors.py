@@ -162,14 +162,14 @@ def measure_anchors(device, sizes: AnchorSizes) -> dict:
         a = torch.rand((g, g), dtype=dtype, device=dev, generator=gen)
         b = torch.rand((g, g), dtype=dtype, device=dev, generator=gen)
         c = torch.empty((g, g), dtype=dtype, device=dev)
-        t = _time(lambda: torch.mm(a, b, out=c), sizes, sync)
+        t = _time(lambda a=a, b=b, c=c: torch.mm(a, b, out=c), sizes, sync)
         out[key] = 2.0 * g**3 / t.median / 1e9
         out[key + "_timing"] = t.to_dict()
         del a, b, c
     nbytes = sizes.copy_bytes
     src = torch.ones(nbytes // 8, dtype=torch.float64, device=dev)
     dst = torch.zeros_like(src)
-    t = _time(lambda: dst.copy_(src), sizes, sync)
+    t = _time(lambda dst=dst, src=src: dst.copy_(src), sizes, sync)
     out["copy_gbps"] = 2.0 * nbytes / t.median / 1e9
     out["copy_timing"] = t.to_dict()
     del src, dst

@@ -14,6 +14,11 @@ Prints (Markdown, to stdout; progress goes to stderr):
 6. the crossover n at which build + m query tokens is cheaper than exact SDPA;
 7. the hardened-noise throughput table of ``dpxattn.benchmarks.noise_hardening`` when present.
 
+The ``streaming`` section (``measure_streaming``: the exact streaming accumulator against the
+in-memory build, on memory-mapped ``.npy`` files and on a 2-worker Dask cluster; rows ST1-ST6)
+prints its figures before the targets table and adds its rows to it; ``--stream-rows`` and
+``--dask-rows`` set its sizes.
+
 Confidence: every noisy value (timing ratio, time, slope, error of random builds) is read from
 an order-statistic interval for the median of its per-repetition values at ``--confidence``
 (default 0.99; ``intervals`` module), which needs ``--repetitions`` >= 8 (default 12). A wrong
@@ -50,7 +55,8 @@ from dpxattn.benchmarks import subject
 
 __all__ = ["add_arguments", "run", "SECTIONS"]
 
-SECTIONS = ("anchors", "configs", "ranges", "reference", "laws", "slopes", "hardening")
+SECTIONS = ("anchors", "configs", "ranges", "reference", "laws", "streaming", "slopes",
+            "hardening")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,6 +95,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeded-noise", action="store_true",
                         help="draw noise from a seeded torch.Generator instead of the OS CSPRNG")
     parser.add_argument("--seed", type=int, default=20260728, help="seed of the synthetic data")
+    parser.add_argument("--stream-rows", type=int, default=None, metavar="N",
+                        help="rows of the streaming section's memory-mapped .npy files (default "
+                             "1e8, 9.6 GB on disk, reduced to the free space; quick 2e4)")
+    parser.add_argument("--dask-rows", type=int, default=None, metavar="N",
+                        help="rows of the streaming section's Dask comparison (default 1e7; "
+                             "quick 8000)")
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 if any target FAILs (UNSURE rows do not fail the run)")
 
@@ -309,6 +321,27 @@ def _extra_target_sections(rep: _Report, ctx: RunContext, sections) -> None:
         _run_section(rep, "laws", do_laws)
 
 
+def _streaming_section(rep: _Report, ctx: RunContext, sections, args: argparse.Namespace) -> None:
+    """The streaming build's rows ST1-ST6 (``measure_streaming``): its own table of figures
+    here, its targets with the others."""
+    rep.section("Streaming (exact accumulator, dpxattn.fast.Accumulator)")
+    if "streaming" not in sections:
+        rep.print("(not run)")
+        return
+
+    def do_streaming():
+        from dpxattn.benchmarks.measure_streaming import figures_table_rows, measure_streaming
+
+        rows, raw = measure_streaming(ctx, stream_rows=args.stream_rows, dask_rows=args.dask_rows)
+        rep.doc["targets"].extend(rows)
+        rep.doc["streaming"] = raw
+        rep.print(table(("figure", "value"), figures_table_rows(raw)))
+        rep.print()
+        rep.print("Targets ST1-ST6 are in the targets table below (benchmarks/README.md, "
+                  "'Streaming').")
+    _run_section(rep, "streaming", do_streaming)
+
+
 def _slopes_section(rep: _Report, ctx: RunContext, sections, fast_why) -> None:
     """The log-log scaling slopes S1-S7 with their bands."""
     rep.section("Scaling (log-log slopes)")
@@ -427,6 +460,7 @@ def run(args: argparse.Namespace, out=None) -> int:
     fast_why = subject.fast_missing()
     _config_sections(rep, ctx, sections, configs, fast_why)
     _extra_target_sections(rep, ctx, sections)
+    _streaming_section(rep, ctx, sections, args)
     rep.section("Targets (research/PERF_ANCHORS.md §5)")
     rep.print(targets_table(rep.doc["targets"]) if rep.doc["targets"] else "(none measured)")
     _slopes_section(rep, ctx, sections, fast_why)

@@ -23,6 +23,8 @@ ROW = re.compile(r"^\| (?P<id>[A-Z][A-Za-z0-9]*) +\|.*\| (?P<verdict>PASS|FAIL|U
 EXPECTED_TARGETS = {"G1", "G2", "G3", "G4", "G6", "G7", "G8", "G9", "G10", "G11", "REF", "ERR", "ENV",
                     "L1", "L2", "L3", "L4", "L5", "L6"}
 EXPECTED_SLOPES = {"S1", "S2", "S3", "S4", "S5", "S6", "S7"}
+#: rows read without an interval: a memory peak, a sure envelope, bit-identity, public constants
+DETERMINISTIC_IDS = ("G10", "ENV", "ST3m", "ST4e", "ST5", "ST5g", "ST6s", "ST6g")
 
 
 def _section(text: str, title: str) -> str:
@@ -46,7 +48,8 @@ def quick_run(tmp_path_factory):
 def test_quick_run_completes_and_prints_every_section(quick_run):
     status, text, _ = quick_run
     assert status == 0, text[-2000:]
-    for title in ("Header", "Anchors (same run)", "Targets (research/PERF_ANCHORS.md §5)", "Scaling (log-log slopes)",
+    for title in ("Header", "Anchors (same run)", "Streaming (exact accumulator",
+                  "Targets (research/PERF_ANCHORS.md §5)", "Scaling (log-log slopes)",
                   "Crossover", "Hardened noise", "Summary"):
         assert f"## {title}" in text, title
     assert "QUICK MODE" in text
@@ -78,7 +81,7 @@ def test_json_is_written_and_matches_the_text(quick_run):
     _, text, path = quick_run
     doc = json.loads(path.read_text())
     for key in ("header", "settings", "anchors", "configs", "targets", "slopes", "crossover",
-                "tree_ranges", "reference", "noise_laws", "noise_hardening", "summary"):
+                "tree_ranges", "reference", "noise_laws", "streaming", "noise_hardening", "summary"):
         assert key in doc, key
     assert [c["config"]["name"] for c in doc["configs"]] == list(DEFAULT_NAMES)
     for c in doc["configs"]:
@@ -109,7 +112,7 @@ def test_noisy_rows_carry_their_interval_and_quick_ones_cannot_pass_or_fail(quic
         if row["op"] != "info":
             assert row["basis"] in ("interval", "deterministic"), row
         if row["basis"] == "deterministic":
-            assert row["interval"] is None and row["id"] in ("G10", "ENV"), row
+            assert row["interval"] is None and row["id"] in DETERMINISTIC_IDS, row
             continue
         iv = row["interval"]
         if iv is None:
