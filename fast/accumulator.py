@@ -203,15 +203,16 @@ class Accumulator:
         m = len(K)
         if len(V) != m:
             raise ParameterError("V", f"must have as many rows as K ({m})", len(V))
+        scatter = None
         if self.mechanism == "tree":
             from dpxattn.fast.features import feature_bounds
-            from dpxattn.fast.tree_accumulation import add_tree_rows
+            from dpxattn.fast.tree_accumulation import TreeScatter
 
-            bounds = feature_bounds(self.d, self.degree, self.R, scale=self.scale)
-
-            def add(Kc, Vc):
-                add_tree_rows(self._state, Kc, Vc, degree=self.degree, scale=self.scale,
-                              bounds=bounds, exponents=self.exponents)
+            scatter = TreeScatter(self._state, degree=self.degree, scale=self.scale,
+                                  bounds=feature_bounds(self.d, self.degree, self.R,
+                                                        scale=self.scale),
+                                  exponents=self.exponents, rows=max(1, m))
+            add = scatter.add
         else:
             from dpxattn.fast.exact_sum import add_rows
 
@@ -231,6 +232,8 @@ class Accumulator:
             with torch.no_grad():
                 add(Kc, Vc)
             self.n += Kc.shape[0]
+        if scatter is not None:
+            scatter.flush()  # canonical again
         return self
 
     def merge(self, other: "Accumulator") -> "Accumulator":

@@ -6,12 +6,12 @@ proof note ``proofs_notes/30-exact-accumulation.md`` ("The tree").
 
 Every row's terms are computed as ``build`` computes them, fl(w fl(P_t(k))^m) (moment m in 0, 1,
 2; w = v_k, or 1 for the denominator column), then rounded to the public lattice 2^-c_m:
-integers of at most ``TERM_BITS`` = 40 bits. A row's cell in coordinate t is ``build``'s
+integers of at most ``TERM_BITS`` = 32 bits. A row's cell in coordinate t is ``build``'s
 ``grid_cell`` of its float64 feature (the same function of the row alone). The state holds, per
 leaf (cell), coordinate, column and moment, the exact integer sum as an int64 pair
 (high, low), total = high 2^32 + low, 0 <= low < 2^32 after every ``add`` (a carry: canonical).
-An ``index_add_`` of at most ``SCATTER_ROWS`` = 2^22 rows adds below 2^62 to low, so nothing
-overflows. At release the internal nodes are sums of their children in int64 (high and low
+The scatter of at most ``SCATTER_ROWS`` = 2^20 rows is exact in float64 (sums below 2^52,
+:class:`TreeScatter`) and adds below 2^52 to low, so nothing overflows. At release the internal nodes are sums of their children in int64 (high and low
 separately, carried again), and every released number is high 2^32 + low rounded ONCE to
 float64, times 2^-c_m (exact): c0 = the root of (t = 0, m = 0), c1 = the sum over t of the
 roots of (t, m = 2), both in Python integers first (c1's total may pass 2^53 2^32).
@@ -32,10 +32,11 @@ from dpxattn.fast.tree import fill_internal_nodes, grid_cell
 from dpxattn.reference.exact_accumulation import CARRY_BITS
 from dpxattn.reference.tree_accumulation import SCATTER_ROWS
 
-__all__ = ["new_tree_state", "add_tree_rows", "tree_sums", "tree_exact_constants"]
+__all__ = ["new_tree_state", "add_tree_rows", "TreeScatter", "tree_sums", "tree_exact_constants"]
 
-#: float64 elements of one chunk's (rows, r, d_v + 1, 3) terms (as ``TREE_BUILD_CHUNK``)
-TERM_CHUNK_ELEMENTS = 1 << 21
+#: float64 elements of one chunk's (rows, r, d_v + 1, 3) terms (2 MiB: measured fastest of 2^16,
+#: 2^18, 2^21 at d = 2, s = 2, d_v = 8, G = 4096)
+TERM_CHUNK_ELEMENTS = 1 << 18
 MOMENTS = 3
 
 
@@ -47,27 +48,67 @@ def new_tree_state(grid: int, r: int, d_v: int) -> torch.Tensor:
 def add_tree_rows(state: torch.Tensor, K: torch.Tensor, V: torch.Tensor, *, degree: int, scale,
                   bounds: torch.Tensor, exponents: tuple[int, int, int]) -> None:
     """Add the rows (K (n, d), V (n, d_v), validated float64) to the state
-    (2, G, r, d_v + 1, 3) in place, exactly, whatever the chunking (module docstring). ``bounds``
-    (r,) the public feature bounds M_t (the grid's range), ``exponents`` (c_0, c_1, c_2)."""
-    n, d_v = V.shape
-    _, G, r, cols, _ = state.shape
-    low = state[1].view(G * r, cols * MOMENTS)
-    coord = torch.arange(r, device=K.device)
-    lift = torch.tensor([2.0 ** c for c in exponents], dtype=torch.float64, device=K.device)
-    rows = max(1, min(SCATTER_ROWS, TERM_CHUNK_ELEMENTS // (r * cols * MOMENTS)))
-    for start, stop, F in feature_chunks(K, degree, scale=scale, rows=rows):
-        c = stop - start
-        W = torch.empty((c, cols), dtype=torch.float64, device=K.device)
-        W[:, :d_v] = V[start:stop]
-        W[:, d_v] = 1.0
-        Phi = F.t()  # (c, r)
-        cells = grid_cell(Phi, bounds, G)
-        powers = torch.stack([torch.ones_like(Phi), Phi, Phi * Phi], dim=-1)  # (c, r, 3)
-        terms = W[:, None, :, None] * powers[:, :, None, :]  # (c, r, cols, 3): build's floats
-        terms.mul_(lift).round_()  # integers, |.| <= 2^TERM_BITS
-        low.index_add_(0, (cells * r + coord).reshape(-1),
-                       terms.reshape(c * r, cols * MOMENTS).to(torch.int64))
-    carry(state)
+    (2, G, r, d_v + 1, 3) in place, exactly, whatever the chunking (module docstring): one
+    :class:`TreeScatter` over all the rows, flushed."""
+    scatter = TreeScatter(state, degree=degree, scale=scale, bounds=bounds, exponents=exponents,
+                          rows=len(K))
+    scatter.add(K, V)
+    scatter.flush()
+
+
+class TreeScatter:
+    """The scatter of rows' rounded terms into a tree state, exact, over any number of ``add``
+    calls, then one ``flush`` (the state is canonical after ``flush`` only).
+
+    It runs in float64 (torch's int64 ``index_add_`` is about 7x slower): every rounded term is
+    an integer with |t| <= 2^32 (``TERM_BITS``), so over at most ``SCATTER_ROWS`` = 2^20 rows
+    every partial sum of a cell is an integer below 2^52 in magnitude and the float additions
+    are exact in any order; then the buffer goes into the int64 state's low part and is
+    carried. Its buffers are reused (fresh large temporaries per chunk cost more in page faults
+    than the arithmetic) and hold only sums of rows already added; :meth:`flush` zeroes them."""
+
+    def __init__(self, state: torch.Tensor, *, degree: int, scale, bounds: torch.Tensor,
+                 exponents: tuple[int, int, int], rows: int) -> None:
+        _, G, r, cols, _ = state.shape
+        dev = state.device
+        self.state, self.degree, self.scale, self.bounds = state, degree, scale, bounds
+        self.lift = torch.tensor([2.0 ** c for c in exponents], dtype=torch.float64, device=dev)
+        self.coord = torch.arange(r, device=dev)
+        self.rows = max(1, min(SCATTER_ROWS, TERM_CHUNK_ELEMENTS // (r * cols * MOMENTS), rows))
+        self.sums = torch.zeros((G * r, cols * MOMENTS), dtype=torch.float64, device=dev)
+        self.terms = torch.empty((self.rows, r, cols, MOMENTS), dtype=torch.float64, device=dev)
+        self.W = torch.empty((self.rows, cols), dtype=torch.float64, device=dev)
+        self.W[:, cols - 1] = 1.0
+        self.pending = 0
+
+    def add(self, K: torch.Tensor, V: torch.Tensor) -> None:
+        """Scatter the rows' rounded terms (K (n, d), V (n, d_v), validated float64)."""
+        d_v = V.shape[1]
+        G, r, cols = self.state.shape[1], self.state.shape[2], d_v + 1
+        for start, stop, F in feature_chunks(K, self.degree, scale=self.scale, rows=self.rows):
+            c = stop - start
+            if self.pending + c > SCATTER_ROWS:
+                self.flush()
+            W = self.W[:c]
+            W[:, :d_v] = V[start:stop]
+            Phi = F.t()  # (c, r)
+            cells = grid_cell(Phi, self.bounds, G)
+            powers = torch.stack([torch.ones_like(Phi), Phi, Phi * Phi], dim=-1)  # (c, r, 3)
+            powers.mul_(self.lift)  # exact (a power of two): fl(w p) 2^c = fl(w (p 2^c))
+            terms = self.terms[:c]
+            torch.mul(W[:, None, :, None], powers[:, :, None, :], out=terms)  # build's floats 2^c
+            terms.round_()  # integers, |.| <= 2^TERM_BITS
+            self.sums.index_add_(0, (cells * r + self.coord).reshape(-1),
+                                 terms.reshape(c * r, cols * MOMENTS))
+            self.pending += c
+
+    def flush(self) -> None:
+        """state += the scattered sums (exact integers below 2^52), carried (canonical); the
+        buffer zeroed."""
+        self.state[1] += self.sums.to(torch.int64).view(self.state.shape[1:])
+        carry(self.state)
+        self.sums.zero_()
+        self.pending = 0
 
 
 def _to_float(high: torch.Tensor, low: torch.Tensor, exponents) -> torch.Tensor:

@@ -44,11 +44,12 @@ __all__ = [
     "rounded_tree_l2",
 ]
 
-#: |rounded term| <= 2^TERM_BITS lattice units (resolution 2^-40 of the largest term bound)
-TERM_BITS = 40
-#: rows per int64 scatter: a cell's sum over 2^22 rows stays below 2^62 before the carry
-SCATTER_ROWS = 1 << 22
-#: rows an accumulator can hold: every node's high part, |node| 2^c / 2^32 <= n 2^8, stays
+#: |rounded term| <= 2^TERM_BITS lattice units (resolution 2^-32 of the largest term bound)
+TERM_BITS = 32
+#: rows per flush of the fast path's float64 scatter: a cell's sum of 32-bit terms over 2^20 rows
+#: stays below 2^52 (exact in float64, in any order)
+SCATTER_ROWS = 1 << 20
+#: rows an accumulator can hold: every node's high part, |node| 2^c / 2^32 <= n, stays far
 #: below 2^53, so it converts to float64 exactly and the node is rounded once
 TREE_MAX_ROWS = 1 << 44
 

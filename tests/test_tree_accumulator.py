@@ -42,9 +42,15 @@ def _released(acc, seed=0, **kw):
                        generator=torch.Generator().manual_seed(seed), **kw)
 
 
-def test_integer_sums_equal_a_python_recomputation():
+@pytest.mark.parametrize("flush_rows", [None, 16], ids=["one flush", "flush every 16 rows"])
+def test_integer_sums_equal_a_python_recomputation(monkeypatch, flush_rows):
     """Every leaf total equals the sum, in Python integers, of round(fl(w fl(P_t)^m) 2^c_m)
-    over the rows whose float64 feature falls in that cell (ties to even, as torch.round)."""
+    over the rows whose float64 feature falls in that cell (ties to even, as torch.round);
+    also when the float64 scatter is flushed into the int64 state many times within one add."""
+    import dpxattn.fast.tree_accumulation as fta
+
+    if flush_rows:
+        monkeypatch.setattr(fta, "SCATTER_ROWS", flush_rows)
     K, V = _data(150, 1)
     acc = Accumulator(**P).add(K, V)
     ex = acc.exponents

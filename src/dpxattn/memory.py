@@ -17,7 +17,8 @@ Estimates (bytes; upper estimates of the peak, not exact):
 * fast ``tree``: 2 x 8 x 3 r l (d_v + 1) (2N - 1) (the node payload and its noise), N the padded
   grid size, plus 8 x 2 l (d_v + 1), the same chunk and the same per-feature tables;
 * the streaming tree (``implementation="stream"``, :class:`dpxattn.fast.Accumulator`): its
-  int64 (high, low) leaf state 2 x 8 x 3 r (d_v + 1) G, and at release the int64 nodes of one
+  int64 (high, low) leaf state 2 x 8 x 3 r (d_v + 1) G and the float64 scatter buffer of an
+  ``add`` (8 x the leaf count), and at release the int64 nodes of one
   tree (2 x 8 x 3 r (d_v + 1)(2N - 1)), their float64 values (8 x the same count) and the
   payload with its noise as the fast tree's, plus the same chunk and tables;
 * reference (mpmath): :data:`MPF_BYTES` per released number plus per feature.
@@ -88,7 +89,7 @@ def structure_bytes(*, mechanism: str, n: int, d: int, d_v: int, degree: int, co
         numbers = 3 * r * copies * cols * nodes + 2 * copies * cols
         fast = 2 * 8 * numbers + 8 * max(r, _CHUNK) + PER_FEATURE_BYTES * r
         if implementation == "stream":
-            return fast + 8 * 3 * r * cols * (2 * grid + 3 * nodes)
+            return fast + 8 * 3 * r * cols * (3 * grid + 3 * nodes)
     if implementation == "reference":
         return MPF_BYTES * (numbers + r) + PER_FEATURE_BYTES * r
     return fast
