@@ -81,12 +81,50 @@ def exact_constants(*, n: int, d: int, degree: int, R, R_w, d_v: int, scale=None
 def _chunk(X, start: int) -> torch.Tensor:
     """Rows start:start + ADD_CHUNK_ROWS of a tensor, an array or a memory map, as a float64
     tensor of its own (a copy for numpy inputs: memory maps are read-only). A read-only memory
-    map's pages of those rows are then given back (:func:`_drop_mapped_pages`)."""
+    map's rows are read from its file (:func:`_read_mapped_rows`) and any of its pages that
+    were touched are given back (:func:`_drop_mapped_pages`)."""
     part = X[start:start + ADD_CHUNK_ROWS]
     if isinstance(part, torch.Tensor):
         return part.detach().to(torch.float64)
-    out = torch.from_numpy(np.array(part, dtype=np.float64, copy=True))
+    data = _read_mapped_rows(part)
+    if data is None:
+        data = np.array(part, dtype=np.float64, copy=True)
     _drop_mapped_pages(part)
+    return torch.from_numpy(np.asarray(data, dtype=np.float64))
+
+
+def _read_mapped_rows(part):
+    """The rows of a read-only (``mode="r"``), C-ordered ``np.memmap`` read from its file with
+    ``os.preadv`` into an array of their own (one kernel copy: no page faults on the map, which
+    cost 1.38x the in-memory ``add`` when copying through it), or None where that does not apply
+    (then the caller copies through the map). The file position is the map's page-aligned start
+    (numpy maps from ``offset`` rounded down to ``mmap.ALLOCATIONGRANULARITY``) plus the rows'
+    place in the map; the first and last rows read are compared with the map's, byte for byte,
+    and any difference (a file changed underneath, a map numpy made otherwise) falls back."""
+    import mmap
+    import os
+
+    mm = getattr(part, "_mmap", None)
+    name = getattr(part, "filename", None)
+    if (mm is None or not name or getattr(part, "mode", None) != "r" or part.size == 0
+            or not part.flags.c_contiguous or not hasattr(os, "preadv")):
+        return None
+    base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
+    position = part.offset - part.offset % mmap.ALLOCATIONGRANULARITY + (part.ctypes.data - base)
+    out = np.empty(part.shape, dtype=part.dtype)
+    view = memoryview(out).cast("B")
+    try:
+        with open(name, "rb", buffering=0) as f:
+            done = 0
+            while done < len(view):
+                got = os.preadv(f.fileno(), [view[done:]], position + done)
+                if got <= 0:
+                    return None
+                done += got
+    except OSError:
+        return None
+    if out[:1].tobytes() != part[:1].tobytes() or out[-1:].tobytes() != part[-1:].tobytes():
+        return None
     return out
 
 

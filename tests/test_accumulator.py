@@ -186,6 +186,32 @@ def test_memory_map_pages_are_given_back(tmp_path):
     assert Kc[5, 0] == 0.125
 
 
+def test_memory_maps_are_read_from_their_files(tmp_path, monkeypatch):
+    """Rows of read-only maps are read with preadv at the right file position: sliced views and
+    float32 maps give the sums of the same rows in memory; a wrong position (the map's start
+    computed with another granularity) is caught by the first/last-row comparison and falls
+    back to copying through the map, with the same sums."""
+    import mmap
+
+    import dpxattn.fast.accumulator as fa
+
+    K, V = _data(3000, seed=22)
+    np.save(tmp_path / "K.npy", K)
+    np.save(tmp_path / "V.npy", V)
+    np.save(tmp_path / "V32.npy", V.astype(np.float32))
+    Km = np.load(tmp_path / "K.npy", mmap_mode="r")
+    Vm = np.load(tmp_path / "V.npy", mmap_mode="r")
+    V32 = np.load(tmp_path / "V32.npy", mmap_mode="r")
+    part = Km[1234:2345]
+    assert np.array_equal(fa._read_mapped_rows(part), K[1234:2345])
+    assert torch.equal(_acc(Km[7:], Vm[7:])._state, _acc(K[7:], V[7:])._state)
+    assert torch.equal(_acc(Km, V32)._state, _acc(K, V.astype(np.float32).astype(np.float64))._state)
+    assert fa._read_mapped_rows(np.load(tmp_path / "K.npy", mmap_mode="c")[:5]) is None
+    monkeypatch.setattr(mmap, "ALLOCATIONGRANULARITY", 64)  # header offset 128: position off
+    assert fa._read_mapped_rows(part) is None
+    assert torch.equal(_acc(Km, Vm)._state, _acc(K, V)._state)
+
+
 def test_secure_and_gaussian_releases():
     K, V = _data(400, seed=9)
     for law in ("tlap", "gaussian"):
