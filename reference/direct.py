@@ -175,34 +175,52 @@ class DirectRelease:
                            law=check_law(law, "direct"))
         eps_s, delta_s = plan.share("S")
         u = check_uniforms(uniforms, direct_noise_count(d=d, d_v=d_v, degree=degree))
+        sigma = None
         if law == "gaussian":
-            Delta2, sigma = gaussian_constants(d, degree, R, R_w, d_v, eps_s, delta_s,
-                                               scale=scale, prec=p, domain=domain)
-            noise = gaussian.sample(u, sigma, prec=p)
+            Delta, sigma = gaussian_constants(d, degree, R, R_w, d_v, eps_s, delta_s,
+                                              scale=scale, prec=p, domain=domain)
         else:
             l1 = (ball_sensitivity.ball_direct_statistic if domain == "ball"
                   else sensitivity.direct_statistic)
             Delta = to_mpf(l1(d, degree, R, R_w, d_v, scale=scale, prec=p), ctx, "Delta_S")
+        exact = sensitivity.released_S(K, V, degree=degree, scale=scale, prec=p)  # private
+        cols = d_v + 1
+        rows = [[exact[noise_index(t, k, d_v)] for k in range(cols)]
+                for t in range(len(exact) // cols)]
+        return cls._noised(rows, u=u, law=law, Delta=Delta, sigma=sigma, eps_s=eps_s,
+                           delta_s=delta_s, n=n, d=d, d_v=d_v, degree=degree, scale=scale, R=R,
+                           R_w=R_w, prec=p, domain=domain)
+
+    @classmethod
+    def _noised(cls, rows, *, u, law, Delta, sigma, eps_s, delta_s, n, d, d_v, degree, scale,
+                R, R_w, prec, domain, rounding=None) -> "DirectRelease":
+        """The release of ``rows`` (r rows of d_v + 1 mpf: the statistic) plus the noise of
+        ``law`` drawn from the uniforms ``u`` in the conventions' order (:func:`noise_index`):
+        TLap(Delta, eps_s, delta_s), or N(0, sigma^2) with ``sigma`` (``Delta`` then the l2
+        sensitivity, recorded); the floor n (box) or the ball's n tau. Shared by :meth:`build`
+        and :meth:`from_statistic`."""
+        p = prec
+        ctx = context(p)
+        if law == "gaussian":
+            noise = gaussian.sample(u, sigma, prec=p)
+        else:
             noise = tl.sample(u, Delta, eps_s, delta_s, prec=p)
         floor = (ball.ball_denominator_floor(n, degree, R, scale=scale, prec=p)
                  if domain == "ball" else None)
-        exact = sensitivity.released_S(K, V, degree=degree, scale=scale, prec=p)  # private
-        cols = d_v + 1
-        noisy = [[ctx.fadd(exact[noise_index(t, k, d_v)], noise[noise_index(t, k, d_v)])
-                  for k in range(cols)] for t in range(len(exact) // cols)]
+        noisy = [[ctx.fadd(x, noise[noise_index(t, k, d_v)]) for k, x in enumerate(row)]
+                 for t, row in enumerate(rows)]
+        common = dict(noisy=noisy, n=n, d=d, d_v=d_v, degree=degree, scale=scale,
+                      R=to_mpf(R, ctx, "R"), R_w=to_mpf(R_w, ctx, "R_w"), sensitivity=Delta,
+                      eps=Fraction(eps_s), delta=Fraction(delta_s), prec=p, domain=domain,
+                      floor=floor, rounding=rounding)
         if law == "gaussian":
-            return cls(noisy=noisy, n=n, d=d, d_v=d_v, degree=degree, scale=scale,
-                       R=to_mpf(R, ctx, "R"), R_w=to_mpf(R_w, ctx, "R_w"), sensitivity=Delta2,
-                       eps=Fraction(eps_s), delta=Fraction(delta_s), support_bound=None,
+            return cls(**common, support_bound=None,
                        variance=ctx.fmul(sigma, sigma, rounding="u"), laplace_scale=None,
-                       prec=p, law="gaussian", sigma=sigma, domain=domain, floor=floor)
-        return cls(noisy=noisy, n=n, d=d, d_v=d_v, degree=degree, scale=scale,
-                   R=to_mpf(R, ctx, "R"), R_w=to_mpf(R_w, ctx, "R_w"), sensitivity=Delta,
-                   eps=Fraction(eps_s), delta=Fraction(delta_s),
+                       law="gaussian", sigma=sigma)
+        return cls(**common,
                    support_bound=certified_upper(tl.support_bound, Delta, eps_s, delta_s, prec=p),
                    variance=certified_upper(tl.variance, Delta, eps_s, delta_s, prec=p),
-                   laplace_scale=tl.scale(Delta, eps_s, delta_s, prec=p), prec=p, domain=domain,
-                   floor=floor)
+                   laplace_scale=tl.scale(Delta, eps_s, delta_s, prec=p))
 
     @classmethod
     def from_statistic(cls, S, *, n, d, eps, delta, R, R_w, degree, sensitivity, scale=None,
@@ -236,30 +254,11 @@ class DirectRelease:
         eps_s, delta_s = plan.share("S")
         u = check_uniforms(uniforms, direct_noise_count(d=d, d_v=d_v, degree=degree))
         Delta = to_mpf(sensitivity, ctx, "sensitivity")
-        if law == "gaussian":
-            sigma = gaussian.sigma_for(Delta, eps_s, delta_s, prec=p)
-            noise = gaussian.sample(u, sigma, prec=p)
-        else:
-            noise = tl.sample(u, Delta, eps_s, delta_s, prec=p)
-        floor = (ball.ball_denominator_floor(n, degree, R, scale=scale, prec=p)
-                 if domain == "ball" else None)
-        cols = d_v + 1
-        noisy = [[ctx.fadd(to_mpf(S[t][k], ctx, "S"), noise[noise_index(t, k, d_v)])
-                  for k in range(cols)] for t in range(len(S))]
-        if law == "gaussian":
-            return cls(noisy=noisy, n=n, d=d, d_v=d_v, degree=degree, scale=scale,
-                       R=to_mpf(R, ctx, "R"), R_w=to_mpf(R_w, ctx, "R_w"), sensitivity=Delta,
-                       eps=Fraction(eps_s), delta=Fraction(delta_s), support_bound=None,
-                       variance=ctx.fmul(sigma, sigma, rounding="u"), laplace_scale=None,
-                       prec=p, law="gaussian", sigma=sigma, domain=domain, floor=floor,
-                       rounding=rounding)
-        return cls(noisy=noisy, n=n, d=d, d_v=d_v, degree=degree, scale=scale,
-                   R=to_mpf(R, ctx, "R"), R_w=to_mpf(R_w, ctx, "R_w"), sensitivity=Delta,
-                   eps=Fraction(eps_s), delta=Fraction(delta_s),
-                   support_bound=certified_upper(tl.support_bound, Delta, eps_s, delta_s, prec=p),
-                   variance=certified_upper(tl.variance, Delta, eps_s, delta_s, prec=p),
-                   laplace_scale=tl.scale(Delta, eps_s, delta_s, prec=p), prec=p, domain=domain,
-                   floor=floor, rounding=rounding)
+        sigma = gaussian.sigma_for(Delta, eps_s, delta_s, prec=p) if law == "gaussian" else None
+        rows = [[to_mpf(x, ctx, "S") for x in row] for row in S]
+        return cls._noised(rows, u=u, law=law, Delta=Delta, sigma=sigma, eps_s=eps_s,
+                           delta_s=delta_s, n=n, d=d, d_v=d_v, degree=degree, scale=scale, R=R,
+                           R_w=R_w, prec=p, domain=domain, rounding=rounding)
 
     # -- queries: post-processing of S~ only -----------------------------------------------------
 

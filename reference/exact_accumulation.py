@@ -80,9 +80,16 @@ def term_error_bounds(M: list, R_w, d_v: int, degree: int, a: int, b: int, *, pr
     docstring), alpha over the features with bounds ``M`` (list), k over the d_v value columns
     and the ones column (last). Paper: none (PAPER.md §5 item 18). Proof note:
     ``proofs_notes/30-exact-accumulation.md``."""
-    d_v = check_positive_int("d_v", d_v)
     ctx = context(prec)
     g = to_mpf(float64_gamma(direct_term_roundings(degree)), ctx, "gamma")
+    return _row_error_bounds(M, R_w, d_v, g, a, b, ctx)
+
+
+def _row_error_bounds(M: list, R_w, d_v: int, g, a: int, b: int, ctx) -> list:
+    """e[alpha][k] = (g M_alpha + 2^-(a+1)) (R_w + 2^-(b+1)) + M_alpha 2^-(b+1) for the value
+    columns and g M_alpha + 2^-(a+1) for the ones column (W = 1 exactly: no value rounding), g
+    the features' relative evaluation error."""
+    d_v = check_positive_int("d_v", d_v)
     Rw = to_mpf(check_positive("R_w", R_w), ctx, "R_w")
     fa = ctx.ldexp(1, -(a + 1))
     fb = ctx.ldexp(1, -(b + 1))
@@ -90,9 +97,7 @@ def term_error_bounds(M: list, R_w, d_v: int, degree: int, a: int, b: int, *, pr
     for m in M:
         m = to_mpf(m, ctx, "M")
         feat = g * m + fa
-        value = feat * (Rw + fb) + m * fb
-        ones = feat  # W = 1 exactly: no value rounding
-        out.append([value] * d_v + [ones])
+        out.append([feat * (Rw + fb) + m * fb] * d_v + [feat])
     return out
 
 
@@ -190,20 +195,10 @@ def rounding_error_bounds(M: list, R_w, d_v: int, degree: int, a: int, b: int, *
 
     from dpxattn.reference._mp import resolve_prec
 
-    d_v = check_positive_int("d_v", d_v)
     p = resolve_prec(prec)
     ctx = context(p)
     ku = Fraction(degree + 3, 2 ** p)
-    g = to_mpf(ku / (1 - ku), ctx, "gamma")
-    Rw = to_mpf(check_positive("R_w", R_w), ctx, "R_w")
-    fa = ctx.ldexp(1, -(a + 1))
-    fb = ctx.ldexp(1, -(b + 1))
-    out = []
-    for m in M:
-        m = to_mpf(m, ctx, "M")
-        feat = g * m + fa
-        out.append([feat * (Rw + fb) + m * fb] * d_v + [feat])
-    return out
+    return _row_error_bounds(M, R_w, d_v, to_mpf(ku / (1 - ku), ctx, "gamma"), a, b, ctx)
 
 
 __all__ += ["accumulator_lattice", "released_sensitivity", "rounding_error_bounds"]
