@@ -234,7 +234,9 @@ class Accumulator:
 
     def add(self, K, V) -> "Accumulator":
         """Add rows: K (m, d), V (m, d_v) (torch, numpy, or memory-mapped ``.npy``), validated
-        like ``build``'s input (bounds, shapes, finiteness), in chunks of ``ADD_CHUNK_ROWS``."""
+        like ``build``'s input (bounds, shapes, finiteness), in chunks of ``ADD_CHUNK_ROWS``. If a
+        chunk is refused, the chunks before it stay added (``n`` counts exactly the rows in the
+        sums) and the error is raised."""
         from dpxattn.fast.validation import check_keys_values
 
         self._check_open("add rows")
@@ -258,20 +260,24 @@ class Accumulator:
                 add_rows(self._state, Kc, Vc, degree=self.degree, scale=self.scale, a=self.a,
                          b=self.b)
         self.check_rows(self.n + m)
-        for start in range(0, m, ADD_CHUNK_ROWS):
-            Kc = _chunk(K, start)
-            Vc = _chunk(V, start)
-            if Kc.ndim != 2 or Kc.shape[1] != self.d:
-                raise ParameterError("K", f"must have d = {self.d} columns", tuple(Kc.shape))
-            if Vc.ndim != 2 or Vc.shape[1] != self.d_v:
-                raise ParameterError("V", f"must have d_v = {self.d_v} columns", tuple(Vc.shape))
-            Kc, Vc = check_keys_values(Kc, Vc, R=self.R, R_w=self.R_w, clip=self.clip,
-                                       domain=self.domain)
-            with torch.no_grad():
-                add(Kc, Vc)
-            self.n += Kc.shape[0]
-        if scatter is not None:
-            scatter.flush()  # canonical again
+        try:
+            for start in range(0, m, ADD_CHUNK_ROWS):
+                Kc = _chunk(K, start)
+                Vc = _chunk(V, start)
+                if Kc.ndim != 2 or Kc.shape[1] != self.d:
+                    raise ParameterError("K", f"must have d = {self.d} columns", tuple(Kc.shape))
+                if Vc.ndim != 2 or Vc.shape[1] != self.d_v:
+                    raise ParameterError("V", f"must have d_v = {self.d_v} columns",
+                                         tuple(Vc.shape))
+                Kc, Vc = check_keys_values(Kc, Vc, R=self.R, R_w=self.R_w, clip=self.clip,
+                                           domain=self.domain)
+                with torch.no_grad():
+                    add(Kc, Vc)
+                self.n += Kc.shape[0]
+        finally:
+            if scatter is not None:  # the chunks counted in n are in the state, canonical
+                with torch.no_grad():
+                    scatter.flush()
         return self
 
     def merge(self, other: "Accumulator") -> "Accumulator":

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from dpxattn.accounting import padded_size
-from dpxattn.errors import ParameterError, ResourceError
+from dpxattn.errors import BoundError, ParameterError, ResourceError
 from dpxattn.fast import Accumulator, DPCrossAttention
 from dpxattn.fast.accumulator import AccumulatorError
 from dpxattn.fast.features import feature_bounds, features_t
@@ -239,6 +239,21 @@ def test_saved_tree_keeps_its_lattice(tmp_path):
     assert back.release.lattice == att.release.lattice is not None
     assert torch.equal(back.query(Q), att.query(Q))
     assert torch.equal(back.hp_error_bound(Q, 0.05), att.hp_error_bound(Q, 0.05))
+
+
+def test_a_refused_chunk_keeps_n_and_the_sums_consistent(monkeypatch):
+    """A bad chunk after good ones: the error is raised, the earlier chunks are in the sums and
+    n counts exactly them (the tree's float64 scatter is flushed on the way out)."""
+    import dpxattn.fast.accumulator as fa
+
+    monkeypatch.setattr(fa, "ADD_CHUNK_ROWS", 50)
+    K, V = _data(120, 12)
+    K[110, 0] = 1.5  # out of [0, R]: the third chunk is refused
+    acc = Accumulator(**P)
+    with pytest.raises(BoundError):
+        acc.add(K, V)
+    assert acc.n == 100
+    assert torch.equal(acc._state, Accumulator(**P).add(K[:100], V[:100])._state)
 
 
 def test_bad_input():
