@@ -26,10 +26,11 @@ exact sums rounded once (relative 2^-53; :func:`conversion_error`).
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 from dpxattn.params import check_degree, check_positive, check_positive_int
-from dpxattn.reference._mp import context, to_mpf
-from dpxattn.reference.kernel import feature_bounds, feature_norm_sq_bound
+from dpxattn.reference._mp import context, to_fraction, to_mpf
+from dpxattn.reference.kernel import feature_bounds, feature_norm_sq_bound, features
 from dpxattn.reference.sensitivity import c0, c1, float64_gamma, tree_level, tree_release_l2
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "conversion_error",
     "rounded_tree_sensitivities",
     "rounded_tree_l2",
+    "rounded_tree_sums",
 ]
 
 #: |rounded term| <= 2^TERM_BITS lattice units (resolution 2^-32 of the largest term bound)
@@ -172,3 +174,40 @@ def rounded_tree_l2(n: int, d: int, degree: int, R, R_w, d_v: int, exponents, *,
     analytic = tree_release_l2(d, degree, R, R_w, d_v, grid_size=grid_size, copies=copies,
                                scale=scale, prec=prec)
     return analytic + 2 * ctx.sqrt(copies * rounding) + ctx.sqrt(copies * conv)
+
+
+def rounded_tree_sums(K, V, *, degree: int, R, R_w, grid_size: int, scale=None,
+                      prec=None) -> tuple[list, list]:
+    """The streaming tree's exact integer sums from the reference's own features:
+    ``(leaves[g][t][k][m], scalars[k] = (c0, c1))`` (Python integers; the value is the integer
+    times 2^-c_m, c_m from :func:`term_exponents`), with leaf g of (t, k, m) the sum of
+    round(w P_t(k_i)^m 2^c_m) (nearest, ties to even) over the rows whose feature P_t falls in
+    cell g = min(floor(P_t G / M_t), G - 1) of the public grid, c0 = the sum over all leaves of
+    (t = 0, m = 0) and c1 = the sum over t and all leaves of (t, m = 2). K: n rows of d numbers
+    in [0, R]; V: n rows of d_v numbers in [-R_w, R_w] (validated by the caller). The features
+    are ``prec``-bit mpf (:func:`dpxattn.reference.kernel.features`), so the fast path's sums of
+    float64 features agree except at rows within its float error of a cell boundary or a
+    rounding tie (none on continuous random data, in practice).
+    Paper: DPTreeSoftmax's released sums (v2 App. I; PAPER.md §3.4), rounded (not in the paper,
+    §5 items 13 and 18). Proof note: ``proofs_notes/30-exact-accumulation.md`` ("The tree")."""
+    G = check_positive_int("grid_size", grid_size)
+    d = len(K[0])
+    d_v = len(V[0])
+    ctx = context(prec)
+    M = feature_bounds(d, degree, R, scale=scale, prec=prec)
+    ex = term_exponents(M, R_w)
+    bounds = [to_fraction(m) for m in M]
+    r = len(M)
+    leaves = [[[[0] * 3 for _ in range(d_v + 1)] for _ in range(r)] for _ in range(G)]
+    for k_row, v_row in zip(K, V):
+        P = [to_fraction(f) for f in features([to_mpf(x, ctx, "K") for x in k_row], degree,
+                                              scale=scale, prec=prec)]
+        W = [to_fraction(to_mpf(v, ctx, "V")) for v in v_row] + [Fraction(1)]
+        for t, p_t in enumerate(P):
+            g = min(int(p_t * G / bounds[t]), G - 1)  # floor: p_t >= 0
+            for k, w in enumerate(W):
+                for m in range(3):
+                    leaves[g][t][k][m] += round(w * p_t ** m * Fraction(2) ** ex[m])
+    sums0 = [sum(leaves[g][0][k][0] for g in range(G)) for k in range(d_v + 1)]
+    sums1 = [sum(leaves[g][t][k][2] for g in range(G) for t in range(r)) for k in range(d_v + 1)]
+    return leaves, list(zip(sums0, sums1))

@@ -73,6 +73,27 @@ def test_integer_sums_equal_a_python_recomputation(monkeypatch, flush_rows):
     assert (0 <= low).all() and (low < 2 ** 32).all()  # canonical
 
 
+def test_sums_conform_to_the_reference_definition():
+    """The fast state equals ``reference.tree_accumulation.rounded_tree_sums`` (the reference's
+    own 160-bit features, exact rationals, its own cells and roundings) on random rows, leaf by
+    leaf, and the released c0, c1 (before noise) are those integers times 2^-c_m rounded once;
+    a fast path on the wrong lattice (c_m + 1) is caught."""
+    K, V = _data(120, 13)
+    acc = Accumulator(**P).add(K, V)
+    leaves, scalars = ta.rounded_tree_sums(K, V, degree=2, R=1.0, R_w=1.0, grid_size=16)
+    got = _totals(acc._state)
+    assert (got == np.array(leaves, dtype=object)).all()
+    ex = acc.exponents
+    _, fast_scalars = tree_sums(acc._state, ex)
+    for k, (s0, s1) in enumerate(scalars):
+        assert fast_scalars[k, 0].item() == float(Fraction(s0, 2 ** ex[0]))
+        assert fast_scalars[k, 1].item() == float(Fraction(s1, 2 ** ex[2]))
+    off = Accumulator(**P)
+    off.exponents = tuple(c + 1 for c in ex)
+    off.add(K, V)
+    assert not (_totals(off._state) == np.array(leaves, dtype=object)).all()
+
+
 def test_bit_identical_under_chunking_order_and_merging():
     """One add, many small adds, the rows shuffled, and a merge of three shards: the same
     state, and the same released numbers from the same seed (torch.equal)."""
