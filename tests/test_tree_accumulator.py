@@ -135,6 +135,26 @@ def test_release_agrees_with_build_from_the_same_seed():
         assert diff < 1e-6 * max(1.0, ref.release.payload.abs().max().item())
 
 
+def test_secure_releases_use_the_rounded_sensitivities():
+    """Secure mode (lattice TLap per level, and ONE discrete Gaussian of the whole vector): the
+    laws are calibrated to ``tree_exact_constants`` (the per-level l1 sensitivities, the l2 one)
+    and the structure answers with finite envelopes."""
+    K, V = _data(200, 14)
+    Q = torch.tensor(_data(3, 15)[0])
+    ex, s_sens, n_sens, _, _, l2 = tree_exact_constants(n=200, d=2, degree=2, R=1.0, R_w=1.0,
+                                                        d_v=2, grid=16, copies=1)
+    att = Accumulator(**P).add(K, V).release(eps=1.0, delta=1e-6, noise="secure")
+    assert att.noise == "secure" and att.release.lattice == ex
+    sens = [float(c.sensitivity) for c in att.release.node_law.constants]
+    assert max(sens) == pytest.approx(float(n_sens.max()), rel=1e-12)
+    assert torch.isfinite(att.error_bound(Q)).all()
+    gauss = Accumulator(**P).add(K, V).release(eps=1.0, delta=1e-6, law="gaussian",
+                                               noise="secure")
+    assert float(gauss.release.node_law.parameters.sensitivity) == pytest.approx(l2, rel=1e-12)
+    assert gauss.privacy.components[0].law == "gaussian"
+    assert torch.isfinite(gauss.hp_error_bound(Q, 0.05)).all()
+
+
 def test_sums_within_the_rounding_bound_and_the_bound_is_needed():
     """Node sums of 1000 copies of one row: |node~ - exact| <= count e + 2^-53 |node| (the
     term bound of ``term_error_bounds``), and that deviation is far above the float64
