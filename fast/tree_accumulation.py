@@ -11,10 +11,11 @@ integers of at most ``TERM_BITS`` = 32 bits. A row's cell in coordinate t is ``b
 leaf (cell), coordinate, column and moment, the exact integer sum as an int64 pair
 (high, low), total = high 2^32 + low, 0 <= low < 2^32 after every ``add`` (a carry: canonical).
 The scatter of at most ``SCATTER_ROWS`` = 2^20 rows is exact in float64 (sums below 2^52,
-:class:`TreeScatter`) and adds below 2^52 to low, so nothing overflows. At release the internal nodes are sums of their children in int64 (high and low
-separately, carried again), and every released number is high 2^32 + low rounded ONCE to
-float64, times 2^-c_m (exact): c0 = the root of (t = 0, m = 0), c1 = the sum over t of the
-roots of (t, m = 2), both in Python integers first (c1's total may pass 2^53 2^32).
+:class:`TreeScatter`) and adds below 2^52 to low, so nothing overflows. At release the internal
+nodes are sums of their children in int64 (high and low separately, carried again), and every
+released number is high 2^32 + low rounded ONCE to float64, times 2^-c_m (exact): c0 = the root
+of (t = 0, m = 0), c1 = the sum over t of the roots of (t, m = 2), both formed in Python
+integers first (c1 sums r roots: its high part may pass 2^53).
 Shapes: state (2, G, r, d_v + 1, 3) int64 = [high, low] over the G public grid cells.
 """
 
