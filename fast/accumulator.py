@@ -93,6 +93,16 @@ def _chunk(X, start: int) -> torch.Tensor:
     return torch.from_numpy(np.asarray(data, dtype=np.float64))
 
 
+def _place_in_read_only_map(part):
+    """``(mmap, byte offset of part's first row in it)`` for non-empty, C-ordered rows of a
+    read-only (``mode="r"``) ``np.memmap``; None for anything else."""
+    mm = getattr(part, "_mmap", None)
+    if (mm is None or getattr(part, "mode", None) != "r" or part.size == 0
+            or not part.flags.c_contiguous):
+        return None
+    return mm, part.ctypes.data - np.frombuffer(mm, dtype=np.uint8).ctypes.data
+
+
 def _read_mapped_rows(part):
     """The rows of a read-only (``mode="r"``), C-ordered ``np.memmap`` read from its file with
     ``os.preadv`` into an array of their own (one kernel copy: no page faults on the map, which
@@ -104,13 +114,11 @@ def _read_mapped_rows(part):
     import mmap
     import os
 
-    mm = getattr(part, "_mmap", None)
+    place = _place_in_read_only_map(part)
     name = getattr(part, "filename", None)
-    if (mm is None or not name or getattr(part, "mode", None) != "r" or part.size == 0
-            or not part.flags.c_contiguous or not hasattr(os, "preadv")):
+    if place is None or not name or not hasattr(os, "preadv"):
         return None
-    base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
-    position = part.offset - part.offset % mmap.ALLOCATIONGRANULARITY + (part.ctypes.data - base)
+    position = part.offset - part.offset % mmap.ALLOCATIONGRANULARITY + place[1]
     out = np.empty(part.shape, dtype=part.dtype)
     view = memoryview(out).cast("B")
     try:
@@ -138,12 +146,10 @@ def _drop_mapped_pages(part) -> None:
     has no ``madvise``."""
     import mmap
 
-    mm = getattr(part, "_mmap", None)
-    if (mm is None or getattr(part, "mode", None) != "r" or not hasattr(mm, "madvise")
-            or not hasattr(mmap, "MADV_DONTNEED") or not part.flags.c_contiguous or part.size == 0):
+    place = _place_in_read_only_map(part)
+    if place is None or not hasattr(place[0], "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
         return
-    base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
-    lo = part.ctypes.data - base
+    mm, lo = place
     hi = lo + part.nbytes
     page = mmap.PAGESIZE
     lo, hi = -(-lo // page) * page, hi // page * page  # whole pages inside the copied rows

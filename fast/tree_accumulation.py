@@ -128,7 +128,7 @@ def tree_sums(state: torch.Tensor, exponents) -> tuple[torch.Tensor, torch.Tenso
     N = padded_size(G)
     nodes = torch.zeros((2, 2 * N - 1, r, cols, MOMENTS), dtype=torch.int64, device=state.device)
     nodes[:, N - 1:N - 1 + G] = state
-    fill_internal_nodes(nodes[0])  # |high| <= n 2^8 at the root
+    fill_internal_nodes(nodes[0])  # |high| <= n at the root (terms below 2^32)
     fill_internal_nodes(nodes[1])  # low < N 2^32 at the root
     carry(nodes)
     root = nodes[:, 0]  # (2, r, cols, 3)
