@@ -417,20 +417,30 @@ class DPTreeDistance:
 
     @classmethod
     def _from_level_budget(cls, xs, ws, *, upper, R_w, p, grid_size, level_budget, uniforms,
-                           prec) -> "DPTreeDistance":
-        """Assemble from validated mpf points/weights, a level budget and node-major uniforms."""
+                           prec, leaves=None, sensitivities=None, n=None) -> "DPTreeDistance":
+        """Assemble from validated mpf points/weights, a level budget and node-major uniforms.
+
+        From sums instead (``xs = ws = None``): ``leaves`` holds the p + 1 moment trees' G leaf
+        values computed by the caller (exact numbers; e.g. the streaming tree's rounded sums,
+        :func:`dpxattn.reference.tree_accumulation.rounded_tree_sums` times 2^-c_m), ``n`` the
+        row count they sum. ``sensitivities``: None (each tree's :func:`moment_sensitivity`) or
+        p + 1 per-level sensitivities used as given (the caller's bound on one level's l1
+        change). Paper: DPTreeDistance.Init (v2 App. F); spec PAPER.md §3.2; from sums: not in
+        the paper (PAPER.md §5 item 18, ``proofs_notes/30-exact-accumulation.md``)."""
         eps_l, delta_l = level_budget
         upper = working_bound(upper, context(prec))
         m = p + 1
         trees = []
         for k in range(m):
-            leaves = moment_leaves(xs, ws, upper=upper, grid_size=grid_size, k=k, prec=prec)
+            values = (moment_leaves(xs, ws, upper=upper, grid_size=grid_size, k=k, prec=prec)
+                      if leaves is None else leaves[k])
+            sens = (moment_sensitivity(k, upper=upper, R_w=R_w, prec=prec)
+                    if sensitivities is None else sensitivities[k])
             trees.append(DPTree._from_level_budget(
-                leaves, sensitivity=moment_sensitivity(k, upper=upper, R_w=R_w, prec=prec),
-                eps_level=eps_l, delta_level=delta_l, uniforms=np.asarray(uniforms)[k::m],
-                prec=prec))
-        return cls(p=p, upper=upper, R_w=R_w, grid_size=grid_size, n=len(xs), prec=prec,
-                   trees=trees, plan=None)
+                values, sensitivity=sens, eps_level=eps_l, delta_level=delta_l,
+                uniforms=np.asarray(uniforms)[k::m], prec=prec))
+        return cls(p=p, upper=upper, R_w=R_w, grid_size=grid_size,
+                   n=len(xs) if leaves is None else n, prec=prec, trees=trees, plan=None)
 
     # -- queries (post-processing of the noisy nodes only) --------------------------------------
 

@@ -43,6 +43,7 @@ from fractions import Fraction
 from functools import lru_cache, partial
 
 from dpxattn.accounting import TREE_MOMENTS, feature_dimension, padded_size, tree_levels
+from dpxattn.errors import ParameterError, ShapeError
 from dpxattn.params import check_degree, check_positive_int
 from dpxattn.randomness import check_uniforms
 from dpxattn.reference import gaussian, kernel, sensitivity
@@ -50,7 +51,8 @@ from dpxattn.reference import truncated_laplace as tl
 from dpxattn.reference._mp import context, resolve_prec, to_mpf
 from dpxattn.reference.dptree import DPTree, certified_upper, exact_node_sums
 from dpxattn.reference.dptree_distance import DPTreeDistance, moment_leaves, working_bound
-from dpxattn.reference.envelope import CopyErrorTerms, GaussianNoiseGroup, NoiseGroup
+from dpxattn.reference.envelope import (CopyErrorTerms, GaussianNoiseGroup, NoiseGroup,
+                                        OffsetGroup)
 
 __all__ = [
     "law_of_cosines",
@@ -161,25 +163,81 @@ _gaussian_constants_memo = lru_cache(maxsize=64, typed=True)(_gaussian_constants
 
 
 def _gaussian_distance(column, weights, *, upper, R_w, grid_size: int, uniforms, sigma,
-                       prec) -> DPTreeDistance:
+                       prec, leaves=None, n=None) -> DPTreeDistance:
     """A p = 2 DPTreeDistance whose every node gets ``gaussian.ppf(u, sigma)`` (node-major
     uniforms, as :meth:`DPTreeDistance._from_level_budget` reads them). Its trees have no
     per-level budget, sensitivity or support bound (``None``): the whole release is one
-    Gaussian component, and the noise is unbounded (``proofs_notes/26-tree-gaussian.md``)."""
+    Gaussian component, and the noise is unbounded (``proofs_notes/26-tree-gaussian.md``).
+    ``leaves`` (``column = weights = None``): the three moment trees' leaf values given by the
+    caller for ``n`` rows, as in :meth:`DPTreeDistance._from_level_budget`."""
     ctx = context(prec)
     upper = working_bound(upper, ctx)
     uniforms = np.asarray(uniforms)
     trees = []
     for k in range(TREE_MOMENTS):
-        exact = exact_node_sums(moment_leaves(column, weights, upper=upper, grid_size=grid_size,
-                                              k=k, prec=prec), prec=prec)
+        values = (moment_leaves(column, weights, upper=upper, grid_size=grid_size, k=k,
+                                prec=prec) if leaves is None else leaves[k])
+        exact = exact_node_sums(values, prec=prec)
         noise = gaussian.sample(uniforms[k::TREE_MOMENTS], sigma, prec=prec)
         trees.append(DPTree(n=grid_size, levels=tree_levels(grid_size), sensitivity=None,
                             eps_level=None, delta_level=None, prec=prec,
                             noisy=[ctx.fadd(c, z) for c, z in zip(exact, noise)],
                             support_bound=None, plan=None))
-    return DPTreeDistance(p=2, upper=upper, R_w=R_w, grid_size=grid_size, n=len(column),
-                          prec=prec, trees=trees, plan=None)
+    return DPTreeDistance(p=2, upper=upper, R_w=R_w, grid_size=grid_size,
+                          n=len(column) if leaves is None else n, prec=prec, trees=trees,
+                          plan=None)
+
+
+def _scalar_sums(features, weights, sums, ctx) -> tuple:
+    """(c0, c1) of one column: sum_i w_i and sum_i w_i ||Phi_i||^2 at ``ctx``'s precision, or
+    the two given scalars of ``sums = (leaves, (c0, c1))`` converted exactly (when dyadic)."""
+    if sums is not None:
+        c0, c1 = sums[1]
+        return to_mpf(c0, ctx, "c0"), to_mpf(c1, ctx, "c1")
+    return (ctx.fsum(weights),
+            ctx.fsum(w * ctx.fsum(f * f for f in row) for w, row in zip(weights, features)))
+
+
+def _check_sums(sums, *, n, d, degree, grid_size, lattice, sensitivities, law) -> tuple:
+    """``(n, d, d_v, G)`` of a release from sums (:meth:`TreeRelease.build`), the shapes of
+    ``sums``, ``lattice`` and ``sensitivities`` checked (:class:`ShapeError`,
+    :class:`ParameterError` naming what is missing or wrong)."""
+    n = check_positive_int("n", n)
+    d = check_positive_int("d", d)
+    if grid_size is None:
+        raise ParameterError("grid_size", "is required with sums= (the grid the leaves index)")
+    G = check_positive_int("grid_size", grid_size)
+    r = feature_dimension(d, check_degree(degree))
+    try:
+        leaves, scalars = sums
+    except (TypeError, ValueError):
+        raise ShapeError("sums", "must be the pair (leaves, scalars)",
+                         type(sums).__name__) from None
+    cols = len(scalars)
+    if cols < 2 or any(len(pair) != 2 for pair in scalars):
+        raise ShapeError("sums", "scalars must be d_v + 1 >= 2 pairs (c0, c1)", cols)
+    if len(leaves) != G or any(len(row) != r or any(len(col) != cols or any(
+            len(ms) != TREE_MOMENTS for ms in col) for col in row) for row in leaves):
+        raise ShapeError("sums", f"leaves must be G = {G} lists of r = {r} lists of "
+                         f"d_v + 1 = {cols} lists of {TREE_MOMENTS} moments", len(leaves))
+    if lattice is None or len(lattice) != TREE_MOMENTS:
+        raise ParameterError("lattice", "must be the term exponents (c_0, c_1, c_2) the sums "
+                             "were rounded to (the envelopes add that rounding)", lattice)
+    if sensitivities is None:
+        raise ParameterError("sensitivities", "are required with sums=: the bounds on the "
+                             "change of the given sums under replace-one-row")
+    if law != "gaussian":
+        try:
+            scalar_sens, node_sens = sensitivities
+        except (TypeError, ValueError):
+            raise ShapeError("sensitivities", "must be (scalar, nodes) for TLap",
+                             type(sensitivities).__name__) from None
+        if (len(scalar_sens) != cols or any(len(x) != 2 for x in scalar_sens)
+                or len(node_sens) != cols or any(len(x) != r or any(
+                    len(y) != TREE_MOMENTS for y in x) for x in node_sens)):
+            raise ShapeError("sensitivities", f"must be ({cols} pairs, {cols} x {r} x "
+                             f"{TREE_MOMENTS}) for TLap", len(scalar_sens))
+    return n, d, cols - 1, G
 
 
 def median(values: list):
@@ -232,7 +290,8 @@ class DPTreeSoftmax:
     @classmethod
     def build(cls, features, weights, *, weight_bound, feature_bounds, c1_sensitivity, plan,
               grid_size: int, scalar_uniforms, node_uniforms, prec=None,
-              sigma=None) -> "DPTreeSoftmax":
+              sigma=None, sums=None, n=None, c0_sensitivity=None,
+              node_sensitivities=None) -> "DPTreeSoftmax":
         """DPTreeSoftmax.Init (sound form) from validated, exact inputs.
 
         ``features``: n rows of r mpf (Phi_i = P(k_i), each in [0, M_t]); ``weights``: n mpf in
@@ -245,6 +304,16 @@ class DPTreeSoftmax:
         ``sigma`` (``law="gaussian"``; ``plan`` and ``c1_sensitivity`` then unused): every
         released number gets ``gaussian.ppf(u, sigma)`` from the same uniform instead
         (:func:`gaussian_constants`; ``proofs_notes/26-tree-gaussian.md``).
+
+        From sums (``features = weights = None``; not in the paper, PAPER.md §5 item 18,
+        ``proofs_notes/30-exact-accumulation.md`` "The tree"): ``sums = (leaves, (c0, c1))``
+        computed by the caller for ``n`` rows, ``leaves[t][m]`` the G leaf values of moment tree
+        m of coordinate t (exact numbers: Fraction, int, float or mpf; the streaming tree's
+        rounded sums times 2^-c_m), c0 and c1 this column's two scalars; released exactly as
+        the computed ones are (same noise, same uniforms). ``c0_sensitivity`` (default
+        2 weight_bound, :func:`dpxattn.reference.sensitivity.c0`) and ``node_sensitivities``
+        (default None: each tree's ``moment_sensitivity``; else r tuples of 3 per-level
+        sensitivities, used as given) are the caller's bounds on the change of those sums.
         Paper: DPTreeSoftmax.Init (v2 App. I); spec PAPER.md §3.4.
         """
         p = resolve_prec(prec)
@@ -254,26 +323,29 @@ class DPTreeSoftmax:
             return cls._build_gaussian(features, weights, weight_bound=weight_bound,
                                        feature_bounds=feature_bounds, grid_size=grid_size,
                                        scalar_uniforms=scalar_uniforms,
-                                       node_uniforms=node_uniforms, prec=p, sigma=sigma)
+                                       node_uniforms=node_uniforms, prec=p, sigma=sigma,
+                                       sums=sums, n=n)
         eps0, delta0 = plan.share("c0")
         eps1, delta1 = plan.share("c1")
         level = plan.share("tree_level")
-        Delta0 = to_mpf(sensitivity.c0(weight_bound, prec=p), ctx, "Delta_c0")
+        Delta0 = to_mpf(sensitivity.c0(weight_bound, prec=p) if c0_sensitivity is None
+                        else c0_sensitivity, ctx, "Delta_c0")
         Delta1 = to_mpf(c1_sensitivity, ctx, "Delta_c1")
         z0, z1 = (tl.ppf(scalar_uniforms[0], Delta0, eps0, delta0, prec=p),
                   tl.ppf(scalar_uniforms[1], Delta1, eps1, delta1, prec=p))
-        c0 = ctx.fsum(weights)
-        c1 = ctx.fsum(w * ctx.fsum(f * f for f in row) for w, row in zip(weights, features))
+        c0, c1 = _scalar_sums(features, weights, sums, ctx)
         node_uniforms = np.asarray(node_uniforms)
         coordinates, variances, scales = [], [], []
         constants: dict = {}  # (sensitivity) -> (certified variance, Laplace scale), shared by trees
         for t in range(r):
-            column = [row[t] for row in features]
+            column = None if sums is not None else [row[t] for row in features]
             ds = DPTreeDistance._from_level_budget(
                 column, weights, upper=feature_bounds[t], R_w=weight_bound, p=2,
                 grid_size=grid_size, level_budget=level,
                 uniforms=node_uniforms[:, TREE_MOMENTS * t:TREE_MOMENTS * (t + 1)].reshape(-1),
-                prec=p)
+                prec=p, leaves=None if sums is None else sums[0][t],
+                sensitivities=None if node_sensitivities is None else node_sensitivities[t],
+                n=n)
             coordinates.append(ds)
             for tree in ds.trees:
                 if tree.sensitivity not in constants:
@@ -295,19 +367,22 @@ class DPTreeSoftmax:
 
     @classmethod
     def _build_gaussian(cls, features, weights, *, weight_bound, feature_bounds, grid_size,
-                        scalar_uniforms, node_uniforms, prec, sigma) -> "DPTreeSoftmax":
-        """:meth:`build` with ``law="gaussian"``: the same exact sums, N(0, sigma^2) noise."""
+                        scalar_uniforms, node_uniforms, prec, sigma, sums=None,
+                        n=None) -> "DPTreeSoftmax":
+        """:meth:`build` with ``law="gaussian"``: the same exact sums (or the given ``sums``),
+        N(0, sigma^2) noise."""
         ctx = context(prec)
         sigma = to_mpf(sigma, ctx, "sigma")
         z0, z1 = gaussian.sample(scalar_uniforms[:2], sigma, prec=prec)
-        c0 = ctx.fsum(weights)
-        c1 = ctx.fsum(w * ctx.fsum(f * f for f in row) for w, row in zip(weights, features))
+        c0, c1 = _scalar_sums(features, weights, sums, ctx)
         node_uniforms = np.asarray(node_uniforms)
         coordinates = [
-            _gaussian_distance([row[t] for row in features], weights, upper=feature_bounds[t],
+            _gaussian_distance(None if sums is not None else [row[t] for row in features],
+                               weights, upper=feature_bounds[t],
                                R_w=weight_bound, grid_size=grid_size,
                                uniforms=node_uniforms[:, TREE_MOMENTS * t:TREE_MOMENTS * (t + 1)]
-                               .reshape(-1), sigma=sigma, prec=prec)
+                               .reshape(-1), sigma=sigma, prec=prec,
+                               leaves=None if sums is None else sums[0][t], n=n)
             for t in range(len(feature_bounds))]
         var = ctx.fmul(sigma, sigma, rounding="u")
         return cls(c0=ctx.fadd(c0, z0), c1=ctx.fadd(c1, z1), c0_support_bound=None,
@@ -377,16 +452,18 @@ class TreeRelease:
     denominator), ``n``, ``d``, ``d_v``, ``r``, ``degree``, ``scale``, ``copies``,
     ``grid_size``, ``R_w``, ``prec``, ``law`` ("tlap" or "gaussian"), ``sigma`` and
     ``sensitivity`` (``law="gaussian"``: the one sigma and the l2 sensitivity of the whole
-    release, :func:`gaussian_constants`; None for TLap). Nothing private.
+    release, :func:`gaussian_constants`; None for TLap), ``rounding`` (None, or for a release
+    from the streaming tree's rounded sums e[k][t][m], the per-row bound on |rounded term -
+    w P_t^m| that the envelopes add n times, :meth:`error_terms`). Nothing private.
     Paper: cross-attention structure with privatized denominator and median copies (v2 §3,
     App. H); spec PAPER.md §3.5, §3.6.
     """
 
     __slots__ = ("softmax", "n", "d", "d_v", "r", "degree", "scale", "copies", "grid_size",
-                 "R_w", "prec", "law", "sigma", "sensitivity")
+                 "R_w", "prec", "law", "sigma", "sensitivity", "rounding")
 
     def __init__(self, *, softmax, n, d, d_v, degree, scale, copies, grid_size, R_w, prec,
-                 law="tlap", sigma=None, sensitivity=None):
+                 law="tlap", sigma=None, sensitivity=None, rounding=None):
         self.softmax = tuple(tuple(cols) for cols in softmax)
         self.n = n
         self.d = d
@@ -401,10 +478,15 @@ class TreeRelease:
         self.law = law
         self.sigma = sigma
         self.sensitivity = sensitivity
+        #: None (sums computed exactly), or e[k][t][m]: per row, |rounded term - w P_t^m| <= it
+        #: (the streaming tree's lattices, ``proofs_notes/30-exact-accumulation.md``)
+        self.rounding = (None if rounding is None else
+                         tuple(tuple(tuple(row) for row in col) for col in rounding))
 
     @classmethod
     def build(cls, K, V, *, plan, R, R_w, degree, scale=None, copies=1, grid_size=None,
-              uniforms, prec=None, law="tlap") -> "TreeRelease":
+              uniforms, prec=None, law="tlap", sums=None, n=None, d=None, lattice=None,
+              sensitivities=None) -> "TreeRelease":
         """Init of the ``tree`` mechanism from validated inputs (see the module docstring).
 
         ``K``: n rows of d mpf in [0, R]; ``V``: n rows of d_v mpf in [-R_w, R_w];
@@ -414,47 +496,98 @@ class TreeRelease:
         ``plan_tree(law="gaussian")``, its one component ``"tree"``): every released number gets
         N(0, sigma^2) from its uniform, sigma from :func:`gaussian_constants` at the plan's
         (eps, delta) (``proofs_notes/26-tree-gaussian.md``).
+
+        From sums (``K = V = None``; not in the paper: the streaming tree, PAPER.md §5 item 18,
+        ``proofs_notes/30-exact-accumulation.md`` "The tree"), the reference counterpart of
+        ``fast/tree_mechanism.py::TreeRelease.build(sums=, n=, lattice=)``:
+        ``sums = (leaves, scalars)`` computed by the caller for ``n`` rows of ``d``-dimensional
+        keys, ``leaves[g][t][k][m]`` the value of leaf g (G = ``grid_size``, required) of the
+        moment-m tree of coordinate t and column k, ``scalars[k] = (c0, c1)`` (exact numbers,
+        e.g. :func:`dpxattn.reference.tree_accumulation.rounded_tree_sums` times 2^-c_m,
+        :meth:`dpxattn.reference.accumulator.Accumulator.statistic`); ``lattice`` the term
+        exponents (c_0, c_1, c_2) they were rounded to (required): the envelopes then add the
+        rows' rounding, ``rounding`` = e of
+        :func:`dpxattn.reference.tree_accumulation.term_error_bounds` (:meth:`error_terms`);
+        ``sensitivities`` (required) the caller's bounds on the change of the released numbers
+        under replace-one-row, used as given: ``(scalar (d_v + 1 pairs: c0, c1), nodes
+        (d_v + 1 x r x 3 per-level))`` for TLap, the one l2 sensitivity of the whole release
+        for the Gaussian law (sigma = :func:`dpxattn.reference.gaussian.sigma_for` of it at
+        ``plan.share("tree")``). The copies replicate the one set of sums, the noise, its
+        uniforms and their order are those of the K, V path, which is unchanged.
         Paper: DPTreeCrossAttention.Init (v2 §3, App. H, I); spec PAPER.md
         §3.5-3.7.
         """
         p = resolve_prec(prec)
         ctx = context(p)
-        n, d, d_v = len(K), len(K[0]), len(V[0])
-        G = n if grid_size is None else grid_size
+        if sums is None:
+            if any(x is not None for x in (n, d, lattice, sensitivities)):
+                raise ParameterError("n/d/lattice/sensitivities", "are given with sums= only "
+                                     "(a release from K, V computes them)")
+            n, d, d_v = len(K), len(K[0]), len(V[0])
+            G = n if grid_size is None else grid_size
+        else:
+            if K is not None or V is not None:
+                raise ParameterError("K/V", "must be None when sums= is given")
+            n, d, d_v, G = _check_sums(sums, n=n, d=d, degree=degree, grid_size=grid_size,
+                                       lattice=lattice, sensitivities=sensitivities, law=law)
         r = feature_dimension(d, degree)
         N = padded_size(G)
         count = tree_noise_count(n=n, d=d, d_v=d_v, degree=degree, copies=copies, grid_size=G)
         u = check_uniforms(uniforms, count)
         scalars = 2 * copies * (d_v + 1)
         nodes = u[scalars:].reshape(2 * N - 1, copies * (d_v + 1) * r * TREE_MOMENTS)
-        features = [kernel.features(row, degree, scale=scale, prec=p) for row in K]
+        features = (None if sums is not None else
+                    [kernel.features(row, degree, scale=scale, prec=p) for row in K])
         bounds = kernel.feature_bounds(d, degree, R, scale=scale, prec=p)
         one = ctx.one
-        Delta2 = sigma = None
+        Delta2 = sigma = rounding = None
         if law == "gaussian":
             eps_g, delta_g = plan.share("tree")
-            Delta2, sigma = gaussian_constants(d, degree, R, R_w, d_v, eps_g, delta_g,
-                                               grid_size=G, copies=copies, scale=scale, prec=p)
+            if sums is None:
+                Delta2, sigma = gaussian_constants(d, degree, R, R_w, d_v, eps_g, delta_g,
+                                                   grid_size=G, copies=copies, scale=scale,
+                                                   prec=p)
+            else:
+                Delta2 = to_mpf(sensitivities, ctx, "sensitivities")
+                sigma = gaussian.sigma_for(Delta2, eps_g, delta_g, prec=p)
+        if sums is not None:
+            from dpxattn.reference.tree_accumulation import term_error_bounds
+
+            rounding = term_error_bounds(bounds, R_w, d_v, degree, lattice, prec=p)
         softmax = []
         for c in range(copies):
             cols = []
             for k in range(d_v + 1):
                 value_column = k < d_v
-                weights = [row[k] for row in V] if value_column else [one] * n
                 bound = R_w if value_column else 1
                 first = _payload_column(c, k, 0, 0, d_v=d_v, r=r)
+                if sums is None:
+                    weights = [row[k] for row in V] if value_column else [one] * n
+                    given = dict(c1_sensitivity=sensitivity.c1(d, degree, R, bound, scale=scale,
+                                                               prec=p))
+                else:
+                    weights = None
+                    leaves, pairs = sums
+                    given = dict(sums=([[[leaves[g][t][k][m] for g in range(G)]
+                                         for m in range(TREE_MOMENTS)] for t in range(r)],
+                                       pairs[k]), n=n)
+                    if law != "gaussian":
+                        given.update(c0_sensitivity=sensitivities[0][k][0],
+                                     c1_sensitivity=sensitivities[0][k][1],
+                                     node_sensitivities=sensitivities[1][k])
+                    else:
+                        given.update(c1_sensitivity=None)
                 cols.append(DPTreeSoftmax.build(
                     features, weights, weight_bound=bound, feature_bounds=bounds,
-                    c1_sensitivity=sensitivity.c1(d, degree, R, bound, scale=scale, prec=p),
                     plan=plan, grid_size=G,
                     scalar_uniforms=u[scalar_noise_index(c, k, 0, d_v=d_v):
                                       scalar_noise_index(c, k, 0, d_v=d_v) + 2],
                     node_uniforms=nodes[:, first:first + r * TREE_MOMENTS], prec=p,
-                    sigma=sigma))
+                    sigma=sigma, **given))
             softmax.append(cols)
         return cls(softmax=softmax, n=n, d=d, d_v=d_v, degree=degree, scale=scale,
                    copies=copies, grid_size=G, R_w=to_mpf(R_w, ctx, "R_w"), prec=p, law=law,
-                   sigma=sigma, sensitivity=Delta2)
+                   sigma=sigma, sensitivity=Delta2, rounding=rounding)
 
     # -- queries: post-processing only ---------------------------------------------------------
 
@@ -476,14 +609,49 @@ class TreeRelease:
         rows = [self.copy_answer(c, u) for c in range(self.copies)]
         return [median([row[k] for row in rows]) for k in range(self.d_v)]
 
+    def rounding_offsets(self, u) -> tuple:
+        """A release from rounded sums (``rounding`` set): for every column k (the last is the
+        denominator) the deterministic bound on |noiseless released numerator - exact
+        sum_i w_i <P(k_i), u>|, ``n (E_2 + ||u||^2 e_(0,0) + sum_(t,m) |coef_m(u_t)| e_(t,m))
+        / 2`` with e = ``rounding[k]``, E_2 = sum_t e_(t,2), |coef| = (u_t^2, 2 |u_t|, 1),
+        rounded up; None otherwise. Derivation: the query is (c1~ + ||u||^2 c0~ - sum_(t,m)
+        coef_m(u_t) P~_(t,m)) / 2 where P~_(t,m) sums the prefix and the suffix nodes, together
+        every leaf, so its noiseless value is the sum over ALL rows of the rounded terms
+        whatever the cells; each of the n rows' terms is within e_(t,m) of w P_t^m (c0~'s
+        within e_(0,0), c1~'s sum_t within E_2), and the exact terms give sum_i w_i <P_i, u> by
+        the law of cosines. Paper: none (numerics at corpus scale; PAPER.md §5 item 18).
+        Proof note ``proofs_notes/30-exact-accumulation.md`` ("The tree")."""
+        rounding = getattr(self, "rounding", None)  # absent from structures saved before it
+        if rounding is None:
+            return None
+        ctx = context(self.prec)
+        norm = ctx.fsum(ctx.fmul(x, x, rounding="u") for x in u)
+        out = []
+        for e in rounding:
+            total = ctx.fsum([e[t][2] for t in range(len(u))]
+                             + [ctx.fmul(norm, e[0][0], rounding="u")]
+                             + [ctx.fmul(c, e[t][m], rounding="u")
+                                for t, ut in enumerate(u)
+                                for m, c in enumerate((ctx.fmul(ut, ut, rounding="u"),
+                                                       2 * abs(ut), ctx.one))])
+            total = ctx.fmul(total, 1 + ctx.ldexp(1, 8 - self.prec), rounding="u")
+            out.append(ctx.fmul(ctx.ldexp(total, -1), self.n, rounding="u"))
+        return tuple(out)
+
     def error_terms(self, u) -> tuple:
-        """One :class:`CopyErrorTerms` per copy, for :mod:`dpxattn.reference.envelope`."""
+        """One :class:`CopyErrorTerms` per copy, for :mod:`dpxattn.reference.envelope`; a
+        release from rounded sums adds to every column the deterministic
+        :class:`dpxattn.reference.envelope.OffsetGroup` of :meth:`rounding_offsets` (the same
+        in every copy: the copies share one set of sums)."""
+        offsets = self.rounding_offsets(u)
+        extra = ([()] * (self.d_v + 1) if offsets is None else
+                 [(OffsetGroup(bound=x),) for x in offsets])
         out = []
         for c in range(self.copies):
             cols = self.softmax[c]
             out.append(CopyErrorTerms(
-                numerators=tuple(cols[k].noise_groups(u) for k in range(self.d_v)),
-                denominator=cols[self.d_v].noise_groups(u),
+                numerators=tuple(cols[k].noise_groups(u) + extra[k] for k in range(self.d_v)),
+                denominator=cols[self.d_v].noise_groups(u) + extra[self.d_v],
                 released_denominator=self.copy_denominator(c, u),
                 answers=tuple(self.copy_answer(c, u))))
         return tuple(out)
