@@ -243,6 +243,11 @@ class Accumulator:
         like ``build``'s input (bounds, shapes, finiteness), in chunks of ``ADD_CHUNK_ROWS``. If a
         chunk is refused, the chunks before it stay added (``n`` counts exactly the rows in the
         sums) and the error is raised."""
+        return self._add(K, V, validate=True)
+
+    def _add(self, K, V, *, validate: bool) -> "Accumulator":
+        """:meth:`add`'s body; ``validate=False`` only for rows ``build`` has already validated
+        (and clipped) with the same public parameters (its exact route, secure mode)."""
         from dpxattn.fast.validation import check_keys_values
 
         self._check_open("add rows")
@@ -275,8 +280,9 @@ class Accumulator:
                 if Vc.ndim != 2 or Vc.shape[1] != self.d_v:
                     raise ParameterError("V", f"must have d_v = {self.d_v} columns",
                                          tuple(Vc.shape))
-                Kc, Vc = check_keys_values(Kc, Vc, R=self.R, R_w=self.R_w, clip=self.clip,
-                                           domain=self.domain)
+                if validate:
+                    Kc, Vc = check_keys_values(Kc, Vc, R=self.R, R_w=self.R_w, clip=self.clip,
+                                               domain=self.domain)
                 with torch.no_grad():
                     add(Kc, Vc)
                 self.n += Kc.shape[0]
@@ -399,7 +405,7 @@ class Accumulator:
             used = (sens, float(release.law.b.max()))
         plan = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=s, law=law,
                            sensitivity=used[0], noise_scale=used[1], domain=self.domain)
-        note = (f"exact accumulation (streaming): features on the lattice 2^-{a}, values on "
+        note = (f"exact accumulation: features on the lattice 2^-{a}, values on "
                 f"2^-{b}, integer sums; the noise is calibrated to the sensitivity of that "
                 f"rounded statistic, {sens:.9g} against the analytic {analytic:.9g}, which does "
                 "not grow with n (proofs_notes/30-exact-accumulation.md)")
@@ -452,7 +458,7 @@ class Accumulator:
             ratio = float(np.max(n_sens / tree_sensitivities(
                 d=d, degree=s, R=self.R, R_w=self.R_w, d_v=d_v, scale=self.scale)[1]))
             used = f"per-level sensitivities at most {ratio:.9g}x the analytic ones"
-        note = (f"exact accumulation (streaming): every term on the lattice 2^-{ex[0]}, "
+        note = (f"exact accumulation: every term on the lattice 2^-{ex[0]}, "
                 f"2^-{ex[1]}, 2^-{ex[2]} (moments 0, 1, 2), integer grid-cell sums, each "
                 f"released number converted once; the noise is calibrated to the rounded sums' "
                 f"sensitivity, {used}, which does not grow with n "

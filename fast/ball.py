@@ -12,7 +12,7 @@ items 3 and 8.
 
 from __future__ import annotations
 
-from functools import lru_cache, partial
+from functools import lru_cache
 
 import torch
 
@@ -20,8 +20,7 @@ from dpxattn.fast.directed import exact_fraction, float_down, memo_safe
 from dpxattn.fast.sensitivities import round_up
 
 __all__ = ["resolve_ball_scale", "ball_feature_bounds", "ball_direct_sensitivity",
-           "ball_gaussian_constants", "ball_denominator_floor", "ball_secure_constants",
-           "ball_secure_gaussian_constants", "check_ball_degree", "ball_plan_note"]
+           "ball_gaussian_constants", "ball_denominator_floor", "check_ball_degree", "ball_plan_note"]
 
 
 def _key(x):
@@ -114,35 +113,3 @@ def ball_plan_note(clip: bool) -> str:
     from dpxattn.reference import ball
 
     return ball.ball_plan_note(clip)
-
-
-@lru_cache(maxsize=256)
-def _secure(n, d, degree, R, R_w, d_v, scale, gaussian):
-    from dpxattn.reference import ball, ball_sensitivity, sensitivity
-    from dpxattn.reference.dptree import certified_upper
-
-    if gaussian:
-        analytic = certified_upper(partial(ball_sensitivity.ball_direct_statistic_l2,
-                                           scale=scale), d, degree, R, R_w, d_v)
-    else:
-        analytic = ball_sensitivity.ball_direct_statistic(d, degree, R, R_w, d_v, scale=scale)
-    err = ball_sensitivity.ball_direct_statistic_float_error(n, d, degree, R, R_w, d_v,
-                                                             scale=scale)
-    sens = round_up(sensitivity.secure_sensitivity(analytic, err), "secure sensitivity (ball)")
-    g = sensitivity.float64_gamma(n + sensitivity.direct_term_roundings(degree))
-    M = max(ball.ball_feature_bounds(d, degree, R, scale=scale))
-    bound = round_up(n * M * max(R_w, 1) * (1 + g), "S value bound (ball)")
-    return sens, bound
-
-
-def ball_secure_constants(*, n: int, d: int, degree: int, R, R_w, d_v: int, scale):
-    """``(sensitivity, value_bound)`` of the hardened TLap release of S on the ball: the l1
-    sensitivity of the computed S (``ball_direct_statistic + 2 x ball_direct_statistic_float_error``)
-    and ``(1 + gamma) n max M_alpha max(R_w, 1)`` >= every |computed S entry| (float64, up)."""
-    return _call(_secure, n, d, degree, R, R_w, d_v, scale, False)
-
-
-def ball_secure_gaussian_constants(*, n: int, d: int, degree: int, R, R_w, d_v: int, scale):
-    """As :func:`ball_secure_constants` with the l2 sensitivity (``ball_direct_statistic_l2``
-    certified upward, + 2 x the float error: each error's l2 norm is at most its l1 bound)."""
-    return _call(_secure, n, d, degree, R, R_w, d_v, scale, True)

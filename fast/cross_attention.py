@@ -41,25 +41,20 @@ import torch
 
 from dpxattn.accounting import check_public_maps
 from dpxattn.accounting import (NUMERICS_FLOAT, NUMERICS_FLOAT_GAUSSIAN, feature_dimension,
-                                plan_direct, plan_tree, tree_height)
+                                plan_direct, plan_tree)
 from dpxattn.errors import ParameterError, no_sure_envelope
 from dpxattn.memory import check_build_memory
 from dpxattn.fast.ball import (ball_denominator_floor, ball_direct_sensitivity,
                                ball_feature_bounds, ball_gaussian_constants,
-                               ball_plan_note, ball_secure_constants,
-                               ball_secure_gaussian_constants, check_ball_degree,
-                               resolve_ball_scale)
+                               ball_plan_note, check_ball_degree, resolve_ball_scale)
 from dpxattn.fast.direct import DirectRelease, direct_noise_count
 from dpxattn.fast.directed import float_up, memo_safe
 from dpxattn.fast.envelope import finalize, hp_ratio_bound, median_copy_failure, ratio_bound
 from dpxattn.fast.features import feature_bounds
 from dpxattn.fast.release import NOISE_MODES, SecureGaussianLaw, noise_stream
 from dpxattn.fast.secure_noise import SECURE_NUMERICS
-from dpxattn.fast.sensitivities import (direct_gaussian_constants, direct_secure_constants,
-                                        tree_gaussian_constants, tree_secure_gaussian_constants,
-                                        direct_secure_gaussian_constants,
-                                        direct_sensitivity, round_up, tree_secure_constants,
-                                        tree_sensitivities)
+from dpxattn.fast.sensitivities import (direct_gaussian_constants, direct_sensitivity,
+                                        round_up, tree_gaussian_constants, tree_sensitivities)
 from dpxattn.fast.tree_mechanism import TreeRelease, median_over_copies, tree_noise_count
 from dpxattn.fast.validation import check_failure_prob, check_keys_values, check_queries
 from dpxattn.params import (check_build_arguments, check_clip, check_degree, check_law,
@@ -188,7 +183,14 @@ class DPCrossAttention:
               generator=None, uniforms=None, clip=False, copies=1,
               grid_size=None, noise=None, law="tlap", domain="box",
               public_maps=None, composition="basic") -> "DPCrossAttention":
-        """Init: validate, compute the exact sums in float64, add the noise, keep only the release.
+        """Init: validate, compute the sums, add the noise, keep only the release.
+
+        Secure mode (the default) is exactly one :class:`dpxattn.fast.Accumulator` ``add`` and
+        ``release``: the sums are exact integers on public lattices and the noise is calibrated
+        to that rounded statistic's sensitivity, which does not grow with n
+        (``proofs_notes/30-exact-accumulation.md``; accumulated on the CPU, then moved to K's
+        device). Float mode computes them in float64, the idealised path that conforms with the
+        reference from shared uniforms.
 
         ``K`` (n, d) in [0, R]^d and ``V`` (n, d_v) in [-R_w, R_w]: torch tensors (or arrays);
         out-of-bound entries raise :class:`dpxattn.errors.BoundError` naming the bound unless
@@ -237,6 +239,12 @@ class DPCrossAttention:
             check_build_memory(mechanism=mechanism, n=n, d=d, d_v=d_v, degree=degree,
                                copies=copies, grid_size=grid_size)
             device = K.device
+            if secure:  # the exact route: one add and one release (proofs_notes/30)
+                return _build_exact(K, V, mechanism=mechanism, eps=eps, delta=delta, R=R,
+                                    R_w=R_w, degree=degree, scale=scale, clip=clip,
+                                    domain=domain, copies=copies, grid_size=grid_size, law=law,
+                                    generator=generator, public_maps=maps,
+                                    composition=composition)
             count = _noise_count(n=n, d=d, d_v=d_v, degree=degree, mechanism=mechanism,
                                  copies=copies, grid_size=grid_size)
             stream = noise_stream(count, noise=noise, generator=generator, uniforms=uniforms,
@@ -244,7 +252,7 @@ class DPCrossAttention:
             bounds = (ball_feature_bounds(d, degree, R, scale=scale, device=device) if ball
                       else feature_bounds(d, degree, R, scale=scale, device=device))
             args = dict(eps=eps, delta=delta, R=R, R_w=R_w, degree=degree, scale=scale,
-                        bounds=bounds, stream=stream, secure=secure)
+                        bounds=bounds, stream=stream)
             if mechanism == "direct":
                 release, plan = _build_direct(K, V, law=law, domain=domain, **args)
             elif gaussian:
@@ -464,34 +472,44 @@ def _secure_note(release) -> str:
     """One line for the privacy plan: the lattice laws of a secure build."""
     laws = ((release.law,) if isinstance(release, DirectRelease)
             else (release.scalar_law, release.node_law))
+    exact = release.lattice is not None
     if isinstance(laws[0], SecureGaussianLaw):
-        return _secure_gaussian_note_text(laws[0].parameters)
-    return _secure_note_text(tuple(p for law in laws for p in law.constants))
+        return _secure_gaussian_note_text(laws[0].parameters, exact)
+    return _secure_note_text(tuple(p for law in laws for p in law.constants), exact)
+
+
+#: what a secure release's sensitivity is of: (float64 sums, exact accumulation)
+_SENSITIVITY_OF = {
+    False: ("the computed float64 {what} (analytic + 2 x float64 error bound, "
+            "dpxattn.reference.sensitivity.secure_sensitivity)"),
+    True: ("the exactly accumulated {what} (integer sums on public lattices, rounding charged "
+           "once, proofs_notes/30-exact-accumulation.md)"),
+}
 
 
 @lru_cache(maxsize=256)
-def _secure_gaussian_note_text(p) -> str:
+def _secure_gaussian_note_text(p, exact: bool) -> str:
     """:func:`_secure_note` of one discrete Gaussian lattice release (``GaussianLatticeParameters``
-    ``p``, frozen and hashable), memoised."""
+    ``p``, frozen and hashable; ``exact``: of an exactly accumulated statistic), memoised."""
     return (f"hardened release: 1 discrete Gaussian lattice law, g = 2^{p.exponent}, "
-            f"sigma = g sqrt(t (t - 1)), t = {p.scale_units}; l2 sensitivity of the computed "
-            "float64 release (analytic + 2 x float64 error bound); sigma / continuous analytic "
+            f"sigma = g sqrt(t (t - 1)), t = {p.scale_units}; l2 sensitivity of "
+            + _SENSITIVITY_OF[exact].format(what="release") + "; sigma / continuous analytic "
             "sigma = "
             f"{p.sigma_ratio:.9g}; delta achieved / delta share <= "
             f"{p.delta_achieved / float(p.delta):.9g} (certified, proofs_notes/25-discrete-gaussian.md)")
 
 
 @lru_cache(maxsize=256)
-def _secure_note_text(params: tuple) -> str:
+def _secure_note_text(params: tuple, exact: bool) -> str:
     """:func:`_secure_note` of the lattice parameters ``params`` (a tuple of frozen, hashable
-    public records), memoised."""
+    public records; ``exact``: of an exactly accumulated statistic), memoised."""
     ks = [p.exponent for p in params]
     infl = max(float(p.sensitivity_units * p.granularity / p.sensitivity) for p in params)
     eps_ratio = min(float(p.eps_used / p.eps) for p in params)
     delta_ratio = max(p.delta_achieved / float(p.delta) for p in params)
     return (f"hardened release: {len(params)} distinct lattice laws, g = 2^{min(ks)}..2^{max(ks)}; "
-            "sensitivities are of the computed float64 sums (analytic + 2 x float64 error bound, "
-            "dpxattn.reference.sensitivity.secure_sensitivity); lattice sensitivity / that <= "
+            "sensitivities are of " + _SENSITIVITY_OF[exact].format(what="sums")
+            + "; lattice sensitivity / that <= "
             f"{infl:.9g}; eps used / eps share >= {eps_ratio:.9g}; delta achieved / delta share "
             f"<= {delta_ratio:.9g}")
 
@@ -503,11 +521,34 @@ def _norm_bound(d, degree, R, scale) -> float:
     return round_up(kernel.feature_norm_sq_bound(d, degree, R, scale=scale), "T_s(t_max)")
 
 
-def _build_direct(K, V, *, eps, delta, R, R_w, degree, scale, bounds, stream, secure: bool,
-                  law: str, domain: str = "box"):
-    """The ``direct`` release of a validated (K, V) and its plan, which records the numbers the
-    release used (sensitivity and TLap scale or sigma). ``domain="ball"``: every constant from
-    :mod:`dpxattn.fast.ball` (``proofs_notes/27-ball-domain.md``)."""
+def _build_exact(K, V, *, mechanism, eps, delta, R, R_w, degree, scale, clip, domain, copies,
+                 grid_size, law, generator, public_maps, composition) -> "DPCrossAttention":
+    """``build`` in secure mode: the validated (K, V) through one
+    :class:`dpxattn.fast.Accumulator` ``add`` and its ``release`` (exact integer sums on public
+    lattices, noise calibrated to the rounded statistic's sensitivity, which does not grow with
+    n; ``proofs_notes/30-exact-accumulation.md``). The sums are accumulated on the CPU; the
+    structure is then moved to K's device."""
+    from dpxattn.fast.accumulator import Accumulator
+
+    n, d = K.shape
+    device = K.device
+    grid = (n if grid_size is None else grid_size) if mechanism == "tree" else None
+    acc = Accumulator(mechanism=mechanism, d=d, d_v=V.shape[1], degree=degree, R=R, R_w=R_w,
+                      scale=scale, clip=clip, domain=domain, grid_size=grid)
+    acc._add(K.cpu(), V.cpu(), validate=False)  # validated (and clipped) by build
+    del K, V
+    att = acc.release(eps=eps, delta=delta, law=law, generator=generator, noise="secure",
+                      public_maps=public_maps or None, copies=copies, composition=composition)
+    return att if device == att.device else att.to(device)
+
+
+def _build_direct(K, V, *, eps, delta, R, R_w, degree, scale, bounds, stream, law: str,
+                  domain: str = "box"):
+    """The float-mode ``direct`` release of a validated (K, V) (float64 sums, as the reference's
+    real-arithmetic statistic; secure mode goes through :func:`_build_exact`) and its plan, which
+    records the numbers the release used (sensitivity and TLap scale or sigma).
+    ``domain="ball"``: every constant from :mod:`dpxattn.fast.ball`
+    (``proofs_notes/27-ball-domain.md``)."""
     n, d = K.shape
     d_v = V.shape[1]
     ball = domain == "ball"
@@ -516,39 +557,24 @@ def _build_direct(K, V, *, eps, delta, R, R_w, degree, scale, bounds, stream, se
         d=d, degree=degree, R=R, R_w=R_w, d_v=d_v, scale=scale)
     eps_s, delta_s = plan.share("S")
     gaussian = law == "gaussian"
-    if secure:
-        if ball:
-            constants = ball_secure_gaussian_constants if gaussian else ball_secure_constants
-        else:
-            constants = direct_secure_gaussian_constants if gaussian else direct_secure_constants
-        extra = constants(n=n, d=d, degree=degree, R=R, R_w=R_w, d_v=d_v, scale=scale)
-    else:
-        extra = None
-    if gaussian:
-        gauss = True if secure else (ball_gaussian_constants if ball else
-                                     direct_gaussian_constants)(
-            d=d, degree=degree, R=R, R_w=R_w, d_v=d_v, eps=eps_s, delta=delta_s, scale=scale)
-    else:
-        gauss = None
+    gauss = (ball_gaussian_constants if ball else direct_gaussian_constants)(
+        d=d, degree=degree, R=R, R_w=R_w, d_v=d_v, eps=eps_s, delta=delta_s,
+        scale=scale) if gaussian else None
     floor = ball_denominator_floor(n=n, degree=degree, R=R, scale=scale) if ball else None
     release = DirectRelease.build(K, V, degree=degree, scale=scale, sensitivity=sens, eps=eps_s,
-                                  delta=delta_s, bounds=bounds, stream=stream, secure=extra,
+                                  delta=delta_s, bounds=bounds, stream=stream, secure=None,
                                   gaussian=gauss, floor=floor)
-    if gaussian and secure:  # the l2 sensitivity of the computed S and the lattice's sigma
-        used = (release.law.sensitivity, release.law.sigma)
-    elif gaussian:
-        used = gauss
-    else:
-        used = (extra[0] if secure else release.law.constants[0].sensitivity,
-                float(release.law.b.max()))
+    used = gauss if gaussian else (release.law.constants[0].sensitivity,
+                                   float(release.law.b.max()))
     plan = plan_direct(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree, law=law,
                        sensitivity=used[0], noise_scale=used[1], domain=domain)
     return release, plan
 
 
-def _build_tree(K, V, *, eps, delta, R, R_w, degree, scale, bounds, stream, secure: bool,
-                copies: int, grid_size, composition: str = "basic"):
-    """The ``tree`` release of a validated (K, V) and its plan."""
+def _build_tree(K, V, *, eps, delta, R, R_w, degree, scale, bounds, stream, copies: int,
+                grid_size, composition: str = "basic"):
+    """The float-mode ``tree`` release of a validated (K, V) and its plan (secure mode goes
+    through :func:`_build_exact`)."""
     n, d = K.shape
     d_v = V.shape[1]
     grid = n if grid_size is None else grid_size
@@ -556,47 +582,33 @@ def _build_tree(K, V, *, eps, delta, R, R_w, degree, scale, bounds, stream, secu
                      grid_size=grid_size, composition=composition)
     scalar_sens, node_sens = tree_sensitivities(d=d, degree=degree, R=R, R_w=R_w, d_v=d_v,
                                                 scale=scale)
-    extra = (tree_secure_constants(n=n, d=d, degree=degree, R=R, R_w=R_w, d_v=d_v,
-                                   height=tree_height(grid), scale=scale)
-             if secure else None)
     release = TreeRelease.build(
         K, V, degree=degree, scale=scale, grid=grid, copies=copies, bounds=bounds,
         norm_bound=_norm_bound(d, degree, R, scale), R_w=_public_float_up(R_w, "R_w"),
         scalar_sens=scalar_sens, node_sens=node_sens,
         shares={key: plan.share(key) for key in ("c0", "c1", "tree_level")},
-        stream=stream, secure=extra)
+        stream=stream, secure=None)
     return release, plan
 
 
 def _build_tree_gaussian(K, V, *, eps, delta, R, R_w, degree, scale, bounds, stream,
-                         secure: bool, copies: int, grid_size):
-    """The Gaussian ``tree`` release of a validated (K, V) and its plan (one Gaussian component,
-    recording the l2 sensitivity and sigma used; ``proofs_notes/26-tree-gaussian.md``): float
-    mode: sigma Phi^-1(u) per number; secure mode: ONE exact discrete Gaussian lattice release of
-    the whole computed vector on its l2 sensitivity (analytic + 2 x the l2 float-error bound,
-    :func:`dpxattn.fast.sensitivities.tree_secure_gaussian_constants`)."""
+                         copies: int, grid_size):
+    """The float-mode Gaussian ``tree`` release of a validated (K, V) and its plan (one Gaussian
+    component, recording the l2 sensitivity and sigma used; ``proofs_notes/26-tree-gaussian.md``):
+    sigma Phi^-1(u) per number. Secure mode goes through :func:`_build_exact`."""
     n, d = K.shape
     d_v = V.shape[1]
     grid = n if grid_size is None else grid_size
     plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree, copies=copies,
                      grid_size=grid_size, law="gaussian")
     eps_g, delta_g = plan.share("tree")
-    if secure:
-        sens, value_bound = tree_secure_gaussian_constants(
-            n=n, d=d, degree=degree, R=R, R_w=R_w, d_v=d_v, grid=grid, copies=copies, scale=scale)
-        gauss, extra = True, (eps_g, delta_g, sens, value_bound)
-    else:
-        sens, sigma = tree_gaussian_constants(d=d, degree=degree, R=R, R_w=R_w, d_v=d_v,
-                                              eps=eps_g, delta=delta_g, grid=grid, copies=copies,
-                                              scale=scale)
-        gauss, extra = (sigma, sens), None
+    sens, sigma = tree_gaussian_constants(d=d, degree=degree, R=R, R_w=R_w, d_v=d_v, eps=eps_g,
+                                          delta=delta_g, grid=grid, copies=copies, scale=scale)
     release = TreeRelease.build(
         K, V, degree=degree, scale=scale, grid=grid, copies=copies, bounds=bounds,
         norm_bound=_norm_bound(d, degree, R, scale), R_w=_public_float_up(R_w, "R_w"),
-        scalar_sens=None, node_sens=None, shares=None, stream=stream, secure=extra,
-        gaussian=gauss)
-    if secure:
-        sens, sigma = release.node_law.sensitivity, release.node_law.sigma
+        scalar_sens=None, node_sens=None, shares=None, stream=stream, secure=None,
+        gaussian=(sigma, sens))
     plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree, copies=copies,
                      grid_size=grid_size, law="gaussian", sensitivity=sens, noise_scale=sigma)
     return release, plan

@@ -18,8 +18,8 @@ N(0, sigma^2) per entry from the same uniforms in the same order
 the l2 sensitivity of the whole S (``proofs_notes/24-analytic-gaussian.md``); secure mode: the
 whole S as ONE lattice release with exact discrete Gaussian noise
 (:func:`dpxattn.fast.release.secure_gaussian_law`, ``proofs_notes/25-discrete-gaussian.md``) on
-the l2 sensitivity of the computed S (Delta_2 + 2 x its float64 error bound,
-:func:`dpxattn.fast.sensitivities.direct_secure_gaussian_constants`).
+the l2 sensitivity of the exactly accumulated S~ (:func:`dpxattn.fast.accumulator.exact_constants`;
+build's secure mode goes through the accumulator, ``proofs_notes/30``).
 
 Query (m tokens at once): ``U = P(Q)`` (m, r); ``NS = U S~`` (m, d_v + 1);
 ``D~ = max(NS[:, d_v], n)``; answer ``NS[:, :d_v] / D~``. O(r (d_v + 1)) per token, independent of n.
@@ -84,8 +84,8 @@ class DirectRelease:
         ``gaussian``: None (TLap) or ``(Delta_2, sigma)`` (float64, rounded up): the Gaussian law
         in float mode (``sensitivity``, ``eps``, ``delta`` are then not used: sigma carries the
         calibration). Gaussian law in secure mode: ``gaussian`` is ``True`` and ``secure`` is
-        ``(l2 sensitivity, value_bound)`` of the computed S
-        (:func:`dpxattn.fast.sensitivities.direct_secure_gaussian_constants`); the whole S is one
+        ``(l2 sensitivity, value_bound)`` of the released S
+        (:func:`dpxattn.fast.accumulator.exact_constants` for the exact S~); the whole S is one
         discrete Gaussian lattice release at ``eps``, ``delta`` with ``changed`` = r (d_v + 1)
         (``proofs_notes/25-discrete-gaussian.md``, "The lattice release").
         ``S`` (r, d_v + 1) and ``n`` given (``K``, ``V`` None): release that statistic instead

@@ -237,8 +237,8 @@ def _float_up(x) -> float:
 
 def secure_gaussian_law(shape, sensitivity, eps, delta, *, changed: int, value_bound) -> SecureGaussianLaw:
     """The :class:`SecureGaussianLaw` of a group of trailing ``shape``: ``sensitivity`` is the l2
-    sensitivity of the COMPUTED float64 group (analytic + 2 x float error bound,
-    ``dpxattn.fast.sensitivities.direct_secure_gaussian_constants``), ``changed`` how many of its
+    sensitivity of the released group as computed (for build and the accumulator: the exactly
+    accumulated statistic's, ``dpxattn.fast.accumulator.exact_constants``), ``changed`` how many of its
     coordinates can differ on neighbours, ``value_bound`` a public bound on |entry|; the constants
     come from :func:`dpxattn.fast.secure_gaussian.secure_gaussian_parameters` (cached)."""
     params = secure_gaussian_parameters(sensitivity=sensitivity, eps=eps, delta=delta,

@@ -28,8 +28,7 @@ from dpxattn.fast.directed import exact_fraction, float_up, memo_safe
 
 __all__ = ["direct_sensitivity", "direct_gaussian_constants", "tree_sensitivities", "round_up",
            "tree_gaussian_constants",
-           "direct_secure_constants", "direct_secure_gaussian_constants", "tree_secure_constants",
-           "tree_secure_gaussian_constants"]
+           "direct_secure_constants"]
 
 #: relative margin over the reference's working-precision rounding (it evaluates at >= 100 bits)
 _MARGIN = 1 + Fraction(1, 2**90)
@@ -150,7 +149,8 @@ def tree_sensitivities(*, d: int, degree: int, R, R_w, d_v: int, scale=None):
 
 
 # ---------------------------------------------------------------------------------------------
-# secure mode: sensitivities of the COMPUTED float64 vectors and public value bounds
+# the float64 sums' allowance (build's secure mode before exact accumulation; the bench row
+# ST5s and tests compare the accumulator with it)
 # ---------------------------------------------------------------------------------------------
 
 @lru_cache(maxsize=256)
@@ -167,7 +167,9 @@ def _direct_secure(n, d, degree, R, R_w, d_v, scale):
 
 
 def direct_secure_constants(*, n: int, d: int, degree: int, R, R_w, d_v: int, scale=None):
-    """``(sensitivity, value_bound)`` of the hardened release of S, float64 rounded up:
+    """``(sensitivity, value_bound)`` a hardened release of S computed with float64 sums would
+    need, float64 rounded up (no build uses it: secure mode accumulates exactly,
+    ``fast/accumulator.py``; kept as the comparison of the bench row ST5s):
     ``direct_statistic + 2 direct_statistic_float_error`` (an l1 sensitivity of the computed
     float64 S over all its r (d_v + 1) coordinates) and ``(1 + gamma) n max_alpha M_alpha
     max(R_w, 1)`` (a public bound on every |computed S entry|). ``proofs_notes/23-hardened-noise.md``."""
@@ -182,118 +184,3 @@ def _direct_secure_of(n, d, degree, R, R_w, d_v, scale):
 
 #: keyed by the arguments as given (type and value): skips the exact conversions of a repeat
 _direct_secure_memo = lru_cache(maxsize=256, typed=True)(_direct_secure_of)
-
-
-@lru_cache(maxsize=256)
-def _direct_secure_gaussian(n, d, degree, R, R_w, d_v, scale):
-    from functools import partial
-
-    from dpxattn.reference import sensitivity
-    from dpxattn.reference.dptree import certified_upper
-
-    analytic = certified_upper(partial(sensitivity.direct_statistic_l2, scale=scale), d, degree, R,
-                               R_w, d_v)
-    err = sensitivity.direct_statistic_float_error(n, d, degree, R, R_w, d_v, scale=scale)
-    sens = round_up(sensitivity.secure_sensitivity(analytic, err), "secure Delta_2")
-    return sens, _direct_secure(n, d, degree, R, R_w, d_v, scale)[1]
-
-
-def direct_secure_gaussian_constants(*, n: int, d: int, degree: int, R, R_w, d_v: int, scale=None):
-    """``(sensitivity, value_bound)`` of the hardened discrete Gaussian release of S, float64
-    rounded up: ``Delta_2 + 2 direct_statistic_float_error``, an **l2** sensitivity of the
-    computed float64 S (triangle inequality: ||fl(S) - fl(S')||_F <= Delta_2 + ||fl(S) - S||_F
-    + ||fl(S') - S'||_F, and each error's l2 norm is at most its l1 bound E), with Delta_2 the
-    reference's Frobenius sensitivity certified upward; and the same public value bound as
-    :func:`direct_secure_constants`. ``proofs_notes/25-discrete-gaussian.md``."""
-    if memo_safe(n, d, degree, R, R_w, d_v, scale):
-        return _direct_secure_gaussian_memo(n, d, degree, R, R_w, d_v, scale)
-    return _direct_secure_gaussian_of(n, d, degree, R, R_w, d_v, scale)
-
-
-def _direct_secure_gaussian_of(n, d, degree, R, R_w, d_v, scale):
-    return _direct_secure_gaussian(n, d, degree, _key(R), _key(R_w), d_v, _key(scale))
-
-
-_direct_secure_gaussian_memo = lru_cache(maxsize=256, typed=True)(_direct_secure_gaussian_of)
-
-
-@lru_cache(maxsize=64)
-def _tree_secure(n, d, degree, R, R_w, d_v, scale, height):
-    from dpxattn.reference import kernel, sensitivity
-
-    M = kernel.feature_bounds(d, degree, R, scale=scale)
-    T = kernel.feature_norm_sq_bound(d, degree, R, scale=scale)
-    r = len(M)
-    g_c0 = sensitivity.float64_gamma(n)
-    g_c1 = sensitivity.float64_gamma(n + sensitivity.c1_term_roundings(r, degree))
-    g_lv = sensitivity.float64_gamma(n + sensitivity.tree_term_roundings(degree, height))
-    weights = [R_w] * d_v + [1]
-    scal = np.empty((d_v + 1, 2), dtype=np.float64)
-    nodes = np.empty((d_v + 1, r, 3), dtype=np.float64)
-    scal_bound = np.empty((d_v + 1, 2), dtype=np.float64)
-    node_bound = np.empty((d_v + 1, r, 3), dtype=np.float64)
-    per_weight: dict = {}
-    for k, w in enumerate(weights):
-        if w not in per_weight:
-            c0 = round_up(sensitivity.secure_sensitivity(
-                sensitivity.c0(w), sensitivity.c0_float_error(n, w)), "secure c0 sensitivity")
-            c1 = round_up(sensitivity.secure_sensitivity(
-                sensitivity.c1(d, degree, R, w, scale=scale),
-                sensitivity.c1_float_error(n, d, degree, R, w, scale=scale)),
-                "secure c1 sensitivity")
-            lv = np.array([[round_up(sensitivity.secure_sensitivity(
-                sensitivity.tree_level(M_t, m, w),
-                sensitivity.tree_level_float_error(n, M_t, m, w, degree=degree, height=height)),
-                "secure tree_level sensitivity") for m in range(3)] for M_t in M])
-            sb = (round_up(n * w * (1 + g_c0), "c0 value bound"),
-                  round_up(n * w * T * (1 + g_c1), "c1 value bound"))
-            nb = np.array([[round_up(n * w * M_t**m * (1 + g_lv), "node value bound")
-                            for m in range(3)] for M_t in M])
-            per_weight[w] = (c0, c1, lv, sb, nb)
-        c0, c1, lv, sb, nb = per_weight[w]
-        scal[k] = (c0, c1)
-        nodes[k] = lv
-        scal_bound[k] = sb
-        node_bound[k] = nb
-    for a in (scal, nodes, scal_bound, node_bound):
-        a.setflags(write=False)
-    return scal, nodes, scal_bound, node_bound
-
-
-def tree_secure_constants(*, n: int, d: int, degree: int, R, R_w, d_v: int, height: int,
-                          scale=None):
-    """Hardened-release constants of the tree, float64 rounded up (read-only cached arrays):
-    ``(scalars (d_v + 1, 2), nodes (d_v + 1, r, 3), scalar_bounds (d_v + 1, 2),
-    node_bounds (d_v + 1, r, 3))``: the sensitivities ``analytic + 2 float error`` of c0, c1 and
-    one level of each (column, coordinate, moment) DPTree (``reference.sensitivity``'s
-    ``*_float_error`` and ``secure_sensitivity``), and public bounds ``(1 + gamma) x`` (n W,
-    n W T_s(t_max), n W M_t^m) on every |computed entry|. ``proofs_notes/23-hardened-noise.md``."""
-    return _tree_secure(n, d, degree, _key(R), _key(R_w), d_v, _key(scale), height)
-
-
-@lru_cache(maxsize=64)
-def _tree_secure_gaussian(n, d, degree, R, R_w, d_v, scale, grid, copies):
-    from functools import partial
-
-    from dpxattn.accounting import tree_height
-    from dpxattn.reference import sensitivity
-    from dpxattn.reference.dptree import certified_upper
-
-    analytic = certified_upper(partial(sensitivity.tree_release_l2, grid_size=grid, copies=copies,
-                                       scale=scale), d, degree, R, R_w, d_v)
-    err = sensitivity.tree_release_float_error_l2(n, d, degree, R, R_w, d_v, grid_size=grid,
-                                                  copies=copies, scale=scale)
-    sens = round_up(analytic + 2 * err, "secure tree Delta_2")
-    _, _, scal_bound, node_bound = _tree_secure(n, d, degree, R, R_w, d_v, scale, tree_height(grid))
-    return sens, float(max(scal_bound.max(), node_bound.max()))
-
-
-def tree_secure_gaussian_constants(*, n: int, d: int, degree: int, R, R_w, d_v: int, grid: int,
-                                   copies: int, scale=None) -> tuple[float, float]:
-    """``(sensitivity, value_bound)`` of the hardened discrete Gaussian release of the WHOLE
-    tree, float64 rounded up: ``Delta_2 + 2 E_2``, an **l2** sensitivity of the computed float64
-    release (triangle inequality, as :func:`direct_secure_gaussian_constants`), with Delta_2 the
-    reference's ``tree_release_l2`` certified upward and E_2 its
-    ``tree_release_float_error_l2``; and the largest public bound on |computed entry| of
-    :func:`tree_secure_constants`. ``proofs_notes/26-tree-gaussian.md`` ("Secure mode")."""
-    return _tree_secure_gaussian(n, d, degree, _key(R), _key(R_w), d_v, _key(scale), grid, copies)

@@ -172,17 +172,17 @@ class TreeRelease:
         ``scalar_sens`` (d_v + 1, 2) and ``node_sens`` (d_v + 1, r, 3): sensitivities (rounded
         up); ``shares``: the plan's exact (eps, delta) for "c0", "c1", "tree_level".
         ``secure``: None (float mode; ``stream`` a UniformStream) or the tuple
-        ``(scalar_sens, node_sens, scalar_bounds, node_bounds)`` of
-        :func:`dpxattn.fast.sensitivities.tree_secure_constants` (secure mode; ``stream`` is
-        SecureWords): each c0 / c1 is its own one-coordinate lattice release, and each level of
-        each (copy, column, coordinate, moment) DPTree its own lattice release with the per-level
-        budget, the sensitivity of the computed level and ``changed`` = N (>= the level's number
-        of nodes: every coordinate counts as changed once float error is included).
+        ``(scalar_sens, node_sens, scalar_bounds, node_bounds)`` of the exactly accumulated
+        sums, :func:`dpxattn.fast.tree_accumulation.tree_exact_constants` (secure mode;
+        ``stream`` is SecureWords): each c0 / c1 is its own one-coordinate lattice release, and
+        each level of each (copy, column, coordinate, moment) DPTree its own lattice release with
+        the per-level budget, the sensitivity of the rounded level and ``changed`` = N (>= the
+        level's number of nodes; a sound over-count, two nodes per level change).
         ``gaussian``: None (TLap) or ``(sigma, Delta_2)`` (float mode, ``law="gaussian"``; then
         ``scalar_sens``, ``node_sens`` and ``shares`` are unused): N(0, sigma^2) on every
         released number, same uniforms, same order. Secure Gaussian (``gaussian`` given and
-        ``secure`` = ``(eps, delta, l2 sensitivity, value_bound)`` of the computed release,
-        :func:`dpxattn.fast.sensitivities.tree_secure_gaussian_constants`): the whole release is
+        ``secure`` = ``(eps, delta, l2 sensitivity, value_bound)`` of the exactly accumulated
+        release, :func:`dpxattn.fast.tree_accumulation.tree_exact_constants`): the whole release is
         ONE discrete Gaussian lattice release (``changed`` = every released number), drawn as
         the scalars then the nodes, from the secure words (``proofs_notes/26-tree-gaussian.md``).
         """

@@ -300,22 +300,6 @@ def test_release_time_does_not_depend_on_the_values(rng):
 
 # ------------------------------------- groundwork of the secure Gaussian build (not wired yet)
 
-def test_direct_secure_gaussian_constants_cover_the_computed_s():
-    """The l2 sensitivity of the computed float64 S is the reference's certified Delta_2 plus
-    twice the l1 float-error bound of S (>= its l2 norm), rounded up; the value bound is the TLap
-    secure one."""
-    from dpxattn.fast import sensitivities as fs
-    from dpxattn.reference import sensitivity
-
-    args = dict(n=10_000, d=8, degree=3, R=1.0, R_w=1.0, d_v=8)
-    sens, bound = fs.direct_secure_gaussian_constants(**args)
-    delta2, _ = fs.direct_gaussian_constants(d=8, degree=3, R=1.0, R_w=1.0, d_v=8, eps=1.0, delta=1e-6)
-    err = float(sensitivity.direct_statistic_float_error(10_000, 8, 3, 1.0, 1.0, 8))
-    assert sens >= delta2 + 2 * err and sens == pytest.approx(delta2 + 2 * err, rel=1e-12)
-    assert bound == fs.direct_secure_constants(**args)[1]
-    assert fs.direct_secure_gaussian_constants(**args) == (sens, bound)  # memoised, same value
-
-
 def test_secure_gaussian_law_releases_through_release_(rng):
     """release_ with a SecureGaussianLaw replaces every entry by its discrete Gaussian lattice
     release: the same numbers as secure_gaussian_release_flat on the flattened rows from the same
