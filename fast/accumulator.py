@@ -420,7 +420,7 @@ class Accumulator:
         from dpxattn.fast.features import feature_bounds
         from dpxattn.fast.sensitivities import tree_sensitivities
         from dpxattn.fast.tree_accumulation import tree_exact_constants, tree_sums
-        from dpxattn.fast.tree_mechanism import TreeRelease
+        from dpxattn.fast.tree_mechanism import TreeRelease, tlap_plan_records
 
         n, d, d_v, s, G = self.n, self.d, self.d_v, self.degree, self.grid_size
         ex, s_sens, n_sens, s_bound, n_bound, l2 = tree_exact_constants(
@@ -455,6 +455,10 @@ class Accumulator:
                 None, None, scalar_sens=s_sens, node_sens=n_sens,
                 shares={key: plan.share(key) for key in ("c0", "c1", "tree_level")},
                 secure=(s_sens, n_sens, s_bound, n_bound) if secure else None, **args)
+            sens, scale = tlap_plan_records(s_sens, n_sens, release)
+            plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=s, copies=copies,
+                             grid_size=G, composition=composition, sensitivity=sens,
+                             noise_scale=scale)
             ratio = float(np.max(n_sens / tree_sensitivities(
                 d=d, degree=s, R=self.R, R_w=self.R_w, d_v=d_v, scale=self.scale)[1]))
             used = f"per-level sensitivities at most {ratio:.9g}x the analytic ones"

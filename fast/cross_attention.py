@@ -55,7 +55,8 @@ from dpxattn.fast.release import NOISE_MODES, SecureGaussianLaw, noise_stream
 from dpxattn.fast.secure_noise import SECURE_NUMERICS
 from dpxattn.fast.sensitivities import (direct_gaussian_constants, direct_sensitivity,
                                         round_up, tree_gaussian_constants, tree_sensitivities)
-from dpxattn.fast.tree_mechanism import TreeRelease, median_over_copies, tree_noise_count
+from dpxattn.fast.tree_mechanism import (TreeRelease, median_over_copies, tlap_plan_records,
+                                         tree_noise_count)
 from dpxattn.fast.validation import check_failure_prob, check_keys_values, check_queries
 from dpxattn.params import (check_build_arguments, check_clip, check_degree, check_law,
                             check_mechanism, check_mechanism_options, check_positive_int)
@@ -588,6 +589,10 @@ def _build_tree(K, V, *, eps, delta, R, R_w, degree, scale, bounds, stream, copi
         scalar_sens=scalar_sens, node_sens=node_sens,
         shares={key: plan.share(key) for key in ("c0", "c1", "tree_level")},
         stream=stream, secure=None)
+    sens, scale = tlap_plan_records(scalar_sens, node_sens, release)
+    plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree, copies=copies,
+                     grid_size=grid_size, composition=composition, sensitivity=sens,
+                     noise_scale=scale)
     return release, plan
 
 

@@ -54,7 +54,22 @@ from dpxattn.fast.release import (GaussianLaw, NoiseLaw, SecureGaussianLaw, gaus
 from dpxattn.fast.tree import (fill_internal_nodes, gather_sums, grid_cell, prefix_suffix_nodes,
                                split_sums)
 
-__all__ = ["TreeRelease", "tree_noise_count", "TREE_BUILD_CHUNK", "TREE_QUERY_CHUNK"]
+__all__ = ["TreeRelease", "tree_noise_count", "tlap_plan_records", "TREE_BUILD_CHUNK",
+           "TREE_QUERY_CHUNK"]
+
+def tlap_plan_records(scalar_sens, node_sens, release) -> tuple[dict, dict]:
+    """``(sensitivity, noise_scale)`` for :func:`dpxattn.accounting.plan_tree`'s records of a
+    TLap tree release: per group ("c0", "c1", "tree_level") the largest sensitivity passed
+    (``scalar_sens`` (d_v + 1, 2), ``node_sens`` (d_v + 1, r, 3)) and the largest Laplace scale
+    of ``release``'s laws (secure mode: the discrete law's t g), as floats."""
+    scal, nodes = np.asarray(scalar_sens), np.asarray(node_sens)
+    b_s, b_n = release.scalar_law.b, release.node_law.b
+    sens = {"c0": float(scal[..., 0].max()), "c1": float(scal[..., 1].max()),
+            "tree_level": float(nodes.max())}
+    scale = {"c0": float(b_s[..., 0].max()), "c1": float(b_s[..., 1].max()),
+             "tree_level": float(b_n.max())}
+    return sens, scale
+
 
 #: elements of the per-chunk leaf contributions (chunk rows x r x (d_v + 1) x 3) during build
 TREE_BUILD_CHUNK = 1 << 21

@@ -417,9 +417,11 @@ def test_unknown_or_non_string_law_is_refused_for_the_tree(law):
 
 def test_secure_gaussian_tree_is_one_certified_lattice_release():
     """noise="secure" (the default without a generator): every released number is a point of
-    one public lattice, the plan records the l2 sensitivity of the COMPUTED release (analytic +
-    2 x the l2 float-error bound, >= the analytic one) and its lattice sigma (within 1e-5 of the
-    continuous analytic sigma); a seeded generator reproduces the release (labelled seeded)."""
+    one public lattice, the plan records the l2 sensitivity of the exactly accumulated release
+    (build's secure mode is one accumulator add and release: tree_exact_constants, within 1e-5
+    above the analytic one) and its lattice sigma (within 1e-5 of the continuous analytic
+    sigma); a seeded generator reproduces the release (labelled seeded)."""
+    from dpxattn.fast.tree_accumulation import tree_exact_constants
     from fractions import Fraction
 
     rng = np.random.default_rng(0)
@@ -432,9 +434,9 @@ def test_secure_gaussian_tree_is_one_certified_lattice_release():
     vals = torch.cat([att.release.payload.reshape(-1), att.release.scalars.reshape(-1)])
     assert all(Fraction(float(x)) % g == 0 for x in vals[:: max(1, vals.numel() // 500)])
     analytic = float(sensitivity.tree_release_l2(d, s, 1.0, 1.0, d_v, grid_size=n))
-    err = float(sensitivity.tree_release_float_error_l2(n, d, s, 1.0, 1.0, d_v, grid_size=n))
+    exact = tree_exact_constants(n=n, d=d, degree=s, R=1.0, R_w=1.0, d_v=d_v, grid=n, copies=1)[5]
     (comp,) = att.privacy.to_dict()["components"]
-    assert comp["sensitivity_value"] >= analytic + 2 * err and 0 < err < 1e-9 * analytic
+    assert comp["sensitivity_value"] == exact and analytic < exact < analytic * (1 + 1e-5)
     cont = float(ref_gaussian.sigma_for(comp["sensitivity_value"], 1.0, 1e-6))
     assert comp["sigma"] == pytest.approx(cont, rel=1e-5) and comp["sigma"] >= cont * (1 - 1e-12)
     assert "hardened" in att.privacy.numerics

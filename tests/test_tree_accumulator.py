@@ -155,6 +155,33 @@ def test_secure_releases_use_the_rounded_sensitivities():
     assert torch.isfinite(gauss.hp_error_bound(Q, 0.05)).all()
 
 
+@pytest.mark.parametrize("noise", ["float", "secure"])
+def test_the_plan_states_each_tlap_groups_numeric_sensitivity(noise):
+    """The TLap tree's plan records, per group (c0, c1, tree_level), the largest sensitivity and
+    Laplace scale the release used: the rounded sums' (tree_exact_constants) for the
+    accumulator and for build's secure mode, the analytic ones for build's float mode; so a
+    reviewer reads numbers, constant in n, not None. Fails if a group records nothing or a
+    different group's value."""
+    K, V = _data(120, 31)
+    _, s_sens, n_sens, _, _, _ = tree_exact_constants(n=120, d=2, degree=2, R=1.0, R_w=1.0,
+                                                      d_v=2, grid=16, copies=1)
+    gen = None if noise == "secure" else torch.Generator().manual_seed(3)
+    att = Accumulator(**P).add(K, V).release(eps=1.0, delta=1e-6, noise=noise, generator=gen)
+    built = DPCrossAttention.build(torch.tensor(K), torch.tensor(V), eps=1.0, delta=1e-6,
+                                   R=1.0, R_w=1.0, degree=2, mechanism="tree", grid_size=16,
+                                   noise="float", generator=torch.Generator().manual_seed(3))
+    analytic = tree_sensitivities(d=2, degree=2, R=1.0, R_w=1.0, d_v=2)
+    for structure, (scal, nodes) in ((att, (s_sens, n_sens)), (built, analytic)):
+        comps = {c["key"]: c for c in structure.privacy.to_dict()["components"]}
+        want = {"c0": float(scal[:, 0].max()), "c1": float(scal[:, 1].max()),
+                "tree_level": float(nodes.max())}
+        for key, value in want.items():
+            assert comps[key]["sensitivity_value"] == value, key
+            assert comps[key]["laplace_scale"] > 0
+        assert comps["c1"]["sensitivity_value"] != comps["c0"]["sensitivity_value"]
+        assert comps["tree_level"]["laplace_scale"] == float(structure.release.node_law.b.max())
+
+
 def test_sums_within_the_rounding_bound_and_the_bound_is_needed():
     """Node sums of 1000 copies of one row: |node~ - exact| <= count e + 2^-53 |node| (the
     term bound of ``term_error_bounds``), and that deviation is far above the float64

@@ -108,8 +108,9 @@ class Component:
     law ("tlap" or "gaussian") and ``sensitivity_norm`` that sensitivity's norm ("l1" for TLap,
     "l2" for the Gaussian). ``sensitivity_value``, ``laplace_scale`` (TLap: b = Delta_1/eps) and
     ``sigma`` (Gaussian: the standard deviation) are the numbers a build actually used (None
-    when the plan was made without a build, and for the tree's groups, whose members differ);
-    they are records, not part of the budget, so they do not take part in equality.
+    when the plan was made without a build; for a group whose members differ, the tree's TLap
+    c0, c1 and levels, the largest member's); they are records, not part of the budget, so they
+    do not take part in equality.
     """
 
     key: str
@@ -456,6 +457,8 @@ def plan_tree(*, eps, delta, n: int, d: int, d_v: int, degree: int, copies: int 
     (``reference.sensitivity.tree_release_l2``; the l copies are part of that vector, hence its
     sqrt(l) factor); ``composition`` is ``"none"``. ``sensitivity`` and ``noise_scale`` (sigma)
     are the numbers the build used, recorded only. Proof note ``proofs_notes/26-tree-gaussian.md``.
+    TLap: ``sensitivity`` and ``noise_scale`` are None or dicts keyed "c0", "c1", "tree_level",
+    the largest sensitivity and Laplace scale the build used in each group (recorded only).
     """
     check_law(law, "tree")
     if law == "gaussian":
@@ -477,15 +480,18 @@ def plan_tree(*, eps, delta, n: int, d: int, d_v: int, degree: int, copies: int 
         (e_s, d_s), (e_l, d_l) = (_optimal_step(K, e, dl),) * 2
     else:
         (e_s, d_s), (e_l, d_l) = (e / J, dl / J), (e / (J * L), dl / (J * L))
+    used = {key: dict(sensitivity_value=(sensitivity or {}).get(key),
+                      laplace_scale=(noise_scale or {}).get(key))
+            for key in ("c0", "c1", "tree_level")}
     comps = (
         Component("c0", "c0 = sum_i w_i", copies * cols, e_s, d_s,
-                  "2 R_w (denominator: R_w = 1)", per_col),
+                  "2 R_w (denominator: R_w = 1)", per_col, **used["c0"]),
         Component("c1", "c1 = sum_i w_i ||P(k_i)||^2", copies * cols, e_s, d_s,
-                  "2 R_w T_s(scale d R^2)", per_col),
+                  "2 R_w T_s(scale d R^2)", per_col, **used["c1"]),
         Component("tree_level", "DPTree level (coordinate t, moment m)",
                   copies * cols * TREE_MOMENTS * r * L, e_l, d_l,
                   "2 R_w M_t^m per level (l1)",
-                  "(copy, column, coordinate, moment, level)"),
+                  "(copy, column, coordinate, moment, level)", **used["tree_level"]),
     )
     return PrivacyPlan(
         mechanism="tree",
