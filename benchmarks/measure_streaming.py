@@ -326,7 +326,7 @@ _WHAT_MAP_SHARE = "memmap stream per row / in-memory accumulator per row (the ma
 
 def _memmap_rows(ctx: RunContext, sizes: StreamingSizes) -> tuple[list[Target], dict]:
     d, degree, d_v = STREAM_SHAPE
-    tag_base = f"direct, d={d}, s={degree}, d_v={d_v}, noise={ctx.noise_mode}"
+    tag_base = f"direct, d={d}, s={degree}, d_v={d_v}, float noise, seeded"
     allowance = chunk_allowance_bytes(d, d_v, ctx.noise_mode)
     limit_gib = THRESHOLDS["ST3m"] + allowance / 2**30
     directory = tempfile.mkdtemp(prefix="dpxattn-bench-stream-")

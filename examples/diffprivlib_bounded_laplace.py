@@ -6,9 +6,10 @@ degree-0 ``direct`` target.
     dpxattn verify --target examples/diffprivlib_bounded_laplace.py:BoundedLaplaceDirect
 
 At degree 0 the feature map is P(x) = [1], so S = [sum_i v_i (d_v columns), n] (1 x (d_v + 1)).
-Its l1 sensitivity under replace-one-row is Delta_S = 2 d_v R_w + 1 (the ones entry counted by
-the convention). The wrapper spends the budget by basic composition over the d_v + 1 entries in
-proportion to their sensitivities (value entries 2 R_w, the ones entry 1): entry j gets
+Its exact l1 sensitivity under replace-one-row is 2 d_v R_w (the ones entry, n, never changes);
+the wrapper, as written for the older entrywise count Delta_S = 2 d_v R_w + 1, spends the budget
+by basic composition over the d_v + 1 entries in proportion to their entrywise sensitivities
+(value entries 2 R_w, the ones entry 1: sound, slightly wasteful): entry j gets
 ``eps Delta_j / Delta_S`` and ``delta Delta_j / Delta_S``, so the whole S claims (eps, delta).
 Domains: a value sum lies in [-n R_w, n R_w]; the ones entry is n, given the domain [n - 1, n + 1].
 

@@ -22,7 +22,8 @@ Definitions used (numbers from the documentation, shapes in brackets):
   scale = 1/d; r = C(d + s, s); on [0, R]^d feature alpha is at most
   M_alpha = sqrt(scale^k / alpha!) R^k;
 * S [r, d_v + 1] = sum_i P(k_i) [v_i, 1]; l1 sensitivity under replace-one-row
-  Delta_S = (2 d_v R_w + 1) sum_alpha M_alpha;
+  Delta_S = 2 d_v R_w + max(2 d_v R_w, d_v R_w + 1) sum_{alpha != 0} M_alpha (the exact sup;
+  alpha = 0 is the constant feature, the first);
 * TLap(Delta, eps, delta): b = Delta / eps, A = b ln(1 + (e^eps - 1) / (2 delta)); inverse CDF of
   one uniform u: sign(u - 1/2) (-b) ln(1 - |2u - 1| (1 - e^{-A/b})); u = 1/2 gives 0;
 * uniform order: S row-major (entry (t, k) takes uniform t (d_v + 1) + k);
@@ -139,7 +140,7 @@ class Correct:
                 raise ValueError(f"uniforms must be {count} numbers in (0, 1)")
         exps, coef = _coefficients(d, degree)
         M = coef * R ** exps.sum(axis=1)
-        sens = (2 * d_v * R_w + 1) * M.sum()
+        sens = 2 * d_v * R_w + max(2 * d_v * R_w, d_v * R_w + 1) * M[1:].sum()
         b = sens / eps
         a = math.log1p(math.expm1(eps) / (2 * delta))  # A / b
         A = b * a

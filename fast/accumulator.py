@@ -14,7 +14,7 @@ grid-cell sums of rounded terms, :mod:`dpxattn.fast.tree_accumulation`), so any
 chunking, order or shard layout gives the same statistic bit for bit, and the noise is
 calibrated to the sensitivity of that rounded statistic, which does not grow with n
 (:mod:`dpxattn.reference.exact_accumulation`): at n = 1e9 it is within 1e-6 of its value at
-n = 1e3, where ``build``'s float64 allowance is 119x. The released structure is a
+n = 1e3, where float64 sums' allowance is 126x. The released structure is a
 :class:`dpxattn.fast.DPCrossAttention` like ``build``'s (same queries, envelopes, plan; the plan
 says how S was accumulated). Inputs: torch tensors, numpy arrays or memory-mapped ``.npy``
 arrays (read chunk by chunk: nothing but the exact integer sums is kept).

@@ -5,7 +5,8 @@ The fast path never re-derives a sensitivity: it evaluates the analytic l1 sensi
 once per build, exactly or at the reference's precision, and rounds each to float64 **upward**
 (:func:`dpxattn.fast.directed.float_up`), so the noise is never smaller than the proof assumes.
 
-* ``direct``: ``Delta_S = (2 d_v R_w + 1) sum_alpha M_alpha`` (``direct_statistic``);
+* ``direct``: ``Delta_S = 2 d_v R_w + max(2 d_v R_w, d_v R_w + 1) sum_{alpha != 0} M_alpha`` (``direct_statistic``,
+  the exact sup);
   with ``law="gaussian"`` the l2 sensitivity ``Delta_2`` and the analytic-Gaussian sigma, both
   from ``dpxattn.reference.direct.gaussian_constants`` (certified upward there), rounded up
   (:func:`direct_gaussian_constants`);
@@ -124,13 +125,15 @@ def _tree(d, degree, R, R_w, d_v, scale):
     nodes = np.empty((d_v + 1, len(M), 3), dtype=np.float64)
     per_weight: dict = {}
     for k, w in enumerate(weights):
-        if w not in per_weight:
+        key = (w, k == d_v)  # the denominator's c1 has its own (tighter) sensitivity
+        if key not in per_weight:
             c0 = round_up(sensitivity.c0(w), "c0 sensitivity")
-            c1 = round_up(sensitivity.c1(d, degree, R, w, scale=scale), "c1 sensitivity")
+            c1 = round_up(sensitivity.c1_column(d, degree, R, w, denominator=k == d_v,
+                                                scale=scale), "c1 sensitivity")
             lv = np.array([[round_up(sensitivity.tree_level(M_t, m, w), "tree_level sensitivity")
                             for m in range(3)] for M_t in M])
-            per_weight[w] = (c0, c1, lv)
-        c0, c1, lv = per_weight[w]
+            per_weight[key] = (c0, c1, lv)
+        c0, c1, lv = per_weight[key]
         scal[k] = (c0, c1)
         nodes[k] = lv
     scal.setflags(write=False)

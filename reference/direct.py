@@ -10,7 +10,7 @@ Conventions (``proofs_notes/01-conventions.md``, mechanism ``direct``):
   ``S[t][d_v] = sum_i P(k_i)_t`` (the ones column), P the Taylor feature map (feature order of
   :func:`dpxattn.reference.kernel.multi_indices`).
 * Released: ``S~ = S + Z``, Z iid ``TLap(Delta_S, eps, delta)``, with the l1 sensitivity
-  ``Delta_S = (2 d_v R_w + 1) sum_alpha M_alpha`` under replace-one-row
+  ``Delta_S = 2 d_v R_w + max(2 d_v R_w, d_v R_w + 1) sum_{alpha != 0} M_alpha`` (the exact sup) under replace-one-row
   (:func:`dpxattn.reference.sensitivity.direct_statistic`), budget
   ``plan_direct(...).share("S")`` (the whole matrix is one component: vector extension).
 * ``law="gaussian"``: Z iid ``N(0, sigma^2)`` instead, ``sigma = sigma_for(Delta_2, eps,

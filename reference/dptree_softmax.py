@@ -296,7 +296,8 @@ class DPTreeSoftmax:
 
         ``features``: n rows of r mpf (Phi_i = P(k_i), each in [0, M_t]); ``weights``: n mpf in
         [-weight_bound, weight_bound]; ``feature_bounds``: the r bounds M_t (the grids' upper
-        ends); ``c1_sensitivity``: 2 weight_bound T_s(t_max); ``plan``: the ``tree`` plan
+        ends); ``c1_sensitivity``: 2 weight_bound T_s(t_max) (a value column) or T_s(t_max) - 1 (the
+        denominator; ``reference.sensitivity.c1_column``); ``plan``: the ``tree`` plan
         (budgets ``share("c0")``, ``share("c1")``, ``share("tree_level")``); ``grid_size``: G;
         ``scalar_uniforms``: 2 uniforms [c0, c1]; ``node_uniforms``: a (2N - 1) x (3 r) array,
         row i = node i, column 3 t + m = moment m of coordinate t (node-major, as the
@@ -563,8 +564,8 @@ class TreeRelease:
                 first = _payload_column(c, k, 0, 0, d_v=d_v, r=r)
                 if sums is None:
                     weights = [row[k] for row in V] if value_column else [one] * n
-                    given = dict(c1_sensitivity=sensitivity.c1(d, degree, R, bound, scale=scale,
-                                                               prec=p))
+                    given = dict(c1_sensitivity=sensitivity.c1_column(
+                        d, degree, R, bound, denominator=not value_column, scale=scale, prec=p))
                 else:
                     weights = None
                     leaves, pairs = sums

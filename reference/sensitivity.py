@@ -8,8 +8,9 @@ App. I) and of our ``direct`` statistic; spec PAPER.md §1.3, §3.1-3.4, §5 ite
 
 Analytic sensitivities (each an upper bound on max ||f(X) - f(X')||_1 over neighbours):
 
-* :func:`direct_statistic`: S = P(K)^T [V, 1] (r x (d_v + 1)): ``(2 d_v R_w + 1) sum_alpha M_alpha``
-  (the convention's Delta_S; valid, not tight: :func:`direct_statistic_tight` is the exact sup);
+* :func:`direct_statistic`: S = P(K)^T [V, 1] (r x (d_v + 1)): the exact sup
+  ``2 d_v R_w + max(2 d_v R_w, d_v R_w + 1) sum_{alpha != 0} M_alpha`` (attained at corners;
+  :func:`direct_statistic_convention` is the earlier count ``(2 d_v R_w + 1) sum_alpha M_alpha``);
 * :func:`c0`: sum_i w_i for a value column w: ``2 R_w`` (tight);
 * :func:`c1`: sum_i w_i ||P(k_i)||^2: ``2 R_w T_s(t_max)`` (tight);
 * :func:`tree_level`: one DPTree level over a public grid, moment m, feature bound M_t:
@@ -56,7 +57,7 @@ from dpxattn.reference.kernel import feature_bounds, feature_norm_sq_bound, feat
 
 __all__ = [
     "direct_statistic",
-    "direct_statistic_tight",
+    "direct_statistic_convention",
     "row_pairs",
     "direct_statistic_l2",
     "tree_row_norm_sq_bound",
@@ -65,6 +66,7 @@ __all__ = [
     "c1",
     "c0_denominator",
     "c1_denominator",
+    "c1_column",
     "tree_level",
     "fixed_index_level",
     "NeighbourPair",
@@ -92,27 +94,17 @@ __all__ = [
 
 
 def direct_statistic(d: int, degree: int, R, R_w, d_v: int, *, scale=None, prec=None):
-    """Delta_S = (2 d_v R_w + 1) sum_alpha M_alpha: l1 sensitivity of S = P(K)^T [V, 1].
+    """Delta_S, the l1 sensitivity of S = P(K)^T [V, 1]: its exact sup over neighbours,
+    2 d_v R_w + max(2 d_v R_w, d_v R_w + 1) sum_{alpha != 0} M_alpha.
 
-    Column k <= d_v: |P(x)_alpha v_k - P(x')_alpha v'_k| <= 2 M_alpha R_w; the ones column:
-    |P(x)_alpha - P(x')_alpha| <= M_alpha (features >= 0). The convention's value
-    (``proofs_notes/01-conventions.md``, mechanism ``direct``); an upper bound, exceeding the
-    exact sup :func:`direct_statistic_tight` by at least 1.
+    For fixed keys each value coordinate is convex, so the sup is at value corners, v = -v' =
+    R_w 1: sum_alpha [d_v R_w (p_alpha + p'_alpha) + |p_alpha - p'_alpha|] with p = P(x) >= 0
+    (the box), p_0 = 1 (the constant feature never changes the ones column). Attained at corner
+    rows: x = x' = R 1_d when d_v R_w >= 1; x = R 1_d, x' = 0 otherwise. It is what every
+    ``direct`` TLap release (reference, fast, accumulator) is calibrated to; the earlier,
+    looser count is :func:`direct_statistic_convention`.
     Paper: not in the paper; our sufficient-statistics mechanism (PAPER §5 item 8).
     Proof note: ``proofs_notes/17-sensitivity.md``.
-    """
-    d_v = check_positive_int("d_v", d_v)
-    ctx = context(prec)
-    Rw = to_mpf(check_positive("R_w", R_w), ctx, "R_w")
-    return (2 * d_v * Rw + 1) * ctx.fsum(feature_bounds(d, degree, R, scale=scale, prec=prec))
-
-
-def direct_statistic_tight(d: int, degree: int, R, R_w, d_v: int, *, scale=None, prec=None):
-    """The exact sup of ||S(X) - S(X')||_1 over neighbours: 2 d_v R_w + max(2 d_v R_w, d_v R_w + 1) sum_{alpha != 0} M_alpha.
-
-    Attained at corner rows: x = x' = R 1_d, v = -v' = R_w 1 when d_v R_w >= 1; x = R 1_d,
-    x' = 0, v = -v' = R_w 1 otherwise (the constant feature alpha = 0 never changes the ones
-    column). Paper: not in the paper (PAPER §5 item 8). Proof note: ``proofs_notes/17-sensitivity.md``.
     """
     d_v = check_positive_int("d_v", d_v)
     ctx = context(prec)
@@ -120,6 +112,22 @@ def direct_statistic_tight(d: int, degree: int, R, R_w, d_v: int, *, scale=None,
     M = feature_bounds(d, degree, R, scale=scale, prec=prec)
     rest = ctx.fsum(M[1:])  # M[0] = 1 is the constant feature
     return 2 * d_v * Rw + max(2 * d_v * Rw, d_v * Rw + 1) * rest
+
+
+def direct_statistic_convention(d: int, degree: int, R, R_w, d_v: int, *, scale=None,
+                                prec=None):
+    """(2 d_v R_w + 1) sum_alpha M_alpha: the entrywise count, a valid upper bound on the l1
+    sensitivity of S that exceeds the exact sup :func:`direct_statistic` by at least 1.
+
+    Column k <= d_v: |P(x)_alpha v_k - P(x')_alpha v'_k| <= 2 M_alpha R_w; the ones column:
+    |P(x)_alpha - P(x')_alpha| <= M_alpha (features >= 0). The convention's value before the
+    exact sup was adopted (``proofs_notes/17-sensitivity.md``); kept for comparison only.
+    Paper: not in the paper (PAPER §5 item 8).
+    """
+    d_v = check_positive_int("d_v", d_v)
+    ctx = context(prec)
+    Rw = to_mpf(check_positive("R_w", R_w), ctx, "R_w")
+    return (2 * d_v * Rw + 1) * ctx.fsum(feature_bounds(d, degree, R, scale=scale, prec=prec))
 
 
 def direct_statistic_l2(d: int, degree: int, R, R_w, d_v: int, *, scale=None, prec=None):
@@ -250,6 +258,21 @@ def c1_denominator(d: int, degree: int, R, *, scale=None, prec=None):
     Paper: the denominator structure (w = 1) (PAPER.md §3.5, §5 item 5).
     """
     return feature_norm_sq_bound(d, degree, R, scale=scale, prec=prec) - 1
+
+
+def c1_column(d: int, degree: int, R, weight_bound, *, denominator: bool, scale=None,
+              prec=None):
+    """The l1 sensitivity the tree's c1 of one column is released with: the exact sup of each
+    kind, :func:`c1_denominator` (T_s(t_max) - 1) for the denominator column (w = 1) and
+    :func:`c1` (2 R_w T_s(t_max)) for a value column of bound ``weight_bound``. At degree 0
+    the denominator's sup is 0 (||P||^2 = 1: c1 = n, public); every released number gets noise
+    of a positive scale, so there it keeps the valid bound 2 T_s(t_max) = 2.
+    Paper: c1 of DPTreeSoftmax (v2 App. I); spec PAPER.md §3.4, §3.5 (the denominator).
+    Proof note: ``proofs_notes/17-sensitivity.md``.
+    """
+    if denominator and check_degree(degree) > 0:
+        return c1_denominator(d, degree, R, scale=scale, prec=prec)
+    return c1(d, degree, R, 1 if denominator else weight_bound, scale=scale, prec=prec)
 
 
 def tree_level(M_t, moment: int, R_w, *, prec=None):

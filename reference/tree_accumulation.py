@@ -31,7 +31,8 @@ from fractions import Fraction
 from dpxattn.params import check_degree, check_positive, check_positive_int
 from dpxattn.reference._mp import context, to_fraction, to_mpf
 from dpxattn.reference.kernel import feature_bounds, feature_norm_sq_bound, features
-from dpxattn.reference.sensitivity import c0, c1, float64_gamma, tree_level, tree_release_l2
+from dpxattn.reference.sensitivity import (c0, c1_column, float64_gamma, tree_level,
+                                          tree_release_l2)
 
 __all__ = [
     "TERM_BITS",
@@ -117,7 +118,9 @@ def rounded_tree_sensitivities(n: int, d: int, degree: int, R, R_w, d_v: int, ex
       ``2 W M_t^m + 2 e + 4 u n (W M_t^m + e)``;
     * c0~ (one number, terms w rounded): ``2 W + 2 e_0 + 2 u n (W + e_0)``;
     * c1~: a row's sum_t T~_(t,2) is within sum_t e_(t,2) of w ||P||^2 <= W T_s(t_max):
-      ``2 (W T + E_2) + 2 u n (W T + E_2)``, E_2 = sum_t e_(t,2).
+      ``Delta_c1 + 2 E_2 + 2 u n (W T + E_2)``, E_2 = sum_t e_(t,2), Delta_c1 the exact sup
+      (:func:`dpxattn.reference.sensitivity.c1_column`: 2 W T for a value column, T - 1 for the
+      denominator, whose ||P||^2 lies in [1, T]).
 
     Independent of n but for the conversion terms (2^-53 n relative).
     Paper: DPTreeSoftmax's released numbers (v2 App. I; PAPER.md §3.4-3.7), rounded (not in the
@@ -133,7 +136,7 @@ def rounded_tree_sensitivities(n: int, d: int, degree: int, R, R_w, d_v: int, ex
         e0 = e[0][0]
         E2 = ctx.fsum(row[2] for row in e)
         s0 = c0(W, prec=prec) + 2 * e0 + 2 * conversion_error(n, W + e0, prec=prec)
-        s1 = (c1(d, degree, R, W, scale=scale, prec=prec) + 2 * E2
+        s1 = (c1_column(d, degree, R, W, denominator=k == d_v, scale=scale, prec=prec) + 2 * E2
               + 2 * conversion_error(n, W * T + E2, prec=prec))
         scalars.append((s0, s1))
         levels.append([[tree_level(Mt, m, W, prec=prec) + 2 * e[t][m]

@@ -107,7 +107,7 @@ def test_release_agrees_with_build_from_the_same_uniforms():
 @pytest.mark.parametrize("norm", ["l1", "l2"])
 def test_sensitivity_does_not_grow_with_n(norm):
     """The target: the sensitivity at n = 1e9 <= 1.0001 x its value at n = 1e3
-    (canonical configuration); build's float64 allowance grows 119x over the same range."""
+    (canonical configuration); float64 sums' allowance grows 126x over the same range."""
     from dpxattn.fast.sensitivities import direct_secure_constants
 
     cfg = dict(d=8, degree=3, R=1.0, R_w=1.0, d_v=8, norm=norm)

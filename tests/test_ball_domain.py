@@ -303,6 +303,7 @@ def test_the_plan_names_the_ball_sensitivity_and_the_box_text_is_unchanged():
         (comp,) = att.privacy.to_dict()["components"]
         assert comp["sensitivity"].startswith("ball: ") and needle in comp["sensitivity"]
     box = plan_direct(eps=1, delta=1e-6, n=20, d=3, d_v=2, degree=2).components[0].sensitivity
-    assert box == "(2 d_v R_w + 1) * sum_alpha M_alpha (l1, whole matrix)"
+    assert box == ("2 d_v R_w + max(2 d_v R_w, d_v R_w + 1) * sum_{alpha != 0} M_alpha (l1, "
+                   "whole matrix, the exact sup)")
     with pytest.raises(ValueError, match="domain"):
         plan_direct(eps=1, delta=1e-6, n=20, d=3, d_v=2, degree=2, domain="sphere")

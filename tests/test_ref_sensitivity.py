@@ -33,7 +33,11 @@ def eq(x, y):
 
 def test_analytic_values():
     M = kernel.feature_bounds(2, 2, 1.5)
-    assert eq(sens.direct_statistic(2, 2, 1.5, 0.5, 3), (2 * 3 * CTX.mpf(0.5) + 1) * CTX.fsum(M))
+    assert eq(sens.direct_statistic_convention(2, 2, 1.5, 0.5, 3),
+              (2 * 3 * CTX.mpf(0.5) + 1) * CTX.fsum(M))
+    # the exact sup: 2 d_v R_w + max(2 d_v R_w, d_v R_w + 1) sum_{alpha != 0} M_alpha
+    assert eq(sens.direct_statistic(2, 2, 1.5, 0.5, 3), 3 + max(3, CTX.mpf(2.5)) * CTX.fsum(M[1:]))
+    assert eq(sens.direct_statistic(2, 2, 1.5, 0.25, 1), CTX.mpf(0.5) + CTX.mpf(1.25) * CTX.fsum(M[1:]))
     assert sens.c0(0.75) == CTX.mpf(1.5)
     assert eq(sens.c1(3, 4, 1.0, 2.0), 4 * kernel.taylor(1, 4))
     assert eq(sens.c1_denominator(3, 4, 1.0), kernel.taylor(1, 4) - 1)
@@ -61,8 +65,8 @@ def test_S_sensitivity_holds_and_the_tight_value_is_attained(rng, n, d, d_v, R, 
     pairs = sens.neighbouring_corner_pairs(n, d, d_v, R, R_w, rng=rng, n_random=3)
     fn = lambda K, V: sens.released_S(K, V, degree=s)  # noqa: E731
     worst, _ = sens.max_change_brute_force(fn, pairs)
-    tight = sens.direct_statistic_tight(d, s, R, R_w, d_v)
-    conv = sens.direct_statistic(d, s, R, R_w, d_v)
+    tight = sens.direct_statistic(d, s, R, R_w, d_v)  # the sensitivity every release uses
+    conv = sens.direct_statistic_convention(d, s, R, R_w, d_v)
     assert eq(worst, tight)  # attained at a corner pair
     assert leq(tight, conv) and conv - tight >= 1 - TOL  # the convention is valid, not tight
 
@@ -114,8 +118,9 @@ def test_sensitivity_inequalities_on_random_neighbours(rows, new_row, j, R, R_w,
     V2[j] = [to_mpf(x, CTX) * to_mpf(R_w, CTX) for x in new_row[1]]
     pair = [sens.NeighbourPair(K, V, K2, V2, j, "hypothesis")]
     wS, _ = sens.max_change_brute_force(lambda A, B: sens.released_S(A, B, degree=s), pair)
-    assert leq(wS, sens.direct_statistic_tight(d, s, R, R_w, d_v))
-    assert leq(sens.direct_statistic_tight(d, s, R, R_w, d_v), sens.direct_statistic(d, s, R, R_w, d_v))
+    assert leq(wS, sens.direct_statistic(d, s, R, R_w, d_v))
+    assert leq(sens.direct_statistic(d, s, R, R_w, d_v),
+               sens.direct_statistic_convention(d, s, R, R_w, d_v))
     for col in range(d_v + 1):
         w0, _ = sens.max_change_brute_force(lambda A, B: sens.released_c0(A, B, column=col), pair)
         w1, _ = sens.max_change_brute_force(

@@ -100,13 +100,15 @@ def released(rel) -> dict:
     return out
 
 
-def draw_for(key, u_value, *, plan, d, degree):
-    """The TLap draw the conventions assign to the released number ``key`` for uniform u."""
+def draw_for(key, u_value, *, plan, d, degree, d_v):
+    """The TLap draw the conventions assign to the released number ``key`` for uniform u (the
+    denominator is column d_v: its c1 has its own sensitivity, ``c1_column``)."""
     k = key[2]
     R_w = 1  # value columns are built with R_w = 1 here, and the denominator always has 1
     if key[0] in ("c0", "c1"):
+        den = k == d_v
         Delta = (sensitivity.c0(R_w, prec=PREC) if key[0] == "c0"
-                 else sensitivity.c1(d, degree, 1, R_w, prec=PREC))
+                 else sensitivity.c1_column(d, degree, 1, R_w, denominator=den, prec=PREC))
         e, dl = plan.share(key[0])
     else:
         _, c, k, t, m, _ = key
@@ -184,7 +186,7 @@ def test_uniform_order_draw_by_draw(rng, copies, G):
         moved = released(build(K, V, degree, copies, u, G))
         changed = [key for key in base if moved[key] != base[key]]
         assert changed == [expected[idx]]
-        z = draw_for(expected[idx], 0.8125, plan=plan, d=d, degree=degree)
+        z = draw_for(expected[idx], 0.8125, plan=plan, d=d, degree=degree, d_v=d_v)
         assert abs(moved[expected[idx]] - base[expected[idx]] - z) <= tol(z)
 
 
@@ -213,12 +215,12 @@ def test_error_is_the_stated_linear_combination_of_draws(rng):
                         idx = node_noise_index(i, c, k, t, m, d_v=d_v, r=r, copies=copies)
                         place = ("node", c, k, t, m, i)
                     total += coef * draw_for(place, u[idx], plan=plan, d=d,
-                                             degree=degree)
+                                             degree=degree, d_v=d_v)
                 assert abs(err - total) <= tol(sm.c1)
                 bound = sure_noise_bound(sm.noise_groups(f), CTX)
                 assert abs(err) <= bound
                 # power: with the c0 coefficient's sign flipped the combination no longer matches
                 flipped = total - 2 * sm.error_coefficients(f)["c0"] * draw_for(
                     ("c0", c, k), u[scalar_noise_index(c, k, 0, d_v=d_v)], plan=plan,
-                    d=d, degree=degree)
+                    d=d, degree=degree, d_v=d_v)
                 assert abs(err - flipped) > tol(sm.c1)

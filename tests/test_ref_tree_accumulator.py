@@ -145,8 +145,9 @@ def test_from_sums_is_the_k_v_release_given_the_exact_sums():
                     leaves[g][t][k][m] = x
     pairs = [(ctx.fsum(w), ctx.fsum(wi * ctx.fsum(f * f for f in row)
                                     for wi, row in zip(w, feats))) for w in weights]
-    scal = [[sensitivity.c0(b, prec=prec), sensitivity.c1(2, 2, 1.0, b, prec=prec)]
-            for b in (1.0, 1)]
+    scal = [[sensitivity.c0(b, prec=prec),
+             sensitivity.c1_column(2, 2, 1.0, b, denominator=k == 1, prec=prec)]
+            for k, b in enumerate((1.0, 1))]
     node = [[[moment_sensitivity(m, upper=M[t], R_w=b, prec=prec) for m in range(3)]
              for t in range(r)] for b in (1.0, 1)]
     u = np.random.default_rng(7).uniform(size=tree_noise_count(n=9, d=2, d_v=1, degree=2,

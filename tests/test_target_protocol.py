@@ -110,7 +110,9 @@ def test_our_adapters_pass_the_target_suite(target):
     failed = [(r.name, r.statistic, r.threshold) for r in run.records
               if not r.passed and r.false_failure_rate() < 1e-6]
     assert not failed, failed
-    assert sum(r.kind == "power" and r.passed for r in run.records) >= 6
+    # (5: the tree's denominator c1 has its own, tight sensitivity, so its draws form a law group
+    # of their own, too small at these sizes for its power pair to be sure)
+    assert sum(r.kind == "power" and r.passed for r in run.records) >= 5
     names = {r.name.split(":")[0] for r in run.records}
     assert {"conformance", "noiselessness", "noise law", "sensitivity", "audit",
             "adaptive queries"} <= names

@@ -144,9 +144,12 @@ class SearchResult:
 # ---------------------------------------------------------------------------------------------
 
 def _mp(x):
-    import mpmath
+    """``x`` as an mpf of the reference's working context (160 bits): sums started from it stay
+    at that precision (mpmath's global 53 bits would round a change that attains a tight
+    bound above it)."""
+    from dpxattn.reference._mp import context
 
-    return mpmath.mpf(x)
+    return context(None).mpf(x)
 
 
 def flat_release(release: dict) -> np.ndarray:
@@ -178,7 +181,7 @@ def _direct_quantities(config: StructureConfig, M) -> list[Quantity]:
     return [
         Quantity("S (whole matrix)", "S", sensitivity.direct_statistic(d, s, R, R_w, d_v, scale=sc),
                  np.arange(r * cols), S_exact,
-                 sensitivity.direct_statistic_tight(d, s, R, R_w, d_v, scale=sc)),
+                 sensitivity.direct_statistic(d, s, R, R_w, d_v, scale=sc)),
         Quantity("ones column of S (the denominator's statistic)", "S ones column (denominator)",
                  ones_bound, np.arange(r) * cols + d_v,
                  lambda K, V: S_exact(K, V)[d_v::cols], ones_bound - M[0]),
@@ -230,7 +233,8 @@ def _tree_column_quantities(config: StructureConfig, k: int, M, exact_tree) -> l
                     _memo(lambda K, V, k=k: sensitivity.released_c0(K, V, column=k)),
                     sensitivity.c0_denominator() if den else sensitivity.c0(W),
                     (("column", k),)),
-           Quantity(f"c1 ({tag})", f"c1 ({fam})", sensitivity.c1(d, s, R, W, scale=sc),
+           Quantity(f"c1 ({tag})", f"c1 ({fam})",
+                    sensitivity.c1_column(d, s, R, W, denominator=den, scale=sc),
                     np.array([payload_size + 2 * k + 1]),
                     _memo(lambda K, V, k=k: sensitivity.released_c1(K, V, column=k, degree=s,
                                                                     scale=sc)),
@@ -488,7 +492,9 @@ def _fast_noise_covers(config: StructureConfig) -> tuple[bool, str]:
     for k in range(config.cols):
         W = 1 if k == config.d_v else config.R_w
         ok &= scal[k, 0] >= float(sensitivity.c0(W))
-        ok &= scal[k, 1] >= float(sensitivity.c1(config.d, config.degree, config.R, W, scale=config.scale))
+        ok &= scal[k, 1] >= float(sensitivity.c1_column(config.d, config.degree, config.R, W,
+                                                        denominator=k == config.d_v,
+                                                        scale=config.scale))
         for t in range(config.r):
             for m in range(3):
                 ok &= nodes[k, t, m] >= float(sensitivity.tree_level(M[t], m, W))

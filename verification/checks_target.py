@@ -382,7 +382,8 @@ def components(cfg: StatConfig, mechanism: str) -> list[Component]:
         bound = cfg.R_w if k < cfg.d_v else 1
         for which, (name, sens) in enumerate((
                 ("c0", sensitivity.c0(bound)),
-                ("c1", sensitivity.c1(cfg.d, cfg.degree, cfg.R, bound)))):
+                ("c1", sensitivity.c1_column(cfg.d, cfg.degree, cfg.R, bound,
+                                             denominator=k == cfg.d_v)))):
             e, dl = plan.share(name)
             out.append(Component(f"{name} column {k}", (2 * k + which,), float(sens), float(e),
                                  float(dl)))

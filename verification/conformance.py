@@ -353,7 +353,8 @@ def _plain_scalars(W, FK, u, weights, T: float, shares, copies: int,
                    ppf=_plain_ppf) -> np.ndarray:
     """``tree``: the noisy scalars (copies, cols, 2): per copy and column, c0 = sum_i w_i and
     c1 = sum_i w_i |phi(k_i)|^2, each with its own draw (two uniforms per (copy, column), the
-    first ones of ``u``); sensitivities 2 w and 2 w T."""
+    first ones of ``u``); sensitivities 2 w and 2 w T, but T - 1 for the denominator's c1 (the
+    last column, w = 1; its exact sup) when T > 1 (degree >= 1)."""
     (e0, d0), (e1, d1) = shares
     cols = W.shape[1]
     pos = 0
@@ -361,8 +362,9 @@ def _plain_scalars(W, FK, u, weights, T: float, shares, copies: int,
     for c in range(copies):
         for k in range(cols):
             scal[c, k, 0] = W[:, k].sum() + ppf(u[pos:pos + 1], 2 * weights[k], e0, d0)[0]
+            s1 = T - 1 if k == cols - 1 and T > 1 else 2 * weights[k] * T
             scal[c, k, 1] = (W[:, k] * (FK**2).sum(1)).sum() + ppf(
-                u[pos + 1:pos + 2], 2 * weights[k] * T, e1, d1)[0]
+                u[pos + 1:pos + 2], s1, e1, d1)[0]
             pos += 2
     return scal
 

@@ -334,7 +334,8 @@ _DIRECT_SENSITIVITY_TEXT = {
     ("gaussian", "box"): "2 R_w sqrt(d_v T_s(t_max)) (l2: Frobenius norm of the change of the whole "
                          "matrix, reference.sensitivity.direct_statistic_l2; in secure mode plus "
                          "twice the float64 error bound of the computed S, note 25)",
-    ("tlap", "box"): "(2 d_v R_w + 1) * sum_alpha M_alpha (l1, whole matrix)",
+    ("tlap", "box"): ("2 d_v R_w + max(2 d_v R_w, d_v R_w + 1) * sum_{alpha != 0} M_alpha (l1, "
+                      "whole matrix, the exact sup)"),
     ("gaussian", "ball"): "ball: the exact sup of the Frobenius change of the whole matrix over "
                           "rows with ||k||_2 <= R (l2, reference.ball_sensitivity."
                           "ball_direct_statistic_l2; in secure mode plus twice the float64 error "
@@ -487,7 +488,8 @@ def plan_tree(*, eps, delta, n: int, d: int, d_v: int, degree: int, copies: int 
         Component("c0", "c0 = sum_i w_i", copies * cols, e_s, d_s,
                   "2 R_w (denominator: R_w = 1)", per_col, **used["c0"]),
         Component("c1", "c1 = sum_i w_i ||P(k_i)||^2", copies * cols, e_s, d_s,
-                  "2 R_w T_s(scale d R^2)", per_col, **used["c1"]),
+                  "2 R_w T_s(scale d R^2) (denominator: T_s(scale d R^2) - 1)", per_col,
+                  **used["c1"]),
         Component("tree_level", "DPTree level (coordinate t, moment m)",
                   copies * cols * TREE_MOMENTS * r * L, e_l, d_l,
                   "2 R_w M_t^m per level (l1)",
