@@ -28,17 +28,14 @@ import numpy as np
 import torch
 
 from dpxattn.accounting import NUMERICS_FLOAT, NUMERICS_FLOAT_GAUSSIAN, feature_dimension, plan_direct
-from dpxattn.errors import ParameterError
-from dpxattn.params import check_build_arguments, check_degree, check_positive_int
+from dpxattn.errors import AccumulatorError, ParameterError
+from dpxattn.params import (check_accumulator_arguments, check_accumulator_release,
+                            check_degree, check_positive_int)
 
 __all__ = ["Accumulator", "AccumulatorError", "exact_constants"]
 
 #: rows validated and accumulated at a time from a large (e.g. memory-mapped) input
 ADD_CHUNK_ROWS = 1 << 16
-
-
-class AccumulatorError(ParameterError):
-    """A misuse of an :class:`Accumulator` (a second release, a merge of unlike ones, ...)."""
 
 
 @lru_cache(maxsize=128)
@@ -170,13 +167,9 @@ class Accumulator:
     def __init__(self, *, mechanism: str = "direct", d: int, d_v: int, degree: int, R, R_w,
                  scale=None, clip: bool = False, domain: str = "box",
                  grid_size: int | None = None) -> None:
-        mechanism, degree, _, grid_size, clip = check_build_arguments(
-            mechanism=mechanism, eps=1.0, delta=1e-6, R=R, R_w=R_w, degree=degree, scale=scale,
-            copies=1, grid_size=grid_size, clip=clip, domain=domain)
-        if mechanism == "tree" and grid_size is None:
-            raise AccumulatorError("grid_size", "is required for the tree: its grid is fixed "
-                                   "before the rows are seen (build's default, n, is not known "
-                                   "while streaming)", grid_size)
+        mechanism, degree, grid_size, clip = check_accumulator_arguments(
+            mechanism=mechanism, R=R, R_w=R_w, degree=degree, scale=scale, grid_size=grid_size,
+            clip=clip, domain=domain)
         self.mechanism = mechanism
         self.d = check_positive_int("d", d)
         self.d_v = check_positive_int("d_v", d_v)
@@ -326,14 +319,9 @@ class Accumulator:
         from dpxattn.fast.secure_noise import SECURE_NUMERICS
 
         self._check_open("be released")
-        if self.n == 0:
-            raise AccumulatorError("accumulator", "holds no rows: nothing to release")
+        copies = check_accumulator_release(self, eps=eps, delta=delta, law=law, copies=copies,
+                                           composition=composition)
         tree = self.mechanism == "tree"
-        _, _, copies, _, _ = check_build_arguments(
-            mechanism=self.mechanism, eps=eps, delta=delta, R=self.R, R_w=self.R_w,
-            degree=self.degree, scale=self.scale, copies=copies,
-            grid_size=self.grid_size if tree else None, clip=self.clip, law=law,
-            domain=self.domain, composition=composition)
         noise_given = noise
         noise = resolve_noise(noise, generator, uniforms)
         check_law_noise(law, noise, noise_given)

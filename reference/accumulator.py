@@ -79,9 +79,10 @@ import math
 from fractions import Fraction
 
 from dpxattn.accounting import feature_dimension, plan_direct
-from dpxattn.errors import ParameterError, ShapeError
+from dpxattn.errors import AccumulatorError, ShapeError
 from dpxattn.memory import check_build_memory
-from dpxattn.params import check_build_arguments, check_degree, check_positive_int
+from dpxattn.params import (check_accumulator_arguments, check_accumulator_release,
+                            check_degree, check_positive_int)
 from dpxattn.reference import ball, kernel
 from dpxattn.reference._mp import (DEFAULT_PREC, check_entries, context, resolve_prec,
                                    to_fraction, to_matrix)
@@ -94,12 +95,6 @@ __all__ = ["Accumulator", "AccumulatorError", "noise_sensitivity", "round_to_lat
 
 #: the fast path's margin before rounding a constant up to float64 (fast/sensitivities.py)
 ROUND_UP_MARGIN = 1 + Fraction(1, 2 ** 90)
-
-
-class AccumulatorError(ParameterError):
-    """A misuse of an :class:`Accumulator`: a second release, an add or merge after release, a
-    merge of unlike accumulators, an empty release. Paper: none (PAPER.md §5 item 8; proof
-    note ``proofs_notes/30-exact-accumulation.md``)."""
 
 
 def round_to_lattice(x, e: int) -> int:
@@ -183,13 +178,9 @@ class Accumulator:
                  grid_size: int | None = None, prec=DEFAULT_PREC) -> None:
         """Validate the public parameters (as the reference's build does) and start empty.
         Paper: none (PAPER.md §5 item 8). Proof note ``proofs_notes/30-exact-accumulation.md``."""
-        mechanism, degree, _, grid_size, clip = check_build_arguments(
-            mechanism=mechanism, eps=1.0, delta=1e-6, R=R, R_w=R_w, degree=degree, scale=scale,
-            copies=1, grid_size=grid_size, clip=clip, domain=domain)
-        if mechanism == "tree" and grid_size is None:
-            raise AccumulatorError("grid_size", "is required for the tree: its grid is fixed "
-                                   "before the rows are seen (build's default, n, is not known "
-                                   "while streaming)", grid_size)
+        mechanism, degree, grid_size, clip = check_accumulator_arguments(
+            mechanism=mechanism, R=R, R_w=R_w, degree=degree, scale=scale, grid_size=grid_size,
+            clip=clip, domain=domain)
         self.mechanism = mechanism
         self.prec = resolve_prec(prec)
         self.d = check_positive_int("d", d)
@@ -399,14 +390,9 @@ class Accumulator:
         from dpxattn.reference.dptree import draw_uniforms, numerics_label
 
         self._check_open("be released")
-        if self.n == 0:
-            raise AccumulatorError("accumulator", "holds no rows: nothing to release")
+        copies = check_accumulator_release(self, eps=eps, delta=delta, law=law, copies=copies,
+                                           composition=composition)
         tree = self.mechanism == "tree"
-        _, _, copies, _, _ = check_build_arguments(
-            mechanism=self.mechanism, eps=eps, delta=delta, R=self.R, R_w=self.R_w,
-            degree=self.degree, scale=self.scale, copies=copies,
-            grid_size=self.grid_size if tree else None, clip=self.clip, law=law,
-            domain=self.domain, composition=composition)
         if tree:
             return self._release_tree(eps, delta, law, uniforms, generator, copies,
                                       composition)

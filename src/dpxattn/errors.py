@@ -7,7 +7,7 @@ parameter broke which bound, e.g. ``eps must be finite and > 0 (got -1.0)``.
 from __future__ import annotations
 
 __all__ = ["DPXAttnError", "ParameterError", "BoundError", "ShapeError", "UniformsError",
-           "NoSureEnvelopeError", "ResourceError", "no_sure_envelope"]
+           "NoSureEnvelopeError", "ResourceError", "AccumulatorError", "no_sure_envelope"]
 
 
 class DPXAttnError(ValueError):
@@ -40,6 +40,12 @@ class ShapeError(DPXAttnError):
 
 class UniformsError(DPXAttnError):
     """Given uniforms have the wrong length or lie outside the open interval (0, 1)."""
+
+
+class AccumulatorError(ParameterError):
+    """A misuse of a streaming accumulator (``dpxattn.fast.Accumulator`` or its reference
+    mirror): a second release, an add or merge after release, a merge of unlike accumulators,
+    an empty release, a tree without its grid size."""
 
 
 class ResourceError(DPXAttnError):

@@ -26,7 +26,7 @@ import math
 import numbers
 from fractions import Fraction
 
-from dpxattn.errors import ParameterError
+from dpxattn.errors import AccumulatorError, ParameterError
 
 __all__ = [
     "MECHANISMS",
@@ -47,6 +47,8 @@ __all__ = [
     "check_clip",
     "check_privacy",
     "check_build_arguments",
+    "check_accumulator_arguments",
+    "check_accumulator_release",
 ]
 
 MECHANISMS = ("direct", "tree")
@@ -250,3 +252,34 @@ def check_build_arguments(*, mechanism, eps, delta, R, R_w, degree, scale, copie
         check_positive("scale", scale)
     copies, grid_size = check_mechanism_options(mechanism, copies, grid_size)
     return mechanism, degree, copies, grid_size, check_clip(clip)
+
+
+def check_accumulator_arguments(*, mechanism, R, R_w, degree, scale, grid_size, clip,
+                                domain) -> tuple[str, int, int | None, bool]:
+    """The public parameters of a streaming accumulator (fast and reference alike): those of
+    :func:`check_build_arguments` that are fixed before the rows are seen, and the tree's
+    ``grid_size``, required (:class:`dpxattn.errors.AccumulatorError`). Returns
+    ``(mechanism, degree, grid_size, clip)`` normalised."""
+    mechanism, degree, _, grid_size, clip = check_build_arguments(
+        mechanism=mechanism, eps=1.0, delta=1e-6, R=R, R_w=R_w, degree=degree, scale=scale,
+        copies=1, grid_size=grid_size, clip=clip, domain=domain)
+    if mechanism == "tree" and grid_size is None:
+        raise AccumulatorError("grid_size", "is required for the tree: its grid is fixed before "
+                               "the rows are seen (build's default, n, is not known while "
+                               "streaming)", grid_size)
+    return mechanism, degree, grid_size, clip
+
+
+def check_accumulator_release(acc, *, eps, delta, law, copies, composition) -> int:
+    """The arguments of an accumulator's ``release`` (fast and reference alike), checked as
+    :func:`check_build_arguments` checks build's, with the accumulator ``acc``'s public
+    parameters (``mechanism``, ``R``, ``R_w``, ``degree``, ``scale``, ``grid_size``, ``clip``,
+    ``domain``); an empty accumulator (``acc.n == 0``) raises
+    :class:`dpxattn.errors.AccumulatorError`. Returns ``copies`` normalised."""
+    if acc.n == 0:
+        raise AccumulatorError("accumulator", "holds no rows: nothing to release")
+    tree = acc.mechanism == "tree"
+    return check_build_arguments(
+        mechanism=acc.mechanism, eps=eps, delta=delta, R=acc.R, R_w=acc.R_w, degree=acc.degree,
+        scale=acc.scale, copies=copies, grid_size=acc.grid_size if tree else None,
+        clip=acc.clip, law=law, domain=acc.domain, composition=composition)[2]
