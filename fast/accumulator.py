@@ -29,8 +29,8 @@ import torch
 
 from dpxattn.accounting import NUMERICS_FLOAT, NUMERICS_FLOAT_GAUSSIAN, feature_dimension, plan_direct
 from dpxattn.errors import AccumulatorError, ParameterError
-from dpxattn.params import (check_accumulator_arguments, check_accumulator_release,
-                            check_degree, check_positive_int)
+from dpxattn.params import (check_accumulator_arguments, check_accumulator_merge,
+                            check_accumulator_release, check_degree, check_positive_int)
 
 __all__ = ["Accumulator", "AccumulatorError", "exact_constants"]
 
@@ -288,15 +288,7 @@ class Accumulator:
     def merge(self, other: "Accumulator") -> "Accumulator":
         """Add another accumulator's sums (exact); it must have the same public parameters.
         ``other`` is consumed (it cannot be released afterwards)."""
-        self._check_open("merge")
-        if other is self:
-            raise AccumulatorError("other", "is this accumulator: merging it into itself would "
-                                   "count its rows twice")
-        if not isinstance(other, Accumulator) or other._public() != self._public():
-            raise AccumulatorError("other", "must be an Accumulator with the same public "
-                                   "parameters (mechanism, d, d_v, degree, R, R_w, scale, clip, "
-                                   "domain, grid_size)")
-        other._check_open("be merged")
+        check_accumulator_merge(self, other, Accumulator, "an Accumulator")
         self.check_rows(self.n + other.n)
         from dpxattn.fast.exact_sum import carry
 

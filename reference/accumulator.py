@@ -81,8 +81,8 @@ from fractions import Fraction
 from dpxattn.accounting import feature_dimension, plan_direct
 from dpxattn.errors import AccumulatorError, ShapeError
 from dpxattn.memory import check_build_memory
-from dpxattn.params import (check_accumulator_arguments, check_accumulator_release,
-                            check_degree, check_positive_int)
+from dpxattn.params import (check_accumulator_arguments, check_accumulator_merge,
+                            check_accumulator_release, check_degree, check_positive_int)
 from dpxattn.reference import ball, kernel
 from dpxattn.reference._mp import (DEFAULT_PREC, check_entries, context, resolve_prec,
                                    to_fraction, to_matrix)
@@ -298,15 +298,8 @@ class Accumulator:
         """Add another reference accumulator's sums (exact); it must have the same public
         parameters (and precision) and be another object; ``other`` is consumed.
         Paper: none (PAPER.md §5 item 8). Proof note ``proofs_notes/30-exact-accumulation.md``."""
-        self._check_open("merge")
-        if other is self:
-            raise AccumulatorError("other", "must be another accumulator (merging one with "
-                                   "itself would count its rows twice)")
-        if not isinstance(other, Accumulator) or other._public() != self._public():
-            raise AccumulatorError("other", "must be a reference Accumulator with the same public "
-                                   "parameters (mechanism, d, d_v, degree, R, R_w, scale, clip, "
-                                   "domain, grid_size, prec)")
-        other._check_open("be merged")
+        check_accumulator_merge(self, other, Accumulator,
+                                "a reference Accumulator (of the same precision)")
         self._check_rows(self.n + other.n)
         _add_into(self._sums, other._sums)
         self.n += other.n

@@ -49,6 +49,7 @@ __all__ = [
     "check_build_arguments",
     "check_accumulator_arguments",
     "check_accumulator_release",
+    "check_accumulator_merge",
 ]
 
 MECHANISMS = ("direct", "tree")
@@ -283,3 +284,19 @@ def check_accumulator_release(acc, *, eps, delta, law, copies, composition) -> i
         mechanism=acc.mechanism, eps=eps, delta=delta, R=acc.R, R_w=acc.R_w, degree=acc.degree,
         scale=acc.scale, copies=copies, grid_size=acc.grid_size if tree else None,
         clip=acc.clip, law=law, domain=acc.domain, composition=composition)[2]
+
+
+def check_accumulator_merge(acc, other, kind: type, label: str) -> None:
+    """``acc.merge(other)``'s refusals (fast and reference alike), as
+    :class:`dpxattn.errors.AccumulatorError`: ``other`` must be another ``kind`` accumulator
+    (``label`` names it) with the same public parameters (``_public()``), and both still open
+    (``_check_open``)."""
+    acc._check_open("merge")
+    if other is acc:
+        raise AccumulatorError("other", "must be another accumulator (merging one into itself "
+                               "would count its rows twice)")
+    if not isinstance(other, kind) or other._public() != acc._public():
+        raise AccumulatorError("other", f"must be {label} with the same public parameters "
+                               "(mechanism, d, d_v, degree, R, R_w, scale, clip, domain, "
+                               "grid_size)")
+    other._check_open("be merged")
