@@ -45,7 +45,8 @@ class UniformsError(DPXAttnError):
 class AccumulatorError(ParameterError):
     """A misuse of a streaming accumulator (``dpxattn.fast.Accumulator`` or its reference
     mirror): a second release, an add or merge after release, a merge of unlike accumulators,
-    an empty release, a tree without its grid size."""
+    an empty release, a tree without its grid size. Paper: none (corpus scale; spec PAPER.md
+    §5 item 18; proof note ``proofs_notes/30-exact-accumulation.md``)."""
 
 
 class ResourceError(DPXAttnError):
