@@ -16,8 +16,10 @@ is (eps, delta)-DP end to end (``privacy``). Noise modes (``build(noise=...)``; 
 * ``"secure"`` (the default when neither a generator nor uniforms is given): every released
   number is a lattice point, the exact float sum rounded to a public power of two plus exact
   discrete truncated Laplace noise from OS CSPRNG words (``fast/secure_noise.py``), with the
-  sensitivity of the computed float64 sums (analytic + 2 x their float error bound); the plan's
-  numerics is ``SECURE_NUMERICS`` (``proofs_notes/23-hardened-noise.md``);
+  sensitivity of the exactly accumulated sums (``build`` in secure mode is one
+  :class:`dpxattn.fast.Accumulator` add and release: integer sums on public lattices, their
+  rounding charged once, ``proofs_notes/30-exact-accumulation.md``); the plan's numerics is
+  ``SECURE_NUMERICS`` (``proofs_notes/23-hardened-noise.md``);
 * ``"float"`` (the default with a seeded generator or given uniforms): float64 inversion of the
   exact TLap CDF, proven in idealised real arithmetic only, NOT hardened against floating-point
   attacks (DESIGN §5); reproducible and in conformance with the exact reference.
@@ -68,8 +70,8 @@ __all__ = ["DPCrossAttention", "resolve_noise", "check_law_noise", "Tolerance", 
 SECURE_GAUSSIAN_NUMERICS = (
     "hardened: lattice release with exact discrete Gaussian noise from CSPRNG words: every "
     "released number is a lattice point (round to a public 2^k, ties to even) plus g times an "
-    "exact N_Z(0, t (t - 1)) integer; the l2 sensitivity includes the float64 error and the "
-    "rounding; certified (eps, delta) of proofs_notes/25-discrete-gaussian.md (coupling and "
+    "exact N_Z(0, t (t - 1)) integer; the l2 sensitivity is that of the exactly accumulated "
+    "statistic, its lattice rounding and the release's rounding included; certified (eps, delta) of proofs_notes/25-discrete-gaussian.md (coupling and "
     "concentrated-DP bounds, interval arithmetic)"
 )
 

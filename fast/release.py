@@ -18,7 +18,9 @@ Two noise modes (``DPCrossAttention.build(noise=...)``; proofs_notes/23-hardened
   :func:`dpxattn.fast.secure_noise.secure_release` (round to a public lattice, add exact discrete
   truncated Laplace noise from 64-bit words, release lattice points;
   ``proofs_notes/23-hardened-noise.md``) with the law's per-entry public constants: the l1
-  sensitivity of the **computed** float64 vector (analytic + 2 x its float error bound,
+  sensitivity of the vector **as computed** (for ``build`` and the accumulator, the exactly
+  accumulated statistic's, its rounding included, ``proofs_notes/30``; for float64 sums it
+  would be analytic + 2 x their float error bound,
   ``dpxattn.reference.sensitivity.secure_sensitivity``), ``changed`` and ``value_bound``.
   Entries that share those constants are released together, a chunk of rows at a time: one
   ``secure_release`` call on a batch of independent vectors with identical public constants is
@@ -297,9 +299,9 @@ def _broadcast(x, shape) -> np.ndarray:
 def secure_law(shape, sensitivity, eps, delta, *, changed, value_bound, device=None) -> NoiseLaw:
     """The hardened release's public constants per entry of ``shape``.
 
-    ``sensitivity``: the l1 sensitivity of the COMPUTED float64 vector the entry belongs to
-    (analytic + 2 x float error bound); ``changed``: how many coordinates of that vector can
-    differ on neighbours (counting every coordinate when float error is included);
+    ``sensitivity``: the l1 sensitivity of the vector the entry belongs to, as computed (the
+    exactly accumulated statistic's, its rounding included); ``changed``: how many coordinates
+    of that vector can differ on neighbours (an upper bound suffices);
     ``value_bound``: a public bound on |entry|. Each argument a scalar or broadcastable to
     ``shape``. Each distinct tuple gets :func:`dpxattn.fast.secure_noise.secure_parameters`.
     """

@@ -332,14 +332,16 @@ def _optimal_step(k: int, eps: Fraction, delta: Fraction) -> tuple[Fraction, Fra
 #: the sensitivity each (law, domain) of ``direct`` is calibrated to, in words
 _DIRECT_SENSITIVITY_TEXT = {
     ("gaussian", "box"): "2 R_w sqrt(d_v T_s(t_max)) (l2: Frobenius norm of the change of the whole "
-                         "matrix, reference.sensitivity.direct_statistic_l2; in secure mode plus "
-                         "twice the float64 error bound of the computed S, note 25)",
+                         "matrix, reference.sensitivity.direct_statistic_l2; in secure mode, and "
+                         "in any accumulator release, plus the lattice rounding of the exactly "
+                         "accumulated S, note 30)",
     ("tlap", "box"): ("2 d_v R_w + max(2 d_v R_w, d_v R_w + 1) * sum_{alpha != 0} M_alpha (l1, "
                       "whole matrix, the exact sup)"),
     ("gaussian", "ball"): "ball: the exact sup of the Frobenius change of the whole matrix over "
                           "rows with ||k||_2 <= R (l2, reference.ball_sensitivity."
-                          "ball_direct_statistic_l2; in secure mode plus twice the float64 error "
-                          "bound of the computed S; note 27)",
+                          "ball_direct_statistic_l2; in secure mode, and in any accumulator "
+                          "release, plus the lattice rounding of the exactly accumulated S; "
+                          "notes 27, 30)",
     ("tlap", "ball"): "ball: 2 d_v R_w (1 + sum_k B_k) + sum_k min(2 B_k, sum_|alpha|=k w_alpha "
                       "M_alpha), B_k the per-degree l1 bound of P(k) on ||k||_2 <= R (l1, whole "
                       "matrix, a sound bound; reference.ball_sensitivity.ball_direct_statistic; "
@@ -536,9 +538,9 @@ def _plan_tree_gaussian(eps, delta, n, d, d_v, degree, copies, grid_size, sensit
         count=1, eps=e, delta=dl,
         sensitivity="2 R_w sqrt(l d_v S_max), S_max = L (r + sum_t M_t^2 + sum_t M_t^4) + 1 + "
                     "(sum_t M_t^2)^2, when d_v R_w^2 >= 1 (l2: the change of the whole released "
-                    "vector, reference.sensitivity.tree_release_l2; in secure mode plus twice "
-                    "the l2 float64 error bound of the computed release, "
-                    "reference.sensitivity.tree_release_float_error_l2)",
+                    "vector, reference.sensitivity.tree_release_l2; in secure mode, and in any "
+                    "accumulator release, plus the rounding of the exactly accumulated sums, "
+                    "reference.tree_accumulation.rounded_tree_l2)",
         per=f"all {count} released numbers ({copies} copies x {d_v + 1} columns x (c0, c1 and "
             f"{TREE_MOMENTS * r} trees of {nodes} nodes)): ONE analytic Gaussian mechanism (iid "
             "N(0, sigma^2) per number; nothing composed)",
