@@ -54,7 +54,6 @@ from dpxattn.fast.directed import float_up, memo_safe
 from dpxattn.fast.envelope import finalize, hp_ratio_bound, median_copy_failure, ratio_bound
 from dpxattn.fast.features import feature_bounds
 from dpxattn.fast.release import NOISE_MODES, SecureGaussianLaw, noise_stream
-from dpxattn.fast.secure_noise import SECURE_NUMERICS
 from dpxattn.fast.sensitivities import (direct_gaussian_constants, direct_sensitivity,
                                         round_up, tree_gaussian_constants, tree_sensitivities)
 from dpxattn.fast.tree_mechanism import (TreeRelease, median_over_copies, tlap_plan_records,
@@ -266,10 +265,9 @@ class DPCrossAttention:
                                             composition=composition, **args)
             stream.finish()
             del K, V
-        numerics = ((SECURE_GAUSSIAN_NUMERICS if gaussian else SECURE_NUMERICS) if secure else
-                    NUMERICS_FLOAT_GAUSSIAN if gaussian else NUMERICS_FLOAT)
-        notes = ((_secure_note(release),) if secure else ()) + (
-            (ball_plan_note(clip),) if ball else ())
+        # float mode only from here: secure mode returned through _build_exact above
+        numerics = NUMERICS_FLOAT_GAUSSIAN if gaussian else NUMERICS_FLOAT
+        notes = (ball_plan_note(clip),) if ball else ()
         plan = plan.with_labels(randomness=stream.label, clip=clip, numerics=numerics,
                                 notes=notes)
         if maps:
@@ -472,46 +470,42 @@ def _noise_count(*, n: int, d: int, d_v: int, degree: int, mechanism: str, copie
 
 
 def _secure_note(release) -> str:
-    """One line for the privacy plan: the lattice laws of a secure build."""
+    """One line for the privacy plan: the lattice laws of a secure release (every one is an
+    accumulator's: ``build`` in secure mode is one add and release)."""
     laws = ((release.law,) if isinstance(release, DirectRelease)
             else (release.scalar_law, release.node_law))
-    exact = release.lattice is not None
     if isinstance(laws[0], SecureGaussianLaw):
-        return _secure_gaussian_note_text(laws[0].parameters, exact)
-    return _secure_note_text(tuple(p for law in laws for p in law.constants), exact)
+        return _secure_gaussian_note_text(laws[0].parameters)
+    return _secure_note_text(tuple(p for law in laws for p in law.constants))
 
 
-#: what a secure release's sensitivity is of: (float64 sums, exact accumulation)
-_SENSITIVITY_OF = {
-    False: ("the computed float64 {what} (analytic + 2 x float64 error bound, "
-            "dpxattn.reference.sensitivity.secure_sensitivity)"),
-    True: ("the exactly accumulated {what} (integer sums on public lattices, rounding charged "
-           "once, proofs_notes/30-exact-accumulation.md)"),
-}
+#: what a secure release's sensitivity is of
+_EXACTLY_ACCUMULATED = ("the exactly accumulated {what} (integer sums on public lattices, "
+                        "rounding charged once, proofs_notes/30-exact-accumulation.md)")
 
 
 @lru_cache(maxsize=256)
-def _secure_gaussian_note_text(p, exact: bool) -> str:
+def _secure_gaussian_note_text(p) -> str:
     """:func:`_secure_note` of one discrete Gaussian lattice release (``GaussianLatticeParameters``
-    ``p``, frozen and hashable; ``exact``: of an exactly accumulated statistic), memoised."""
+    ``p``, frozen and hashable), memoised."""
     return (f"hardened release: 1 discrete Gaussian lattice law, g = 2^{p.exponent}, "
             f"sigma = g sqrt(t (t - 1)), t = {p.scale_units}; l2 sensitivity of "
-            + _SENSITIVITY_OF[exact].format(what="release") + "; sigma / continuous analytic "
+            + _EXACTLY_ACCUMULATED.format(what="release") + "; sigma / continuous analytic "
             "sigma = "
             f"{p.sigma_ratio:.9g}; delta achieved / delta share <= "
             f"{p.delta_achieved / float(p.delta):.9g} (certified, proofs_notes/25-discrete-gaussian.md)")
 
 
 @lru_cache(maxsize=256)
-def _secure_note_text(params: tuple, exact: bool) -> str:
+def _secure_note_text(params: tuple) -> str:
     """:func:`_secure_note` of the lattice parameters ``params`` (a tuple of frozen, hashable
-    public records; ``exact``: of an exactly accumulated statistic), memoised."""
+    public records), memoised."""
     ks = [p.exponent for p in params]
     infl = max(float(p.sensitivity_units * p.granularity / p.sensitivity) for p in params)
     eps_ratio = min(float(p.eps_used / p.eps) for p in params)
     delta_ratio = max(p.delta_achieved / float(p.delta) for p in params)
     return (f"hardened release: {len(params)} distinct lattice laws, g = 2^{min(ks)}..2^{max(ks)}; "
-            "sensitivities are of " + _SENSITIVITY_OF[exact].format(what="sums")
+            "sensitivities are of " + _EXACTLY_ACCUMULATED.format(what="sums")
             + "; lattice sensitivity / that <= "
             f"{infl:.9g}; eps used / eps share >= {eps_ratio:.9g}; delta achieved / delta share "
             f"<= {delta_ratio:.9g}")

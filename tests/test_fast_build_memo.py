@@ -91,4 +91,4 @@ def test_secure_note_memo_returns_the_same_text():
     assert str(a.privacy) == str(b.privacy) and torch.equal(a.release.S, b.release.S)
     params = a.release.law.constants
     (note,) = [x for x in a.privacy.notes if x.startswith("hardened release")]
-    assert note == cross_attention._secure_note_text(params, True)  # exactly accumulated sums
+    assert note == cross_attention._secure_note_text(params)
