@@ -421,8 +421,13 @@ class Accumulator:
                                                                      n_bound.max())))
             else:
                 gauss, extra = (_sigma(l2, eps_g, delta_g), l2), None
+            from dpxattn.reference.tree_noise_weights import tree_noise_weights
+
             release = TreeRelease.build(None, None, scalar_sens=None, node_sens=None,
-                                        shares=None, secure=extra, gaussian=gauss, **args)
+                                        shares=None, secure=extra, gaussian=gauss,
+                                        noise_weights=tree_noise_weights(
+                                            d, s, self.R, grid_size=G, scale=self.scale),
+                                        **args)
             sens, sigma = ((release.node_law.sensitivity, release.node_law.sigma) if secure
                            else (l2, gauss[0]))
             plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=s, copies=copies,

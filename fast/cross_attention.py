@@ -596,7 +596,10 @@ def _build_tree_gaussian(K, V, *, eps, delta, R, R_w, degree, scale, bounds, str
                          copies: int, grid_size):
     """The float-mode Gaussian ``tree`` release of a validated (K, V) and its plan (one Gaussian
     component, recording the l2 sensitivity and sigma used; ``proofs_notes/26-tree-gaussian.md``):
-    sigma Phi^-1(u) per number. Secure mode goes through :func:`_build_exact`."""
+    lambda_g sigma Phi^-1(u) per number of group g (the reference's group multipliers,
+    ``dpxattn.reference.tree_noise_weights``). Secure mode goes through :func:`_build_exact`."""
+    from dpxattn.reference.tree_noise_weights import tree_noise_weights
+
     n, d = K.shape
     d_v = V.shape[1]
     grid = n if grid_size is None else grid_size
@@ -609,7 +612,8 @@ def _build_tree_gaussian(K, V, *, eps, delta, R, R_w, degree, scale, bounds, str
         K, V, degree=degree, scale=scale, grid=grid, copies=copies, bounds=bounds,
         norm_bound=_norm_bound(d, degree, R, scale), R_w=_public_float_up(R_w, "R_w"),
         scalar_sens=None, node_sens=None, shares=None, stream=stream, secure=None,
-        gaussian=(sigma, sens))
+        gaussian=(sigma, sens),
+        noise_weights=tree_noise_weights(d, degree, R, grid_size=grid, scale=scale))
     plan = plan_tree(eps=eps, delta=delta, n=n, d=d, d_v=d_v, degree=degree, copies=copies,
                      grid_size=grid_size, law="gaussian", sensitivity=sens, noise_scale=sigma)
     return release, plan

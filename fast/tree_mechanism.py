@@ -14,11 +14,13 @@ Released, per copy c = 0..l-1 and column k = 0..d_v (k = d_v: the denominator, w
   ``[0, M_t]``: leaf g holds ``sum_{cell(P_t(k_i)) = g} w_i P_t(k_i)^m``; every one of the 2N - 1
   nodes gets TLap(2 W_k M_t^m, plan.share("tree_level")).
 
-Gaussian law (``build(gaussian=(sigma, Delta_2))``, float mode; ``proofs_notes/26-tree-gaussian.md``):
-the same sums, every released number gets ``sigma Phi^-1(u)`` from the same uniform in the same
-order (one :class:`dpxattn.fast.release.GaussianLaw` over the scalars (l, d_v + 1, 2) and one
-over the nodes (l, d_v + 1, r, 3), both the reference's sigma for the l2 sensitivity of the
-whole release, rounded up).
+Gaussian law (``build(gaussian=(sigma, Delta_2), noise_weights=)``, float mode;
+``proofs_notes/26-tree-gaussian.md``): the same sums, each group g (c0, c1, tree (t, m)) scaled
+by mu_g = 2^-e, then ``sigma Phi^-1(u)`` from the same uniform in the same order (one
+:class:`dpxattn.fast.release.GaussianLaw` over the scalars (l, d_v + 1, 2) and one over the
+nodes (l, d_v + 1, r, 3), both the reference's sigma for the l2 sensitivity of the scaled
+release, rounded up), then scaled back by lambda_g = 2^e: group g's noise is lambda_g sigma
+Phi^-1(u), exactly; the constant feature's trees are withheld (mu = lambda = 0: released as 0).
 
 Memory layout (not the uniform order): one float64 payload ``(2N - 1, r, l, d_v + 1, 3)``, so the
 rows of its 2-D view ``((2N - 1) r, l (d_v + 1) 3)`` are (node, coordinate) pairs and a query's
@@ -99,7 +101,10 @@ class TreeRelease:
     constants; ``bounds`` (r,) the feature bounds M_t; ``n``, ``grid``, ``degree``, ``scale``,
     ``copies``, ``norm_bound`` (T_s(t_max), rounded up), ``R_w`` (float64, rounded up);
     ``lattice``: None, or the term exponents (c_0, c_1, c_2) of a release of the streaming
-    accumulator's rounded sums (its envelopes add their rounding).
+    accumulator's rounded sums (its envelopes add their rounding); ``noise_weights``: None
+    (TLap) or the Gaussian law's group multipliers
+    (:class:`dpxattn.reference.tree_noise_weights.TreeNoiseWeights`: group g's noise is
+    lambda_g = 2^e_g times the law's, a withheld group is released as 0).
     Queries are evaluated in float64 whatever their dtype (the answer is cast at the end).
     """
 
@@ -116,6 +121,7 @@ class TreeRelease:
     norm_bound: float
     R_w: float
     lattice: tuple | None = None
+    noise_weights: object = None
     _split: torch.Tensor | None = field(default=None, repr=False)
     _queried: int = field(default=0, repr=False)
     _magnitudes: tuple | None = field(default=None, repr=False)
@@ -177,7 +183,7 @@ class TreeRelease:
               scalar_sens: np.ndarray,
               node_sens: np.ndarray, shares: dict, stream, secure=None,
               gaussian=None, sums=None, n: int | None = None,
-              lattice: tuple | None = None) -> "TreeRelease":
+              lattice: tuple | None = None, noise_weights=None) -> "TreeRelease":
         """K (n, d), V (n, d_v): validated float64 private data (not kept); or ``K = V = None``
         and ``sums = (nodes (2N - 1, r, d_v + 1, 3), scalars (d_v + 1, 2))`` computed by the
         caller for ``n`` rows (the streaming accumulator's exact sums,
@@ -200,6 +206,12 @@ class TreeRelease:
         release, :func:`dpxattn.fast.tree_accumulation.tree_exact_constants`): the whole release is
         ONE discrete Gaussian lattice release (``changed`` = every released number), drawn as
         the scalars then the nodes, from the secure words (``proofs_notes/26-tree-gaussian.md``).
+        Gaussian ``noise_weights`` (required with ``gaussian``; the reference's
+        :func:`dpxattn.reference.tree_noise_weights.tree_noise_weights`): every group is scaled
+        by its mu = 2^-e before the release and by lambda = 2^e after it (exact: powers of
+        two), so group g's noise is lambda_g times the law's and the law is calibrated to the
+        scaled vector's l2 sensitivity (``sens``); a withheld group (mu = lambda = 0) is
+        released as 0 (``proofs_notes/26-tree-gaussian.md``, "Per-group noise").
         """
         if sums is not None:
             payload, scalars = cls._replicate(*sums, copies)
@@ -214,6 +226,11 @@ class TreeRelease:
         N = padded_size(grid)
 
         if gaussian is not None:
+            if noise_weights is None:
+                raise ValueError("a Gaussian tree release needs its noise_weights")
+            mu_s, mu_n, lam_s, lam_n = group_scales(noise_weights, device)
+            scalars.mul_(mu_s)
+            payload.mul_(mu_n[:, None, None, :])
             if secure is not None:  # one discrete Gaussian lattice release of the whole vector
                 eps_g, delta_g, sens, value_bound = secure
                 total = scalars.numel() + payload.numel()
@@ -227,10 +244,12 @@ class TreeRelease:
                 node_law = gaussian_law((l, cols, r, MOMENTS), sigma, sens)
             release_(scalars.unsqueeze(0), scalar_law, stream)
             release_(payload.permute(0, 2, 3, 1, 4), node_law, stream)
+            scalars.mul_(lam_s)
+            payload.mul_(lam_n[:, None, None, :])
             return cls(payload=payload, scalars=scalars, node_law=node_law,
                        scalar_law=scalar_law, bounds=bounds, n=n, grid=grid, degree=degree,
                        scale=scale, copies=l, norm_bound=norm_bound, R_w=R_w,
-                       lattice=lattice)
+                       lattice=lattice, noise_weights=noise_weights)
         (e0, d0), (e1, d1), (el, dl) = shares["c0"], shares["c1"], shares["tree_level"]
         eps_s = np.array([[e0, e1]] * cols, dtype=object)
         delta_s = np.array([[d0, d1]] * cols, dtype=object)
@@ -255,7 +274,8 @@ class TreeRelease:
                            node_law=self.node_law.to(device), scalar_law=self.scalar_law.to(device),
                            bounds=self.bounds.to(device), n=self.n, grid=self.grid,
                            degree=self.degree, scale=self.scale, copies=self.copies,
-                           norm_bound=self.norm_bound, R_w=self.R_w, lattice=self.lattice)
+                           norm_bound=self.norm_bound, R_w=self.R_w, lattice=self.lattice,
+                           noise_weights=self.noise_weights)
 
     @property
     def secure(self) -> bool:
@@ -433,15 +453,16 @@ class TreeRelease:
         return self._magnitudes
 
     def _gaussian_column_bounds(self, Q: torch.Tensor, failure: float | None) -> torch.Tensor:
-        """Gaussian law: column k's noise is ``sum_j c_j Z_j``, Z_j iid N(0, sigma^2), with the
-        coefficients of :meth:`column_bounds` (1/2 for c1, ||u||^2/2 for c0, |coef_m(u_t)|/2 for
-        each of the |C_t| canonical nodes of tree (t, m); the same for every column): exactly
-        N(0, sigma^2 sum c_j^2), bounded at ``failure`` by its two-sided normal quantile
+        """Gaussian law: column k's noise is ``sum_j c_j lambda_j Z_j``, Z_j iid N(0, sigma^2),
+        with the coefficients of :meth:`column_bounds` (1/2 for c1, ||u||^2/2 for c0,
+        |coef_m(u_t)|/2 for each of the |C_t| canonical nodes of tree (t, m); the same for every
+        column) and the groups' multipliers lambda (0 for a withheld group): exactly
+        N(0, sigma^2 sum (c_j lambda_j)^2), bounded at ``failure`` by its two-sided normal quantile
         (:func:`dpxattn.fast.envelope.gaussian_noise_bound`), plus the floating-point allowance
         with the released magnitudes (:meth:`released_magnitudes`) and the draws' own error.
         Secure mode (exact discrete Gaussian on a lattice of spacing g): each draw is within
-        1.5 g of a coupled N(0, sigma^2) draw, surely (note 25, Lemma 5), so 1.5 g sum |c_j| is
-        added; lattice draws are exact (no draw error)."""
+        1.5 g of a coupled N(0, sigma^2) draw, surely (note 25, Lemma 5), so
+        1.5 g sum |c_j| lambda_j is added; lattice draws are exact (no draw error)."""
         if failure is None:
             raise no_sure_envelope("error_bound")
         from dpxattn.fast.direct import GAUSSIAN_DRAW_ULPS
@@ -453,13 +474,15 @@ class TreeRelease:
             norm = (U * U).sum(dim=1)
             coef = torch.stack([U * U, 2.0 * U, torch.ones_like(U)], dim=-1)  # |coef|, (m, r, 3)
             cs = coef * sizes.unsqueeze(-1)
-            sum_c2 = (1.0 + norm * norm + (coef * coef * sizes.unsqueeze(-1)).sum(dim=(1, 2))) / 4
+            _, _, lam_s, lam_n = group_scales(self.noise_weights, U.device)
+            sum_c2 = (lam_s[1] ** 2 + (lam_s[0] * norm) ** 2
+                      + (coef * coef * sizes.unsqueeze(-1) * lam_n * lam_n).sum(dim=(1, 2))) / 4
             noise = gaussian_noise_bound(self.node_law.sigma, sum_c2, 3 * r + 2, failure)
             secure = isinstance(self.node_law, SecureGaussianLaw)
             if secure:
                 # lattice release (note 25, Lemma 5): each noise is within g (coupling) + g/2
                 # (rounding) of a N(0, sigma^2) draw coupled to it, surely: + 1.5 g sum |c_j|
-                l1 = (1.0 + norm + cs.sum(dim=(1, 2))) / 2
+                l1 = (lam_s[1] + lam_s[0] * norm + (cs * lam_n).sum(dim=(1, 2))) / 2
                 c = self.node_law.coupling + self.node_law.rounding
                 noise = noise + c * l1 * (1.0 + gamma(3 * r + 4, unit_roundoff(torch.float64)))
             A, A_s = self.released_magnitudes()
@@ -509,6 +532,19 @@ class TreeRelease:
         w = torch.full((cols,), float(self.R_w), dtype=torch.float64, device=device)
         w[-1] = 1.0
         return w
+
+
+def group_scales(weights, device) -> tuple:
+    """``(mu_s (2,), mu_n (r, 3), lambda_s (2,), lambda_n (r, 3))`` float64 tensors of a
+    :class:`dpxattn.reference.tree_noise_weights.TreeNoiseWeights`: mu = 2^-e and
+    lambda = 2^e per group (c0, c1; tree (t, m)), both 0 for a withheld group."""
+    w = weights
+    mu_s = [w.scale(w.c0), w.scale(w.c1)]
+    lam_s = [w.multiplier(w.c0), w.multiplier(w.c1)]
+    mu_n = [[w.scale(e) for e in row] for row in w.nodes]
+    lam_n = [[w.multiplier(e) for e in row] for row in w.nodes]
+    return tuple(torch.tensor(x, dtype=torch.float64, device=device)
+                 for x in (mu_s, mu_n, lam_s, lam_n))
 
 
 def median_over_copies(per_copy: torch.Tensor) -> torch.Tensor:

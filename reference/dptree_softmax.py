@@ -24,10 +24,13 @@ D~_c = max(denominator, n), out_c[k] = numerator_k / D~_c; the answer is the ent
 copies (mean of the two middle values for even l).
 
 Gaussian law (``law="gaussian"``, ``proofs_notes/26-tree-gaussian.md``): the WHOLE release (every
-copy, column, c0, c1 and node) is one analytic Gaussian mechanism: every released number gets
-``N(0, sigma^2)`` = ``sigma Phi^-1(u)`` from its uniform (the same uniform order, the same count),
-``sigma`` = :func:`gaussian_constants` (``reference.gaussian.sigma_for`` on the l2 sensitivity of
-the whole vector, ``reference.sensitivity.tree_release_l2``, both certified upward).
+copy, column, c0, c1 and node) is one analytic Gaussian mechanism: every released number of
+group g (c0, c1, tree (t, m)) gets ``N(0, (lambda_g sigma)^2)`` = ``lambda_g sigma Phi^-1(u)``
+from its uniform (the same uniform order, the same count), lambda_g = 2^e the public multipliers
+of :func:`dpxattn.reference.tree_noise_weights.tree_noise_weights` (the constant feature's trees
+withheld: released as 0, their uniforms unused), ``sigma`` = :func:`gaussian_constants`
+(``reference.gaussian.sigma_for`` on the l2 sensitivity of the whole vector scaled by
+mu_g = 1 / lambda_g, ``reference.sensitivity.tree_release_l2(weights=)``, both certified upward).
 
 Uniform order (conventions): first the scalars, for copy c, for column k: [c0, c1]
 (:func:`scalar_noise_index`); then the nodes, node-major: for node i = 0..2N-2, for payload
@@ -47,6 +50,7 @@ from dpxattn.errors import ParameterError, ShapeError
 from dpxattn.params import check_degree, check_positive_int
 from dpxattn.randomness import check_uniforms
 from dpxattn.reference import gaussian, kernel, sensitivity
+from dpxattn.reference.tree_noise_weights import TreeNoiseWeights, tree_noise_weights
 from dpxattn.reference import truncated_laplace as tl
 from dpxattn.reference._mp import context, resolve_prec, to_mpf
 from dpxattn.reference.dptree import DPTree, certified_upper, exact_node_sums
@@ -139,7 +143,8 @@ def gaussian_constants(d: int, degree: int, R, R_w, d_v: int, eps, delta, *, gri
     """``(Delta_2, sigma)`` of the Gaussian ``tree`` release, both certified upward (mpf).
 
     ``Delta_2``: :func:`dpxattn.reference.sensitivity.tree_release_l2` (the l2 change of the
-    whole released vector, every copy included) through
+    whole released vector, every copy included, scaled by the groups' mu of
+    :func:`dpxattn.reference.tree_noise_weights.tree_noise_weights`) through
     :func:`dpxattn.reference.dptree.certified_upper`; ``sigma``:
     :func:`dpxattn.reference.gaussian.sigma_for` (Delta_2, eps, delta), rounded up. The fast path
     takes both from here (rounded up to float64). Paper: none (Balle & Wang 2018, Thm 8; the
@@ -153,7 +158,9 @@ def gaussian_constants(d: int, degree: int, R, R_w, d_v: int, eps, delta, *, gri
 
 
 def _gaussian_constants(d, degree, R, R_w, d_v, eps, delta, grid_size, copies, scale, p):
-    l2 = partial(sensitivity.tree_release_l2, grid_size=grid_size, copies=copies, scale=scale)
+    weights = tree_noise_weights(d, degree, R, grid_size=grid_size, scale=scale)
+    l2 = partial(sensitivity.tree_release_l2, grid_size=grid_size, copies=copies, scale=scale,
+                 weights=weights)
     Delta2 = certified_upper(l2, d, degree, R, R_w, d_v, prec=p)
     return Delta2, gaussian.sigma_for(Delta2, eps, delta, prec=p)
 
@@ -162,9 +169,10 @@ def _gaussian_constants(d, degree, R, R_w, d_v, eps, delta, grid_size, copies, s
 _gaussian_constants_memo = lru_cache(maxsize=64, typed=True)(_gaussian_constants)
 
 
-def _gaussian_distance(column, weights, *, upper, R_w, grid_size: int, uniforms, sigma,
+def _gaussian_distance(column, weights, *, upper, R_w, grid_size: int, uniforms, sigmas,
                        prec, leaves=None, n=None) -> DPTreeDistance:
-    """A p = 2 DPTreeDistance whose every node gets ``gaussian.ppf(u, sigma)`` (node-major
+    """A p = 2 DPTreeDistance whose every node of moment tree m gets ``gaussian.ppf(u,
+    sigmas[m])``; ``sigmas[m]`` None: the tree is withheld (every node 0, no noise) (node-major
     uniforms, as :meth:`DPTreeDistance._from_level_budget` reads them). Its trees have no
     per-level budget, sensitivity or support bound (``None``): the whole release is one
     Gaussian component, and the noise is unbounded (``proofs_notes/26-tree-gaussian.md``).
@@ -178,14 +186,22 @@ def _gaussian_distance(column, weights, *, upper, R_w, grid_size: int, uniforms,
         values = (moment_leaves(column, weights, upper=upper, grid_size=grid_size, k=k,
                                 prec=prec) if leaves is None else leaves[k])
         exact = exact_node_sums(values, prec=prec)
-        noise = gaussian.sample(uniforms[k::TREE_MOMENTS], sigma, prec=prec)
+        if sigmas[k] is None:  # withheld: released as 0 (a constant, no data)
+            noisy = [ctx.zero] * len(exact)
+        else:
+            noise = gaussian.sample(uniforms[k::TREE_MOMENTS], sigmas[k], prec=prec)
+            noisy = [ctx.fadd(c, z) for c, z in zip(exact, noise)]
         trees.append(DPTree(n=grid_size, levels=tree_levels(grid_size), sensitivity=None,
-                            eps_level=None, delta_level=None, prec=prec,
-                            noisy=[ctx.fadd(c, z) for c, z in zip(exact, noise)],
+                            eps_level=None, delta_level=None, prec=prec, noisy=noisy,
                             support_bound=None, plan=None))
     return DPTreeDistance(p=2, upper=upper, R_w=R_w, grid_size=grid_size,
                           n=len(column) if leaves is None else n, prec=prec, trees=trees,
                           plan=None)
+
+
+def _group_sigma(sigma, ctx):
+    """e -> lambda sigma = 2^e sigma (exact: a power of two), a group's standard deviation."""
+    return lambda e: ctx.ldexp(sigma, e)
 
 
 def _scalar_sums(features, weights, sums, ctx) -> tuple:
@@ -260,18 +276,21 @@ class DPTreeSoftmax:
     ``c1_laplace_scale`` (b = Delta/eps), ``coordinates`` (tuple of r :class:`DPTreeDistance`,
     p = 2, grid on [0, M_t]), ``moment_variances`` (r tuples of 3 certified node variances),
     ``moment_laplace_scales`` (r tuples of 3 node Laplace scales), ``weight_bound`` (R_w, or 1 for the denominator), ``prec``,
-    ``sigma`` (None for TLap; ``law="gaussian"``: the one sigma of every released number, the
-    variances sigma^2 rounded up, the support bounds and Laplace scales None).
+    ``sigma`` (None for TLap; ``law="gaussian"``: the base sigma, the support bounds and
+    Laplace scales None), ``noise_weights`` (``law="gaussian"``: the
+    :class:`dpxattn.reference.tree_noise_weights.TreeNoiseWeights`; group g's noise is
+    N(0, (lambda_g sigma)^2), a withheld group is 0; the variances are those, rounded up).
     Paper: 'DPTreeSoftmax' (v2 App. I); spec PAPER.md §3.4 ("correct version").
     """
 
     __slots__ = ("c0", "c1", "c0_support_bound", "c1_support_bound", "c0_variance",
                  "c1_variance", "c0_laplace_scale", "c1_laplace_scale", "coordinates",
-                 "moment_variances", "moment_laplace_scales", "weight_bound", "prec", "sigma")
+                 "moment_variances", "moment_laplace_scales", "weight_bound", "prec", "sigma",
+                 "noise_weights")
 
     def __init__(self, *, c0, c1, c0_support_bound, c1_support_bound, c0_variance, c1_variance,
                  c0_laplace_scale, c1_laplace_scale, coordinates, moment_variances,
-                 moment_laplace_scales, weight_bound, prec, sigma=None):
+                 moment_laplace_scales, weight_bound, prec, sigma=None, noise_weights=None):
         self.c0 = c0
         self.c1 = c1
         self.c0_support_bound = c0_support_bound
@@ -286,12 +305,13 @@ class DPTreeSoftmax:
         self.weight_bound = weight_bound
         self.prec = prec
         self.sigma = sigma
+        self.noise_weights = noise_weights
 
     @classmethod
     def build(cls, features, weights, *, weight_bound, feature_bounds, c1_sensitivity, plan,
               grid_size: int, scalar_uniforms, node_uniforms, prec=None,
               sigma=None, sums=None, n=None, c0_sensitivity=None,
-              node_sensitivities=None) -> "DPTreeSoftmax":
+              node_sensitivities=None, noise_weights=None) -> "DPTreeSoftmax":
         """DPTreeSoftmax.Init (sound form) from validated, exact inputs.
 
         ``features``: n rows of r mpf (Phi_i = P(k_i), each in [0, M_t]); ``weights``: n mpf in
@@ -302,9 +322,11 @@ class DPTreeSoftmax:
         ``scalar_uniforms``: 2 uniforms [c0, c1]; ``node_uniforms``: a (2N - 1) x (3 r) array,
         row i = node i, column 3 t + m = moment m of coordinate t (node-major, as the
         conventions order them). Released: c0 + Z0, c1 + Z1 and every node of every tree.
-        ``sigma`` (``law="gaussian"``; ``plan`` and ``c1_sensitivity`` then unused): every
-        released number gets ``gaussian.ppf(u, sigma)`` from the same uniform instead
-        (:func:`gaussian_constants`; ``proofs_notes/26-tree-gaussian.md``).
+        ``sigma`` (``law="gaussian"``; ``plan`` and ``c1_sensitivity`` then unused) and
+        ``noise_weights`` (its group multipliers lambda_g = 2^e, default all 1): every released
+        number of group g gets ``gaussian.ppf(u, lambda_g sigma)`` from the same uniform instead,
+        a withheld group is released as 0 (:func:`gaussian_constants`;
+        ``proofs_notes/26-tree-gaussian.md``).
 
         From sums (``features = weights = None``; not in the paper, PAPER.md §5 item 18,
         ``proofs_notes/30-exact-accumulation.md`` "The tree"): ``sums = (leaves, (c0, c1))``
@@ -325,7 +347,9 @@ class DPTreeSoftmax:
                                        feature_bounds=feature_bounds, grid_size=grid_size,
                                        scalar_uniforms=scalar_uniforms,
                                        node_uniforms=node_uniforms, prec=p, sigma=sigma,
-                                       sums=sums, n=n)
+                                       sums=sums, n=n, noise_weights=(
+                                           TreeNoiseWeights.isotropic(r) if noise_weights is None
+                                           else noise_weights))
         eps0, delta0 = plan.share("c0")
         eps1, delta1 = plan.share("c1")
         level = plan.share("tree_level")
@@ -368,30 +392,40 @@ class DPTreeSoftmax:
 
     @classmethod
     def _build_gaussian(cls, features, weights, *, weight_bound, feature_bounds, grid_size,
-                        scalar_uniforms, node_uniforms, prec, sigma, sums=None,
+                        scalar_uniforms, node_uniforms, prec, sigma, noise_weights, sums=None,
                         n=None) -> "DPTreeSoftmax":
         """:meth:`build` with ``law="gaussian"``: the same exact sums (or the given ``sums``),
-        N(0, sigma^2) noise."""
+        N(0, (lambda_g sigma)^2) noise per group g (withheld groups: 0)."""
         ctx = context(prec)
         sigma = to_mpf(sigma, ctx, "sigma")
-        z0, z1 = gaussian.sample(scalar_uniforms[:2], sigma, prec=prec)
+        w = noise_weights
+        sig = _group_sigma(sigma, ctx)
         c0, c1 = _scalar_sums(features, weights, sums, ctx)
+        released = []
+        for e, value, u in ((w.c0, c0, scalar_uniforms[0]), (w.c1, c1, scalar_uniforms[1])):
+            released.append(ctx.zero if e is None else
+                            ctx.fadd(value, gaussian.sample([u], sig(e), prec=prec)[0]))
         node_uniforms = np.asarray(node_uniforms)
         coordinates = [
             _gaussian_distance(None if sums is not None else [row[t] for row in features],
                                weights, upper=feature_bounds[t],
                                R_w=weight_bound, grid_size=grid_size,
                                uniforms=node_uniforms[:, TREE_MOMENTS * t:TREE_MOMENTS * (t + 1)]
-                               .reshape(-1), sigma=sigma, prec=prec,
+                               .reshape(-1), sigmas=[None if e is None else sig(e)
+                                                     for e in w.nodes[t]], prec=prec,
                                leaves=None if sums is None else sums[0][t], n=n)
             for t in range(len(feature_bounds))]
-        var = ctx.fmul(sigma, sigma, rounding="u")
-        return cls(c0=ctx.fadd(c0, z0), c1=ctx.fadd(c1, z1), c0_support_bound=None,
-                   c1_support_bound=None, c0_variance=var, c1_variance=var,
+
+        def var(e):
+            return ctx.zero if e is None else ctx.fmul(sig(e), sig(e), rounding="u")
+
+        return cls(c0=released[0], c1=released[1], c0_support_bound=None,
+                   c1_support_bound=None, c0_variance=var(w.c0), c1_variance=var(w.c1),
                    c0_laplace_scale=None, c1_laplace_scale=None, coordinates=coordinates,
-                   moment_variances=[(var,) * TREE_MOMENTS] * len(feature_bounds),
+                   moment_variances=[tuple(var(e) for e in row) for row in w.nodes],
                    moment_laplace_scales=[(None,) * TREE_MOMENTS] * len(feature_bounds),
-                   weight_bound=to_mpf(weight_bound, ctx, "R_w"), prec=prec, sigma=sigma)
+                   weight_bound=to_mpf(weight_bound, ctx, "R_w"), prec=prec, sigma=sigma,
+                   noise_weights=w)
 
     def distance(self, u):
         """sum_t DPTreeDistance_t.Query(u_t): the noisy sum_i w_i ||Phi_i - u||^2 (paper form)."""
@@ -429,8 +463,14 @@ class DPTreeSoftmax:
             per: dict = {}
             for key, c in coef.items():
                 per.setdefault(key[:2] if isinstance(key, tuple) else key, []).append(c)
-            return tuple(GaussianNoiseGroup(tuple(per.pop(k)), self.sigma) for k in ("c1", "c0")) \
-                + tuple(GaussianNoiseGroup(tuple(cs), self.sigma) for _, cs in sorted(per.items()))
+            w = self.noise_weights
+            exps = {"c0": w.c0, "c1": w.c1}
+            exps.update({(t, m): e for t, row in enumerate(w.nodes) for m, e in enumerate(row)})
+            sig = _group_sigma(self.sigma, context(self.prec))
+            keys = ["c1", "c0"] + sorted(k for k in per if isinstance(k, tuple))
+            # a withheld group releases 0, no noise: it adds nothing to the error
+            return tuple(GaussianNoiseGroup(tuple(per[k]), sig(exps[k])) for k in keys
+                         if exps[k] is not None)
         groups = [NoiseGroup((coef["c1"],), self.c1_support_bound, self.c1_variance,
                              self.c1_laplace_scale),
                   NoiseGroup((coef["c0"],), self.c0_support_bound, self.c0_variance,
@@ -541,8 +581,9 @@ class TreeRelease:
                     [kernel.features(row, degree, scale=scale, prec=p) for row in K])
         bounds = kernel.feature_bounds(d, degree, R, scale=scale, prec=p)
         one = ctx.one
-        Delta2 = sigma = rounding = None
+        Delta2 = sigma = rounding = noise_weights = None
         if law == "gaussian":
+            noise_weights = tree_noise_weights(d, degree, R, grid_size=G, scale=scale)
             eps_g, delta_g = plan.share("tree")
             if sums is None:
                 Delta2, sigma = gaussian_constants(d, degree, R, R_w, d_v, eps_g, delta_g,
@@ -584,7 +625,7 @@ class TreeRelease:
                     scalar_uniforms=u[scalar_noise_index(c, k, 0, d_v=d_v):
                                       scalar_noise_index(c, k, 0, d_v=d_v) + 2],
                     node_uniforms=nodes[:, first:first + r * TREE_MOMENTS], prec=p,
-                    sigma=sigma, **given))
+                    sigma=sigma, noise_weights=noise_weights, **given))
             softmax.append(cols)
         return cls(softmax=softmax, n=n, d=d, d_v=d_v, degree=degree, scale=scale,
                    copies=copies, grid_size=G, R_w=to_mpf(R_w, ctx, "R_w"), prec=p, law=law,

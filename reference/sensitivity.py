@@ -160,7 +160,8 @@ def direct_statistic_l2(d: int, degree: int, R, R_w, d_v: int, *, scale=None, pr
     return ctx.sqrt(2 * T * (1 + m) - 2 * (1 - m))
 
 
-def tree_row_norm_sq_bound(d: int, degree: int, R, *, grid_size: int, scale=None, prec=None):
+def tree_row_norm_sq_bound(d: int, degree: int, R, *, grid_size: int, scale=None, prec=None,
+                           weights=None):
     """S_max = L (r + sum_t M_t^2 + sum_t M_t^4) + 1 + (sum_t M_t^2)^2: the largest squared l2
     norm of one row's contribution a(k) to one column of the ``tree`` release, per unit weight.
 
@@ -171,6 +172,10 @@ def tree_row_norm_sq_bound(d: int, degree: int, R, *, grid_size: int, scale=None
     increasing in every x_t in [0, M_t] and attained at k = R 1_d (x_t = M_t,
     :func:`dpxattn.reference.kernel.feature_bounds`). Rounded at ``prec`` (callers certify it
     upward, :func:`dpxattn.reference.dptree.certified_upper`).
+    ``weights`` (a :class:`dpxattn.reference.tree_noise_weights.TreeNoiseWeights`, None: all 1):
+    the squared norm of mu a(k), each group scaled by its mu = 2^-e (0 when withheld),
+    ``L sum_(t,m) mu_tm^2 x_t^(2m) + mu_c0^2 + mu_c1^2 ||P(k)||^4`` at the same corner (the
+    scaling keeps every entry >= 0 and increasing).
     Paper: not in the paper (the Gaussian calibration of the ``tree``, PAPER §3.4-3.7; the
     released nodes of DPTreeSoftmax, v2 App. I). Proof note ``proofs_notes/26-tree-gaussian.md``.
     """
@@ -179,12 +184,24 @@ def tree_row_norm_sq_bound(d: int, degree: int, R, *, grid_size: int, scale=None
     ctx = context(prec)
     M = feature_bounds(d, degree, R, scale=scale, prec=prec)
     sq = ctx.fsum(x * x for x in M)
-    quad = ctx.fsum((x * x) ** 2 for x in M)
-    return L * (len(M) + sq + quad) + 1 + sq * sq
+    if weights is None:
+        quad = ctx.fsum((x * x) ** 2 for x in M)
+        return L * (len(M) + sq + quad) + 1 + sq * sq
+    mu2 = _squared_scales(weights, ctx)
+    nodes = ctx.fsum(mu2[(t, m)] * x ** (2 * m) for t, x in enumerate(M) for m in range(3))
+    return L * nodes + mu2["c0"] + mu2["c1"] * sq * sq
+
+
+def _squared_scales(weights, ctx) -> dict:
+    """mu_g^2 = 2^-2e (0 when withheld) of every group of ``weights``, exact mpf."""
+    out = {"c0": weights.scale(weights.c0), "c1": weights.scale(weights.c1)}
+    out.update({(t, m): weights.scale(e) for t, row in enumerate(weights.nodes)
+                for m, e in enumerate(row)})
+    return {g: ctx.mpf(mu) ** 2 for g, mu in out.items()}
 
 
 def tree_release_l2(d: int, degree: int, R, R_w, d_v: int, *, grid_size: int, copies: int = 1,
-                    scale=None, prec=None):
+                    scale=None, prec=None, weights=None):
     """l2 sensitivity of the WHOLE ``tree`` release: sup over neighbours of the l2 norm of the
     change of every released number (c0, c1 and every node of every moment tree, every column
     and copy; :func:`released_tree`).
@@ -200,6 +217,11 @@ def tree_release_l2(d: int, degree: int, R, R_w, d_v: int, *, grid_size: int, co
 
     The l = ``copies`` copies are identical statistics (independent noise): the change is the
     same in each, so the whole vector's change is sqrt(l) times one copy's.
+    ``weights`` (:class:`dpxattn.reference.tree_noise_weights.TreeNoiseWeights`; None: all 1):
+    the l2 sensitivity of the SCALED release mu y that the weighted Gaussian tree is calibrated
+    on. a is replaced by mu a (entries >= 0, increasing), S_max by the weighted
+    :func:`tree_row_norm_sq_bound` and r + 1 by sum_t mu_(t,0)^2 + mu_c0^2 (the moment-0 roots
+    and c0 are mu for every row); the same argument, the same attaining corner for m >= 1.
     Paper: not in the paper (PAPER §3.4-3.7, §5 item 8; Balle & Wang 2018). Proof note
     ``proofs_notes/26-tree-gaussian.md``.
     """
@@ -207,12 +229,17 @@ def tree_release_l2(d: int, degree: int, R, R_w, d_v: int, *, grid_size: int, co
     copies = check_positive_int("copies", copies)
     ctx = context(prec)
     Rw = to_mpf(check_positive("R_w", R_w), ctx, "R_w")
-    S = tree_row_norm_sq_bound(d, degree, R, grid_size=grid_size, scale=scale, prec=prec)
-    r = len(feature_bounds(d, degree, R, scale=scale, prec=prec))
+    S = tree_row_norm_sq_bound(d, degree, R, grid_size=grid_size, scale=scale, prec=prec,
+                               weights=weights)
     m = d_v * Rw * Rw
     if m >= 1:
         return 2 * Rw * ctx.sqrt(copies * d_v * S)
-    return ctx.sqrt(copies * (2 * (1 + m) * S - 2 * (1 - m) * (r + 1)))
+    if weights is None:
+        common = len(feature_bounds(d, degree, R, scale=scale, prec=prec)) + 1
+    else:
+        mu2 = _squared_scales(weights, ctx)
+        common = mu2["c0"] + ctx.fsum(mu2[(t, 0)] for t in range(len(weights.nodes)))
+    return ctx.sqrt(copies * (2 * (1 + m) * S - 2 * (1 - m) * common))
 
 
 def c0(R_w, *, prec=None):

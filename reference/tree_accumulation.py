@@ -154,6 +154,10 @@ def rounded_tree_l2(n: int, d: int, degree: int, R, R_w, d_v: int, exponents, *,
     numbers it enters (one node per level per tree, c0, c1; the old and the new row: the
     factor 2), and the conversion term sqrt(l sum_k ((2 u n B_c0)^2 + (2 u n B_c1)^2 +
     2 L sum_(t,m) (2 u n B_(t,m))^2)) over the at most 2 L changed nodes per tree.
+    The Gaussian tree is calibrated on the scaled release mu y (the groups' mu = 2^-e <= 1 of
+    :func:`dpxattn.reference.tree_noise_weights.tree_noise_weights`, 0 when withheld): Delta_2
+    is that scaled vector's (``weights=``), and since every mu <= 1 the two error norms bound
+    the scaled errors too (||mu e|| <= ||e||).
     Paper: not in the paper (the Gaussian calibration of the rounded ``tree``; PAPER §3.4-3.7,
     §5 item 18). Proof note: ``proofs_notes/30-exact-accumulation.md``."""
     from dpxattn.accounting import tree_levels  # accounting imports nothing of this module
@@ -174,8 +178,11 @@ def rounded_tree_l2(n: int, d: int, degree: int, R, R_w, d_v: int, exponents, *,
         conv += (2 * conversion_error(n, W * T + E2, prec=prec)) ** 2
         conv += 2 * L * ctx.fsum((2 * conversion_error(n, W * Mt ** m + e[t][m], prec=prec)) ** 2
                                  for t, Mt in enumerate(M) for m in range(3))
+    from dpxattn.reference.tree_noise_weights import tree_noise_weights
+
+    weights = tree_noise_weights(d, degree, R, grid_size=grid_size, scale=scale)
     analytic = tree_release_l2(d, degree, R, R_w, d_v, grid_size=grid_size, copies=copies,
-                               scale=scale, prec=prec)
+                               scale=scale, prec=prec, weights=weights)
     return analytic + 2 * ctx.sqrt(copies * rounding) + ctx.sqrt(copies * conv)
 
 

@@ -65,14 +65,18 @@ def test_the_ball_pair_attains_the_ball_l2_sensitivity():
 
 
 def test_the_tree_pair_attains_the_whole_release_l2_sensitivity():
-    """The tree's audited pair (k = k' = R, v = -v' = R_w) moves its whole release by exactly
-    the reference's tree_release_l2 (note 26); the sampler is the real build."""
+    """The tree's audited pair (k = k' = R, v = -v' = R_w) moves its whole release, scaled by
+    its groups' mu, by exactly the reference's weighted tree_release_l2 (note 26); the sampler
+    is the real build."""
     import numpy as np
 
     from dpxattn.reference.sensitivity import tree_release_l2
+    from dpxattn.reference.tree_noise_weights import tree_noise_weights
 
     cfg = cgp.TREE_CONFIG
-    exact = float(tree_release_l2(cfg.d, cfg.degree, cfg.R, cfg.R_w, cfg.d_v, grid_size=cfg.n))
+    exact = float(tree_release_l2(cfg.d, cfg.degree, cfg.R, cfg.R_w, cfg.d_v, grid_size=cfg.n,
+                                  weights=tree_noise_weights(cfg.d, cfg.degree, cfg.R,
+                                                             grid_size=cfg.n)))
     (Ka, Va), (Kb, Vb) = cfg.worst_pair()
     Sa, sigma, sens = cgp.noiseless_S(cfg, Ka, Va)
     Sb = cgp.noiseless_S(cfg, Kb, Vb)[0]

@@ -273,6 +273,11 @@ def test_sensitivity_bounds_the_rounded_release_on_corner_pairs():
         return nodes.numpy(), scalars.numpy()
 
     outs = {row: released(row) for row in rows}
+    from dpxattn.fast.tree_mechanism import group_scales
+    from dpxattn.reference.tree_noise_weights import tree_noise_weights
+    mu_s, mu_n, _, _ = (x.numpy() for x in group_scales(
+        tree_noise_weights(1, 2, 1.0, grid_size=4), "cpu"))
+    mu_n = mu_n[:, None, :]  # (r, 3) -> broadcast over the nodes' columns (r, cols, 3)
     worst_l1 = 0.0
     for x, y in itertools.combinations(rows, 2):
         (na, sa), (nb, sb) = outs[x], outs[y]
@@ -282,7 +287,8 @@ def test_sensitivity_bounds_the_rounded_release_on_corner_pairs():
             per_level = dn[lo:hi].sum(axis=0)  # (r, cols, 3)
             assert (per_level <= n_sens.transpose(1, 0, 2)).all()
             worst_l1 = max(worst_l1, float((per_level / n_sens.transpose(1, 0, 2)).max()))
-        assert math.sqrt(2 * ((dn ** 2).sum() + (ds ** 2).sum())) <= l2
+        # the Gaussian tree is calibrated on the scaled release mu x (note 26)
+        assert math.sqrt(2 * (((dn * mu_n) ** 2).sum() + ((ds * mu_s) ** 2).sum())) <= l2
     assert worst_l1 > 0.9  # attained (corner rows): the check is not vacuous
     analytic = tree_sensitivities(d=1, degree=2, R=1.0, R_w=1.0, d_v=1)[1]
     assert (n_sens >= analytic).all() and (n_sens <= analytic * (1 + 1e-9)).all()

@@ -15,9 +15,11 @@ The structures (:data:`CONFIGS`), float mode, eps = 1, delta = 1e-6; the release
   m < 1, so the sup is attained by two keys on the sphere whose logit minimises T_s
   (``reference.ball_sensitivity.ball_l2_worst_pair``, note 27), not by x = x';
 * **tree** (``mechanism="tree"``, box, the box structure's parameters): the WHOLE release (c0,
-  c1 and every node of every moment tree, 40 numbers) is one Gaussian component on its l2
-  sensitivity (``reference.sensitivity.tree_release_l2``, note 26), attained at k = k' = R,
-  v = -v' = R_w (d_v R_w^2 >= 1). Its releases are audited through their projection on the unit
+  c1 and every node of every moment tree, 40 numbers) is one Gaussian component on the l2
+  sensitivity of its scaled form mu x (``reference.sensitivity.tree_release_l2`` with the
+  groups' weights, ``reference.tree_noise_weights``; note 26), attained at k = k' = R,
+  v = -v' = R_w (d_v R_w^2 >= 1); the audit works on mu x (:func:`calibration_scales`, a public
+  post-processing), where the noise is iid. Its releases are audited through their projection on the unit
   shift (:func:`sample_projections`: the projection of iid N(0, sigma^2) noise on a unit vector
   is exactly N(0, sigma^2), drawn by the real sampler; the release's entrywise law is the
   sampler record's exact check): a post-processing, so the bound stays a valid lower bound, and
@@ -175,14 +177,28 @@ def released_in_uniform_order(att: DPCrossAttention) -> np.ndarray:
     return released_vector(_FastBuilt(att))
 
 
+def calibration_scales(cfg: GaussianAuditConfig) -> np.ndarray:
+    """mu per released number, in uniform order: the public scaling under which the noise is
+    iid N(0, sigma^2). 1 for ``direct``; for the tree, its groups' mu = 2^-e (0 for a withheld
+    group, released as 0) of ``reference.tree_noise_weights`` (note 26, "Per-group noise"):
+    the tree releases lambda (mu y + sigma Z), so mu x = mu y + sigma Z where mu > 0."""
+    count = _count(cfg)
+    if cfg.mechanism != "tree":
+        return np.ones(count)
+    from dpxattn.reference.tree_noise_weights import scale_release, tree_noise_weights
+
+    weights = tree_noise_weights(cfg.d, cfg.degree, cfg.R, grid_size=cfg.n)
+    return np.array(scale_release([1.0] * count, weights, d_v=cfg.d_v), dtype=np.float64)
+
+
 def noiseless_S(cfg: GaussianAuditConfig, K, V) -> tuple[np.ndarray, float, float]:
-    """(the whole release flat in uniform order -- direct: S row-major --, the plan's sigma, the
-    plan's numeric l2 sensitivity) of the real build at uniforms 1/2 (zero noise:
-    Phi^-1(1/2) = 0 exactly)."""
+    """(the whole release flat in uniform order -- direct: S row-major; the tree: scaled by
+    :func:`calibration_scales` --, the plan's sigma, the plan's numeric l2 sensitivity) of the
+    real build at uniforms 1/2 (zero noise: Phi^-1(1/2) = 0 exactly)."""
     att = _build(cfg, K, V, np.full(_count(cfg), 0.5))
     (component,) = att.privacy.to_dict()["components"]
-    return released_in_uniform_order(att), float(component["sigma"]), \
-        float(component["sensitivity_value"])
+    return released_in_uniform_order(att) * calibration_scales(cfg), \
+        float(component["sigma"]), float(component["sensitivity_value"])
 
 
 def sample_releases(S0: np.ndarray, sigma: float, count: int, seed: int) -> np.ndarray:
@@ -224,15 +240,18 @@ def worst_corner_pair(cfg: GaussianAuditConfig, rng: np.random.Generator | None 
 def _sampler_record(cfg: GaussianAuditConfig, rng: np.random.Generator) -> CheckRecord:
     K, V = cfg.worst_pair()[0]
     S0, sigma, _ = noiseless_S(cfg, K, V)
+    mu = calibration_scales(cfg)
+    keep = mu > 0
     equal = True
     for _ in range(4):
         u = rng.random(_count(cfg)) * (1 - 2.0 ** -53) + 2.0 ** -54
-        built = released_in_uniform_order(_build(cfg, K, V, u))
+        raw = released_in_uniform_order(_build(cfg, K, V, u))
         batch = S0 + gaussian((S0.size,), sigma, uniforms=torch.as_tensor(u)).numpy()
-        equal &= bool(np.array_equal(built, batch))
+        equal &= bool(np.array_equal((raw * mu)[keep], batch[keep]) and not raw[~keep].any())
     return CheckRecord(name=f"gaussian audit sampler is the real build [{cfg.label}]", kind="exact",
                        tests="S0 + sigma Phi^-1(u) (the batched draws) equals "
-                             "DPCrossAttention.build(..., law='gaussian', uniforms=u) bit for bit",
+                             "DPCrossAttention.build(..., law='gaussian', uniforms=u) bit for bit "
+                             "(the tree: scaled by its groups' mu, withheld groups released as 0)",
                        statistic=0.0 if equal else 1.0, threshold=0.0, comparison="<=",
                        passed=equal, sample_size=4)
 

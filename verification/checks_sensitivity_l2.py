@@ -68,13 +68,31 @@ class L2Config(StructureConfig):
         return (f"{self.mechanism}/{self.domain} n={self.n} d={self.d} d_v={self.d_v} "
                 f"s={self.degree} R={self.R:g} R_w={self.R_w:g}{g}")
 
+    def noise_weights(self):
+        """The tree's group weights (``reference.tree_noise_weights``; note 26): its noise is iid
+        on the scaled release mu x, so that is what the search measures. None for ``direct``."""
+        if self.mechanism != "tree":
+            return None
+        from dpxattn.reference.tree_noise_weights import tree_noise_weights
+
+        return tree_noise_weights(self.d, self.degree, self.R, grid_size=self.grid)
+
+    def scaled(self, flat):
+        """``flat`` (a release in uniform order) times each number's mu (the tree; else itself)."""
+        weights = self.noise_weights()
+        if weights is None:
+            return flat
+        from dpxattn.reference.tree_noise_weights import scale_release
+
+        return scale_release(list(flat), weights, d_v=self.d_v)
+
     def analytic(self):
         """The l2 sensitivity the Gaussian noise is calibrated to (reference, mpf)."""
         from dpxattn.reference import ball_sensitivity, sensitivity
 
         if self.mechanism == "tree":
             return sensitivity.tree_release_l2(self.d, self.degree, self.R, self.R_w, self.d_v,
-                                               grid_size=self.grid)
+                                               grid_size=self.grid, weights=self.noise_weights())
         if self.domain == "ball":
             return ball_sensitivity.ball_direct_statistic_l2(self.d, self.degree, self.R,
                                                              self.R_w, self.d_v)
@@ -98,12 +116,13 @@ class L2Config(StructureConfig):
                                       uniforms=np.full(count, 0.5), **kw)
 
     def exact_release(self, K, V) -> list:
-        """The whole noiseless release, exactly (reference, mpf, flat)."""
+        """The whole noiseless release, exactly (reference, mpf, flat; the tree: scaled by its
+        groups' mu, :meth:`scaled`)."""
         from dpxattn.reference import sensitivity
 
         if self.mechanism == "tree":
-            return sensitivity.released_tree(K, V, degree=self.degree, R=self.R,
-                                             grid_size=self.grid)
+            return self.scaled(sensitivity.released_tree(K, V, degree=self.degree, R=self.R,
+                                                         grid_size=self.grid))
         scale = 1.0 if self.domain == "ball" else None
         S = sensitivity.released_S(K, V, degree=self.degree, scale=scale)
         return [x for row in S for x in row] if S and isinstance(S[0], list) else list(S)
@@ -137,11 +156,6 @@ def l2_configs(level: str) -> list[L2Config]:
                 cfg("direct", "ball", 4, 3, 1, 2, 0.8, 1.5),
                 cfg("tree", "box", 4, 2, 1, 1, 1.0, 1.0, grid_size=5)]
     return out
-
-
-def _flat(att) -> np.ndarray:
-    rel = att.released_tensors()
-    return np.concatenate([rel[k].detach().reshape(-1).numpy() for k in sorted(rel)])
 
 
 def _project(x: np.ndarray, R: float) -> np.ndarray:
@@ -186,7 +200,10 @@ class _L2Evaluator:
         if key not in self.cache:
             if len(self.cache) > 4096:
                 self.cache.clear()
-            self.cache[key] = _flat(self.config.build(K, V))
+            from dpxattn.verification.target import _FastBuilt, released_vector
+
+            flat = released_vector(_FastBuilt(self.config.build(K, V)))  # uniform order
+            self.cache[key] = np.asarray(self.config.scaled(flat), dtype=np.float64)
         return self.cache[key]
 
     def __call__(self, pair: Pair) -> float:

@@ -455,10 +455,12 @@ def plan_tree(*, eps, delta, n: int, d: int, d_v: int, degree: int, copies: int 
     27x the basic per-level eps at the demo's K = 13,870.
 
     ``law="gaussian"``: the WHOLE release (every copy, column, c0, c1 and node) is ONE analytic
-    Gaussian mechanism (key ``"tree"``), iid N(0, sigma^2) per released number with sigma
-    certified for (eps, delta) on the l2 sensitivity of the whole vector
-    (``reference.sensitivity.tree_release_l2``; the l copies are part of that vector, hence its
-    sqrt(l) factor); ``composition`` is ``"none"``. ``sensitivity`` and ``noise_scale`` (sigma)
+    Gaussian mechanism (key ``"tree"``), N(0, (lambda_g sigma)^2) per released number of group g
+    (public multipliers lambda_g = 2^e, ``reference.tree_noise_weights``; the constant feature's
+    trees withheld, released as 0) with sigma certified for (eps, delta) on the l2 sensitivity
+    of the whole vector scaled by mu_g = 1 / lambda_g
+    (``reference.sensitivity.tree_release_l2(weights=)``; the l copies are part of that vector,
+    hence its sqrt(l) factor); ``composition`` is ``"none"``. ``sensitivity`` and ``noise_scale`` (sigma)
     are the numbers the build used, recorded only. Proof note ``proofs_notes/26-tree-gaussian.md``.
     TLap: ``sensitivity`` and ``noise_scale`` are None or dicts keyed "c0", "c1", "tree_level",
     the largest sensitivity and Laplace scale the build used in each group (recorded only).
@@ -536,14 +538,16 @@ def _plan_tree_gaussian(eps, delta, n, d, d_v, degree, copies, grid_size, sensit
         key="tree",
         name="whole tree release (c0, c1, every node)",
         count=1, eps=e, delta=dl,
-        sensitivity="2 R_w sqrt(l d_v S_max), S_max = L (r + sum_t M_t^2 + sum_t M_t^4) + 1 + "
-                    "(sum_t M_t^2)^2, when d_v R_w^2 >= 1 (l2: the change of the whole released "
-                    "vector, reference.sensitivity.tree_release_l2; in secure mode, and in any "
+        sensitivity="2 R_w sqrt(l d_v S_mu), S_mu = L sum_(t,m) mu_tm^2 M_t^(2m) + mu_c0^2 + "
+                    "mu_c1^2 (sum_t M_t^2)^2, when d_v R_w^2 >= 1 (l2: the change of the whole "
+                    "released vector scaled by the groups' mu, reference.tree_noise_weights, "
+                    "reference.sensitivity.tree_release_l2; in secure mode, and in any "
                     "accumulator release, plus the rounding of the exactly accumulated sums, "
                     "reference.tree_accumulation.rounded_tree_l2)",
         per=f"all {count} released numbers ({copies} copies x {d_v + 1} columns x (c0, c1 and "
-            f"{TREE_MOMENTS * r} trees of {nodes} nodes)): ONE analytic Gaussian mechanism (iid "
-            "N(0, sigma^2) per number; nothing composed)",
+            f"{TREE_MOMENTS * r} trees of {nodes} nodes)): ONE analytic Gaussian mechanism "
+            "(N(0, (lambda_g sigma)^2) per number of group g, the constant feature's trees "
+            "withheld; nothing composed)",
         law="gaussian", sensitivity_norm="l2", sensitivity_value=sensitivity, sigma=noise_scale,
     )
     return PrivacyPlan(

@@ -68,6 +68,7 @@ ALLOWED = frozenset({
     "dpxattn.reference.dptree_highdim:DPTreeHighDim",
     "dpxattn.reference.dptree_distance:DPTreeDistance",
     "dpxattn.reference.dptree:DPTree",
+    "dpxattn.reference.tree_noise_weights:TreeNoiseWeights",
 })
 
 #: attributes that are caches: not written, reset to these values on load
