@@ -463,9 +463,7 @@ class DPTreeSoftmax:
             per: dict = {}
             for key, c in coef.items():
                 per.setdefault(key[:2] if isinstance(key, tuple) else key, []).append(c)
-            w = self.noise_weights
-            exps = {"c0": w.c0, "c1": w.c1}
-            exps.update({(t, m): e for t, row in enumerate(w.nodes) for m, e in enumerate(row)})
+            exps = self.noise_weights.by_group()
             sig = _group_sigma(self.sigma, context(self.prec))
             keys = ["c1", "c0"] + sorted(k for k in per if isinstance(k, tuple))
             # a withheld group releases 0, no noise: it adds nothing to the error

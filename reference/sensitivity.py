@@ -194,10 +194,7 @@ def tree_row_norm_sq_bound(d: int, degree: int, R, *, grid_size: int, scale=None
 
 def _squared_scales(weights, ctx) -> dict:
     """mu_g^2 = 2^-2e (0 when withheld) of every group of ``weights``, exact mpf."""
-    out = {"c0": weights.scale(weights.c0), "c1": weights.scale(weights.c1)}
-    out.update({(t, m): weights.scale(e) for t, row in enumerate(weights.nodes)
-                for m, e in enumerate(row)})
-    return {g: ctx.mpf(mu) ** 2 for g, mu in out.items()}
+    return {g: ctx.mpf(weights.scale(e)) ** 2 for g, e in weights.by_group().items()}
 
 
 def tree_release_l2(d: int, degree: int, R, R_w, d_v: int, *, grid_size: int, copies: int = 1,

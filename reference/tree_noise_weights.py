@@ -26,8 +26,8 @@ moment m) DPTree with every node of it. The multiplier of a group is ``lambda_g 
 ``q_g`` needs a public model of the queries; the model (a documented choice, not a property of
 the data): every non-constant feature value u_t uniform on its range [0, M_t], independently,
 and every query using h = max(1, tree_height(G)) nodes of each tree (the mean size of the
-prefix and suffix canonical decompositions, about h / 2 each). Any public multipliers are sound; the model
-only decides how close to optimal they are.
+prefix and suffix canonical decompositions, about h / 2 each). Any public multipliers are
+sound; the model only decides how close to optimal they are.
 """
 
 from __future__ import annotations
@@ -67,6 +67,12 @@ class TreeNoiseWeights:
     def exponents(self) -> tuple:
         """(c0, c1, then nodes row-major over (t, m)): every group's exponent."""
         return (self.c0, self.c1) + tuple(e for row in self.nodes for e in row)
+
+    def by_group(self) -> dict:
+        """Every group's exponent keyed "c0", "c1" and (t, m)."""
+        out = {"c0": self.c0, "c1": self.c1}
+        out.update({(t, m): e for t, row in enumerate(self.nodes) for m, e in enumerate(row)})
+        return out
 
     @staticmethod
     def multiplier(e) -> float:
@@ -118,6 +124,7 @@ def _key(x):
     if hasattr(x, "man") and hasattr(x, "exp"):  # mpf: exactly man 2^exp
         return Fraction(int(x.man)) * Fraction(2) ** int(x.exp)
     return x
+
 
 @lru_cache(maxsize=64)
 def _weights(d, degree, R, grid_size, scale) -> TreeNoiseWeights:
